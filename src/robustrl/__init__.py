@@ -1,0 +1,13 @@
+"""robustrl: adversarially robust deep reinforcement learning.
+
+Library entry points (the CLI is a thin layer over these)::
+
+    from robustrl import train, evaluate, load_policy, TrainConfig
+"""
+
+from robustrl.config import PPOConfig, TrainConfig, ppo_defaults_for
+from robustrl.evaluate import evaluate
+from robustrl.experiments.run import load_policy, train
+
+__version__ = "0.1.0"
+__all__ = ["train", "evaluate", "load_policy", "TrainConfig", "PPOConfig", "ppo_defaults_for"]

@@ -1,0 +1,424 @@
+"""The one PPO loop (Schulman et al. 2017), in the MuJoCo setup of SA-PPO (Zhang et al. 2020).
+
+Read top to bottom: :meth:`PPO.collect_rollout` gathers ``steps_per_iteration`` transitions,
+:func:`compute_gae` turns them into advantages (GAE, Schulman et al. 2016, eq. 16), and
+:meth:`PPO.update` runs the clipped-surrogate policy update (PPO paper eq. 7) and the value
+regression. Robust training methods never edit this file: they plug in through :class:`PPOHooks`.
+
+- ``objective``: an extra loss term on each minibatch (ARPO, BARPO, SA-PPO, ... in
+  ``robustrl.algos.objectives``). The policy loss becomes ``ppo_loss + kappa * term``, or ``term``
+  alone when the objective's ``guidance`` is off.
+- ``eps_schedule``: the perturbation radius for iteration ``i`` of ``n`` (passed to the objective).
+- ``after_optimizer_step``: called after every optimiser step (pruning re-applies masks here).
+- ``on_iteration``: called with each iteration's statistics (logging, checkpoints, early stop).
+
+Implementation notes, each a choice that does not change the algorithm:
+- Policy and value networks have disjoint parameters and their epochs run side by side on the
+  same shuffled minibatches, so one backward pass of ``policy_loss + value_loss`` yields exactly
+  the gradients of the two separate passes of the reference code, at half the cost. One Adam with
+  a parameter group per network is the same as two Adams (Adam is per parameter).
+- Old log-probabilities and values are computed in one batched forward pass after the rollout
+  instead of one per step.
+- All sampling uses a ``numpy.random.Generator`` whose state is plain JSON, so a checkpoint can
+  restore the exact random stream and resume bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from robustrl.config import TrainConfig
+from robustrl.envs.make import make_env
+from robustrl.envs.normalization import RewardScaler
+from robustrl.envs.snapshot import SnapshotUnsupportedError, restore_vector_env, snapshot_vector_env
+from robustrl.errors import CheckpointError
+from robustrl.policies.actor_critic import ActorCritic
+from robustrl.policies.checkpoint import policy_from_checkpoint, policy_meta, policy_tensors
+
+
+@dataclass
+class Batch:
+    """Transitions for the update, flattened over (time, env). ``obs`` is normalised."""
+
+    obs: torch.Tensor
+    actions: torch.Tensor
+    log_probs: torch.Tensor
+    values: torch.Tensor
+    advantages: torch.Tensor
+    returns: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.obs.shape[0]
+
+    def select(self, indices: torch.Tensor) -> Batch:
+        return Batch(*(getattr(self, name)[indices] for name in self.__dataclass_fields__))
+
+
+class Objective(Protocol):
+    """A robust-training term plugged into PPO (see ``robustrl.algos.objectives``)."""
+
+    kappa: float
+    guidance: bool  # True: ppo_loss + kappa * term; False: term alone
+
+    def prepare(self, batch: Batch, policy: ActorCritic, eps: float) -> None:
+        """Called once per iteration before the update (e.g. to solve an inner problem once)."""
+
+    def loss(self, minibatch: Batch, policy: ActorCritic, eps: float) -> tuple[torch.Tensor, dict[str, float]]:
+        """The term for this minibatch (with advantages already normalised) and its metrics."""
+
+
+@dataclass
+class IterationStats:
+    iteration: int
+    global_step: int
+    metrics: dict[str, float]
+    episode_returns: list[float]  # raw returns of the episodes that ended in this iteration
+
+
+@dataclass
+class PPOHooks:
+    objective: Objective | None = None
+    eps_schedule: Callable[[int, int], float] | None = None
+    after_optimizer_step: Callable[[ActorCritic], None] | None = None
+    on_iteration: list[Callable[[IterationStats], None]] = field(default_factory=list)
+
+
+def compute_gae(
+    rewards: np.ndarray,
+    values: np.ndarray,
+    next_values: np.ndarray,
+    dones: np.ndarray,
+    gamma: float,
+    gae_lambda: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Generalised advantage estimation over arrays of shape (time, env).
+
+    ``next_values[t]`` is the value of the state reached after step t, already zero where that
+    state is terminal (and V(final observation) where the episode was truncated). ``dones[t]``
+    stops the recursion at episode ends. Returns (advantages, value targets).
+    """
+    advantages = np.zeros_like(rewards)
+    running = np.zeros(rewards.shape[1])
+    for t in reversed(range(rewards.shape[0])):
+        delta = rewards[t] + gamma * next_values[t] - values[t]
+        running = delta + gamma * gae_lambda * (1.0 - dones[t]) * running
+        advantages[t] = running
+    return advantages, advantages + values
+
+
+class PPO:
+    """Owns the env, the policy, the optimiser and every piece of state a resume needs."""
+
+    def __init__(self, config: TrainConfig, hooks: PPOHooks | None = None):
+        config.validate()
+        self.config = config
+        self.hooks = hooks or PPOHooks()
+        cfg = config.ppo
+        torch.manual_seed(config.seed)
+        self.rng = np.random.default_rng(config.seed)
+        self.env = make_env(config.env_id, config.num_envs, config.seed, config.backend)
+        self.policy = ActorCritic(
+            self.env.single_observation_space,
+            self.env.single_action_space,
+            cfg.hidden_sizes,
+            cfg.activation,
+            cfg.initial_std,
+            cfg.normalize_observations,
+            cfg.clip_observations,
+        )
+        self.policy.env_id = config.env_id
+        self.policy_parameters = [p for n, p in self.policy.named_parameters() if not n.startswith("critic.")]
+        self.value_parameters = list(self.policy.critic.parameters())
+        self.optimizer = torch.optim.Adam(
+            [
+                {"params": self.policy_parameters, "lr": cfg.policy_lr},
+                {"params": self.value_parameters, "lr": cfg.value_lr},
+            ],
+            eps=cfg.adam_eps,
+            foreach=True,
+        )
+        self.reward_scaler = RewardScaler(config.num_envs, cfg.gamma, cfg.clip_rewards, cfg.scale_rewards)
+        self.iteration = 0
+        self.global_step = 0
+        self.obs, _ = self.env.reset(seed=[config.seed + i for i in range(config.num_envs)])
+        self.episode_return = np.zeros(config.num_envs)
+        self.episode_length = np.zeros(config.num_envs, dtype=np.int64)
+        self.recent_returns: deque[float] = deque(maxlen=100)
+        self.total_episodes = 0
+        self._stop_requested = False
+
+    @property
+    def num_iterations(self) -> int:
+        return self.config.num_iterations
+
+    @property
+    def done(self) -> bool:
+        return self.iteration >= self.num_iterations
+
+    def request_stop(self) -> None:
+        """Finish the current iteration, then return from :meth:`learn` (used for Ctrl-C)."""
+        self._stop_requested = True
+
+    # ---- rollout --------------------------------------------------------------------------------
+    @torch.no_grad()
+    def collect_rollout(self) -> tuple[Batch, list[float]]:
+        cfg, policy = self.config.ppo, self.policy
+        steps, num_envs = self.config.steps_per_env, self.config.num_envs
+        obs_buffer = torch.zeros((steps, num_envs, policy.obs_dim))
+        actions_buffer = np.zeros((steps, num_envs, *policy.action_space.shape), dtype=np.float32)
+        rewards = np.zeros((steps, num_envs))
+        terminated = np.zeros((steps, num_envs), dtype=bool)
+        truncated = np.zeros((steps, num_envs), dtype=bool)
+        final_obs: list[tuple[int, int, torch.Tensor]] = []  # (t, env, normalised obs) at truncations
+        finished: list[float] = []
+        for t in range(steps):
+            policy.normalizer.update(self.obs)
+            obs = policy.normalize(self.obs)
+            actions = policy.sample(obs, self.rng)
+            next_obs, reward, term, trunc, info = self.env.step(policy.to_env_action(actions))
+            if not np.all(np.isfinite(next_obs)):
+                raise FloatingPointError(f"{self.config.env_id} returned a non-finite observation at step {self.global_step}")
+            obs_buffer[t] = obs
+            actions_buffer[t] = actions.reshape(actions_buffer[t].shape)
+            done = term | trunc
+            self.episode_return += reward
+            self.episode_length += 1
+            rewards[t] = self.reward_scaler(reward, done)
+            terminated[t], truncated[t] = term, trunc
+            for i in np.flatnonzero(done):
+                if trunc[i] and not term[i] and cfg.bootstrap_on_truncation:
+                    final_obs.append((t, i, policy.normalize(info["final_obs"][i][None])[0]))
+                finished.append(float(self.episode_return[i]))
+                self.episode_return[i], self.episode_length[i] = 0.0, 0
+            self.obs = next_obs
+            self.global_step += num_envs
+        self.recent_returns.extend(finished)
+        self.total_episodes += len(finished)
+
+        flat_obs = obs_buffer.reshape(steps * num_envs, -1)
+        flat_actions = torch.as_tensor(actions_buffer.reshape(steps * num_envs, *policy.action_space.shape))
+        values = policy.value(flat_obs).reshape(steps, num_envs).numpy().astype(np.float64)
+        log_probs = policy.log_prob(policy.distribution(flat_obs), flat_actions)
+        # next_values[t] = V(s_{t+1}); 0 after a termination; V(final obs) after a truncation.
+        last_value = policy.value(policy.normalize(self.obs)).numpy().astype(np.float64)
+        next_values = np.concatenate([values[1:], last_value[None]], axis=0)
+        next_values[terminated | truncated] = 0.0
+        if final_obs:
+            bootstrap = policy.value(torch.stack([o for _, _, o in final_obs])).numpy()
+            for (t, i, _), v in zip(final_obs, bootstrap):
+                next_values[t, i] = v
+        advantages, returns = compute_gae(
+            rewards, values, next_values, (terminated | truncated).astype(np.float64), cfg.gamma, cfg.gae_lambda
+        )
+        batch = Batch(
+            obs=flat_obs,
+            actions=flat_actions,
+            log_probs=log_probs,
+            values=torch.as_tensor(values.reshape(-1), dtype=torch.float32),
+            advantages=torch.as_tensor(advantages.reshape(-1), dtype=torch.float32),
+            returns=torch.as_tensor(returns.reshape(-1), dtype=torch.float32),
+        )
+        return batch, finished
+
+    # ---- update ---------------------------------------------------------------------------------
+    def policy_loss(self, minibatch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Negative clipped surrogate (PPO eq. 7) minus the entropy bonus."""
+        cfg, policy = self.config.ppo, self.policy
+        dist = policy.distribution(minibatch.obs)
+        log_ratio = policy.log_prob(dist, minibatch.actions) - minibatch.log_probs
+        ratio = log_ratio.exp()
+        advantages = minibatch.advantages
+        surrogate = torch.min(ratio * advantages, ratio.clamp(1 - cfg.clip_eps, 1 + cfg.clip_eps) * advantages)
+        entropy = policy.entropy(dist).mean()
+        loss = -surrogate.mean() - cfg.entropy_coef * entropy
+        with torch.no_grad():
+            diagnostics = {
+                "entropy": entropy.detach(),
+                "approx_kl": ((ratio - 1) - log_ratio).mean(),  # Schulman's k3 estimator
+                "clip_fraction": ((ratio - 1).abs() > cfg.clip_eps).float().mean(),
+            }
+        return loss, diagnostics
+
+    def value_loss(self, minibatch: Batch) -> torch.Tensor:
+        """Mean squared error to the GAE returns (optionally clipped around the old values)."""
+        cfg = self.config.ppo
+        values = self.policy.value(minibatch.obs)
+        loss = (values - minibatch.returns) ** 2
+        if cfg.clip_value_eps is not None:
+            clipped = minibatch.values + (values - minibatch.values).clamp(-cfg.clip_value_eps, cfg.clip_value_eps)
+            loss = torch.max(loss, (clipped - minibatch.returns) ** 2)
+        return loss.mean()
+
+    def update(self, batch: Batch, eps: float) -> dict[str, float]:
+        cfg, hooks = self.config.ppo, self.hooks
+        objective = hooks.objective
+        if objective is not None:
+            objective.prepare(batch, self.policy, eps)
+        size = len(batch)
+        minibatch_size = size // cfg.num_minibatches
+        sums: dict[str, float] = {}
+        counts: dict[str, int] = {}
+
+        def record(name: str, value: Any) -> None:
+            sums[name] = sums.get(name, 0.0) + float(value)
+            counts[name] = counts.get(name, 0) + 1
+
+        for epoch in range(max(cfg.policy_epochs, cfg.value_epochs)):
+            train_policy, train_value = epoch < cfg.policy_epochs, epoch < cfg.value_epochs
+            permutation = torch.as_tensor(self.rng.permutation(size))
+            for start in range(0, minibatch_size * cfg.num_minibatches, minibatch_size):
+                minibatch = batch.select(permutation[start : start + minibatch_size])
+                if cfg.normalize_advantages:
+                    advantages = minibatch.advantages
+                    minibatch.advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+                loss = torch.zeros(())
+                if train_policy:
+                    ppo_loss, diagnostics = self.policy_loss(minibatch)
+                    record("policy_loss", ppo_loss.detach())
+                    for name, value in diagnostics.items():
+                        record(name, value)
+                    if objective is None:
+                        loss = loss + ppo_loss
+                    else:
+                        term, term_metrics = objective.loss(minibatch, self.policy, eps)
+                        record("robust_term", term.detach())
+                        for name, value in term_metrics.items():
+                            record(name, value)
+                        loss = loss + (ppo_loss + objective.kappa * term if objective.guidance else term)
+                if train_value:
+                    value_loss = self.value_loss(minibatch)
+                    record("value_loss", value_loss.detach())
+                    loss = loss + value_loss
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.max_grad_norm is not None:
+                    for parameters in (self.policy_parameters, self.value_parameters):
+                        nn.utils.clip_grad_norm_(parameters, cfg.max_grad_norm)
+                self.optimizer.step()
+                if hooks.after_optimizer_step is not None:
+                    hooks.after_optimizer_step(self.policy)
+        metrics = {name: sums[name] / counts[name] for name in sums}
+        with torch.no_grad():
+            residual_var = (batch.returns - batch.values).var()
+            metrics["explained_variance"] = float(1 - residual_var / batch.returns.var().clamp_min(1e-8))
+        return metrics
+
+    # ---- one iteration and the loop -------------------------------------------------------------
+    def train_iteration(self) -> IterationStats:
+        cfg = self.config.ppo
+        if cfg.anneal_lr:
+            fraction = 1.0 - self.iteration / self.num_iterations
+            self.optimizer.param_groups[0]["lr"] = cfg.policy_lr * fraction
+            self.optimizer.param_groups[1]["lr"] = cfg.value_lr * fraction
+        eps = self.hooks.eps_schedule(self.iteration, self.num_iterations) if self.hooks.eps_schedule else 0.0
+        start = time.perf_counter()
+        batch, finished = self.collect_rollout()
+        rollout_seconds = time.perf_counter() - start
+        metrics = self.update(batch, eps)
+        self.iteration += 1
+        metrics.update(
+            eps=eps,
+            policy_lr=self.optimizer.param_groups[0]["lr"],
+            rollout_seconds=rollout_seconds,
+            update_seconds=time.perf_counter() - start - rollout_seconds,
+            mean_return=float(np.mean(self.recent_returns)) if self.recent_returns else math.nan,
+            episodes=float(self.total_episodes),
+        )
+        stats = IterationStats(self.iteration, self.global_step, metrics, finished)
+        for callback in self.hooks.on_iteration:
+            callback(stats)
+        return stats
+
+    def learn(self) -> None:
+        """Run iterations until the budget is spent or :meth:`request_stop` is called."""
+        self._stop_requested = False
+        while not self.done and not self._stop_requested:
+            self.train_iteration()
+
+    def close(self) -> None:
+        self.env.close()
+
+    # ---- exact state, for checkpoints and resume ------------------------------------------------
+    def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """Everything a resume needs: tensors (policy, optimiser, scalers) and JSON metadata."""
+        tensors = policy_tensors(self.policy)
+        optimizer_state = self.optimizer.state_dict()
+        for index, parameter_state in optimizer_state["state"].items():
+            for key, value in parameter_state.items():
+                tensors[f"optimizer/{index}/{key}"] = torch.as_tensor(value)
+        for key, value in self.reward_scaler.state_dict().items():
+            tensors[f"reward_scaler/{key}"] = torch.as_tensor(np.asarray(value, dtype=np.float64))
+        try:
+            env_snapshot: list[dict[str, Any]] | None = snapshot_vector_env(self.env)
+        except SnapshotUnsupportedError:
+            env_snapshot = None
+        trainer = {
+            "iteration": self.iteration,
+            "global_step": self.global_step,
+            "rng": self.rng.bit_generator.state,
+            "optimizer_param_groups": optimizer_state["param_groups"],
+            "obs": np.asarray(self.obs, dtype=np.float64).tolist(),
+            "episode_return": self.episode_return.tolist(),
+            "episode_length": self.episode_length.tolist(),
+            "recent_returns": list(self.recent_returns),
+            "total_episodes": self.total_episodes,
+            "env_snapshot": env_snapshot,
+        }
+        meta = {
+            **policy_meta(self.policy, self.config.env_id),
+            "config": self.config.to_dict(),
+            "iteration": self.iteration,
+            "global_step": self.global_step,
+            "trainer": trainer,
+        }
+        return tensors, meta
+
+    def load_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any], source: str) -> bool:
+        """Restore :meth:`state`. Returns False if the envs could not be restored exactly (they
+        then start fresh episodes)."""
+        loaded = policy_from_checkpoint(tensors, meta, source, expected_env_id=self.config.env_id)
+        self.policy.load_state_dict(loaded.state_dict())
+        self.policy.normalizer.load_state_dict(loaded.normalizer.state_dict())
+        self.policy.train()
+        try:
+            trainer = meta["trainer"]
+            optimizer_state: dict[str, Any] = {"state": {}, "param_groups": trainer["optimizer_param_groups"]}
+            for key, value in tensors.items():
+                if key.startswith("optimizer/"):
+                    _, index, name = key.split("/")
+                    optimizer_state["state"].setdefault(int(index), {})[name] = value
+            for group in optimizer_state["param_groups"]:
+                group["betas"] = tuple(group["betas"])
+            self.optimizer.load_state_dict(optimizer_state)
+            self.reward_scaler.load_state_dict(
+                {k.split("/", 1)[1]: v.numpy() for k, v in tensors.items() if k.startswith("reward_scaler/")}
+            )
+            self.iteration = int(trainer["iteration"])
+            self.global_step = int(trainer["global_step"])
+            self.rng.bit_generator.state = trainer["rng"]
+            self.episode_return = np.asarray(trainer["episode_return"], dtype=np.float64)
+            self.episode_length = np.asarray(trainer["episode_length"], dtype=np.int64)
+            self.recent_returns = deque(trainer["recent_returns"], maxlen=100)
+            self.total_episodes = int(trainer["total_episodes"])
+            obs = np.asarray(trainer["obs"], dtype=self.env.single_observation_space.dtype)
+        except (KeyError, ValueError, TypeError) as error:
+            raise CheckpointError(f"{source} lacks the training state needed to resume: {error}") from None
+        try:
+            if trainer["env_snapshot"] is None:
+                raise SnapshotUnsupportedError("no snapshot")
+            restore_vector_env(self.env, trainer["env_snapshot"])
+        except SnapshotUnsupportedError:
+            # Fresh episodes from the reset in __init__: the partial returns no longer apply.
+            self.episode_return[:] = 0.0
+            self.episode_length[:] = 0
+            return False
+        self.obs = obs
+        return True

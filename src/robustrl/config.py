@@ -1,0 +1,181 @@
+"""Every knob of a run, as frozen dataclasses that round-trip through JSON.
+
+Defaults are the MuJoCo PPO setup of SA-PPO (Zhang et al. 2020, reference code
+``huanzhang12/SA_PPO``, ``src/config_*_vanilla_ppo.json``), which WocaR, RADIAL, PA-AD, CAR and the
+BARPO paper reuse for their PPO ("SPO") baseline. Where we depart from that code, the field's
+comment says so and why.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from robustrl.errors import InvalidArgumentError
+
+
+@dataclass(frozen=True)
+class PPOConfig:
+    """Hyperparameters of the one PPO loop (``robustrl.algos.ppo``)."""
+
+    # --- rollout -------------------------------------------------------------------------------
+    steps_per_iteration: int = 2048  # SA-PPO "t": 1 actor x 2048 steps; split over num_envs
+    gamma: float = 0.99  # SA-PPO "gamma"
+    gae_lambda: float = 0.95  # SA-PPO "lambda"
+    # --- networks ------------------------------------------------------------------------------
+    hidden_sizes: tuple[int, ...] = (64, 64)  # SA-PPO CtsPolicy / ValueNet: 64-64
+    activation: str = "tanh"  # SA-PPO "policy_activation"
+    initial_std: float = 1.0  # SA-PPO: log-std initialised at 0 (HalfCheetah: 0.5, see ENV_DEFAULTS)
+    # --- optimisation --------------------------------------------------------------------------
+    policy_lr: float = 3e-4  # SA-PPO "ppo_lr_adam" (Hopper); per-env values in ENV_DEFAULTS
+    value_lr: float = 2.5e-4  # SA-PPO "val_lr" (Hopper)
+    adam_eps: float = 1e-5  # SA-PPO "adam_eps"
+    anneal_lr: bool = True  # SA-PPO "anneal_lr": linear decay to 0 over the run
+    policy_epochs: int = 10  # SA-PPO "ppo_epochs"
+    value_epochs: int = 10  # SA-PPO "val_epochs"
+    num_minibatches: int = 32  # SA-PPO "num_minibatches" (64 samples each at 2048 steps)
+    clip_eps: float = 0.2  # SA-PPO "clip_eps"
+    clip_value_eps: float | None = None  # SA-PPO "value_clipping": false; a float enables it
+    entropy_coef: float = 0.0  # SA-PPO "entropy_coeff"
+    # SA-PPO "clip_grad_norm": -1 (off). None keeps the reference; a float clips each network's
+    # gradient norm separately (CleanRL uses 0.5).
+    max_grad_norm: float | None = None
+    normalize_advantages: bool = True  # per minibatch, as the reference code
+    # --- observation / reward processing -------------------------------------------------------
+    normalize_observations: bool = True  # SA-PPO "norm_states" (running mean/std, ZFilter)
+    clip_observations: float = 10.0  # SA-PPO "clip_observations"
+    scale_rewards: bool = True  # SA-PPO "norm_rewards": "returns" (divide by std of return)
+    clip_rewards: float = 10.0  # SA-PPO "clip_rewards"
+    # Departure: the reference treats a time-limit truncation as a terminal state. We bootstrap
+    # from V(final observation) instead, which is the correct target for the discounted
+    # infinite-horizon objective; set False to reproduce the reference exactly.
+    bootstrap_on_truncation: bool = True
+
+    def validate(self) -> None:
+        positive_ints = ("steps_per_iteration", "policy_epochs", "value_epochs", "num_minibatches")
+        for name in positive_ints:
+            if getattr(self, name) < 1:
+                raise InvalidArgumentError(f"ppo.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("policy_lr", "value_lr", "adam_eps", "initial_std", "clip_eps"):
+            value = getattr(self, name)
+            if not (value > 0 and math.isfinite(value)):
+                raise InvalidArgumentError(f"ppo.{name} must be a positive number, got {value}")
+        for name in ("gamma", "gae_lambda"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise InvalidArgumentError(f"ppo.{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.entropy_coef < 0:
+            raise InvalidArgumentError(f"ppo.entropy_coef must be >= 0, got {self.entropy_coef}")
+        if self.activation not in ACTIVATIONS:
+            raise InvalidArgumentError(
+                f"ppo.activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}"
+            )
+        if self.steps_per_iteration < self.num_minibatches:
+            raise InvalidArgumentError(
+                f"ppo.steps_per_iteration ({self.steps_per_iteration}) must be at least "
+                f"ppo.num_minibatches ({self.num_minibatches})"
+            )
+
+
+ACTIVATIONS = ("tanh", "relu")
+
+# Per-environment overrides of PPOConfig, from SA-PPO's config_{env}_vanilla_ppo.json.
+ENV_DEFAULTS: dict[str, dict[str, Any]] = {
+    "Hopper": {"policy_lr": 3e-4, "value_lr": 2.5e-4},
+    "Walker2d": {"policy_lr": 4e-4, "value_lr": 3e-4},
+    "HalfCheetah": {"policy_lr": 3e-4, "value_lr": 1e-4, "initial_std": 0.5},
+    "Ant": {"policy_lr": 5e-5, "value_lr": 1e-5},
+    "Humanoid": {"policy_lr": 5e-5, "value_lr": 1e-5},
+}
+
+# Training budget of the papers: 976 iterations x 2048 = 2M steps (Ant and Humanoid: 10M).
+DEFAULT_TOTAL_STEPS: dict[str, int] = {"Ant": 10_000_000, "Humanoid": 10_000_000}
+DEFAULT_STEPS = 2_000_000
+
+
+def env_family(env_id: str) -> str:
+    """``"Hopper-v5"`` -> ``"Hopper"``; namespaced ids keep only the task name."""
+    return env_id.split("/")[-1].split("-v")[0]
+
+
+def ppo_defaults_for(env_id: str, **overrides: Any) -> PPOConfig:
+    """The reference PPO hyperparameters for ``env_id``, with ``overrides`` applied on top."""
+    values = dict(ENV_DEFAULTS.get(env_family(env_id), {}))
+    values.update(overrides)
+    return replace(PPOConfig(), **values)
+
+
+def default_total_steps(env_id: str) -> int:
+    return DEFAULT_TOTAL_STEPS.get(env_family(env_id), DEFAULT_STEPS)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A whole training run: what to train, where, for how long, and with which PPO knobs."""
+
+    env_id: str
+    algo: str = "ppo"
+    total_steps: int = DEFAULT_STEPS
+    seed: int = 0
+    num_envs: int = 1
+    backend: str = "gymnasium"
+    checkpoint_every: int = 50  # iterations between checkpoints (one is always written at the end)
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+
+    @property
+    def steps_per_env(self) -> int:
+        return self.ppo.steps_per_iteration // self.num_envs
+
+    @property
+    def num_iterations(self) -> int:
+        """Iterations of ``steps_per_iteration`` env steps; the last partial one is dropped."""
+        return max(1, self.total_steps // (self.steps_per_env * self.num_envs))
+
+    def validate(self) -> None:
+        self.ppo.validate()
+        if self.total_steps < 1:
+            raise InvalidArgumentError(f"total steps must be >= 1, got {self.total_steps}")
+        if self.seed < 0:
+            raise InvalidArgumentError(f"seed must be >= 0, got {self.seed}")
+        if self.num_envs < 1:
+            raise InvalidArgumentError(f"num_envs must be >= 1, got {self.num_envs}")
+        if self.ppo.steps_per_iteration % self.num_envs:
+            raise InvalidArgumentError(
+                f"num_envs ({self.num_envs}) must divide the {self.ppo.steps_per_iteration}-step "
+                "batch so every iteration collects the same number of steps"
+            )
+        if self.checkpoint_every < 1:
+            raise InvalidArgumentError(f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
+        if self.backend not in BACKENDS:
+            raise InvalidArgumentError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        data = dict(data)
+        ppo_data = dict(data.pop("ppo", {}))
+        known_ppo = {f.name for f in fields(PPOConfig)}
+        unknown = set(ppo_data) - known_ppo
+        if unknown:
+            raise InvalidArgumentError(f"unknown PPO config keys: {sorted(unknown)}")
+        if "hidden_sizes" in ppo_data:
+            ppo_data["hidden_sizes"] = tuple(ppo_data["hidden_sizes"])
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise InvalidArgumentError(f"unknown training config keys: {sorted(unknown)}")
+        return cls(ppo=PPOConfig(**ppo_data), **data)
+
+    @classmethod
+    def from_json(cls, text: str) -> TrainConfig:
+        return cls.from_dict(json.loads(text))
+
+
+BACKENDS = ("gymnasium", "envpool")

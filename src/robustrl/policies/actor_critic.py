@@ -1,0 +1,148 @@
+"""Actor-critic MLPs with their observation normaliser.
+
+The networks take *normalised* observations: that is the space in which eps is defined (as in
+SA-PPO and its descendants), so attacks and robust objectives perturb the output of
+:meth:`ActorCritic.normalize` and call :meth:`distribution` / :meth:`value` on the result.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+from torch.distributions import Categorical, Distribution, Normal
+
+from robustrl.envs.normalization import ObservationNormalizer
+
+_ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
+
+
+def mlp(in_dim: int, out_dim: int, hidden_sizes: Sequence[int], activation: str, out_gain: float) -> nn.Sequential:
+    """Orthogonally initialised MLP: hidden gain sqrt(2), output gain ``out_gain``, zero biases.
+
+    As SA-PPO's ``initialize_weights`` (policy output 0.01, value output 1.0) and CleanRL.
+    """
+    layers: list[nn.Module] = []
+    sizes = [in_dim, *hidden_sizes]
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+        layers += [_orthogonal(nn.Linear(fan_in, fan_out), math.sqrt(2.0)), _ACTIVATIONS[activation]()]
+    layers.append(_orthogonal(nn.Linear(sizes[-1], out_dim), out_gain))
+    return nn.Sequential(*layers)
+
+
+def _orthogonal(layer: nn.Linear, gain: float) -> nn.Linear:
+    nn.init.orthogonal_(layer.weight, gain)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+class ActorCritic(nn.Module):
+    """Separate policy and value MLPs; Gaussian policy with state-independent log-std
+    (continuous actions) or categorical policy (discrete actions)."""
+
+    def __init__(
+        self,
+        observation_space: gym.spaces.Box,
+        action_space: gym.spaces.Space,
+        hidden_sizes: Sequence[int] = (64, 64),
+        activation: str = "tanh",
+        initial_std: float = 1.0,
+        normalize_observations: bool = True,
+        clip_observations: float = 10.0,
+    ):
+        super().__init__()
+        self.observation_space = observation_space
+        self.action_space = action_space
+        self.hidden_sizes = tuple(int(h) for h in hidden_sizes)
+        self.activation = activation
+        self.initial_std = float(initial_std)
+        obs_dim = int(np.prod(observation_space.shape))
+        self.obs_dim = obs_dim
+        self.continuous = isinstance(action_space, gym.spaces.Box)
+        if self.continuous:
+            self.action_dim = int(np.prod(action_space.shape))
+            self.actor = mlp(obs_dim, self.action_dim, self.hidden_sizes, activation, out_gain=0.01)
+            self.log_std = nn.Parameter(torch.full((self.action_dim,), math.log(initial_std)))
+            self._action_low = np.asarray(action_space.low, dtype=np.float32)
+            self._action_high = np.asarray(action_space.high, dtype=np.float32)
+        elif isinstance(action_space, gym.spaces.Discrete):
+            self.action_dim = int(action_space.n)
+            self.actor = mlp(obs_dim, self.action_dim, self.hidden_sizes, activation, out_gain=0.01)
+        else:
+            raise TypeError(f"unsupported action space {action_space}")
+        self.critic = mlp(obs_dim, 1, self.hidden_sizes, activation, out_gain=1.0)
+        self.normalizer = ObservationNormalizer(observation_space.shape, clip_observations, normalize_observations)
+        self.env_id: str | None = None  # set when loaded from a checkpoint
+
+    # ---- the face attacks and objectives use (normalised observations, tensors) ---------------
+    def distribution(self, obs: torch.Tensor) -> Distribution:
+        """pi(.|obs) for a batch of normalised observations. Gaussian log-probs are per dimension;
+        use :meth:`log_prob` for the joint log-likelihood."""
+        if self.continuous:
+            mean = self.actor(obs)
+            return Normal(mean, self.log_std.exp().expand_as(mean), validate_args=False)
+        return Categorical(logits=self.actor(obs), validate_args=False)
+
+    def log_prob(self, dist: Distribution, actions: torch.Tensor) -> torch.Tensor:
+        """Joint log-likelihood of a batch of actions (summed over action dimensions)."""
+        if self.continuous:
+            return dist.log_prob(actions).sum(-1)
+        return dist.log_prob(actions.long())
+
+    def entropy(self, dist: Distribution) -> torch.Tensor:
+        entropy = dist.entropy()
+        return entropy.sum(-1) if self.continuous else entropy
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        """V(obs) for a batch of normalised observations, shape (batch,)."""
+        return self.critic(obs).squeeze(-1)
+
+    def mean_action(self, obs: torch.Tensor) -> torch.Tensor:
+        """The deterministic action (Gaussian mean, or arg-max class) for normalised observations."""
+        out = self.actor(obs)
+        return out if self.continuous else out.argmax(-1)
+
+    # ---- the face rollouts use (raw numpy observations) ---------------------------------------
+    def normalize(self, raw_obs: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(self.normalizer(raw_obs))
+
+    @torch.no_grad()
+    def sample(self, obs: torch.Tensor, rng: np.random.Generator, deterministic: bool = False) -> np.ndarray:
+        """Draw actions for normalised observations with a numpy generator (so the random stream
+        can be saved in a checkpoint as plain JSON). Returns unclipped actions."""
+        out = self.actor(obs).numpy()
+        if self.continuous:
+            if deterministic:
+                return out
+            std = self.log_std.exp().numpy()
+            return (out + std * rng.standard_normal(out.shape)).astype(np.float32)
+        if deterministic:
+            return out.argmax(-1)
+        probs = np.exp(out - out.max(-1, keepdims=True))
+        cdf = np.cumsum(probs / probs.sum(-1, keepdims=True), axis=-1)
+        draws = rng.random((out.shape[0], 1))
+        return np.minimum((draws > cdf).sum(-1), self.action_dim - 1)
+
+    def to_env_action(self, actions: np.ndarray) -> np.ndarray:
+        """Clip continuous actions to the action space (log-probs stay on the unclipped sample)."""
+        if self.continuous:
+            return np.clip(actions, self._action_low, self._action_high)
+        return actions
+
+    def act(self, raw_obs: np.ndarray, deterministic: bool = True, rng: np.random.Generator | None = None) -> np.ndarray:
+        """Env-ready actions for a batch of raw observations."""
+        rng = rng if rng is not None else np.random.default_rng()
+        return self.to_env_action(self.sample(self.normalize(raw_obs), rng, deterministic))
+
+    def architecture(self) -> dict:
+        return {
+            "hidden_sizes": list(self.hidden_sizes),
+            "activation": self.activation,
+            "initial_std": self.initial_std,
+            "normalize_observations": self.normalizer.enabled,
+            "clip_observations": self.normalizer.clip,
+        }
