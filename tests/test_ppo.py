@@ -1,0 +1,170 @@
+import os
+import signal
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from robustrl import TrainConfig, load_policy, ppo_defaults_for, train
+from robustrl.algos.ppo import PPO, Batch, PPOHooks, compute_gae
+from robustrl.config import PPOConfig
+from robustrl.errors import InvalidArgumentError
+from robustrl.experiments.run import list_checkpoints
+from robustrl.policies.checkpoint import load_checkpoint
+
+SMALL = dict(steps_per_iteration=512, num_minibatches=8, policy_epochs=3, value_epochs=3)
+
+
+def small_config(env_id="Pendulum-v1", iterations=3, seed=0, num_envs=1, **ppo):
+    cfg = ppo_defaults_for(env_id, **{**SMALL, **ppo})
+    return TrainConfig(env_id, total_steps=cfg.steps_per_iteration * iterations, seed=seed, num_envs=num_envs, ppo=cfg)
+
+
+def test_gae_matches_direct_sum():
+    rng = np.random.default_rng(0)
+    T, E, gamma, lam = 12, 3, 0.97, 0.9
+    rewards, values = rng.normal(size=(T, E)), rng.normal(size=(T, E))
+    dones = rng.random((T, E)) < 0.2
+    next_values = np.concatenate([values[1:], rng.normal(size=(1, E))])
+    next_values[dones] = 0.0
+    adv, returns = compute_gae(rewards, values, next_values, dones.astype(float), gamma, lam)
+    deltas = rewards + gamma * next_values - values
+    for e in range(E):
+        for t in range(T):
+            expected, factor = 0.0, 1.0
+            for k in range(t, T):
+                expected += factor * deltas[k, e]
+                if dones[k, e]:
+                    break
+                factor *= gamma * lam
+            assert adv[t, e] == pytest.approx(expected, abs=1e-10)
+    np.testing.assert_allclose(returns, adv + values)
+
+
+def test_ppo_learns_inverted_pendulum():
+    config = TrainConfig("InvertedPendulum-v5", total_steps=2048 * 12, seed=0, ppo=ppo_defaults_for("InvertedPendulum-v5"))
+    trainer = PPO(config)
+    first = trainer.train_iteration()
+    last = first
+    while not trainer.done:
+        last = trainer.train_iteration()
+    trainer.close()
+    first_mean, last_mean = np.mean(first.episode_returns), np.mean(last.episode_returns)
+    # A random policy balances ~8 steps; after 12 iterations PPO should be far beyond that.
+    assert first_mean < 15
+    assert last_mean > 5 * first_mean and last_mean > 60, (first_mean, last_mean)
+
+
+def _final_state(run_dir):
+    return load_checkpoint(list_checkpoints(run_dir)[-1])
+
+
+def _assert_same_state(a, b):
+    (tensors_a, meta_a), (tensors_b, meta_b) = a, b
+    assert tensors_a.keys() == tensors_b.keys()
+    for key in tensors_a:
+        assert torch.equal(tensors_a[key], tensors_b[key]), key
+    for key in ("rng", "obs", "episode_return", "recent_returns", "env_snapshot", "global_step", "iteration"):
+        assert meta_a["trainer"][key] == meta_b["trainer"][key], key
+
+
+def test_same_seed_same_run_and_other_seed_differs(tmp_path):
+    runs = [train(small_config(seed=s), tmp_path / f"run{i}", progress=False) for i, s in enumerate((5, 5, 6))]
+    state = [_final_state(r.run_dir) for r in runs]
+    _assert_same_state(state[0], state[1])
+    assert not torch.equal(state[0][0]["policy/actor.0.weight"], state[2][0]["policy/actor.0.weight"])
+
+
+@pytest.mark.parametrize("env_id,num_envs", [("Hopper-v5", 1), ("Pendulum-v1", 2)])
+def test_resume_equals_uninterrupted(tmp_path, env_id, num_envs):
+    config = small_config(env_id, iterations=4, num_envs=num_envs)
+    full = train(config, tmp_path / "full", progress=False)
+    assert not full.interrupted
+
+    def interrupt_after_second(stats):  # a real Ctrl-C, delivered mid-run
+        if stats.iteration == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    part = train(config, tmp_path / "part", hooks=PPOHooks(on_iteration=[interrupt_after_second]), progress=False)
+    assert part.interrupted and part.iterations == 2
+    resumed = train(resume=tmp_path / "part", progress=False)
+    assert resumed.envs_restored and resumed.iterations == 4 and not resumed.interrupted
+    _assert_same_state(_final_state(full.run_dir), _final_state(resumed.run_dir))
+    rows = (tmp_path / "part" / "progress.csv").read_text().strip().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3", "4"]
+
+
+def test_run_directory_contents(tmp_path):
+    result = train(small_config(iterations=2), tmp_path / "run", progress=False)
+    names = {p.name for p in result.run_dir.iterdir()}
+    assert {"config.json", "versions.json", "progress.csv", "tensorboard", "checkpoints"} <= names
+    assert any((result.run_dir / "tensorboard").iterdir())
+    policy = load_policy(result.run_dir)
+    assert policy.env_id == "Pendulum-v1"
+    assert TrainConfig.from_json((result.run_dir / "config.json").read_text()) == small_config(iterations=2)
+
+
+def test_config_validation():
+    with pytest.raises(InvalidArgumentError, match="num_envs"):
+        TrainConfig("Hopper-v5", num_envs=3).validate()  # does not divide 2048
+    with pytest.raises(InvalidArgumentError, match="gamma"):
+        TrainConfig("Hopper-v5", ppo=PPOConfig(gamma=1.5)).validate()
+    with pytest.raises(InvalidArgumentError, match="total steps"):
+        TrainConfig("Hopper-v5", total_steps=-1).validate()
+
+
+def test_reference_defaults_per_env():
+    assert ppo_defaults_for("Walker2d-v5").policy_lr == 4e-4
+    assert ppo_defaults_for("HalfCheetah-v5").initial_std == 0.5
+    assert ppo_defaults_for("Ant-v5").value_lr == 1e-5
+    cfg = PPOConfig()
+    assert (cfg.steps_per_iteration, cfg.num_minibatches, cfg.policy_epochs, cfg.clip_eps) == (2048, 32, 10, 0.2)
+
+
+class _ConstantTerm:
+    """An objective whose term is a fixed multiple of the mean log-std: its gradient is known."""
+
+    def __init__(self, kappa, guidance):
+        self.kappa, self.guidance, self.prepared = kappa, guidance, 0
+
+    def prepare(self, batch, policy, eps):
+        self.prepared += 1
+
+    def loss(self, minibatch: Batch, policy, eps):
+        return policy.log_std.sum() * 0.0 + eps * policy.log_std.mean(), {"seen_eps": eps}
+
+
+def test_objective_hook_kappa_zero_equals_ppo_and_eps_schedule_flows():
+    config = small_config(iterations=2)
+    plain = PPO(config)
+    plain.learn()
+    objective = _ConstantTerm(kappa=0.0, guidance=True)
+    seen = []
+    hooked = PPO(config, PPOHooks(objective=objective, eps_schedule=lambda i, n: 0.1 * (i + 1), on_iteration=[seen.append]))
+    hooked.learn()
+    for (name, a), b in zip(plain.policy.state_dict().items(), hooked.policy.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert objective.prepared == 2
+    assert [round(s.metrics["seen_eps"], 6) for s in seen] == [0.1, 0.2]
+
+
+def test_after_optimizer_step_hook_is_called_every_step():
+    calls = []
+    config = small_config(iterations=1)
+    trainer = PPO(config, PPOHooks(after_optimizer_step=lambda policy: calls.append(1)))
+    trainer.learn()
+    assert len(calls) == max(config.ppo.policy_epochs, config.ppo.value_epochs) * config.ppo.num_minibatches
+
+
+def test_non_finite_observation_is_reported():
+    trainer = PPO(small_config(iterations=1))
+    original_step = trainer.env.step
+
+    def nan_step(actions):
+        obs, *rest = original_step(actions)
+        return np.full_like(obs, np.nan), *rest
+
+    trainer.env.step = nan_step
+    with pytest.raises(FloatingPointError, match="non-finite observation"):
+        trainer.train_iteration()
