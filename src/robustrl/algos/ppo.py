@@ -143,7 +143,7 @@ class PPO:
                 {"params": self.value_parameters, "lr": cfg.value_lr},
             ],
             eps=cfg.adam_eps,
-            foreach=True,
+            fused=True,  # measured: 66 us vs 172 us per step (foreach) for these small nets
         )
         self.reward_scaler = RewardScaler(config.num_envs, cfg.gamma, cfg.clip_rewards, cfg.scale_rewards)
         self.iteration = 0

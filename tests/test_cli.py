@@ -1,0 +1,436 @@
+"""Command-line interface: bad input is one ``error:`` line and exit code 2, nothing already on disk
+is damaged, ``--debug`` shows the traceback, and the first Ctrl-C saves a resumable checkpoint.
+
+Most cases call ``robustrl.cli.main`` in-process (fast); the console script is run as a subprocess
+where real stderr, exit codes and signals matter. Budgets are tiny (Pendulum-v1, 4096 steps).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from robustrl.cli import main
+from robustrl.errors import UnknownEnvError
+
+ENV = "Pendulum-v1"
+OTHER_ENV = "InvertedPendulum-v5"
+TINY = ["--steps", "4096", "--no-progress"]
+
+_SCRIPT = Path(sys.executable).parent / "robustrl"
+ROBUSTRL = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "robustrl.cli"]
+
+
+# ---- helpers ------------------------------------------------------------------------------------
+def _env() -> dict[str, str]:
+    """Subprocess environment: the caller's, at the usual 80-column width unless set otherwise."""
+    env = dict(os.environ)
+    env.setdefault("COLUMNS", "80")
+    env.pop("FORCE_COLOR", None)
+    return env
+
+
+def _default_sigint() -> None:  # runs in the child before exec
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*ROBUSTRL, *args], capture_output=True, text=True, cwd=cwd, env=_env(), timeout=timeout,
+        preexec_fn=_default_sigint,
+    )
+
+
+def assert_one_error_line(code: int, out: str, err: str) -> str:
+    """Exit code 2, exactly one non-empty stderr line starting with ``error:``, no traceback."""
+    assert "Traceback" not in out and "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2, f"exit code {code}, stderr:\n{err}"
+    assert len(lines) == 1, f"expected one non-empty stderr line, got {len(lines)}:\n{err}"
+    assert lines[0].startswith("error:"), err
+    assert lines[0][len("error:"):].strip(), "empty error message"
+    return lines[0]
+
+
+def call(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    capsys.readouterr()  # drop anything printed earlier
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def snapshot(folder: Path) -> dict[str, bytes | None]:
+    """Every file (its bytes) and directory (None) under ``folder``."""
+    return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else None) for p in sorted(folder.rglob("*"))}
+
+
+def assert_unchanged(folder: Path, before: dict[str, bytes | None]) -> None:
+    after = snapshot(folder)
+    assert sorted(after) == sorted(before), f"paths added/removed: {sorted(set(after) ^ set(before))}"
+    changed = [name for name in before if after[name] != before[name]]
+    assert not changed, f"files modified: {changed}"
+
+
+def checkpoint_stems(run: Path) -> list[Path]:
+    return sorted((run / "checkpoints").glob("iter_*.json"))
+
+
+def truncate(path: Path, keep: int = 100) -> None:
+    data = path.read_bytes()
+    assert len(data) > keep
+    path.write_bytes(data[:keep])
+
+
+def progress_rows(run: Path) -> list[dict[str, str]]:
+    with open(run / "progress.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def complete_data_rows(run: Path) -> int:
+    """Data rows of progress.csv that are fully written (tolerates a half-written last line)."""
+    try:
+        text = (run / "progress.csv").read_text()
+    except FileNotFoundError:
+        return 0
+    return max(0, text.count("\n") - 1)
+
+
+def flat(text: str) -> str:
+    """Whitespace-normalised text (so assertions do not depend on terminal wrapping)."""
+    return " ".join(text.split())
+
+
+# ---- a tiny trained run, shared by the evaluate tests ----------------------------------------------
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("trained") / "run"
+    code = main(["train", "--env", ENV, *TINY, "--seed", "0", "--checkpoint-every", "1", "--out", str(run)])
+    assert code == 0
+    names = [p.name for p in checkpoint_stems(run)]
+    assert names == ["iter_000000.json", "iter_000001.json", "iter_000002.json"], names
+    return run
+
+
+@pytest.fixture
+def run_copy(trained_run: Path, tmp_path: Path) -> Path:
+    """A private copy of the trained run, safe to corrupt."""
+    return Path(shutil.copytree(trained_run, tmp_path / "run"))
+
+
+# ---- 1. bad input: one line, exit code 2 -------------------------------------------------------
+TRAIN_BAD_INPUT = {
+    "unknown-env": ["--env", "NoSuchEnv-v0", *TINY],
+    "negative-steps": ["--env", ENV, "--steps", "-5", "--no-progress"],
+    "zero-steps": ["--env", ENV, "--steps", "0", "--no-progress"],
+    "fractional-steps": ["--env", ENV, "--steps", "4096.5", "--no-progress"],
+    "non-numeric-steps": ["--env", ENV, "--steps", "abc", "--no-progress"],
+    "non-numeric-seed": ["--env", ENV, *TINY, "--seed", "x"],
+    "negative-seed": ["--env", ENV, *TINY, "--seed", "-1"],
+    "zero-num-envs": ["--env", ENV, *TINY, "--num-envs", "0"],
+    "num-envs-not-dividing-batch": ["--env", ENV, *TINY, "--num-envs", "3"],
+    "unknown-algo": ["--env", ENV, *TINY, "--algo", "nope"],
+    "unknown-backend": ["--env", ENV, *TINY, "--backend", "nope"],
+    "zero-checkpoint-every": ["--env", ENV, *TINY, "--checkpoint-every", "0"],
+    "set-unknown-key": ["--env", ENV, *TINY, "--set", "no_such_key=1"],
+    "set-without-equals": ["--env", ENV, *TINY, "--set", "policy_lr"],
+    "set-bad-json-value": ["--env", ENV, *TINY, "--set", "policy_lr=abc"],
+    "set-invalid-value": ["--env", ENV, *TINY, "--set", "gamma=2"],
+    "no-env": [*TINY],
+    "unknown-option": ["--env", ENV, *TINY, "--no-such-option"],
+}
+
+
+@pytest.mark.parametrize("args", list(TRAIN_BAD_INPUT.values()), ids=list(TRAIN_BAD_INPUT))
+def test_train_bad_input_is_one_error_line(capsys, tmp_path, args):
+    out_dir = tmp_path / "new" / "run"
+    code, out, err = call(capsys, "train", *args, "--out", str(out_dir))
+    assert_one_error_line(code, out, err)
+    # a run that fails validation writes nothing at all
+    assert not out_dir.exists()
+    assert not (tmp_path / "new").exists()
+
+
+def test_unknown_env_message_names_the_env(capsys, tmp_path):
+    code, out, err = call(capsys, "train", "--env", "NoSuchEnv-v0", *TINY, "--out", str(tmp_path / "run"))
+    line = assert_one_error_line(code, out, err)
+    assert "NoSuchEnv-v0" in line
+
+
+def test_misspelt_env_suggests_the_right_one(capsys, tmp_path):
+    code, out, err = call(capsys, "train", "--env", "Pendulum-v2", *TINY, "--out", str(tmp_path / "run"))
+    line = assert_one_error_line(code, out, err)
+    assert "Pendulum-v1" in line
+
+
+def test_unknown_env_console_script(tmp_path):
+    """The real console script: stderr, exit code, no traceback, no run directory."""
+    out_dir = tmp_path / "run"
+    result = run_cli("train", "--env", "NoSuchEnv-v0", *TINY, "--out", str(out_dir), cwd=tmp_path)
+    assert_one_error_line(result.returncode, result.stdout, result.stderr)
+    assert not out_dir.exists()
+    assert not (tmp_path / "runs").exists()  # nor the default run directory
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        pytest.param(["--steps", "-5"], id="negative-steps"),
+        pytest.param(["--seed", "x"], id="non-numeric-seed"),
+        pytest.param(["--set", "nope=1"], id="set-unknown-key"),
+    ],
+)
+def test_bad_input_console_script(tmp_path, bad):
+    out_dir = tmp_path / "run"
+    result = run_cli("train", "--env", ENV, "--steps", "4096", "--no-progress", *bad, "--out", str(out_dir))
+    assert_one_error_line(result.returncode, result.stdout, result.stderr)
+    assert not out_dir.exists()
+
+
+def test_train_out_dir_not_empty(capsys, run_copy):
+    before = snapshot(run_copy)
+    code, out, err = call(capsys, "train", "--env", ENV, *TINY, "--out", str(run_copy))
+    line = assert_one_error_line(code, out, err)
+    assert "--resume" in line
+    assert_unchanged(run_copy, before)
+
+
+def test_train_out_dir_not_empty_unrelated_files(capsys, tmp_path):
+    """Any non-empty directory is refused, not only run directories."""
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("precious\n")
+    (folder / "progress.csv").write_text("mine too\n")
+    before = snapshot(folder)
+    code, out, err = call(capsys, "train", "--env", ENV, *TINY, "--out", str(folder))
+    assert_one_error_line(code, out, err)
+    assert_unchanged(folder, before)
+
+
+def test_train_into_existing_empty_dir_is_allowed(capsys, tmp_path):
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    code, out, err = call(capsys, "train", "--env", ENV, "--steps", "2048", "--no-progress", "--out", str(folder))
+    assert code == 0, err
+    assert (folder / "config.json").is_file()
+
+
+def test_resume_non_run_directory(capsys, tmp_path):
+    (tmp_path / "file.txt").write_text("x")
+    before = snapshot(tmp_path)
+    code, out, err = call(capsys, "train", "--resume", str(tmp_path), "--no-progress")
+    line = assert_one_error_line(code, out, err)
+    assert "run directory" in line
+    assert_unchanged(tmp_path, before)
+    assert not (tmp_path / "progress.csv").exists()
+
+
+def test_resume_nonexistent_directory(capsys, tmp_path):
+    missing = tmp_path / "missing"
+    code, out, err = call(capsys, "train", "--resume", str(missing), "--no-progress")
+    assert_one_error_line(code, out, err)
+    assert not missing.exists()
+
+
+def test_resume_with_settings_is_refused(capsys, run_copy):
+    before = snapshot(run_copy)
+    code, out, err = call(capsys, "train", "--resume", str(run_copy), "--env", ENV, "--no-progress")
+    assert_one_error_line(code, out, err)
+    assert_unchanged(run_copy, before)
+
+
+def test_evaluate_not_a_run_directory(capsys, tmp_path):
+    (tmp_path / "something.txt").write_text("x")
+    code, out, err = call(capsys, "evaluate", str(tmp_path), "--episodes", "2")
+    line = assert_one_error_line(code, out, err)
+    assert "run directory" in line
+
+
+def test_evaluate_nonexistent_path(capsys, tmp_path):
+    missing = tmp_path / "nope"
+    code, out, err = call(capsys, "evaluate", str(missing), "--episodes", "2")
+    line = assert_one_error_line(code, out, err)
+    assert "nope" in line
+
+
+def test_evaluate_file_that_is_not_a_checkpoint(capsys, run_copy):
+    code, out, err = call(capsys, "evaluate", str(run_copy / "config.json"), "--episodes", "2")
+    assert_one_error_line(code, out, err)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        pytest.param(["--episodes", "0"], id="zero-episodes"),
+        pytest.param(["--episodes", "x"], id="non-numeric-episodes"),
+        pytest.param(["--mode", "greedy"], id="unknown-mode"),
+        pytest.param(["--seed", "-3"], id="negative-seed"),
+    ],
+)
+def test_evaluate_bad_options(capsys, trained_run, bad):
+    code, out, err = call(capsys, "evaluate", str(trained_run), *bad)
+    assert_one_error_line(code, out, err)
+
+
+def test_evaluate_wrong_env_damages_nothing(capsys, run_copy):
+    old_json = run_copy / "eval.json"
+    old_json.write_text('{"earlier": "results"}\n')
+    markdown = run_copy / "eval.md"
+    before = snapshot(run_copy)
+    code, out, err = call(
+        capsys, "evaluate", str(run_copy), "--episodes", "2", "--env", OTHER_ENV,
+        "--json", str(old_json), "--markdown", str(markdown),
+    )
+    line = assert_one_error_line(code, out, err)
+    assert ENV in line and OTHER_ENV in line
+    assert_unchanged(run_copy, before)
+    assert not markdown.exists()
+
+
+def test_evaluate_wrong_env_on_checkpoint_file(capsys, run_copy):
+    before = snapshot(run_copy)
+    stem = run_copy / "checkpoints" / "iter_000001.safetensors"
+    code, out, err = call(capsys, "evaluate", str(stem), "--episodes", "2", "--env", OTHER_ENV)
+    assert_one_error_line(code, out, err)
+    assert_unchanged(run_copy, before)
+
+
+@pytest.mark.parametrize("older", ["deleted", "truncated"])
+def test_evaluate_truncated_checkpoint_without_fallback(capsys, run_copy, older):
+    stems = [p.with_suffix("") for p in checkpoint_stems(run_copy)]
+    newest, earlier = stems[-1], stems[:-1]
+    truncate(newest.with_suffix(".safetensors"))
+    for stem in earlier:
+        if older == "deleted":
+            stem.with_suffix(".json").unlink()
+            stem.with_suffix(".safetensors").unlink()
+        else:
+            truncate(stem.with_suffix(".safetensors"))
+    before = snapshot(run_copy)
+    code, out, err = call(capsys, "evaluate", str(run_copy), "--episodes", "2")
+    line = assert_one_error_line(code, out, err)
+    assert "checkpoint" in line
+    assert_unchanged(run_copy, before)
+
+
+def test_evaluate_truncated_checkpoint_file_directly(capsys, run_copy):
+    newest = checkpoint_stems(run_copy)[-1].with_suffix(".safetensors")
+    truncate(newest)
+    code, out, err = call(capsys, "evaluate", str(newest), "--episodes", "2")
+    assert_one_error_line(code, out, err)
+
+
+def test_evaluate_truncated_newest_falls_back_with_warning(capsys, run_copy):
+    newest = checkpoint_stems(run_copy)[-1].with_suffix(".safetensors")
+    truncate(newest)
+    report = run_copy.parent / "report.json"
+    code, out, err = call(
+        capsys, "evaluate", str(run_copy), "--episodes", "2", "--mode", "deterministic", "--json", str(report)
+    )
+    assert code == 0, err
+    assert "Traceback" not in out + err
+    assert "error:" not in err
+    assert "warning:" in err
+    assert newest.name in err.replace("\n", "")  # the warning names the skipped file
+    result = json.loads(report.read_text())
+    assert result["env_id"] == ENV
+    assert result["results"]["deterministic"]["episodes"] == 2
+
+
+# ---- 3. --debug -------------------------------------------------------------------------------
+def test_debug_shows_traceback(tmp_path):
+    out_dir = tmp_path / "run"
+    result = run_cli("--debug", "train", "--env", "NoSuchEnv-v0", *TINY, "--out", str(out_dir))
+    assert result.returncode != 0
+    assert "Traceback" in result.stderr
+    assert "UnknownEnvError" in result.stderr
+    assert not out_dir.exists()
+
+
+def test_debug_reraises_in_process(tmp_path):
+    with pytest.raises(UnknownEnvError):
+        main(["--debug", "train", "--env", "NoSuchEnv-v0", *TINY, "--out", str(tmp_path / "run")])
+    assert not (tmp_path / "run").exists()
+
+
+# ---- 5. Ctrl-C --------------------------------------------------------------------------------
+def _start_training(args: list[str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*ROBUSTRL, "train", *args, "--no-progress"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), preexec_fn=_default_sigint,
+    )
+
+
+def _interrupt_after(proc: subprocess.Popen[str], run: Path, rows: int, timeout: float = 60) -> tuple[str, str]:
+    """Wait until progress.csv has ``rows`` complete data rows, send one SIGINT, wait for exit."""
+    deadline = time.monotonic() + timeout
+    while complete_data_rows(run) < rows:
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            pytest.fail(f"training exited early with {proc.returncode}:\n{out}\n{err}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"progress.csv did not reach {rows} rows within {timeout}s")
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    return proc.communicate(timeout=60)
+
+
+def _newest_checkpoint_iteration(run: Path) -> int:
+    meta = json.loads(checkpoint_stems(run)[-1].read_text())
+    return int(meta["iteration"])
+
+
+def test_first_ctrl_c_saves_a_resumable_checkpoint(capsys, tmp_path):
+    run = tmp_path / "run"
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        procs.append(_start_training(["--env", ENV, "--steps", "200000", "--out", str(run)]))
+        out, err = _interrupt_after(procs[-1], run, rows=2)
+        assert procs[-1].returncode == 0, f"stdout:\n{out}\nstderr:\n{err}"
+        assert "Traceback" not in out + err
+        assert "interrupted" in out
+        match = re.search(r"interrupted at iteration (\d+)", flat(out))
+        assert match, out
+        stopped_at = int(match.group(1))
+
+        rows = progress_rows(run)
+        assert [int(r["iteration"]) for r in rows] == list(range(1, len(rows) + 1))
+        assert stopped_at == int(rows[-1]["iteration"]) >= 2
+        assert _newest_checkpoint_iteration(run) == stopped_at
+        assert stopped_at < 200000 // 2048  # it really stopped early
+        assert not list(run.rglob("*.tmp")), "temporary files left behind"
+
+        # the interrupted run evaluates
+        code, eval_out, eval_err = call(capsys, "evaluate", str(run), "--episodes", "2", "--mode", "deterministic")
+        assert code == 0, eval_err
+        assert "warning" not in eval_err
+
+        # ... and resumes, and a resumed run can be interrupted the same way
+        procs.append(_start_training(["--resume", str(run)]))
+        out2, err2 = _interrupt_after(procs[-1], run, rows=stopped_at + 1)
+        assert procs[-1].returncode == 0, f"stdout:\n{out2}\nstderr:\n{err2}"
+        assert "Traceback" not in out2 + err2
+        match = re.search(r"interrupted at iteration (\d+)", flat(out2))
+        assert match, out2
+        resumed_to = int(match.group(1))
+        rows = progress_rows(run)
+        assert [int(r["iteration"]) for r in rows] == list(range(1, len(rows) + 1))
+        assert resumed_to == int(rows[-1]["iteration"]) > stopped_at
+        assert _newest_checkpoint_iteration(run) == resumed_to
+
+        # the hint is printed as one copy-pasteable line
+        assert f"continue with: robustrl train --resume {run}" in out.splitlines(), out
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
