@@ -43,15 +43,21 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--envs", nargs="+", default=["Hopper-v5", "HalfCheetah-v5"])
     parser.add_argument("--episodes", type=int, default=20)
+    parser.add_argument("--num-envs", type=int, default=1, help="split each 2048-step batch over N envs")
+    parser.add_argument("--backend", default="gymnasium")
     args = parser.parse_args()
     rows = []
     for env_id in args.envs:
         for seed in args.seeds:
-            run_dir = ROOT / "runs" / f"ppo-{env_id}-s{seed}-{int(args.steps)}"
+            suffix = "" if args.num_envs == 1 else f"-n{args.num_envs}"
+            run_dir = ROOT / "runs" / f"ppo-{env_id}-s{seed}-{int(args.steps)}{suffix}"
             if is_run_dir(run_dir):
                 result = train(resume=run_dir)
             else:
-                config = TrainConfig(env_id, total_steps=int(args.steps), seed=seed, ppo=ppo_defaults_for(env_id))
+                config = TrainConfig(
+                    env_id, total_steps=int(args.steps), seed=seed, num_envs=args.num_envs, backend=args.backend,
+                    ppo=ppo_defaults_for(env_id),
+                )
                 result = train(config, run_dir)
             progress = np.genfromtxt(run_dir / "progress.csv", delimiter=",", names=True)
             report = evaluate(run_dir, episodes=args.episodes, modes=("deterministic",))
@@ -76,7 +82,8 @@ def write_results(rows: list[dict], args: argparse.Namespace) -> None:
         "# PPO reference benchmark",
         "",
         f"Machine: {platform.machine()}, 2 cores, {platform.platform()}; date {date.today()}.",
-        f"Budget: {int(args.steps)} env steps per run, seeds {args.seeds}, 1 env, reference hyperparameters "
+        f"Budget: {int(args.steps)} env steps per run, seeds {args.seeds}, {args.num_envs} env(s) "
+        f"({args.backend}) per 2048-step batch, reference hyperparameters "
         "(robustrl.config.PPOConfig); evaluation: "
         f"{args.episodes} deterministic episodes per run.",
         "",
@@ -97,7 +104,8 @@ def write_results(rows: list[dict], args: argparse.Namespace) -> None:
             f"| {env_id} | {np.mean(ours):.0f} | {published:.0f} | BARPO paper Table 2, PPO natural return "
             "(v2 tasks, **2M** steps, median of 17 seeds) |"
         )
-    out = ROOT / "results" / "ppo_reference.md"
+    suffix = "" if args.num_envs == 1 else f"_{args.num_envs}envs"
+    out = ROOT / "results" / f"ppo_reference{suffix}.md"
     out.parent.mkdir(exist_ok=True)
     out.write_text("\n".join(lines) + "\n")
     print(out.read_text())
