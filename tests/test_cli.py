@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -434,3 +435,46 @@ def test_first_ctrl_c_saves_a_resumable_checkpoint(capsys, tmp_path):
             if proc.poll() is None:
                 proc.kill()
                 proc.communicate()
+
+
+def test_second_ctrl_c_aborts_with_nonzero_exit(capsys, tmp_path):
+    """Second Ctrl-C: abort at once, exit code 130 with an 'aborted' message; earlier checkpoints
+    stay loadable."""
+    run = tmp_path / "run"
+    proc = _start_training(["--env", ENV, "--steps", "200000", "--out", str(run)])
+    stderr_lines: list[str] = []
+    warned = threading.Event()
+
+    def read_stderr() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            stderr_lines.append(line)
+            if "interrupted" in line:
+                warned.set()
+
+    reader = threading.Thread(target=read_stderr, daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 60
+        while complete_data_rows(run) < 1:
+            assert proc.poll() is None, "training exited early"
+            assert time.monotonic() < deadline, "training did not start within 60s"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        assert warned.wait(30), "no 'interrupted' warning after the first Ctrl-C:\n" + "".join(stderr_lines)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+        reader.join(10)
+        err = "".join(stderr_lines)
+        assert "Traceback" not in out + err, err
+        assert "interrupted at iteration" not in out, "second Ctrl-C did not abort"
+        assert proc.returncode == 130, f"exit code {proc.returncode}\nstdout:\n{out}\nstderr:\n{err}"
+        assert "aborted" in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    # whatever was saved before the abort is intact
+    code, _, eval_err = call(capsys, "evaluate", str(run), "--episodes", "1", "--mode", "deterministic")
+    assert code == 0, eval_err
+    assert "warning" not in eval_err

@@ -20,8 +20,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Adversarially robust deep RL: train, attack, evaluate.",
 )
-console = Console()
-error_console = Console(stderr=True)
+# soft_wrap: never hard-wrap messages at 80 columns when piped (paths and commands must stay on one line)
+console = Console(soft_wrap=True)
+error_console = Console(stderr=True, soft_wrap=True)
 
 
 @app.callback()
@@ -126,7 +127,7 @@ def evaluate(
     modes = {"both": ("deterministic", "stochastic"), "deterministic": ("deterministic",), "stochastic": ("stochastic",)}
     if mode not in modes:
         raise InvalidArgumentError(f"--mode must be deterministic, stochastic or both, got {mode!r}")
-    with Progress(console=error_console, transient=True) as bar:
+    with Progress(console=error_console, transient=True, disable=not error_console.is_terminal) as bar:
         tasks = {m: bar.add_task(f"{m} episodes", total=episodes) for m in modes[mode]}
         report = evaluate_policy(
             path, env, episodes=episodes, seed=seed, modes=modes[mode], json_path=json_file,
@@ -167,7 +168,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     try:
-        app(args=argv, prog_name="robustrl", standalone_mode=False)
+        code = app(args=argv, prog_name="robustrl", standalone_mode=False)
+        # In non-standalone mode typer turns a KeyboardInterrupt into a *returned* 130.
+        if code == 130:
+            raise KeyboardInterrupt
     except typer.Exit as done:
         return done.exit_code
     except typer.Abort:
@@ -186,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         error_console.print("aborted; earlier checkpoints are intact")
         return 130
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

@@ -163,6 +163,9 @@ class PPO:
     def done(self) -> bool:
         return self.iteration >= self.num_iterations
 
+    def clear_stop_request(self) -> None:
+        self._stop_requested = False
+
     def request_stop(self) -> None:
         """Finish the current iteration, then return from :meth:`learn` (used for Ctrl-C)."""
         self._stop_requested = True
@@ -339,7 +342,6 @@ class PPO:
 
     def learn(self) -> None:
         """Run iterations until the budget is spent or :meth:`request_stop` is called."""
-        self._stop_requested = False
         while not self.done and not self._stop_requested:
             self.train_iteration()
 

@@ -102,6 +102,8 @@ def load_policy(path: Path | str, env_id: str | None = None) -> ActorCritic:
     ``env_id``, if given, must match the env the policy was trained on.
     """
     path = Path(path)
+    if not path.exists() and not path.with_suffix(".json").exists():
+        raise RunDirectoryError(f"{path} does not exist")
     if path.is_dir():
         tensors, meta, stem = latest_checkpoint(require_run_dir(path))
         return policy_from_checkpoint(tensors, meta, stem, env_id)
@@ -125,7 +127,7 @@ def default_run_name(config: TrainConfig) -> str:
 def _warn(message: str) -> None:
     from rich.console import Console
 
-    Console(stderr=True).print(f"[yellow]warning:[/] {message}")
+    Console(stderr=True, soft_wrap=True).print(f"[yellow]warning:[/] {message}", highlight=False)
 
 
 class _ProgressLog:
@@ -256,6 +258,7 @@ def train(
             save()
 
     trainer.hooks.on_iteration.append(on_iteration)
+    trainer.clear_stop_request()  # before the Ctrl-C handler is installed, so no request is lost
     interrupted = False
     try:
         with _first_interrupt_requests_stop(trainer.request_stop), _progress_bar(progress, trainer) as advance:
