@@ -441,7 +441,10 @@ def test_second_ctrl_c_aborts_with_nonzero_exit(capsys, tmp_path):
     """Second Ctrl-C: abort at once, exit code 130 with an 'aborted' message; earlier checkpoints
     stay loadable."""
     run = tmp_path / "run"
-    proc = _start_training(["--env", ENV, "--steps", "200000", "--out", str(run)])
+    # Long updates (60 epochs, several seconds) so the second Ctrl-C surely lands in the same
+    # iteration as the first; with short iterations the run could finish and save in between.
+    slow = ["--set", "policy_epochs=60", "--set", "value_epochs=60"]
+    proc = _start_training(["--env", ENV, "--steps", "200000", "--out", str(run), *slow])
     stderr_lines: list[str] = []
     warned = threading.Event()
 
