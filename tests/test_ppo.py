@@ -9,7 +9,7 @@ import torch
 from robustrl import TrainConfig, load_policy, ppo_defaults_for, train
 from robustrl.algos.ppo import PPO, Batch, PPOHooks, compute_gae
 from robustrl.config import PPOConfig
-from robustrl.errors import InvalidArgumentError
+from robustrl.errors import InvalidArgumentError, NonFiniteObservationError
 from robustrl.experiments.run import list_checkpoints
 from robustrl.policies.checkpoint import load_checkpoint
 
@@ -166,5 +166,5 @@ def test_non_finite_observation_is_reported():
         return np.full_like(obs, np.nan), *rest
 
     trainer.env.step = nan_step
-    with pytest.raises(FloatingPointError, match="non-finite observation"):
+    with pytest.raises(NonFiniteObservationError, match="non-finite observation"):
         trainer.train_iteration()

@@ -22,3 +22,7 @@ class CheckpointError(RobustRLError):
 
 class RunDirectoryError(RobustRLError):
     """A path given as a run directory is not one."""
+
+
+class NonFiniteObservationError(RobustRLError):
+    """The environment returned NaN or infinite observations."""

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from robustrl.envs.make import make_env
-from robustrl.errors import InvalidArgumentError
+from robustrl.errors import InvalidArgumentError, NonFiniteObservationError
 from robustrl.policies.actor_critic import ActorCritic
 
 # perturb(normalised observations) -> perturbed normalised observations (same shape)
@@ -83,7 +83,7 @@ def run_episodes(
         obs, _ = env.reset(seed=[seed + i for i in range(num_envs)])
         while any(len(r) < q for r, q in zip(returns, quotas)):
             if not np.all(np.isfinite(obs)):
-                raise FloatingPointError(f"{env_id} returned a non-finite observation")
+                raise NonFiniteObservationError(f"{env_id} returned a non-finite observation")
             with torch.no_grad():
                 normalized = policy.normalize(obs)
                 if perturb is not None:
