@@ -36,10 +36,10 @@ import torch
 from torch import nn
 
 from robustrl.config import TrainConfig
-from robustrl.envs.make import make_env
+from robustrl.envs.make import make_env, require_finite
 from robustrl.envs.normalization import RewardScaler
 from robustrl.envs.snapshot import SnapshotUnsupportedError, restore_vector_env, snapshot_vector_env
-from robustrl.errors import CheckpointError, NonFiniteObservationError
+from robustrl.errors import CheckpointError
 from robustrl.policies.actor_critic import ActorCritic
 from robustrl.policies.checkpoint import policy_from_checkpoint, policy_meta, policy_tensors
 
@@ -187,8 +187,7 @@ class PPO:
             obs = policy.normalize(self.obs)
             actions = policy.sample(obs, self.rng)
             next_obs, reward, term, trunc, info = self.env.step(policy.to_env_action(actions))
-            if not np.all(np.isfinite(next_obs)):
-                raise NonFiniteObservationError(f"{self.config.env_id} returned a non-finite observation at step {self.global_step}")
+            require_finite(next_obs, self.config.env_id, f" at step {self.global_step}")
             obs_buffer[t] = obs
             actions_buffer[t] = actions.reshape(actions_buffer[t].shape)
             done = term | trunc

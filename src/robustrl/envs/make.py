@@ -20,7 +20,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 
 from robustrl.config import BACKENDS
-from robustrl.errors import InvalidArgumentError, UnknownEnvError
+from robustrl.errors import InvalidArgumentError, NonFiniteObservationError, UnknownEnvError
 
 
 def check_env_id(env_id: str, backend: str = "gymnasium") -> None:
@@ -63,6 +63,12 @@ def make_env(env_id: str, num_envs: int = 1, seed: int = 0, backend: str = "gymn
     _check_spaces(env_id, env)
     env.action_space.seed(seed)
     return env
+
+
+def require_finite(obs: np.ndarray, env_id: str, where: str = "") -> None:
+    """Raise :class:`NonFiniteObservationError` if ``obs`` holds NaN or inf (an env gone unstable)."""
+    if not np.all(np.isfinite(obs)):
+        raise NonFiniteObservationError(f"{env_id} returned a non-finite observation{where}")
 
 
 def _check_spaces(env_id: str, env: VectorEnv) -> None:

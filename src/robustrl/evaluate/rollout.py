@@ -13,8 +13,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from robustrl.envs.make import make_env
-from robustrl.errors import InvalidArgumentError, NonFiniteObservationError
+from robustrl.envs.make import make_env, require_finite
+from robustrl.errors import InvalidArgumentError
 from robustrl.policies.actor_critic import ActorCritic
 
 # perturb(normalised observations) -> perturbed normalised observations (same shape)
@@ -82,8 +82,7 @@ def run_episodes(
     try:
         obs, _ = env.reset(seed=[seed + i for i in range(num_envs)])
         while any(len(r) < q for r, q in zip(returns, quotas)):
-            if not np.all(np.isfinite(obs)):
-                raise NonFiniteObservationError(f"{env_id} returned a non-finite observation")
+            require_finite(obs, env_id)
             with torch.no_grad():
                 normalized = policy.normalize(obs)
                 if perturb is not None:
