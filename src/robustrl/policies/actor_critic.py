@@ -78,6 +78,13 @@ class ActorCritic(nn.Module):
         self.normalizer = ObservationNormalizer(observation_space.shape, clip_observations, normalize_observations)
         self.env_id: str | None = None  # set when loaded from a checkpoint
 
+    @property
+    def perturbation_space(self) -> str:
+        """Where eps is measured (see :mod:`robustrl.policies.protocol`)."""
+        if self.normalizer.enabled:
+            return "normalised observations (policy's running mean/std)"
+        return "raw observations (policy has no normaliser)"
+
     # ---- the face attacks and objectives use (normalised observations, tensors) ---------------
     def distribution(self, obs: torch.Tensor) -> Distribution:
         """pi(.|obs) for a batch of normalised observations. Gaussian log-probs are per dimension;
