@@ -95,6 +95,17 @@ DEFAULT_TOTAL_STEPS: dict[str, int] = {"Ant": 10_000_000, "Humanoid": 10_000_000
 DEFAULT_STEPS = 2_000_000
 
 
+# Attack radius eps per task, l_inf in the policy's normalised observation space: the values of
+# SA-PPO (Zhang et al. 2020, Table 1), reused by WocaR, RADIAL, PA-AD and BARPO (Table 2).
+DEFAULT_EPS: dict[str, float] = {"Hopper": 0.075, "Walker2d": 0.05, "HalfCheetah": 0.15, "Ant": 0.15, "Humanoid": 0.075}
+FALLBACK_EPS = 0.05
+
+
+def default_eps(env_id: str) -> float:
+    """The papers' eps for ``env_id`` (normalised-observation units); 0.05 for other tasks."""
+    return DEFAULT_EPS.get(env_family(env_id), FALLBACK_EPS)
+
+
 def env_family(env_id: str) -> str:
     """``"Hopper-v5"`` -> ``"Hopper"``; namespaced ids keep only the task name."""
     return env_id.split("/")[-1].split("-v")[0]

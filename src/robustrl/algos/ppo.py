@@ -117,14 +117,19 @@ def compute_gae(
 class PPO:
     """Owns the env, the policy, the optimiser and every piece of state a resume needs."""
 
-    def __init__(self, config: TrainConfig, hooks: PPOHooks | None = None):
+    def __init__(self, config: TrainConfig, hooks: PPOHooks | None = None, env: Any = None):
+        """``env``: an already-built vector env with the Gymnasium same-step autoreset semantics
+        of :func:`make_env` (e.g. the adversary MDP of the learned attacks); default
+        ``make_env(config.env_id, ...)``. PPO closes it when done."""
         config.validate()
         self.config = config
         self.hooks = hooks or PPOHooks()
         cfg = config.ppo
         torch.manual_seed(config.seed)
         self.rng = np.random.default_rng(config.seed)
-        self.env = make_env(config.env_id, config.num_envs, config.seed, config.backend)
+        if env is not None and env.num_envs != config.num_envs:
+            raise ValueError(f"env has {env.num_envs} copies, config.num_envs is {config.num_envs}")
+        self.env = env if env is not None else make_env(config.env_id, config.num_envs, config.seed, config.backend)
         self.policy = ActorCritic(
             self.env.single_observation_space,
             self.env.single_action_space,

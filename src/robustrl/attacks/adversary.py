@@ -1,0 +1,217 @@
+"""The adversary MDP and the PPO training shared by the learned attacks (SA-RL, PA-AD).
+
+SA-RL (Zhang et al. 2021, "Robust RL on state observations with learned optimal adversary",
+Sec. 3) shows that for a fixed victim pi, the strongest observation adversary is the optimal
+policy of an MDP whose state is the true state, whose action chooses the perturbed observation
+and whose reward is minus the victim's reward. PA-AD (Sun et al. 2022) keeps that MDP but lets the
+adversary (the *director*) choose a direction in the victim's action space, which an *actor*
+turns into an observation perturbation. Both differ only in ``perturbation(obs, adversary_action)``,
+so one vector env serves both, and our one PPO loop trains the adversary.
+
+The adversary observes the victim's normalised observation (the victim's normaliser is frozen, so
+this is a fixed transform of the state) and keeps its own running normaliser on top, as any policy.
+The victim acts deterministically (mean action), as in the evaluation it is attacked in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium.vector.utils import batch_space
+
+from robustrl.attacks.base import Attack, Progress
+from robustrl.config import TrainConfig, ppo_defaults_for
+from robustrl.envs.make import make_env, require_finite
+from robustrl.evaluate.rollout import run_episodes
+from robustrl.policies.actor_critic import ActorCritic
+from robustrl.policies.checkpoint import (
+    policy_from_checkpoint,
+    policy_meta,
+    policy_tensors,
+)
+
+# perturbation(normalised obs, adversary actions in [-1, 1]) -> perturbed normalised obs
+PerturbationFromAction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class AdversaryVectorEnv(gym.vector.VectorEnv):
+    """Vector env of the adversary MDP around ``num_envs`` copies of the victim's env.
+
+    Same episode semantics as :func:`robustrl.envs.make_env` (same-step autoreset, final
+    observations in ``info["final_obs"]``), so PPO runs on it unchanged.
+    """
+
+    def __init__(
+        self,
+        victim: Any,
+        env_id: str,
+        num_envs: int,
+        seed: int,
+        action_dim: int,
+        perturbation: PerturbationFromAction,
+        backend: str = "gymnasium",
+    ):
+        self.env = make_env(env_id, num_envs, seed, backend)
+        self.env_id = env_id
+        self.victim = victim
+        self.perturbation = perturbation
+        self.num_envs = num_envs
+        self.single_observation_space = gym.spaces.Box(-np.inf, np.inf, (victim.obs_dim,), np.float32)
+        self.single_action_space = gym.spaces.Box(-1.0, 1.0, (action_dim,), np.float32)
+        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self.action_space = batch_space(self.single_action_space, num_envs)
+        self.metadata = {"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP}
+        self._rng = np.random.default_rng(seed)  # unused by a deterministic victim; kept for the face
+        self._obs: torch.Tensor | None = None
+
+    def reset(self, *, seed: Any = None, options: Any = None):
+        obs, info = self.env.reset(seed=seed, options=options)
+        self._obs = self.victim.normalize(obs)
+        return self._obs.numpy().astype(np.float32), info
+
+    def step(self, actions: np.ndarray):
+        adversary_actions = torch.as_tensor(np.asarray(actions), dtype=torch.float32).clamp(-1.0, 1.0)  # hardtanh
+        with torch.no_grad():
+            obs_hat = self.perturbation(self._obs, adversary_actions)
+            victim_actions = self.victim.sample(obs_hat, self._rng, deterministic=True)
+        obs, reward, terminated, truncated, info = self.env.step(self.victim.to_env_action(victim_actions))
+        require_finite(obs, self.env_id)
+        if "final_obs" in info:
+            final = np.array(info["final_obs"], dtype=object)
+            for i in np.flatnonzero(terminated | truncated):
+                final[i] = self.victim.normalize(np.asarray(info["final_obs"][i])[None])[0].numpy()
+            info = {**info, "final_obs": final}
+        self._obs = self.victim.normalize(obs)
+        return self._obs.numpy().astype(np.float32), -np.asarray(reward, dtype=np.float64), terminated, truncated, info
+
+    def close(self, **kwargs: Any) -> None:
+        self.env.close()
+
+
+def train_adversary(
+    victim: Any,
+    env_id: str,
+    *,
+    action_dim: int,
+    perturbation: PerturbationFromAction,
+    total_steps: int,
+    seed: int,
+    num_envs: int,
+    ppo_overrides: dict[str, Any],
+    progress: Progress | None,
+    description: str,
+) -> ActorCritic:
+    """Train an adversary policy with our PPO on the adversary MDP; returns it (in eval mode)."""
+    from robustrl.algos.ppo import PPO, PPOHooks
+
+    ppo = ppo_defaults_for(env_id, **ppo_overrides)
+    steps_per_iteration = ppo.steps_per_iteration
+    total_steps = max(steps_per_iteration, total_steps // steps_per_iteration * steps_per_iteration)
+    config = TrainConfig(env_id=env_id, algo="adversary", total_steps=total_steps, seed=seed, num_envs=num_envs, ppo=ppo)
+    env = AdversaryVectorEnv(victim, env_id, num_envs, seed, action_dim, perturbation)
+    hooks = PPOHooks()
+    if progress is not None:
+        hooks.on_iteration.append(lambda stats: progress(stats.global_step, total_steps, description))
+    trainer = PPO(config, hooks, env=env)
+    trainer.policy.env_id = env_id
+    try:
+        trainer.learn()
+    finally:
+        trainer.close()
+    trainer.policy.eval()
+    return trainer.policy
+
+
+class LearnedAdversaryAttack(Attack):
+    """An attack driven by an adversary policy trained on the adversary MDP (SA-RL, PA-AD).
+
+    ``fit`` trains one adversary per entry of ``options.grid`` (PPO overrides; ``None`` = the
+    victim env's reference PPO settings), each for ``budget`` env steps, then keeps the one that
+    lowers the victim's return the most over ``selection_episodes`` episodes."""
+
+    learned = True
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.adversary: ActorCritic | None = None
+        self.selection: dict[str, Any] = {}
+
+    # subclasses: the adversary's action space and how an action becomes a perturbation
+    def adversary_action_dim(self) -> int:
+        raise NotImplementedError
+
+    def perturbation_from_action(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _adversary_actions(self, adversary: ActorCritic, obs: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return adversary.mean_action(adversary.normalize(obs.numpy())).clamp(-1.0, 1.0)
+
+    def _perturb_with(self, adversary: ActorCritic) -> Callable[[torch.Tensor], torch.Tensor]:
+        return lambda obs: self.ball.project(self.perturbation_from_action(obs, self._adversary_actions(adversary, obs)), obs)
+
+    def _perturb(self, obs: torch.Tensor) -> torch.Tensor:
+        return self._perturb_with(self.adversary)(obs)
+
+    def _fit(self, budget: int | None, progress: Progress | None) -> None:
+        o = self.options
+        steps = int(budget if budget is not None else o.budget)
+        candidates = []
+        grid = grid_configs(o.grid)
+        for index, overrides in enumerate(grid):
+            adversary = train_adversary(
+                self.policy, self.env_id, action_dim=self.adversary_action_dim(),
+                perturbation=self.perturbation_from_action, total_steps=steps, seed=self.seed + index,
+                num_envs=o.num_envs, ppo_overrides=overrides, progress=progress,
+                description=f"{self.name} adversary {index + 1}/{len(grid)}",
+            )
+            candidates.append((overrides, adversary))
+        if len(candidates) == 1:
+            best, means = 0, []
+        else:
+            best, means = select_strongest(
+                candidates, self.policy, self.env_id, self._perturb_with, o.selection_episodes, seed=20_000 + self.seed
+            )
+        self.adversary = candidates[best][1]
+        self.selection = {"chosen": candidates[best][0], "grid": grid, "selection_returns": means}
+
+    def _tensors(self) -> dict[str, torch.Tensor]:
+        return policy_tensors(self.adversary) if self.adversary is not None else {}
+
+    def _extra_meta(self) -> dict[str, Any]:
+        if self.adversary is None:
+            return {}
+        meta = policy_meta(self.adversary, self.env_id)
+        return {key: meta[key] for key in ("observation_space", "action_space", "architecture")} | {"selection": self.selection}
+
+    def _load_tensors(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        self.adversary = policy_from_checkpoint(tensors, meta, f"{self.name} attack")
+        self.selection = meta.get("selection", {})
+
+
+def select_strongest(
+    candidates: list[tuple[dict[str, Any], Any]],
+    victim: Any,
+    env_id: str,
+    perturb_with: Callable[[Any], Callable[[torch.Tensor], torch.Tensor]],
+    episodes: int,
+    seed: int,
+) -> tuple[int, list[float]]:
+    """Index of the candidate under which the victim's mean return is lowest (the papers keep the
+    strongest adversary of a grid), and every candidate's mean return. Selection episodes use
+    their own seeds, distinct from the final evaluation's."""
+    means = []
+    for _, candidate in candidates:
+        result = run_episodes(victim, env_id, episodes, deterministic=True, seed=seed, perturb=perturb_with(candidate))
+        means.append(result.mean)
+    return int(np.argmin(means)), means
+
+
+def grid_configs(grid: tuple[dict[str, Any], ...] | None) -> list[dict[str, Any]]:
+    return [dict(item) for item in grid] if grid else [{}]
+
+

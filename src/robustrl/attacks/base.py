@@ -1,0 +1,190 @@
+"""The attack protocol and its registry.
+
+An attack perturbs the observations a fixed victim policy acts on, inside B_eps(s) in the victim's
+perturbation space (normalised observations for our policies; see
+:mod:`robustrl.policies.protocol`). Every attack:
+
+- ``fit(policy, env_id, budget=..., progress=...)``: binds the victim and learns whatever the attack
+  needs (nothing for random / critic / MAD; a Q function for RS; an adversary policy for SA-RL and
+  PA-AD, trained with our PPO);
+- ``perturb(obs) -> obs_hat``: a batch of normalised observations to perturbed ones, always inside
+  the ball (batched over vector envs);
+- ``save(directory)`` / ``Attack.load(directory, policy)``: the learned parts, as safetensors +
+  JSON (no pickle), tied to the victim by a fingerprint of its weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from robustrl.errors import CheckpointError, InvalidArgumentError
+from robustrl.policies.checkpoint import load_checkpoint, save_checkpoint
+from robustrl.policies.protocol import AttackablePolicy
+from robustrl.threat import Ball
+
+# progress(done, total, description): long fits report here (the CLI draws rich bars)
+Progress = Callable[[int, int, str], None]
+
+
+def policy_fingerprint(policy: Any) -> str | None:
+    """SHA-256 of the victim's weights (and normaliser), so a fitted attack is never silently
+    reused against another policy."""
+    if not hasattr(policy, "state_dict"):
+        return None
+    digest = hashlib.sha256()
+    for key, value in sorted(policy.state_dict().items()):
+        digest.update(key.encode())
+        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    normalizer = getattr(policy, "normalizer", None)
+    if normalizer is not None:
+        for key, value in sorted(normalizer.state_dict().items()):
+            digest.update(key.encode())
+            digest.update(np.ascontiguousarray(np.asarray(value, dtype=np.float64)).tobytes())
+    return digest.hexdigest()
+
+
+class Attack:
+    """Base class: holds the ball, the options dataclass and the bound victim."""
+
+    name: ClassVar[str]
+    learned: ClassVar[bool] = False
+    Options: ClassVar[type]  # a dataclass of the attack's knobs, defaults from the reference code
+
+    def __init__(self, eps: float, norm: str = "inf", *, seed: int = 0, **options: Any):
+        self.ball = Ball(eps, norm)
+        known = {f.name for f in dataclasses.fields(self.Options)}
+        unknown = set(options) - known
+        if unknown:
+            raise InvalidArgumentError(f"attack {self.name!r} has no option(s) {sorted(unknown)}; it takes {sorted(known)}")
+        self.options = self.Options(**options)
+        self.seed = int(seed)
+        self.generator = torch.Generator().manual_seed(self.seed)
+        self.policy: AttackablePolicy | None = None
+        self.env_id: str | None = None
+        self.fitted = not self.learned
+
+    @property
+    def eps(self) -> float:
+        return self.ball.eps
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.ball.describe()})"
+
+    # ---- the protocol ----------------------------------------------------------------------------
+    def fit(self, policy: AttackablePolicy, env_id: str, *, budget: int | None = None, progress: Progress | None = None) -> Attack:
+        """Bind the victim (and learn, for learned attacks). Returns self."""
+        self.bind(policy, env_id)
+        if self.learned:
+            self._fit(budget, progress)
+            self.fitted = True
+        return self
+
+    def bind(self, policy: AttackablePolicy, env_id: str) -> None:
+        self.policy, self.env_id = policy, env_id
+
+    def perturb(self, obs: torch.Tensor) -> torch.Tensor:
+        if self.policy is None:
+            raise InvalidArgumentError(f"attack {self.name!r}: call fit(policy, env_id) before perturb()")
+        if not self.fitted:
+            raise InvalidArgumentError(f"attack {self.name!r} is learned: fit() or load() it before perturb()")
+        if obs.ndim != 2 or obs.shape[1] != self.policy.obs_dim:
+            raise InvalidArgumentError(
+                f"attack {self.name!r}: expected a batch of observations of shape (n, {self.policy.obs_dim}), got {tuple(obs.shape)}"
+            )
+        if self.eps == 0:
+            return obs.clone()
+        obs_hat = self._perturb(obs.detach().float())
+        # The contract every caller relies on: the result is inside the ball.
+        return self.ball.project(obs_hat.detach(), obs)
+
+    __call__ = perturb
+
+    def _perturb(self, obs: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _fit(self, budget: int | None, progress: Progress | None) -> None:
+        raise NotImplementedError
+
+    # ---- persistence of learned parts --------------------------------------------------------------
+    def _tensors(self) -> dict[str, torch.Tensor]:
+        return {}
+
+    def _load_tensors(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        pass
+
+    def _extra_meta(self) -> dict[str, Any]:
+        return {}
+
+    def save(self, directory: Path | str) -> Path:
+        """Write ``directory/<name>.safetensors`` + ``.json``; returns the stem."""
+        stem = Path(directory) / self.name
+        meta = {
+            "attack": self.name,
+            "eps": self.eps,
+            "norm": self.ball.norm,
+            "seed": self.seed,
+            "options": dataclasses.asdict(self.options),
+            "env_id": self.env_id,
+            "victim_fingerprint": policy_fingerprint(self.policy),
+            **self._extra_meta(),
+        }
+        save_checkpoint(stem, self._tensors(), meta)
+        return stem
+
+    @classmethod
+    def load(cls, directory: Path | str, policy: AttackablePolicy, env_id: str) -> Attack:
+        """Load a saved attack for ``policy``; refuses an attack fitted against another victim."""
+        stem = Path(directory) / cls.name
+        tensors, meta = load_checkpoint(stem)
+        if meta.get("attack") != cls.name:
+            raise CheckpointError(f"{stem}.json holds attack {meta.get('attack')!r}, not {cls.name!r}")
+        fingerprint = policy_fingerprint(policy)
+        if fingerprint is not None and meta.get("victim_fingerprint") not in (None, fingerprint):
+            raise CheckpointError(f"{stem}.json was fitted against a different victim policy; fit it again")
+        if meta.get("env_id") not in (None, env_id):
+            raise CheckpointError(f"{stem}.json was fitted on {meta.get('env_id')!r}, not {env_id!r}")
+        try:
+            attack = cls(meta["eps"], meta["norm"], seed=meta.get("seed", 0), **meta.get("options", {}))
+        except (KeyError, TypeError) as error:
+            raise CheckpointError(f"{stem}.json has incomplete attack metadata: {error}") from None
+        attack.bind(policy, env_id)
+        attack._load_tensors(tensors, meta)
+        attack.fitted = True
+        return attack
+
+
+ATTACKS: dict[str, type[Attack]] = {}
+
+
+def register(cls: type[Attack]) -> type[Attack]:
+    ATTACKS[cls.name] = cls
+    return cls
+
+
+ALL = ("random", "critic", "mad", "rs", "sa-rl", "pa-ad")  # the order of the papers' Table 2
+
+
+def parse_attacks(text: str) -> list[str]:
+    """``"random,mad"`` or ``"all"`` -> names, in the table's order; unknown names are an error."""
+    if text.strip() in ("", "none"):
+        return []
+    if text.strip() == "all":
+        return list(ALL)
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in ATTACKS]
+    if unknown:
+        raise InvalidArgumentError(f"unknown attack(s) {unknown}: choose from {list(ALL)} or 'all'")
+    return list(dict.fromkeys(names))
+
+
+def make_attack(name: str, eps: float, norm: str = "inf", *, seed: int = 0, **options: Any) -> Attack:
+    if name not in ATTACKS:
+        raise InvalidArgumentError(f"unknown attack {name!r}: choose from {list(ALL)}")
+    return ATTACKS[name](eps, norm, seed=seed, **options)

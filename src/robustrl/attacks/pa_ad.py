@@ -1,0 +1,52 @@
+"""PA-AD: policy adversarial actor-director (Sun et al. 2022, ICLR, Algorithm 1)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from robustrl.attacks.adversary import LearnedAdversaryAttack
+from robustrl.attacks.base import register
+from robustrl.errors import InvalidArgumentError
+from robustrl.threat import fgsm
+
+
+@register
+class PAADAttack(LearnedAdversaryAttack):
+    """The *director* (trained with PPO on the adversary MDP) outputs a direction d in the victim's
+    action space; the *actor* turns it into an observation perturbation by one FGSM step of size
+    eps on  cos(mu(s_hat) - mu(s), d) + w * ||mu(s_hat) - mu(s)||  (direction, plus the action
+    change, as in the reference code). The FGSM step starts from a random point of the ball:
+    at s_hat = s the action change is zero and the cosine has no gradient."""
+
+    name = "pa-ad"
+
+    @dataclass(frozen=True)
+    class Options:
+        budget: int = 1_000_000
+        grid: tuple[dict[str, Any], ...] | None = None
+        selection_episodes: int = 10
+        num_envs: int = 4
+        action_change_weight: float = 1.0
+
+    def bind(self, policy: Any, env_id: str) -> None:
+        if not policy.continuous:
+            raise InvalidArgumentError("pa-ad is implemented for continuous-action victims (MuJoCo); use sa-rl for discrete actions")
+        super().bind(policy, env_id)
+
+    def adversary_action_dim(self) -> int:
+        return self.policy.action_dim
+
+    def perturbation_from_action(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        policy, weight = self.policy, self.options.action_change_weight
+        with torch.no_grad():
+            clean_action = policy.mean_action(obs)
+
+        def objective(obs_hat: torch.Tensor) -> torch.Tensor:
+            change = policy.mean_action(obs_hat) - clean_action
+            return F.cosine_similarity(change, action, dim=-1, eps=1e-8) + weight * change.norm(dim=-1)
+
+        return fgsm(objective, obs, self.ball, random_start=True, generator=self.generator)

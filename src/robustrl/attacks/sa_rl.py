@@ -1,0 +1,35 @@
+"""SA-RL: the learned optimal adversary (Zhang et al. 2021, ICLR, Sec. 3 and the ATLA code)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from robustrl.attacks.adversary import LearnedAdversaryAttack
+from robustrl.attacks.base import register
+
+
+@register
+class SARLAttack(LearnedAdversaryAttack):
+    """The adversary's action a in [-1, 1]^d (d = observation size) is the perturbation itself:
+    s_hat = s + eps * hardtanh(a) (l_inf; for l_2 the same point projected onto the ball). Its
+    reward is minus the victim's reward, so PPO on this MDP finds the strongest adversary
+    (Theorem 5 of SA-PPO's paper: the optimal adversary is an MDP policy)."""
+
+    name = "sa-rl"
+
+    @dataclass(frozen=True)
+    class Options:
+        budget: int = 1_000_000  # env steps per grid entry (the ATLA/SA-RL papers train ~2M-5M)
+        # PPO overrides per candidate adversary; None = the env's reference settings only.
+        grid: tuple[dict[str, Any], ...] | None = None
+        selection_episodes: int = 10
+        num_envs: int = 4  # splits the 2048-step batch; measured not to change PPO's returns
+
+    def adversary_action_dim(self) -> int:
+        return self.policy.obs_dim
+
+    def perturbation_from_action(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        return self.ball.project(obs + self.eps * action.clamp(-1.0, 1.0), obs)
