@@ -18,8 +18,10 @@ import io
 import json
 import re
 import zipfile
+import zlib
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -256,7 +258,7 @@ def _read_sb3_zip(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
                 if member not in names:
                     raise CheckpointError(f"{path} has no {member!r} member: not a Stable-Baselines3 model zip")
             data_bytes, policy_bytes = archive.read("data"), archive.read("policy.pth")
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as error:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, NotImplementedError, EOFError, OSError) as error:
         raise CheckpointError(f"{path} is not a readable zip file ({error})") from None
     try:
         data = json.loads(data_bytes)
@@ -266,7 +268,7 @@ def _read_sb3_zip(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         raise CheckpointError(f"{path}: 'data' has no observation/action spaces: not a Stable-Baselines3 model")
     try:  # weights_only: a restricted unpickler that only rebuilds tensors and plain containers
         state = torch.load(io.BytesIO(policy_bytes), weights_only=True, map_location="cpu")
-    except Exception as error:  # torch raises many types for bad bytes; all mean the same here
+    except Exception as error:  # noqa: BLE001 - torch raises many types for bad bytes; all mean "corrupt"
         raise CheckpointError(f"{path}: member 'policy.pth' is corrupt or not a weights-only state dict ({error})") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path}: member 'policy.pth' is not a state dict of tensors")
@@ -369,7 +371,7 @@ def load_vecnormalize_stats(path: PathLike, obs_shape: tuple[int, ...], *, trust
         raise
     except (KeyError, TypeError, ValueError, AttributeError, OSError, ImportError, EOFError) as error:
         raise CheckpointError(f"VecNormalize statistics {path} are unreadable or incomplete ({error!r})") from None
-    except Exception as error:  # pickle.UnpicklingError and whatever a foreign pickle raises
+    except Exception as error:  # noqa: BLE001 - UnpicklingError and whatever else a foreign pickle raises
         raise CheckpointError(f"VecNormalize statistics {path} could not be unpickled ({error!r})") from None
     if mean.shape != tuple(obs_shape) or var.shape != tuple(obs_shape):
         raise CheckpointError(f"VecNormalize statistics {path} have shape {mean.shape}, observations have {tuple(obs_shape)}")
@@ -508,7 +510,7 @@ def load_model(path: PathLike, env_id: str | None = None, *, vecnormalize: PathL
             raise CheckpointError(f"{path} does not exist")
         try:  # TorchScript runs in the TorchScript interpreter: no Python pickle is executed
             module = torch.jit.load(str(path), map_location="cpu")
-        except Exception as error:  # torch raises RuntimeError/ValueError/... for non-TorchScript files
+        except Exception as error:  # noqa: BLE001 - RuntimeError/ValueError/... for non-TorchScript files
             raise CheckpointError(f"{path} is not a TorchScript file (save it with torch.jit.save): {error}") from None
         observation_space, action_space = _env_spaces(env_id)
         normalizer = None
@@ -522,6 +524,7 @@ def load_model(path: PathLike, env_id: str | None = None, *, vecnormalize: PathL
         return policy
     if vecnormalize is not None:
         raise InvalidArgumentError(f"{path}: --vecnormalize is only for SB3/TorchScript models; our checkpoints carry their normaliser")
-    from robustrl.experiments.run import load_policy  # lazy: pulls in the training stack
+    # Imported lazily: it pulls in the training stack.
+    from robustrl.experiments.run import load_policy
 
     return load_policy(path, env_id)
