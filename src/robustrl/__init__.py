@@ -10,4 +10,4 @@ from robustrl.evaluate import evaluate
 from robustrl.experiments.run import load_policy, train
 
 __version__ = "0.1.0"
-__all__ = ["train", "evaluate", "load_policy", "TrainConfig", "PPOConfig", "ppo_defaults_for"]
+__all__ = ["PPOConfig", "TrainConfig", "evaluate", "load_policy", "ppo_defaults_for", "train"]

@@ -6,9 +6,16 @@ config; robust methods (issue 4) register here without touching the loop.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
-from robustrl.algos.ppo import PPO, Batch, IterationStats, Objective, PPOHooks, compute_gae
+from robustrl.algos.ppo import (
+    PPO,
+    Batch,
+    IterationStats,
+    Objective,
+    PPOHooks,
+    compute_gae,
+)
 from robustrl.config import TrainConfig
 
 ALGORITHMS: dict[str, Callable[[TrainConfig], PPOHooks]] = {

@@ -28,8 +28,9 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -38,10 +39,18 @@ from torch import nn
 from robustrl.config import TrainConfig
 from robustrl.envs.make import make_env, require_finite
 from robustrl.envs.normalization import RewardScaler
-from robustrl.envs.snapshot import SnapshotUnsupportedError, restore_vector_env, snapshot_vector_env
+from robustrl.envs.snapshot import (
+    SnapshotUnsupportedError,
+    restore_vector_env,
+    snapshot_vector_env,
+)
 from robustrl.errors import CheckpointError
 from robustrl.policies.actor_critic import ActorCritic
-from robustrl.policies.checkpoint import policy_from_checkpoint, policy_meta, policy_tensors
+from robustrl.policies.checkpoint import (
+    policy_from_checkpoint,
+    policy_meta,
+    policy_tensors,
+)
 
 
 @dataclass

@@ -20,7 +20,11 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 
 from robustrl.config import BACKENDS
-from robustrl.errors import InvalidArgumentError, NonFiniteObservationError, UnknownEnvError
+from robustrl.errors import (
+    InvalidArgumentError,
+    NonFiniteObservationError,
+    UnknownEnvError,
+)
 
 
 def check_env_id(env_id: str, backend: str = "gymnasium") -> None:

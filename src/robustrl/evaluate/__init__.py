@@ -1,13 +1,14 @@
-"""Evaluation of policies: natural return now; attacks join the table through ``perturb``."""
+"""Evaluation of policies: natural return, and the robustness table under attacks."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+from robustrl.errors import InvalidArgumentError
 from robustrl.evaluate.rollout import EpisodeResults, run_episodes
-from robustrl.policies.actor_critic import ActorCritic
 from robustrl.policies.checkpoint import atomic_write_text
 
 
@@ -21,29 +22,42 @@ def evaluate(
     backend: str = "gymnasium",
     json_path: Path | str | None = None,
     on_episode: Callable[[str, float], None] | None = None,
+    source: str | None = None,
+    attacks: list[str] | str | None = None,
+    eps: float | None = None,
+    **attack_settings: Any,
 ) -> dict[str, Any]:
-    """Natural return of a policy: mean and std over ``episodes`` episodes per mode.
+    """Natural return of a policy (mean and std over ``episodes`` episodes per mode), or, with
+    ``attacks`` (names or ``"all"``), the robustness table of
+    :func:`robustrl.evaluate.robustness.robustness_report` (deterministic, eps in the policy's
+    perturbation space; ``attack_settings`` are passed on).
 
     ``policy_or_path`` is a policy, a run directory or a checkpoint. Evaluation seeds default to
     10000+ so they never coincide with the training envs' seeds. Returns (and optionally writes as
     JSON) ``{"env_id", "episodes", "seed", "results": {mode: summary}}``.
     """
-    from robustrl.experiments.run import load_policy
+    if isinstance(policy_or_path, (str, Path)):
+        from robustrl.policies.adapters import load_model
 
-    if isinstance(policy_or_path, ActorCritic):
-        policy = policy_or_path
-        env_id = env_id or policy.env_id
-        if env_id is None:
-            raise ValueError("evaluate(policy) needs env_id")
-        source = "<policy object>"
+        source = source or str(policy_or_path)
+        policy = load_model(policy_or_path, env_id)
     else:
-        source = str(policy_or_path)
-        policy = load_policy(policy_or_path, env_id)
-        env_id = env_id or policy.env_id
+        policy = policy_or_path
+        source = source or "<policy object>"
+    env_id = env_id or policy.env_id
+    if env_id is None:
+        raise InvalidArgumentError("evaluate(policy) needs env_id (the policy does not record its env)")
+    if attacks is not None:
+        from robustrl.attacks import parse_attacks
+        from robustrl.evaluate.robustness import robustness_report
+
+        names = parse_attacks(attacks) if isinstance(attacks, str) else list(attacks)
+        return robustness_report(
+            policy, env_id, attacks=names, eps=eps, episodes=episodes, seed=seed, json_path=json_path,
+            source=None if source == "<policy object>" else source, **attack_settings,
+        )
     unknown = set(modes) - {"deterministic", "stochastic"}
     if unknown:
-        from robustrl.errors import InvalidArgumentError
-
         raise InvalidArgumentError(f"unknown evaluation mode(s) {sorted(unknown)}")
     results: dict[str, dict[str, float]] = {}
     raw: dict[str, EpisodeResults] = {}
@@ -61,4 +75,4 @@ def evaluate(
     return report
 
 
-__all__ = ["evaluate", "run_episodes", "EpisodeResults"]
+__all__ = ["EpisodeResults", "evaluate", "run_episodes"]

@@ -7,8 +7,8 @@ the first ``episodes`` completions.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
@@ -40,7 +40,7 @@ class EpisodeResults:
             "std": self.std,
             "min": float(self.returns.min()),
             "max": float(self.returns.max()),
-            "episodes": int(len(self.returns)),
+            "episodes": len(self.returns),
             "mean_length": float(self.lengths.mean()),
         }
 

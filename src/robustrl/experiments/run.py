@@ -21,11 +21,12 @@ import re
 import signal
 import threading
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 
@@ -277,7 +278,14 @@ def _progress_bar(enabled: bool, trainer: PPO) -> Iterator[Callable[[IterationSt
     if not enabled:
         yield lambda stats: None
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     total = trainer.num_iterations * trainer.config.ppo.steps_per_iteration
     columns = (

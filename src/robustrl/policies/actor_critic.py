@@ -8,7 +8,7 @@ SA-PPO and its descendants), so attacks and robust objectives perturb the output
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import gymnasium as gym
 import numpy as np

@@ -1,0 +1,249 @@
+"""The robustness table of the BARPO paper (Table 2) for any attackable policy.
+
+For one policy: natural return, return under each attack (mean ± std over ``episodes``
+deterministic episodes), the **worst** attack and the **worst-case robustness**
+(worst - natural) / |natural|. Learned attacks are fitted once and cached next to the policy
+(``<run dir>/attacks/<eps>-l<norm>/``), and the report is written after every attack, so an
+interrupted evaluation resumes where it stopped and loses nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from robustrl.attacks import ATTACKS, make_attack
+from robustrl.attacks.base import policy_fingerprint
+from robustrl.config import default_eps
+from robustrl.errors import CheckpointError, InvalidArgumentError
+from robustrl.evaluate.rollout import run_episodes
+from robustrl.policies.checkpoint import atomic_write_text
+from robustrl.threat import parse_norm
+
+# progress(stage, attack name, done, total): stage is "fit" or "episodes"
+EvaluationProgress = Callable[[str, str, int, int], None]
+
+REPORT_FORMAT = "robustrl-robustness-report"
+
+
+def worst_case_robustness(natural: float, worst: float) -> float:
+    """(worst - natural) / |natural| (BARPO paper, Table 2): 0 = no loss, -1 = everything lost."""
+    return (worst - natural) / abs(natural) if natural != 0 else math.nan
+
+
+def attack_directory(source: Path | None, eps: float, norm: str) -> Path | None:
+    """Where fitted attacks of a run are cached; None for in-memory policies."""
+    if source is None:
+        return None
+    base = source if source.is_dir() else source.parent
+    return base / "attacks" / f"eps{eps:g}-l{norm}"
+
+
+def _cached_report(json_path: Path | None, settings: dict[str, Any]) -> dict[str, Any] | None:
+    """A previous (possibly partial) report with the same settings, to resume from."""
+    if json_path is None or not json_path.is_file():
+        return None
+    try:
+        previous = json.loads(json_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None  # unreadable: start again (the file is replaced atomically at the next write)
+    if previous.get("format") != REPORT_FORMAT or previous.get("settings") != settings:
+        return None
+    return previous
+
+
+def robustness_report(
+    policy: Any,
+    env_id: str,
+    *,
+    attacks: list[str],
+    eps: float | None = None,
+    norm: str = "inf",
+    episodes: int = 50,
+    seed: int = 10_000,
+    deterministic: bool = True,
+    attack_options: dict[str, dict[str, Any]] | None = None,
+    budgets: dict[str, int] | None = None,
+    source: Path | str | None = None,
+    attack_dir: Path | None = None,
+    refit: bool = False,
+    json_path: Path | str | None = None,
+    progress: EvaluationProgress | None = None,
+) -> dict[str, Any]:
+    """Evaluate ``policy`` clean and under each attack; returns (and writes) the report.
+
+    ``eps`` defaults to the papers' value for the env (see :func:`robustrl.config.default_eps`),
+    in the policy's perturbation space (``policy.perturbation_space``). ``attack_options`` and
+    ``budgets`` are per attack name. With ``json_path``, a previous report with the same settings
+    is resumed: finished attacks are not run again.
+    """
+    eps = default_eps(env_id) if eps is None else eps
+    norm = parse_norm(norm)
+    if eps < 0 or not math.isfinite(eps):
+        raise InvalidArgumentError(f"eps must be a finite number >= 0, got {eps}")
+    unknown = [a for a in attacks if a not in ATTACKS]
+    if unknown:
+        raise InvalidArgumentError(f"unknown attack(s) {unknown}: choose from {sorted(ATTACKS)}")
+    attack_options = attack_options or {}
+    budgets = budgets or {}
+    json_path = Path(json_path) if json_path is not None else None
+    source_path = Path(source) if source is not None else None
+    attack_dir = attack_dir or attack_directory(source_path, eps, norm)
+    settings = {
+        "env_id": env_id, "eps": eps, "norm": norm, "episodes": episodes, "seed": seed,
+        "deterministic": deterministic, "victim_fingerprint": policy_fingerprint(policy),
+        "attack_options": attack_options, "budgets": budgets,
+    }
+    report = _cached_report(json_path, settings) or {
+        "format": REPORT_FORMAT,
+        "settings": settings,
+        "source": str(source) if source is not None else "<policy object>",
+        "env_id": env_id,
+        "eps": eps,
+        "norm": norm,
+        "perturbation_space": getattr(policy, "perturbation_space", "unknown"),
+        "episodes": episodes,
+        "mode": "deterministic" if deterministic else "stochastic",
+        "results": {},
+        "returns": {},
+    }
+
+    def save() -> None:
+        _summarise(report)
+        if json_path is not None:
+            atomic_write_text(json_path, json.dumps(report, indent=1))
+
+    def run(name: str, perturb: Any) -> None:
+        callback = (lambda _ret, done=[0]: (done.__setitem__(0, done[0] + 1), progress("episodes", name, done[0], episodes))) if progress else None
+        start = time.perf_counter()
+        result = run_episodes(policy, env_id, episodes, deterministic=deterministic, seed=seed, perturb=perturb, on_episode=callback)
+        seconds = time.perf_counter() - start
+        summary = result.summary() | {"eval_seconds": round(seconds, 2), "steps_per_second": round(float(result.lengths.sum()) / seconds, 1)}
+        report["results"][name] = {**report["results"].get(name, {}), **summary}
+        report["returns"][name] = result.returns.tolist()
+        save()
+
+    if "natural" not in report["results"]:
+        run("natural", None)
+    for name in attacks:
+        if name in report["results"]:
+            continue  # resumed: done in an earlier call
+        attack, fit_seconds, loaded = _fitted_attack(
+            name, eps, norm, policy, env_id, attack_options.get(name, {}), budgets.get(name), attack_dir, refit, progress, seed
+        )
+        report["results"][name] = {"fit_seconds": round(fit_seconds, 2), "loaded_fitted_attack": loaded}
+        run(name, attack.perturb)
+    return report
+
+
+def _fitted_attack(name, eps, norm, policy, env_id, options, budget, attack_dir, refit, progress, seed):
+    """Load a cached fitted attack if there is one for this victim, else fit (and cache) it."""
+    cls = ATTACKS[name]
+    if cls.learned and attack_dir is not None and not refit and (attack_dir / f"{name}.json").is_file():
+        try:
+            attack = cls.load(attack_dir, policy, env_id)
+            if attack.options == cls.Options(**options):
+                return attack, 0.0, True
+        except CheckpointError:
+            pass  # another victim or a damaged file: fit again (the new fit replaces it atomically)
+    attack = make_attack(name, eps, norm, seed=seed, **options)
+    start = time.perf_counter()
+    fit_progress = (lambda done, total, _text: progress("fit", name, done, total)) if progress else None
+    attack.fit(policy, env_id, budget=budget, progress=fit_progress)
+    seconds = time.perf_counter() - start
+    if cls.learned and attack_dir is not None:
+        attack.save(attack_dir)
+    return attack, seconds, False
+
+
+def _summarise(report: dict[str, Any]) -> None:
+    """Add the worst attack and the worst-case robustness over the attacks evaluated so far."""
+    results = report["results"]
+    natural = results.get("natural", {}).get("mean")
+    attacked = {name: r["mean"] for name, r in results.items() if name != "natural" and "mean" in r}
+    if natural is None or not attacked:
+        report.pop("worst", None)
+        return
+    worst_name = min(attacked, key=attacked.get)
+    report["worst"] = {"attack": worst_name, "mean": attacked[worst_name]}
+    report["worst_case_robustness"] = worst_case_robustness(natural, attacked[worst_name])
+
+
+def median_agent(reports: list[dict[str, Any]]) -> int:
+    """The median agent of BARPO Appendix F.3: agents are ranked by natural return and by their
+    worst return under the cheap attacks; the agent whose mean rank is the median is kept (our
+    reading of "the median agent by considering the natural and robust returns"; ties go to the
+    lower robust return, the conservative choice)."""
+    if not reports:
+        raise InvalidArgumentError("median_agent needs at least one report")
+    natural = np.array([r["results"]["natural"]["mean"] for r in reports])
+    robust = np.array([r.get("worst", {}).get("mean", r["results"]["natural"]["mean"]) for r in reports])
+    rank = (natural.argsort().argsort() + robust.argsort().argsort()) / 2.0
+    order = sorted(range(len(reports)), key=lambda i: (rank[i], robust[i]))
+    return order[(len(order) - 1) // 2]
+
+
+def eps_sweep(
+    policy: Any, env_id: str, eps_values: list[float], *, attacks: list[str], **options: Any
+) -> list[dict[str, Any]]:
+    """One robustness report per eps (learned attacks are fitted for each eps). ``options`` go to
+    :func:`robustness_report`; ``json_path`` becomes one file per eps (``<stem>-eps<e>.json``)."""
+    if not eps_values:
+        raise InvalidArgumentError("eps sweep needs at least one eps")
+    json_path = options.pop("json_path", None)
+    reports = []
+    for eps in eps_values:
+        path = None if json_path is None else Path(json_path).with_name(f"{Path(json_path).stem}-eps{eps:g}.json")
+        reports.append(robustness_report(policy, env_id, attacks=attacks, eps=eps, json_path=path, **options))
+    return reports
+
+
+def median_agent_protocol(
+    sources: list[Path | str],
+    env_id: str | None = None,
+    *,
+    cheap_attacks: tuple[str, ...] = ("random", "critic", "mad", "rs"),
+    expensive_attacks: tuple[str, ...] = ("sa-rl", "pa-ad"),
+    load: Callable[[Path | str, str | None], Any] | None = None,
+    progress_for: Callable[[str], EvaluationProgress | None] | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """BARPO Appendix F.3: run the cheap attacks on every seed's agent, pick the median agent
+    (:func:`median_agent`), run the expensive (learned) attacks on it. Each agent's report is
+    written to ``<run dir>/eval-eps<e>.json`` (resumable). Returns ``{"reports", "median_index",
+    "median_source", "median_report"}``."""
+    from robustrl.experiments.run import load_policy
+
+    load = load or load_policy
+    if not sources:
+        raise InvalidArgumentError("the median-agent protocol needs at least one run")
+    reports, policies = [], []
+    for source in sources:
+        policy = load(source, env_id)
+        env = env_id or policy.env_id
+        eps = options.get("eps") if options.get("eps") is not None else default_eps(env)
+        json_path = _run_report_path(source, eps)
+        progress = progress_for(str(source)) if progress_for else None
+        reports.append(
+            robustness_report(policy, env, attacks=list(cheap_attacks), source=source, json_path=json_path, progress=progress, **options)
+        )
+        policies.append((policy, env, json_path))
+    index = median_agent(reports)
+    policy, env, json_path = policies[index]
+    progress = progress_for(f"median agent {sources[index]}") if progress_for else None
+    median_report = robustness_report(
+        policy, env, attacks=list(cheap_attacks) + list(expensive_attacks), source=sources[index], json_path=json_path,
+        progress=progress, **options,
+    )
+    return {"reports": reports, "median_index": index, "median_source": str(sources[index]), "median_report": median_report}
+
+
+def _run_report_path(source: Path | str, eps: float) -> Path:
+    base = Path(source) if Path(source).is_dir() else Path(source).parent
+    return base / f"eval-eps{eps:g}.json"
