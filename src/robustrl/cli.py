@@ -21,7 +21,9 @@ app = typer.Typer(
     help="Adversarially robust deep RL: train, attack, evaluate.",
 )
 # soft_wrap: never hard-wrap messages at 80 columns when piped (paths and commands must stay on one line)
-console = Console(soft_wrap=True)
+# Piped output gets a wide virtual terminal: rich would otherwise squeeze the robustness table
+# into 80 columns and truncate every cell.
+console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 220)
 error_console = Console(stderr=True, soft_wrap=True)
 
 
@@ -241,7 +243,7 @@ def evaluate(
                 progress_for=lambda label: _AttackProgress(bar, f"{Path(label).name} "), **common,
             )
             reports = result["reports"]
-            labels = [str(p) + (" (median)" if i == result["median_index"] else "") for i, p in enumerate(paths)]
+            labels = [_label(p) + (" (median)" if i == result["median_index"] else "") for i, p in enumerate(paths)]
             reports[result["median_index"]] = result["median_report"]
         else:
             reports, labels = [], []
@@ -266,13 +268,19 @@ def evaluate(
                     json_path=json_file if len(paths) == 1 and json_file else _default_report(path, None, eps, env_id), **common,
                 )
                 reports.append(report)
-                labels.append(str(path))
+                labels.append(_label(path))
     if reports:
         console.print(robustness_table(reports, labels))
         if json_file is not None and len(paths) > 1:
             atomic_write_text(json_file, json.dumps({"reports": reports, "labels": labels}, indent=1))
         if markdown_file is not None:
             atomic_write_text(markdown_file, robustness_markdown(reports, labels))
+
+
+def _label(path: Path) -> str:
+    """A short row label: the run directory's name (or the file's)."""
+    path = Path(path)
+    return path.parent.parent.name if path.parent.name == "checkpoints" else path.name
 
 
 def _default_report(path: Path, stem: str | None, eps: float | None = None, env_id: str | None = None) -> Path:
@@ -312,24 +320,38 @@ def demo(
     env: str = typer.Option("Hopper-v5", "--env"),
     steps: str = typer.Option("3e5", "--steps", help="Training budget of the demo."),
     episodes: int = typer.Option(10, "--episodes", min=1),
+    attack_budget: str = typer.Option("1e5", "--attack-budget", help="Training env steps of each learned attack (SA-RL, PA-AD)."),
     out: Path | None = typer.Option(None, "--out", help="Run directory (default runs/demo-<time>)."),
 ) -> None:
-    """Short end-to-end demo: train PPO, evaluate it, print the table."""
+    """Short end-to-end demo: train PPO, attack it with the six attacks, print the robustness table."""
     from datetime import datetime
 
-    from robustrl.config import TrainConfig, ppo_defaults_for
-    from robustrl.evaluate import evaluate as evaluate_policy
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from robustrl.attacks import ALL
+    from robustrl.config import TrainConfig, default_eps, ppo_defaults_for
+    from robustrl.evaluate.robustness import robustness_report
     from robustrl.experiments.run import train as train_run
-    from robustrl.report.table import natural_return_table
+    from robustrl.report.table import robustness_table
 
     run_dir = out or Path("runs") / f"demo-{datetime.now():%Y%m%d-%H%M%S}"
     config = TrainConfig(env_id=env, total_steps=parse_count(steps, "--steps"), seed=0, ppo=ppo_defaults_for(env))
+    budget = parse_count(attack_budget, "--attack-budget")
     console.print(f"[bold]1/2[/] training PPO on {env} for {config.total_steps} steps -> {run_dir}")
     result = train_run(config, run_dir)
-    console.print(f"[bold]2/2[/] evaluating {episodes} episodes per mode")
-    report = evaluate_policy(result.run_dir, episodes=episodes, json_path=result.run_dir / "eval.json")
-    console.print(natural_return_table(report))
-    console.print("Attack columns join this table once the attack suite lands (issue 3).")
+    eps = default_eps(env)
+    console.print(
+        f"[bold]2/2[/] attacking it at eps={eps:g} ({', '.join(ALL)}; learned attacks trained for {budget} steps "
+        f"each, the papers use ~1M-2M): {episodes} deterministic episodes per column"
+    )
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=error_console, transient=True) as bar:
+        report = robustness_report(
+            result.policy, env, attacks=list(ALL), eps=eps, episodes=episodes, source=result.run_dir,
+            budgets={"sa-rl": budget, "pa-ad": budget}, attack_options={"rs": {"iterations": 10}},
+            json_path=result.run_dir / f"eval-eps{eps:g}.json", progress=_AttackProgress(bar),
+        )
+    console.print(robustness_table([report], [result.run_dir.name]))
 
 
 def main(argv: list[str] | None = None) -> int:

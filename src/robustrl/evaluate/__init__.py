@@ -10,10 +10,11 @@ from typing import Any
 from robustrl.errors import InvalidArgumentError
 from robustrl.evaluate.rollout import EpisodeResults, run_episodes
 from robustrl.policies.checkpoint import atomic_write_text
+from robustrl.policies.protocol import AttackablePolicy
 
 
 def evaluate(
-    policy_or_path: ActorCritic | Path | str,
+    policy_or_path: AttackablePolicy | Path | str,
     env_id: str | None = None,
     *,
     episodes: int = 50,

@@ -217,7 +217,7 @@ class SB3Policy(_ForeignPolicy):
 
 
 def _mlp(state: dict[str, torch.Tensor], prefix: str, in_dim: int, activation: type[nn.Module], source: PathLike,
-         last_activation: type[nn.Module] | None | str = "same") -> tuple[nn.Sequential, int]:
+         last_activation: type[nn.Module] | str | None = "same") -> tuple[nn.Sequential, int]:
     """Rebuild an SB3 ``create_mlp`` stack ([Linear, act] * k, indices 0, 2, 4, ...) from weight shapes.
 
     ``last_activation``: "same" = activation after every Linear (a latent net); None = bare output
@@ -268,7 +268,7 @@ def _read_sb3_zip(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         raise CheckpointError(f"{path}: 'data' has no observation/action spaces: not a Stable-Baselines3 model")
     try:  # weights_only: a restricted unpickler that only rebuilds tensors and plain containers
         state = torch.load(io.BytesIO(policy_bytes), weights_only=True, map_location="cpu")
-    except Exception as error:  # noqa: BLE001 - torch raises many types for bad bytes; all mean "corrupt"
+    except Exception as error:
         raise CheckpointError(f"{path}: member 'policy.pth' is corrupt or not a weights-only state dict ({error})") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path}: member 'policy.pth' is not a state dict of tensors")
@@ -371,7 +371,7 @@ def load_vecnormalize_stats(path: PathLike, obs_shape: tuple[int, ...], *, trust
         raise
     except (KeyError, TypeError, ValueError, AttributeError, OSError, ImportError, EOFError) as error:
         raise CheckpointError(f"VecNormalize statistics {path} are unreadable or incomplete ({error!r})") from None
-    except Exception as error:  # noqa: BLE001 - UnpicklingError and whatever else a foreign pickle raises
+    except Exception as error:
         raise CheckpointError(f"VecNormalize statistics {path} could not be unpickled ({error!r})") from None
     if mean.shape != tuple(obs_shape) or var.shape != tuple(obs_shape):
         raise CheckpointError(f"VecNormalize statistics {path} have shape {mean.shape}, observations have {tuple(obs_shape)}")
@@ -510,7 +510,7 @@ def load_model(path: PathLike, env_id: str | None = None, *, vecnormalize: PathL
             raise CheckpointError(f"{path} does not exist")
         try:  # TorchScript runs in the TorchScript interpreter: no Python pickle is executed
             module = torch.jit.load(str(path), map_location="cpu")
-        except Exception as error:  # noqa: BLE001 - RuntimeError/ValueError/... for non-TorchScript files
+        except Exception as error:
             raise CheckpointError(f"{path} is not a TorchScript file (save it with torch.jit.save): {error}") from None
         observation_space, action_space = _env_spaces(env_id)
         normalizer = None
