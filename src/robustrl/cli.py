@@ -73,6 +73,12 @@ def train(
     out: Path | None = typer.Option(None, "--out", help="Run directory (default runs/<algo>-<env>-s<seed>-<time>)."),
     resume: Path | None = typer.Option(None, "--resume", help="Continue the run in this directory."),
     overrides: list[str] = typer.Option([], "--set", help="PPO hyperparameter KEY=VALUE (repeatable)."),
+    eps: float | None = typer.Option(None, "--eps", help="Robust methods: target eps (default: the papers' value for the env)."),
+    kappa: float | None = typer.Option(None, "--kappa", help="Robust methods: robustness weight (default 0.3)."),
+    no_guidance: bool = typer.Option(False, "--no-guidance", help="ar-ppo/bar-ppo: the robust term alone (ARPO, BARPO w/o g)."),
+    inner_solve: str | None = typer.Option(None, "--inner-solve", help="iteration (once per batch) or minibatch."),
+    solver: str | None = typer.Option(None, "--solver", help="sa-ppo inner solver: sgld, pgd or ibp."),
+    robust_overrides: list[str] = typer.Option([], "--set-robust", help="Robust knob KEY=VALUE (repeatable), e.g. temperature=1e-5."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar (logs still written)."),
 ) -> None:
     """Train a policy into a run directory (Ctrl-C saves a checkpoint; --resume continues)."""
@@ -81,7 +87,7 @@ def train(
     from robustrl.experiments.run import train as train_run
 
     if resume is not None:
-        if env is not None or steps is not None or overrides or out is not None:
+        if env is not None or steps is not None or overrides or out is not None or robust_overrides or eps is not None or kappa is not None:
             raise InvalidArgumentError("--resume takes its settings from the run directory; drop --env/--steps/--set/--out")
         result = train_run(resume=resume, progress=not no_progress)
     else:
@@ -99,6 +105,7 @@ def train(
             backend=backend,
             checkpoint_every=checkpoint_every,
             ppo=ppo_defaults_for(env, **parse_overrides(overrides)),
+            robust=robust_config(algo, eps, kappa, no_guidance, inner_solve, solver, robust_overrides),
         )
         result = train_run(config, out, progress=not no_progress)
     state = "interrupted at" if result.interrupted else "finished"
@@ -107,6 +114,34 @@ def train(
     )
     if result.interrupted:
         console.print(f"continue with: robustrl train --resume {result.run_dir}")
+
+
+def robust_config(algo, eps, kappa, no_guidance, inner_solve, solver, pairs: list[str]):
+    """The RobustConfig of ``robustrl train`` options (plain PPO ignores it, so reject them there)."""
+    from robustrl.config import RobustConfig
+
+    values: dict[str, Any] = {}
+    known = {f.name for f in dataclasses.fields(RobustConfig)}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or key not in known:
+            raise InvalidArgumentError(f"--set-robust expects KEY=VALUE with KEY one of {sorted(known)}, got {pair!r}")
+        try:
+            values[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            values[key] = raw  # plain strings (norm, inner_solve, solver)
+    for key, value in (("eps", eps), ("kappa", kappa), ("inner_solve", inner_solve), ("solver", solver)):
+        if value is not None:
+            values[key] = value
+    if no_guidance:
+        if algo not in ("ar-ppo", "bar-ppo"):
+            raise InvalidArgumentError("--no-guidance applies to ar-ppo and bar-ppo only")
+        values["guidance"] = False
+    if algo == "ppo" and values:
+        raise InvalidArgumentError(f"--algo ppo takes no robust options (got {sorted(values)})")
+    config = RobustConfig(**values)
+    config.validate()
+    return config
 
 
 def parse_float_list(text: str, name: str) -> list[float]:

@@ -122,6 +122,59 @@ def default_total_steps(env_id: str) -> int:
     return DEFAULT_TOTAL_STEPS.get(env_family(env_id), DEFAULT_STEPS)
 
 
+INNER_SOLVE = ("iteration", "minibatch")
+
+
+@dataclass(frozen=True)
+class RobustConfig:
+    """Knobs shared by the robust training objectives (BARPO paper, App. F.3, and the reference
+    configs of SA-PPO / WocaR / RADIAL). Unused fields are ignored by methods that do not need them."""
+
+    eps: float | None = None  # target radius (normalised obs); None = the papers' per-env value (DEFAULT_EPS)
+    norm: str = "inf"
+    # eps grows linearly from 0 to the target over this fraction of the iterations (732 of 976 in
+    # the papers), then stays at the target.
+    eps_warmup_fraction: float = 0.75
+    kappa: float = 0.3  # robustness weight; BAR-PPO grid {0.1, 0.3, 1.0}
+    guidance: bool = True  # False: the robust term alone ("ARPO", "BARPO w/o g")
+    inner_steps: int = 10  # solver iterations (BARPO App. F.3)
+    inner_step_size: float | None = None  # None = eps / inner_steps
+    temperature: float = 1e-5  # SGLD beta
+    # Where the inner problem is solved: "iteration" = once per iteration on the whole batch with
+    # the parameters that collected it (what Algorithms 2-3 state: step 8 precedes the update);
+    # "minibatch" = for each minibatch with the current parameters (SA-PPO's reference code).
+    # None = each method's own default.
+    inner_solve: str | None = None
+    solver: str | None = None  # sa-ppo: "sgld" (default), "pgd" or "ibp" (convex relaxation)
+    q_weight: float = 0.5  # WocaR: weight of the worst-case value in the advantage
+    radial_mix: float = 0.5  # RADIAL: weight of the worst-case surrogate (clean gets 1 - mix)
+
+    def validate(self) -> None:
+        if self.norm not in ("inf", "2"):
+            raise InvalidArgumentError(f"robust.norm must be 'inf' or '2', got {self.norm!r}")
+        if self.eps is not None and (not math.isfinite(self.eps) or self.eps < 0):
+            raise InvalidArgumentError(f"robust.eps must be a finite number >= 0, got {self.eps}")
+        if not 0.0 <= self.eps_warmup_fraction <= 1.0:
+            raise InvalidArgumentError(f"robust.eps_warmup_fraction must be in [0, 1], got {self.eps_warmup_fraction}")
+        if not (math.isfinite(self.kappa) and self.kappa >= 0):
+            raise InvalidArgumentError(f"robust.kappa must be >= 0, got {self.kappa}")
+        if self.inner_steps < 1:
+            raise InvalidArgumentError(f"robust.inner_steps must be >= 1, got {self.inner_steps}")
+        if self.inner_step_size is not None and not self.inner_step_size >= 0:
+            raise InvalidArgumentError(f"robust.inner_step_size must be >= 0, got {self.inner_step_size}")
+        if not self.temperature >= 0:
+            raise InvalidArgumentError(f"robust.temperature must be >= 0, got {self.temperature}")
+        if self.inner_solve is not None and self.inner_solve not in INNER_SOLVE:
+            raise InvalidArgumentError(f"robust.inner_solve must be one of {INNER_SOLVE}, got {self.inner_solve!r}")
+        if self.solver is not None and self.solver not in ("sgld", "pgd", "ibp"):
+            raise InvalidArgumentError(f"robust.solver must be sgld, pgd or ibp, got {self.solver!r}")
+        if not 0.0 <= self.radial_mix <= 1.0:
+            raise InvalidArgumentError(f"robust.radial_mix must be in [0, 1], got {self.radial_mix}")
+
+    def target_eps(self, env_id: str) -> float:
+        return default_eps(env_id) if self.eps is None else float(self.eps)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """A whole training run: what to train, where, for how long, and with which PPO knobs."""
@@ -134,6 +187,7 @@ class TrainConfig:
     backend: str = "gymnasium"
     checkpoint_every: int = 50  # iterations between checkpoints (one is always written at the end)
     ppo: PPOConfig = field(default_factory=PPOConfig)
+    robust: RobustConfig = field(default_factory=RobustConfig)
 
     @property
     def steps_per_env(self) -> int:
@@ -146,6 +200,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         self.ppo.validate()
+        self.robust.validate()
         if self.total_steps < 1:
             raise InvalidArgumentError(f"total steps must be >= 1, got {self.total_steps}")
         if self.seed < 0:
@@ -178,11 +233,15 @@ class TrainConfig:
             raise InvalidArgumentError(f"unknown PPO config keys: {sorted(unknown)}")
         if "hidden_sizes" in ppo_data:
             ppo_data["hidden_sizes"] = tuple(ppo_data["hidden_sizes"])
+        robust_data = dict(data.pop("robust", {}))  # absent in runs written before robust training
+        unknown = set(robust_data) - {f.name for f in fields(RobustConfig)}
+        if unknown:
+            raise InvalidArgumentError(f"unknown robust config keys: {sorted(unknown)}")
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
             raise InvalidArgumentError(f"unknown training config keys: {sorted(unknown)}")
-        return cls(ppo=PPOConfig(**ppo_data), **data)
+        return cls(ppo=PPOConfig(**ppo_data), robust=RobustConfig(**robust_data), **data)
 
     @classmethod
     def from_json(cls, text: str) -> TrainConfig:

@@ -22,4 +22,14 @@ ALGORITHMS: dict[str, Callable[[TrainConfig], PPOHooks]] = {
     "ppo": lambda config: PPOHooks(),
 }
 
+
+def _register_objectives() -> None:
+    from robustrl.algos.objectives import OBJECTIVES, robust_hooks
+
+    for name in OBJECTIVES:
+        ALGORITHMS[name] = robust_hooks(name)
+
+
+_register_objectives()
+
 __all__ = ["ALGORITHMS", "PPO", "Batch", "IterationStats", "Objective", "PPOHooks", "compute_gae"]

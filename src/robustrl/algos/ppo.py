@@ -63,12 +63,16 @@ class Batch:
     values: torch.Tensor
     advantages: torch.Tensor
     returns: torch.Tensor
+    # Per-sample tensors an objective attaches in ``prepare`` (e.g. the inner problem's solution
+    # ``obs_hat``); minibatches carry the matching rows.
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return self.obs.shape[0]
 
     def select(self, indices: torch.Tensor) -> Batch:
-        return Batch(*(getattr(self, name)[indices] for name in self.__dataclass_fields__))
+        columns = (getattr(self, name)[indices] for name in self.__dataclass_fields__ if name != "extras")
+        return Batch(*columns, extras={key: value[indices] for key, value in self.extras.items()})
 
 
 class Objective(Protocol):

@@ -1,0 +1,38 @@
+"""AR-PPO: Adversarially Robust PPO, the maximin baseline (BARPO paper, Algorithm 2).
+
+  inner (step 8):  s_nu = argmin_{s' in B_eps_t(s)} g(pi_theta(a|s') / pi_theta_t(a|s), A)      by PGD
+  outer (step 9):  L_ar = mean[ -(1/beta) H(pi_theta(.|s)) - g(pi_theta(a|s_nu) / pi_theta_t(a|s), A) ]
+  update (step 10): minimise  PPO loss + kappa * L_ar   (``--no-guidance``: L_ar alone, the paper's "ARPO")
+
+The inner problem attacks the surrogate itself (the strongest adversary for this update), which
+is what BARPO replaces by the KL surrogate. 1/beta on the entropy is PPO's entropy coefficient (see
+barpo.py). Inner problem solved once per iteration by default (step 8 precedes the update), with
+the batch-normalised advantages; ``inner_solve="minibatch"`` uses each minibatch's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from robustrl.algos.objectives.common import RobustObjective, clipped_surrogate, ratio_at
+from robustrl.algos.ppo import Batch
+from robustrl.threat import pgd
+
+
+class ARPPO(RobustObjective):
+    def solve_inner(self, batch: Batch, policy: Any, eps: float) -> torch.Tensor:
+        """Step 8: PGD minimisation of the clipped surrogate over the ball."""
+
+        def surrogate(obs_hat: torch.Tensor) -> torch.Tensor:
+            return clipped_surrogate(ratio_at(policy, obs_hat, batch), batch.advantages, self.clip_eps)
+
+        return pgd(surrogate, batch.obs, self.ball(eps), maximize=False, **self.solver_options(eps))
+
+    def loss(self, minibatch: Batch, policy: Any, eps: float) -> tuple[torch.Tensor, dict[str, float]]:
+        obs_hat = self.obs_hat(minibatch, policy, eps)
+        surrogate = clipped_surrogate(ratio_at(policy, obs_hat, minibatch), minibatch.advantages, self.clip_eps)
+        entropy = policy.entropy(policy.distribution(minibatch.obs)).mean()
+        term = -self.entropy_coef * entropy - surrogate.mean()
+        return term, {"adversarial_surrogate": surrogate.mean().detach()}

@@ -1,0 +1,95 @@
+"""Pieces shared by the robust objectives: the eps schedule, the clipped surrogate g, the
+policy divergences, and the base class that decides where the inner problem is solved."""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+import torch
+
+from robustrl.algos.ppo import Batch
+from robustrl.config import TrainConfig
+from robustrl.threat import Ball
+
+
+def linear_eps_schedule(target: float, warmup_fraction: float):
+    """eps_t = target * min(1, t / T_w) with T_w = round(warmup_fraction * T): 0 -> target over the
+    first 75% of iterations (732 of 976 in the papers, App. F.3), then constant."""
+
+    def schedule(iteration: int, num_iterations: int) -> float:
+        warmup = round(warmup_fraction * num_iterations)
+        if warmup <= 0:
+            return target
+        return target * min(1.0, iteration / warmup)
+
+    return schedule
+
+
+def clipped_surrogate(ratio: torch.Tensor, advantages: torch.Tensor, clip_eps: float) -> torch.Tensor:
+    """g(x, y) = min(x * y, clip(x, 1 - eta, 1 + eta) * y), per sample (PPO eq. 7; BARPO Alg. 2)."""
+    return torch.min(ratio * advantages, ratio.clamp(1 - clip_eps, 1 + clip_eps) * advantages)
+
+
+def ratio_at(policy: Any, obs: torch.Tensor, minibatch: Batch) -> torch.Tensor:
+    """pi_theta(a | obs) / pi_theta_t(a | s): the new policy evaluated at (possibly perturbed)
+    observations, over the old policy at the clean ones."""
+    return (policy.log_prob(policy.distribution(obs), minibatch.actions) - minibatch.log_probs).exp()
+
+
+def gaussian_mean_divergence(policy: Any, obs: torch.Tensor, obs_hat: torch.Tensor) -> torch.Tensor:
+    """sum_i ((mu_i(s_hat) - mu_i(s)) / sigma_i)^2 per sample: 2 KL(pi(s) || pi(s_hat)) for a
+    Gaussian policy with state-independent std, the exact form SA-PPO's code regularises (its
+    kappa values are calibrated on it). For categorical policies: 2 KL."""
+    if policy.continuous:
+        std = policy.log_std.exp()
+        return (((policy.actor(obs_hat) - policy.actor(obs)) / std) ** 2).sum(-1)
+    clean, perturbed = policy.distribution(obs), policy.distribution(obs_hat)
+    return 2.0 * torch.distributions.kl_divergence(clean, perturbed)
+
+
+class RobustObjective:
+    """Base of the objectives: holds kappa/guidance, the solver settings and the ball, and calls
+    :meth:`solve_inner` either once per iteration (``prepare``) or per minibatch (``loss``)."""
+
+    default_inner_solve = "iteration"
+
+    def __init__(self, config: TrainConfig):
+        robust = config.robust
+        self.kappa = robust.kappa
+        self.guidance = robust.guidance
+        self.robust = robust
+        self.clip_eps = config.ppo.clip_eps
+        self.entropy_coef = config.ppo.entropy_coef
+        self.inner_solve = robust.inner_solve or self.default_inner_solve
+        self.seed = config.seed
+        self.generator = torch.Generator().manual_seed(config.seed)
+
+    def ball(self, eps: float) -> Ball:
+        return Ball(eps, self.robust.norm)
+
+    def solver_options(self, eps: float) -> dict[str, Any]:
+        return {"steps": self.robust.inner_steps, "step_size": self.robust.inner_step_size, "generator": self.generator}
+
+    # ---- the Objective protocol of algos/ppo.py ---------------------------------------------------
+    def prepare(self, batch: Batch, policy: Any, eps: float) -> None:
+        # Reseeded every iteration from the run seed and the batch itself, so a resumed run (which
+        # reproduces the batch exactly) draws the same solver noise without saving generator state.
+        digest = zlib.crc32(batch.obs[:8].numpy().tobytes())
+        self.generator.manual_seed(self.seed * 1_000_003 + digest)
+        if self.inner_solve == "iteration":
+            with torch.no_grad():
+                advantages = (batch.advantages - batch.advantages.mean()) / (batch.advantages.std() + 1e-8)
+            view = Batch(batch.obs, batch.actions, batch.log_probs, batch.values, advantages, batch.returns)
+            batch.extras["obs_hat"] = self.solve_inner(view, policy, eps).detach()
+
+    def obs_hat(self, minibatch: Batch, policy: Any, eps: float) -> torch.Tensor:
+        if self.inner_solve == "iteration":
+            return minibatch.extras["obs_hat"]
+        return self.solve_inner(minibatch, policy, eps).detach()
+
+    def solve_inner(self, batch: Batch, policy: Any, eps: float) -> torch.Tensor:
+        raise NotImplementedError
+
+    def loss(self, minibatch: Batch, policy: Any, eps: float) -> tuple[torch.Tensor, dict[str, float]]:
+        raise NotImplementedError
