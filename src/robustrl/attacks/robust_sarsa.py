@@ -112,7 +112,8 @@ class RobustSarsaAttack(Attack):
                 obs, actions = next_obs, next_actions
         finally:
             env.close()
-        cat = lambda items: torch.cat(items, 0)
+        def cat(items):
+            return torch.cat(items, 0)
         return {
             "obs": cat(obs_list), "actions": cat(act_list), "rewards": cat(rew_list),
             "next_obs": cat(next_obs_list), "next_actions": cat(next_act_list), "not_terminal": cat(cont_list),
