@@ -69,6 +69,7 @@ class Attack:
         self.policy: AttackablePolicy | None = None
         self.env_id: str | None = None
         self.fitted = not self.learned
+        self.fit_budget: int | None = None  # the budget of the last fit (part of a cached fit's identity)
 
     @property
     def eps(self) -> float:
@@ -82,6 +83,7 @@ class Attack:
         """Bind the victim (and learn, for learned attacks). Returns self."""
         self.bind(policy, env_id)
         if self.learned:
+            self.fit_budget = None if budget is None else int(budget)
             self._fit(budget, progress)
             self.fitted = True
         return self
@@ -133,6 +135,7 @@ class Attack:
             "options": dataclasses.asdict(self.options),
             "env_id": self.env_id,
             "victim_fingerprint": policy_fingerprint(self.policy),
+            "fit_budget": self.fit_budget,
             **self._extra_meta(),
         }
         save_checkpoint(stem, self._tensors(), meta)
@@ -155,6 +158,7 @@ class Attack:
         except (KeyError, TypeError) as error:
             raise CheckpointError(f"{stem}.json has incomplete attack metadata: {error}") from None
         attack.bind(policy, env_id)
+        attack.fit_budget = meta.get("fit_budget")
         attack._load_tensors(tensors, meta)
         attack.fitted = True
         return attack

@@ -148,7 +148,8 @@ def _fitted_attack(name, eps, norm, policy, env_id, options, budget, attack_dir,
     if cls.learned and attack_dir is not None and not refit and (attack_dir / f"{name}.json").is_file():
         try:
             attack = cls.load(attack_dir, policy, env_id)
-            if attack.options == cls.Options(**options):
+            same_budget = attack.fit_budget == (None if budget is None else int(budget))
+            if attack.options == cls.Options(**options) and same_budget:
                 return attack, 0.0, True
         except CheckpointError:
             pass  # another victim or a damaged file: fit again (the new fit replaces it atomically)
