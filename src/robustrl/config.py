@@ -146,7 +146,10 @@ class RobustConfig:
     # None = each method's own default.
     inner_solve: str | None = None
     solver: str | None = None  # sa-ppo: "sgld" (default), "pgd" or "ibp" (convex relaxation)
-    q_weight: float = 0.5  # WocaR: weight of the worst-case value in the advantage
+    q_weight: float = 0.5  # WocaR: weight of the worst-case value in the advantage (reference: 0.8, capped at 1)
+    q_lr: float = 4e-4  # WocaR: Adam learning rate of the worst-attack critic Q_w (reference "q_lr")
+    q_epochs: int = 10  # WocaR: epochs of Q_w regression per iteration (reference "q_epochs")
+    q_tau: float = 0.001  # WocaR: soft update rate of Q_w's target copy per step (reference "tau")
     radial_mix: float = 0.5  # RADIAL: weight of the worst-case surrogate (clean gets 1 - mix)
 
     def validate(self) -> None:
@@ -168,6 +171,14 @@ class RobustConfig:
             raise InvalidArgumentError(f"robust.inner_solve must be one of {INNER_SOLVE}, got {self.inner_solve!r}")
         if self.solver is not None and self.solver not in ("sgld", "pgd", "ibp"):
             raise InvalidArgumentError(f"robust.solver must be sgld, pgd or ibp, got {self.solver!r}")
+        if not 0.0 <= self.q_weight <= 1.0:
+            raise InvalidArgumentError(f"robust.q_weight must be in [0, 1], got {self.q_weight}")
+        if not (math.isfinite(self.q_lr) and self.q_lr > 0):
+            raise InvalidArgumentError(f"robust.q_lr must be a positive number, got {self.q_lr}")
+        if self.q_epochs < 1:
+            raise InvalidArgumentError(f"robust.q_epochs must be >= 1, got {self.q_epochs}")
+        if not 0.0 < self.q_tau <= 1.0:
+            raise InvalidArgumentError(f"robust.q_tau must be in (0, 1], got {self.q_tau}")
         if not 0.0 <= self.radial_mix <= 1.0:
             raise InvalidArgumentError(f"robust.radial_mix must be in [0, 1], got {self.radial_mix}")
 

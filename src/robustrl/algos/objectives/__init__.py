@@ -12,7 +12,9 @@ from collections.abc import Callable
 from robustrl.algos.objectives.arpo import ARPPO
 from robustrl.algos.objectives.barpo import BARPPO
 from robustrl.algos.objectives.common import linear_eps_schedule
+from robustrl.algos.objectives.radial import RADIALPPO
 from robustrl.algos.objectives.sa_ppo import SAPPO, MinimaxKL
+from robustrl.algos.objectives.wocar import WocaRPPO
 from robustrl.algos.ppo import PPOHooks
 from robustrl.config import TrainConfig
 
@@ -21,6 +23,8 @@ OBJECTIVES: dict[str, type] = {
     "bar-ppo": BARPPO,
     "sa-ppo": SAPPO,
     "minimax-kl": MinimaxKL,
+    "wocar-ppo": WocaRPPO,
+    "radial-ppo": RADIALPPO,
 }
 
 
@@ -35,4 +39,14 @@ def robust_hooks(name: str) -> Callable[[TrainConfig], PPOHooks]:
     return build
 
 
-__all__ = ["ARPPO", "BARPPO", "OBJECTIVES", "SAPPO", "MinimaxKL", "linear_eps_schedule", "robust_hooks"]
+__all__ = [
+    "ARPPO",
+    "BARPPO",
+    "OBJECTIVES",
+    "RADIALPPO",
+    "SAPPO",
+    "MinimaxKL",
+    "WocaRPPO",
+    "linear_eps_schedule",
+    "robust_hooks",
+]

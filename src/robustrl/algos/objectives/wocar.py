@@ -1,0 +1,203 @@
+"""WocaR-PPO (Liang et al. 2022, "Efficient adversarial training without attacking: worst-case-aware
+robust reinforcement learning", NeurIPS), as its official code (``umd-huang-lab/WocaR-RL``,
+``WocaR-PPO``: ``worst_q_step``, ``worst_action_pgd``, ``robust_q_ppo_step``) implements it.
+(The paper is not in this repository, so components are cited by name, not equation number.)
+
+1. Worst-attack action value (the paper's worst-attack Bellman operator). A critic Q_w(s, a),
+   owned by this objective with its own Adam and a soft-updated target copy Q_w', is fitted in
+   ``prepare`` every iteration to
+
+       Q_w(s_t, a_t) <- r_t + gamma Q_w'(s_{t+1}, a_w(s_{t+1})),
+       a_w(s') = argmin_{a in [l(s'), u(s')]} Q_w'(s', a),
+
+   where [l, u] is the IBP box of the policy mean over B_eps(s') (the paper's relaxed adversarial
+   action set: every action an eps-perturbation of s' can make the policy take), searched by
+   projected sign-gradient steps, as ``worst_action_pgd``.
+2. Worst-case-aware policy optimisation. The clipped surrogate uses the advantage mixed with the
+   worst-case value of the taken action, both normalised per minibatch (``surrogate_adv_q``):
+
+       A_wocar = A_hat + w_t Q_hat_w(s, a),   w_t = q_weight * min(1, eps_t / eps_target).
+
+3. State regularisation: SA-PPO's divergence max_{s' in B_eps(s)} D(pi(s), pi(s')) at an SGLD
+   solution (or PGD / IBP with ``solver``), weighted by kappa (the code's ``robust_ppo_reg``).
+
+   L_wocar = -mean g(r_theta(s), A_wocar) - c H(pi(.|s)) + kappa mean D
+
+L_wocar is the whole policy loss of ``robust_q_ppo_step`` (PPO's surrogate is inside it, with the
+modified advantage), so this objective sets ``guidance = False``; kappa is the regulariser weight,
+as for sa-ppo. With eps = 0 both additions vanish (w_t = 0, D = 0) and L_wocar is PPO's policy loss
+exactly; so does it with kappa = 0 and q_weight = 0 at any eps.
+
+Approximations and simplifications (each documented where it is made):
+- The batch has no rewards or next observations. Rows are flattened over (time, env), so the
+  successor of row i is row j = i + num_envs, and GAE gives the one-step TD target of V exactly
+  inside an episode: A_i = r_i + gamma V_j - V_i + gamma lambda A_j, hence
+  r_i = R_i - gamma lambda A_j - gamma V_j (R = the value targets). At the few steps where an
+  episode ends inside the batch (the batch does not say where), this bootstraps into the next
+  episode's first state instead of stopping; the last step of each env has no successor and is
+  left out. The Q targets are in the scaled-reward units of V, as in the reference.
+- The worst action is searched once per iteration, against the target critic, from the centre of
+  the IBP box (the reference: per minibatch, against the online critic, from the policy mean, 50
+  steps); ``inner_steps`` steps of 2/``inner_steps`` of the box half-width.
+- w_t ramps with the eps schedule (0 -> q_weight over the first 75%) instead of the reference's
+  ``weight_schedule="linear"`` over all iterations: it is a function of eps alone, so it needs no
+  iteration counter. The paper's state-importance weights on the regulariser are not used, as in
+  the official PPO code.
+- The critic, its optimiser and its target are not part of the PPO checkpoint: a resumed run
+  refits Q_w from scratch (so it is not bit-identical to an uninterrupted one).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+from torch import nn
+
+from robustrl.algos.objectives.common import clipped_surrogate
+from robustrl.algos.objectives.sa_ppo import SAPPO
+from robustrl.algos.ppo import Batch
+from robustrl.policies.actor_critic import mlp
+from robustrl.policies.ibp import interval_bounds
+from robustrl.threat import Ball, pgd
+
+
+def one_step_rewards(batch: Batch, num_envs: int, gamma: float, gae_lambda: float):
+    """(rows, successors, r): every row i that has a successor j = i + num_envs in the (time, env)
+    flattened batch, and the reward of step i recovered from GAE, r_i = R_i - gamma lambda A_j -
+    gamma V_j (exact when no episode ends at step i; see the module docstring)."""
+    rows = torch.arange(max(len(batch) - num_envs, 0))
+    successors = rows + num_envs
+    with torch.no_grad():
+        rewards = (
+            batch.returns[rows] - gamma * gae_lambda * batch.advantages[successors] - gamma * batch.values[successors]
+        )
+    return rows, successors, rewards
+
+
+class WorstCaseQ(nn.Module):
+    """Q_w(s, a): an MLP on the concatenated (normalised observation, action)."""
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden_sizes: tuple[int, ...], activation: str):
+        super().__init__()
+        self.net = mlp(obs_dim + action_dim, 1, hidden_sizes, activation, out_gain=1.0)
+
+    def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([obs, actions], dim=-1)).squeeze(-1)
+
+
+class WocaRPPO(SAPPO):
+    """WocaR-PPO; see the module docstring."""
+
+    default_inner_solve = "minibatch"  # the regulariser's inner max, per minibatch as the reference
+
+    def __init__(self, config: Any):
+        super().__init__(config)
+        robust, ppo = config.robust, config.ppo
+        self.guidance = False  # L_wocar already contains PPO's (worst-case-aware) surrogate
+        self.q_weight = robust.q_weight
+        self.target_eps = robust.target_eps(config.env_id)
+        self.gamma, self.gae_lambda = ppo.gamma, ppo.gae_lambda
+        self.num_envs = config.num_envs
+        self.num_minibatches = ppo.num_minibatches
+        self.hidden_sizes, self.activation, self.adam_eps = ppo.hidden_sizes, ppo.activation, ppo.adam_eps
+        self.q_network: WorstCaseQ | None = None  # built on the first batch (needs the dimensions)
+        self.target_network: WorstCaseQ | None = None
+        self.q_optimizer: torch.optim.Optimizer | None = None
+        self.last_q_loss = float("nan")
+
+    # ---- the worst-attack critic --------------------------------------------------------------
+    def build_critic(self, policy: Any) -> None:
+        if not policy.continuous:
+            raise ValueError("wocar-ppo needs a Gaussian policy (continuous actions)")
+        with torch.random.fork_rng(devices=[]):  # leave the global torch stream to the PPO run
+            torch.manual_seed(self.seed)
+            self.q_network = WorstCaseQ(policy.obs_dim, policy.action_dim, self.hidden_sizes, self.activation)
+        self.target_network = copy.deepcopy(self.q_network).requires_grad_(False)
+        self.q_optimizer = torch.optim.Adam(self.q_network.parameters(), lr=self.robust.q_lr, eps=self.adam_eps)
+
+    def worst_actions(self, policy: Any, obs: torch.Tensor, eps: float) -> torch.Tensor:
+        """a_w(s) = argmin over the IBP box of the policy mean over B_eps(s) of Q_w'(s, a)."""
+        with torch.no_grad():
+            if eps == 0:
+                return policy.actor(obs)
+            lower, upper = interval_bounds(policy.actor, *self.ball(eps).bounds(obs))
+        center, radius = (upper + lower) / 2, (upper - lower) / 2
+        target = self.target_network
+
+        def worst_case_value(z: torch.Tensor) -> torch.Tensor:  # a = center + radius * z, |z| <= 1
+            return target(obs, center + radius * z)
+
+        steps = self.robust.inner_steps
+        z = pgd(
+            worst_case_value, torch.zeros_like(center), Ball(1.0, "inf"), steps=steps, step_size=2.0 / steps,
+            random_start=False, maximize=False, generator=self.generator,
+        )
+        return (center + radius * z).detach()
+
+    def fit_critic(self, batch: Batch, policy: Any, eps: float) -> None:
+        """``q_epochs`` epochs of minibatch regression on the worst-attack Bellman target, with a
+        soft target update after every step (``worst_q_step``)."""
+        rows, successors, rewards = one_step_rewards(batch, self.num_envs, self.gamma, self.gae_lambda)
+        if len(rows) == 0:
+            return
+        next_obs = batch.obs[successors]
+        next_actions = self.worst_actions(policy, next_obs, eps)
+        obs, actions = batch.obs[rows], batch.actions[rows]
+        assert self.q_network is not None and self.target_network is not None and self.q_optimizer is not None
+        tau = self.robust.q_tau
+        losses = []
+        for _ in range(self.robust.q_epochs):
+            permutation = torch.randperm(len(rows), generator=self.generator)
+            for index in permutation.tensor_split(self.num_minibatches):
+                with torch.no_grad():
+                    target = rewards[index] + self.gamma * self.target_network(next_obs[index], next_actions[index])
+                loss = nn.functional.mse_loss(self.q_network(obs[index], actions[index]), target)
+                self.q_optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.q_optimizer.step()
+                with torch.no_grad():
+                    for target_parameter, parameter in zip(self.target_network.parameters(), self.q_network.parameters()):
+                        target_parameter.lerp_(parameter, tau)
+                losses.append(loss.detach())
+        self.last_q_loss = float(torch.stack(losses).mean())
+
+    # ---- the Objective protocol ---------------------------------------------------------------
+    def worst_case_weight(self, eps: float) -> float:
+        if self.target_eps <= 0:
+            return 0.0
+        return self.q_weight * min(1.0, eps / self.target_eps)
+
+    def prepare(self, batch: Batch, policy: Any, eps: float) -> None:
+        super().prepare(batch, policy, eps)  # reseed; the regulariser's inner solve if "iteration"
+        if self.q_network is None:
+            self.build_critic(policy)
+        self.fit_critic(batch, policy, eps)
+        assert self.target_network is not None
+        with torch.no_grad():
+            batch.extras["worst_q"] = self.target_network(batch.obs, batch.actions)
+
+    def loss(self, minibatch: Batch, policy: Any, eps: float) -> tuple[torch.Tensor, dict[str, float]]:
+        worst_q = minibatch.extras["worst_q"]
+        weight = self.worst_case_weight(eps)
+        advantages = minibatch.advantages
+        if weight > 0:
+            normalised_q = (worst_q - worst_q.mean()) / (worst_q.std() + 1e-8)
+            advantages = advantages + weight * normalised_q
+        dist = policy.distribution(minibatch.obs)
+        ratio = (policy.log_prob(dist, minibatch.actions) - minibatch.log_probs).exp()
+        surrogate = clipped_surrogate(ratio, advantages, self.clip_eps)
+        entropy = policy.entropy(dist).mean()
+        term = -surrogate.mean() - self.entropy_coef * entropy
+        divergence = torch.zeros(())
+        if eps > 0 and self.kappa > 0:
+            divergence, _ = super().loss(minibatch, policy, eps)
+            term = term + self.kappa * divergence
+        metrics = {
+            "worst_q": worst_q.mean(),
+            "worst_q_loss": self.last_q_loss,
+            "worst_q_weight": weight,
+            "state_divergence": divergence.detach(),
+        }
+        return term, metrics
