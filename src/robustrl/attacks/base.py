@@ -154,7 +154,8 @@ class Attack:
         if meta.get("env_id") not in (None, env_id):
             raise CheckpointError(f"{stem}.json was fitted on {meta.get('env_id')!r}, not {env_id!r}")
         try:
-            attack = cls(meta["eps"], meta["norm"], seed=meta.get("seed", 0), **meta.get("options", {}))
+            options = {key: _tuples(value) for key, value in meta.get("options", {}).items()}
+            attack = cls(meta["eps"], meta["norm"], seed=meta.get("seed", 0), **options)
         except (KeyError, TypeError) as error:
             raise CheckpointError(f"{stem}.json has incomplete attack metadata: {error}") from None
         attack.bind(policy, env_id)
@@ -162,6 +163,14 @@ class Attack:
         attack._load_tensors(tensors, meta)
         attack.fitted = True
         return attack
+
+
+def _tuples(value: Any) -> Any:
+    """JSON turns the options' tuples (e.g. ``grid``) into lists; turn them back, so a loaded
+    attack's options compare equal to the ones it was fitted with."""
+    if isinstance(value, list):
+        return tuple(_tuples(item) for item in value)
+    return value
 
 
 ATTACKS: dict[str, type[Attack]] = {}
