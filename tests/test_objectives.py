@@ -101,9 +101,11 @@ def g(ratio, advantages):
     return torch.minimum(ratio * advantages, torch.clamp(ratio, 1 - ETA, 1 + ETA) * advantages)
 
 
-def divergence(policy, obs, obs_hat):
-    """SA-PPO's D: sum_i ((mu_i(s_hat) - mu_i(s)) / sigma_i)^2 (= 2 KL for these policies)."""
-    return (((policy.actor(obs_hat) - policy.actor(obs)) / policy.log_std.exp()) ** 2).sum(-1)
+def divergence(policy, obs, obs_hat, detach_clean=False):
+    """SA-PPO's D: sum_i ((mu_i(s_hat) - mu_i(s)) / sigma_i)^2 (= 2 KL for these policies); SA-PPO
+    and WocaR (as their code) take no gradient through the clean means."""
+    clean = policy.actor(obs).detach() if detach_clean else policy.actor(obs)
+    return (((policy.actor(obs_hat) - clean) / policy.log_std.exp()) ** 2).sum(-1)
 
 
 def ppo_policy_loss(config, policy, batch):
@@ -134,13 +136,18 @@ def test_bar_and_ar_loss_is_the_surrogate_at_the_given_obs_hat(name):
 
 @pytest.mark.parametrize("name", ["sa-ppo", "minimax-kl"])
 def test_kl_regulariser_is_the_divergence_at_the_given_obs_hat(name):
-    """R = mean_s sum_i ((mu_i(s_hat) - mu_i(s)) / sigma_i)^2, gradient through both means and sigma."""
+    """R = mean_s sum_i ((mu_i(s_hat) - mu_i(s)) / sigma_i)^2; SA-PPO (as its code) takes no gradient
+    through the clean means, minimax-KL through both."""
     config = make_config(name, inner_solve="iteration")
     policy, objective = make_policy(), OBJECTIVES[name](config)
     batch = make_batch(policy)
     obs_hat = Ball(0.2).sample(batch.obs, torch.Generator().manual_seed(5))
     batch = with_extras(batch, obs_hat=obs_hat)
-    expected = divergence(policy, batch.obs, obs_hat).mean()
+    if name == "sa-ppo":
+        std = policy.log_std.exp()
+        expected = (((policy.actor(obs_hat) - policy.actor(batch.obs).detach()) / std) ** 2).sum(-1).mean()
+    else:
+        expected = divergence(policy, batch.obs, obs_hat).mean()
     term, _ = objective.loss(batch, policy, 0.2)
     assert_same(value_and_grad(term, policy), value_and_grad(expected, policy))
 
@@ -201,7 +208,7 @@ def test_wocar_loss_is_the_worst_case_aware_surrogate_plus_the_regulariser():
     mixed = batch.advantages + 0.5 * (eps / target) * (q - q.mean()) / (q.std() + 1e-8)
     ratio = (log_density(batch.actions, policy.actor(batch.obs), policy.log_std) - batch.log_probs).exp()
     expected = (
-        -g(ratio, mixed).mean() - 0.01 * entropy(policy.log_std) + 0.3 * divergence(policy, batch.obs, obs_hat).mean()
+        -g(ratio, mixed).mean() - 0.01 * entropy(policy.log_std) + 0.3 * divergence(policy, batch.obs, obs_hat, detach_clean=True).mean()
     )
     term, metrics = objective.loss(batch, policy, eps)
     assert_same(value_and_grad(term, policy), value_and_grad(expected, policy))

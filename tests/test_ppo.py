@@ -1,6 +1,5 @@
 import os
 import signal
-from dataclasses import replace
 
 import numpy as np
 import pytest

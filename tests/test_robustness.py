@@ -160,11 +160,6 @@ def test_second_call_does_not_rerun_finished_attacks(pendulum_run, tmp_path, mon
     assert spy.calls == ["natural", *CHEAP]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a report whose attack_options hold a tuple (any 'grid', as the CLI parses --attack-option "
-    "rs.grid=[[0.02,0.1]]) is never resumed: settings are compared with the JSON copy, where tuples are lists",
-)
 def test_report_with_a_grid_option_is_resumed(pendulum_run, tmp_path, monkeypatch):
     spy = Spy(monkeypatch)
     kwargs = dict(attacks=["random"], eps=0.1, episodes=1, json_path=tmp_path / "report.json",
@@ -186,13 +181,6 @@ def test_corrupt_report_is_replaced(pendulum_run, tmp_path, monkeypatch, garbage
     assert not list(tmp_path.glob("*.tmp"))  # written atomically
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AttributeError,
-    reason="BUG: _cached_report assumes the JSON is an object: a report file holding valid JSON that is not "
-    "a dict ('[]', 'null', '42') raises AttributeError (\"'list' object has no attribute 'get'\") instead "
-    "of being replaced (the CLI then shows a traceback)",
-)
 @pytest.mark.parametrize("content", ["[]", "null"])
 def test_valid_json_that_is_not_a_report_is_replaced(pendulum_run, tmp_path, content):
     path = tmp_path / "report.json"
@@ -240,12 +228,6 @@ def test_cached_attack_with_a_grid_is_reused(pendulum_run, run_copy):
     assert robustness_report(pendulum_run.policy, ENV, **kwargs)["results"]["rs"]["loaded_fitted_attack"] is True
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _fitted_attack does not compare the cached attack's eps/norm with the requested ones: with an "
-    "explicit attack_dir (e.g. eps_sweep(..., attack_dir=D)) the attack fitted for the first eps is loaded and "
-    "evaluated at that eps for every later eps, while the report claims the new eps",
-)
 def test_cached_attack_for_another_eps_is_not_reused(pendulum_run, tmp_path):
     shared = tmp_path / "attacks"
     reports = eps_sweep(
@@ -256,13 +238,6 @@ def test_cached_attack_for_another_eps_is_not_reused(pendulum_run, tmp_path):
     assert reports[1]["results"]["rs"]["loaded_fitted_attack"] is False  # fitted for eps 0.1: must not be reused
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="REPRODUCIBILITY: PA-AD's FGSM random start draws from attack.generator; fitting advances it (the "
-    "adversary MDP calls the perturbation) and save/load starts a fresh one, so the evaluation that fits PA-AD "
-    "and a later one that loads it from the cache report different returns for the same victim, seed and settings",
-)
 def test_cached_pa_ad_reproduces_the_fitting_evaluation(pendulum_run, run_copy):
     kwargs = dict(attacks=["pa-ad"], eps=0.3, episodes=2, budgets={"pa-ad": 2048}, attack_options={"pa-ad": {"num_envs": 2}},
                   source=run_copy)
@@ -359,12 +334,6 @@ def test_median_agent_protocol_with_scripted_returns(tmp_path, monkeypatch):
     assert result["median_report"]["worst_case_robustness"] == pytest.approx(-6.0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: median_agent_protocol is not idempotent: a second run (e.g. resuming after an interruption) "
-    "reads the median's cached report, which now includes the expensive attacks, so that agent's 'worst' is no "
-    "longer the cheap-attack worst, the ranking changes and another agent is chosen (and attacked expensively)",
-)
 def test_median_agent_protocol_is_idempotent(tmp_path, monkeypatch):
     runs, spy, kwargs = _fake_protocol_run(tmp_path, monkeypatch)
     first = median_agent_protocol(runs, **kwargs)

@@ -139,6 +139,8 @@ def robust_config(algo, eps, kappa, no_guidance, inner_solve, solver, pairs: lis
         values["guidance"] = False
     if algo == "ppo" and values:
         raise InvalidArgumentError(f"--algo ppo takes no robust options (got {sorted(values)})")
+    if algo == "radial-ppo" and kappa is not None:
+        raise InvalidArgumentError("radial-ppo has no kappa: its loss mixes the clean and worst-case surrogates (--set-robust radial_mix=0.5)")
     config = RobustConfig(**values)
     config.validate()
     return config

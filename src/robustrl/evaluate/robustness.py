@@ -53,7 +53,10 @@ def _cached_report(json_path: Path | None, settings: dict[str, Any]) -> dict[str
         previous = json.loads(json_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
         return None  # unreadable: start again (the file is replaced atomically at the next write)
-    if previous.get("format") != REPORT_FORMAT or previous.get("settings") != settings:
+    if not isinstance(previous, dict) or previous.get("format") != REPORT_FORMAT:
+        return None
+    # compare through JSON, where tuples (e.g. a grid option) have become lists
+    if previous.get("settings") != json.loads(json.dumps(settings)):
         return None
     return previous
 
@@ -134,12 +137,20 @@ def robustness_report(
     for name in attacks:
         if name in report["results"]:
             continue  # resumed: done in an earlier call
+        # The attack's own seed is offset from the evaluation seed, so learned attacks never train
+        # on the evaluation episodes' start states.
         attack, fit_seconds, loaded = _fitted_attack(
-            name, eps, norm, policy, env_id, attack_options.get(name, {}), budgets.get(name), attack_dir, refit, progress, seed
+            name, eps, norm, policy, env_id, attack_options.get(name, {}), budgets.get(name), attack_dir, refit,
+            progress, seed + 50_000,
         )
+        attack.generator.manual_seed(attack.seed)  # same solver noise whether just fitted or loaded
         report["results"][name] = {"fit_seconds": round(fit_seconds, 2), "loaded_fitted_attack": loaded}
         run(name, attack.perturb)
-    return report
+    # The file keeps every attack ever run with these settings; the caller gets the ones asked for.
+    view = {**report, "results": {k: v for k, v in report["results"].items() if k == "natural" or k in attacks}}
+    view["returns"] = {k: v for k, v in report["returns"].items() if k in view["results"]}
+    _summarise(view)
+    return view
 
 
 def _fitted_attack(name, eps, norm, policy, env_id, options, budget, attack_dir, refit, progress, seed):
@@ -148,8 +159,9 @@ def _fitted_attack(name, eps, norm, policy, env_id, options, budget, attack_dir,
     if cls.learned and attack_dir is not None and not refit and (attack_dir / f"{name}.json").is_file():
         try:
             attack = cls.load(attack_dir, policy, env_id)
+            same_ball = attack.eps == float(eps) and attack.ball.norm == norm
             same_budget = attack.fit_budget == (None if budget is None else int(budget))
-            if attack.options == cls.Options(**options) and same_budget:
+            if attack.options == cls.Options(**options) and same_budget and same_ball:
                 return attack, 0.0, True
         except CheckpointError:
             pass  # another victim or a damaged file: fit again (the new fit replaces it atomically)
@@ -176,7 +188,7 @@ def _summarise(report: dict[str, Any]) -> None:
     report["worst_case_robustness"] = worst_case_robustness(natural, attacked[worst_name])
 
 
-def median_agent(reports: list[dict[str, Any]]) -> int:
+def median_agent(reports: list[dict[str, Any]], attacks: list[str] | tuple[str, ...] | None = None) -> int:
     """The median agent of BARPO Appendix F.3: agents are ranked by natural return and by their
     worst return under the cheap attacks; the agent whose mean rank is the median is kept (our
     reading of "the median agent by considering the natural and robust returns"; ties go to the
@@ -184,7 +196,17 @@ def median_agent(reports: list[dict[str, Any]]) -> int:
     if not reports:
         raise InvalidArgumentError("median_agent needs at least one report")
     natural = np.array([r["results"]["natural"]["mean"] for r in reports])
-    robust = np.array([r.get("worst", {}).get("mean", r["results"]["natural"]["mean"]) for r in reports])
+
+    def robust_return(report: dict[str, Any]) -> float:
+        # ``attacks``: rank on these only (the cheap ones), so a rerun that finds the expensive
+        # attacks already in the median's report picks the same agent.
+        if attacks is None:
+            return report.get("worst", {}).get("mean", report["results"]["natural"]["mean"])
+        names = [n for n in report["results"] if n != "natural" and (attacks is None or n in attacks)]
+        means = [report["results"][n]["mean"] for n in names if "mean" in report["results"][n]]
+        return min(means) if means else report["results"]["natural"]["mean"]
+
+    robust = np.array([robust_return(r) for r in reports])
     rank = (natural.argsort().argsort() + robust.argsort().argsort()) / 2.0
     order = sorted(range(len(reports)), key=lambda i: (rank[i], robust[i]))
     return order[(len(order) - 1) // 2]
@@ -235,7 +257,7 @@ def median_agent_protocol(
             robustness_report(policy, env, attacks=list(cheap_attacks), source=source, json_path=json_path, progress=progress, **options)
         )
         policies.append((policy, env, json_path))
-    index = median_agent(reports)
+    index = median_agent(reports, cheap_attacks)
     policy, env, json_path = policies[index]
     progress = progress_for(f"median agent {sources[index]}") if progress_for else None
     median_report = robustness_report(

@@ -44,6 +44,8 @@ def _check(steps: int, step_size: float | None, ball: Ball) -> float:
 
 def _direction(grad: torch.Tensor, norm: str, rule: str) -> torch.Tensor:
     """Steepest-ascent direction of unit size in the ball's norm (sign for l_inf)."""
+    if rule not in ("auto", "sign", "normalized"):
+        raise InvalidArgumentError(f"step_rule must be auto, sign or normalized, got {rule!r}")
     if rule == "sign" or (rule == "auto" and norm == "inf"):
         return grad.sign()
     flat = grad.reshape(grad.shape[0], -1) if grad.ndim > 1 else grad.reshape(1, -1)

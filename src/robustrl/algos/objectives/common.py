@@ -37,14 +37,20 @@ def ratio_at(policy: Any, obs: torch.Tensor, minibatch: Batch) -> torch.Tensor:
     return (policy.log_prob(policy.distribution(obs), minibatch.actions) - minibatch.log_probs).exp()
 
 
-def gaussian_mean_divergence(policy: Any, obs: torch.Tensor, obs_hat: torch.Tensor) -> torch.Tensor:
+def gaussian_mean_divergence(policy: Any, obs: torch.Tensor, obs_hat: torch.Tensor, detach_clean: bool = False) -> torch.Tensor:
     """sum_i ((mu_i(s_hat) - mu_i(s)) / sigma_i)^2 per sample: 2 KL(pi(s) || pi(s_hat)) for a
     Gaussian policy with state-independent std, the exact form SA-PPO's code regularises (its
-    kappa values are calibrated on it). For categorical policies: 2 KL."""
+    kappa values are calibrated on it). For categorical policies: 2 KL. ``detach_clean``: no
+    gradient through pi(s) (SA-PPO's code regularises only pi(s_hat) towards a fixed pi(s))."""
     if policy.continuous:
         std = policy.log_std.exp()
-        return (((policy.actor(obs_hat) - policy.actor(obs)) / std) ** 2).sum(-1)
+        clean_mean = policy.actor(obs)
+        if detach_clean:
+            clean_mean = clean_mean.detach()
+        return (((policy.actor(obs_hat) - clean_mean) / std) ** 2).sum(-1)
     clean, perturbed = policy.distribution(obs), policy.distribution(obs_hat)
+    if detach_clean:
+        clean = torch.distributions.Categorical(logits=clean.logits.detach())
     return 2.0 * torch.distributions.kl_divergence(clean, perturbed)
 
 

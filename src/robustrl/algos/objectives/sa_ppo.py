@@ -5,7 +5,9 @@ observations", Sec. 3.4, Algorithm 2) and the minimax-KL ablation of the BARPO p
   update:    minimise  PPO loss + kappa * R(theta)
 
 with D the std-normalised squared mean difference SA-PPO's code uses (= 2 KL for our Gaussian
-policies; see ``gaussian_mean_divergence``), the gradient flowing through both pi(s) and pi(s').
+policies; see ``gaussian_mean_divergence``). As in that code (``get_state_kl_bound_sgld`` detaches
+the clean action means), the gradient flows through pi(s') only: the perturbed policy is pulled
+towards a fixed pi(s). The minimax-KL ablation keeps the gradient through both.
 The inner max is solved per minibatch with the current parameters, as the reference code does:
 by SGLD (default, ``solver="sgld"``), PGD (``"pgd"``), or bounded from above by the convex
 relaxation (``"ibp"``): interval bound propagation of the policy mean over the ball (our own IBP,
@@ -32,6 +34,7 @@ from robustrl.threat import pgd, sgld
 
 class SAPPO(RobustObjective):
     default_inner_solve = "minibatch"
+    detach_clean = True
 
     def __init__(self, config: Any):
         super().__init__(config)
@@ -55,7 +58,8 @@ class SAPPO(RobustObjective):
         if self.solver == "ibp":
             regulariser = self.ibp_bound(minibatch.obs, policy, eps)
         else:
-            regulariser = gaussian_mean_divergence(policy, minibatch.obs, self.obs_hat(minibatch, policy, eps))
+            obs_hat = self.obs_hat(minibatch, policy, eps)
+            regulariser = gaussian_mean_divergence(policy, minibatch.obs, obs_hat, detach_clean=self.detach_clean)
         return regulariser.mean(), {"state_divergence": regulariser.mean().detach()}
 
     def ibp_bound(self, obs: torch.Tensor, policy: Any, eps: float) -> torch.Tensor:
@@ -69,4 +73,8 @@ class SAPPO(RobustObjective):
 
 
 class MinimaxKL(SAPPO):
+    """min_theta PPO + kappa max_{s'} KL(pi_theta(s) || pi_theta(s')): the gradient flows through
+    both policies (a true minimax of the KL), inner problem once per iteration like BAR-PPO."""
+
     default_inner_solve = "iteration"
+    detach_clean = False
