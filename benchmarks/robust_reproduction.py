@@ -50,8 +50,7 @@ def run_dir(env: str, method: str, seed: int, steps: int) -> Path:
 def finished(directory: Path, config: TrainConfig) -> bool:
     if not is_run_dir(directory):
         return False
-    checkpoint = latest_checkpoint(directory)
-    meta = json.loads(checkpoint.with_suffix(".json").read_text())
+    _, meta, _ = latest_checkpoint(directory)
     return meta.get("iteration", 0) >= config.num_iterations
 
 
@@ -85,6 +84,7 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--expensive", action="store_true", help="SA-RL and PA-AD on each method's median agent")
     parser.add_argument("--attack-budget", type=lambda t: int(float(t)), default=1_000_000)
+    parser.add_argument("--report-only", action="store_true", help="no training: tabulate the finished runs")
     parser.add_argument("--out", default=str(ROOT / "results" / "robust_reproduction"))
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -101,6 +101,8 @@ def main() -> None:
             )
             directory = run_dir(args.env, method, seed, args.steps)
             start = time.perf_counter()
+            if args.report_only and not finished(directory, config):
+                continue
             if not finished(directory, config):
                 print(f"training {method} seed {seed} -> {directory}", flush=True)
                 if is_run_dir(directory):
