@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from robustrl.algos.objectives.common import RobustObjective, clipped_surrogate, ratio_at
+from robustrl.algos.objectives.common import RobustObjective, clipped_surrogate, ratio_at, surrogate_at
 from robustrl.algos.ppo import Batch
 from robustrl.threat import pgd
 
@@ -31,8 +31,6 @@ class ARPPO(RobustObjective):
         return pgd(surrogate, batch.obs, self.ball(eps), maximize=False, **self.solver_options(eps))
 
     def loss(self, minibatch: Batch, policy: Any, eps: float) -> tuple[torch.Tensor, dict[str, float]]:
-        obs_hat = self.obs_hat(minibatch, policy, eps)
-        surrogate = clipped_surrogate(ratio_at(policy, obs_hat, minibatch), minibatch.advantages, self.clip_eps)
-        entropy = policy.entropy(policy.distribution(minibatch.obs)).mean()
-        term = -self.entropy_coef * entropy - surrogate.mean()
-        return term, {"adversarial_surrogate": surrogate.mean().detach()}
+        """Step 9: L_ar at the inner solution s_nu (held fixed)."""
+        s_nu = self.obs_hat(minibatch, policy, eps)
+        return surrogate_at(policy, minibatch, s_nu, self.clip_eps, self.entropy_coef)

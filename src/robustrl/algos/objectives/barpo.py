@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from robustrl.algos.objectives.common import RobustObjective, clipped_surrogate, gaussian_mean_divergence, ratio_at
+from robustrl.algos.objectives.common import RobustObjective, gaussian_mean_divergence, surrogate_at
 from robustrl.algos.ppo import Batch
 from robustrl.threat import sgld
 
@@ -31,8 +31,7 @@ from robustrl.threat import sgld
 class BARPPO(RobustObjective):
     def solve_inner(self, batch: Batch, policy: Any, eps: float) -> torch.Tensor:
         """Step 8: SGLD maximisation of KL(pi(.|s) || pi(.|s')) over the ball."""
-        with torch.no_grad():
-            clean = batch.obs
+        clean = batch.obs
 
         def divergence(obs_hat: torch.Tensor) -> torch.Tensor:
             return gaussian_mean_divergence(policy, clean, obs_hat)
@@ -40,9 +39,6 @@ class BARPPO(RobustObjective):
         return sgld(divergence, clean, self.ball(eps), temperature=self.robust.temperature, **self.solver_options(eps))
 
     def loss(self, minibatch: Batch, policy: Any, eps: float) -> tuple[torch.Tensor, dict[str, float]]:
-        """Step 9: L_bar at the inner solution (held fixed)."""
-        obs_hat = self.obs_hat(minibatch, policy, eps)
-        surrogate = clipped_surrogate(ratio_at(policy, obs_hat, minibatch), minibatch.advantages, self.clip_eps)
-        entropy = policy.entropy(policy.distribution(minibatch.obs)).mean()
-        term = -self.entropy_coef * entropy - surrogate.mean()
-        return term, {"adversarial_surrogate": surrogate.mean().detach()}
+        """Step 9: L_bar at the inner solution s_nu (held fixed: no second-order terms)."""
+        s_nu = self.obs_hat(minibatch, policy, eps)
+        return surrogate_at(policy, minibatch, s_nu, self.clip_eps, self.entropy_coef)

@@ -37,6 +37,15 @@ def ratio_at(policy: Any, obs: torch.Tensor, minibatch: Batch) -> torch.Tensor:
     return (policy.log_prob(policy.distribution(obs), minibatch.actions) - minibatch.log_probs).exp()
 
 
+def surrogate_at(policy: Any, minibatch: Batch, obs_hat: torch.Tensor, clip_eps: float, entropy_coef: float):
+    """L = mean[ -c H(pi(.|s)) - g(pi_theta(a|s_hat) / pi_theta_t(a|s), A) ]: the outer loss of
+    both ARPO (Alg. 2 step 9, L_ar) and BARPO (Alg. 3 step 9, L_bar); they differ only in s_hat."""
+    surrogate = clipped_surrogate(ratio_at(policy, obs_hat, minibatch), minibatch.advantages, clip_eps)
+    entropy = policy.entropy(policy.distribution(minibatch.obs)).mean()
+    term = -entropy_coef * entropy - surrogate.mean()
+    return term, {"adversarial_surrogate": surrogate.mean().detach()}
+
+
 def gaussian_mean_divergence(policy: Any, obs: torch.Tensor, obs_hat: torch.Tensor, detach_clean: bool = False) -> torch.Tensor:
     """sum_i ((mu_i(s_hat) - mu_i(s)) / sigma_i)^2 per sample: 2 KL(pi(s) || pi(s_hat)) for a
     Gaussian policy with state-independent std, the exact form SA-PPO's code regularises (its
