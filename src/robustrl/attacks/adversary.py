@@ -15,6 +15,7 @@ The victim acts deterministically (mean action), as in the evaluation it is atta
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Callable
 from typing import Any
 
@@ -141,11 +142,13 @@ class LearnedAdversaryAttack(Attack):
         self.selection: dict[str, Any] = {}
 
     # subclasses: the adversary's action space and how an action becomes a perturbation
+    @abstractmethod
     def adversary_action_dim(self) -> int:
-        raise NotImplementedError
+        """Size of the adversary's action (SA-RL: the observation; PA-AD: the victim's action)."""
 
+    @abstractmethod
     def perturbation_from_action(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """The perturbed observations an adversary action in [-1, 1] selects."""
 
     def _adversary_actions(self, adversary: ActorCritic, obs: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -50,7 +51,7 @@ def policy_fingerprint(policy: Any) -> str | None:
     return digest.hexdigest()
 
 
-class Attack:
+class Attack(ABC):
     """Base class: holds the ball, the options dataclass and the bound victim."""
 
     name: ClassVar[str]
@@ -108,11 +109,12 @@ class Attack:
 
     __call__ = perturb
 
+    @abstractmethod
     def _perturb(self, obs: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """The attack itself: a batch of normalised observations -> perturbed ones."""
 
     def _fit(self, budget: int | None, progress: Progress | None) -> None:
-        raise NotImplementedError
+        """Learn the attack's parts (learned attacks override; the others learn nothing)."""
 
     # ---- persistence of learned parts --------------------------------------------------------------
     def _tensors(self) -> dict[str, torch.Tensor]:

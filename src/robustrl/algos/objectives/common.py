@@ -4,6 +4,7 @@ policy divergences, and the base class that decides where the inner problem is s
 from __future__ import annotations
 
 import zlib
+from abc import ABC, abstractmethod
 from typing import Any
 
 import torch
@@ -63,7 +64,7 @@ def gaussian_mean_divergence(policy: Any, obs: torch.Tensor, obs_hat: torch.Tens
     return 2.0 * torch.distributions.kl_divergence(clean, perturbed)
 
 
-class RobustObjective:
+class RobustObjective(ABC):
     """Base of the objectives: holds kappa/guidance, the solver settings and the ball, and calls
     :meth:`solve_inner` either once per iteration (``prepare``) or per minibatch (``loss``)."""
 
@@ -104,7 +105,10 @@ class RobustObjective:
         return self.solve_inner(minibatch, policy, eps).detach()
 
     def solve_inner(self, batch: Batch, policy: Any, eps: float) -> torch.Tensor:
-        raise NotImplementedError
+        """The inner problem's solution s_nu for every sample of ``batch`` (objectives that bound
+        the ball instead, like RADIAL's IBP, have none)."""
+        raise TypeError(f"{type(self).__name__} bounds the ball with IBP; it has no point-wise inner solution")
 
+    @abstractmethod
     def loss(self, minibatch: Batch, policy: Any, eps: float) -> tuple[torch.Tensor, dict[str, float]]:
-        raise NotImplementedError
+        """The objective's term for this minibatch and its metrics."""
