@@ -155,7 +155,8 @@ class LearnedAdversaryAttack(Attack):
             return adversary.mean_action(adversary.normalize(obs.numpy())).clamp(-1.0, 1.0)
 
     def _perturb_with(self, adversary: ActorCritic) -> Callable[[torch.Tensor], torch.Tensor]:
-        return lambda obs: self.ball.project(self.perturbation_from_action(obs, self._adversary_actions(adversary, obs)), obs)
+        # perturbation_from_action already returns points of the ball (SA-RL projects, PA-AD's FGSM projects)
+        return lambda obs: self.perturbation_from_action(obs, self._adversary_actions(adversary, obs))
 
     def _perturb(self, obs: torch.Tensor) -> torch.Tensor:
         return self._perturb_with(self.adversary)(obs)
@@ -173,12 +174,9 @@ class LearnedAdversaryAttack(Attack):
                 description=f"{self.name} adversary {index + 1}/{len(grid)}",
             )
             candidates.append((overrides, adversary))
-        if len(candidates) == 1:
-            best, means = 0, []
-        else:
-            best, means = select_strongest(
-                candidates, self.policy, self.env_id, self._perturb_with, o.selection_episodes, seed=20_000 + self.seed
-            )
+        best, means = select_strongest(
+            candidates, self.policy, self.env_id, self._perturb_with, o.selection_episodes, seed=20_000 + self.seed
+        )
         self.adversary = candidates[best][1]
         self.selection = {"chosen": candidates[best][0], "grid": grid, "selection_returns": means}
 
@@ -206,7 +204,10 @@ def select_strongest(
 ) -> tuple[int, list[float]]:
     """Index of the candidate under which the victim's mean return is lowest (the papers keep the
     strongest adversary of a grid), and every candidate's mean return. Selection episodes use
-    their own seeds, distinct from the final evaluation's."""
+    their own seeds, distinct from the final evaluation's. A single candidate is kept without
+    evaluating it."""
+    if len(candidates) == 1:
+        return 0, []
     means = []
     for _, candidate in candidates:
         result = run_episodes(victim, env_id, episodes, deterministic=True, seed=seed, perturb=perturb_with(candidate))

@@ -163,12 +163,9 @@ class RobustSarsaAttack(Attack):
             (pair, self.fit_q(pair[0], pair[1], iterations, progress, f"rs Q {i + 1}/{len(grid)} (sarsa_eps={pair[0]}, reg={pair[1]})"))
             for i, pair in enumerate(grid)
         ]
-        if len(candidates) == 1:
-            best, means = 0, []
-        else:
-            best, means = select_strongest(
-                candidates, self.policy, self.env_id, self._perturb_with, o.selection_episodes, seed=20_000 + self.seed
-            )
+        best, means = select_strongest(
+            candidates, self.policy, self.env_id, self._perturb_with, o.selection_episodes, seed=20_000 + self.seed
+        )
         self.q = candidates[best][1]
         self.selection = {"chosen": list(candidates[best][0]), "grid": [list(p) for p in grid], "selection_returns": means}
 
