@@ -2,6 +2,14 @@ import os
 
 import pytest
 import torch
+from hypothesis import settings
+
+# Property tests: CI replays the same examples every run (a red CI must mean a regression, not an
+# unlucky draw); locally they explore fresh examples. ROBUSTRL_HYPOTHESIS=stress multiplies them.
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+settings.register_profile("dev", deadline=None)
+settings.register_profile("stress", deadline=None, max_examples=1000)
+settings.load_profile(os.environ.get("ROBUSTRL_HYPOTHESIS", "ci" if os.environ.get("CI") else "dev"))
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
