@@ -167,3 +167,49 @@ def test_non_finite_observation_is_reported():
     trainer.env.step = nan_step
     with pytest.raises(NonFiniteObservationError, match="non-finite observation"):
         trainer.train_iteration()
+
+
+@pytest.mark.parametrize("env_id", ["Pendulum-v1", "CartPole-v1"])
+def test_fast_log_prob_and_entropy_match_torch_distributions(env_id):
+    """The update's closed-form Gaussian log-likelihood and entropy equal torch.distributions',
+    values and gradients (categorical policies go through torch.distributions directly)."""
+    import gymnasium as gym
+
+    from robustrl.policies.actor_critic import ActorCritic
+
+    env = gym.make(env_id)
+    policy = ActorCritic(env.observation_space, env.action_space, initial_std=0.7)
+    obs = torch.randn(32, policy.obs_dim)
+    if policy.continuous:
+        with torch.no_grad():
+            policy.log_std.add_(torch.linspace(-0.3, 0.3, policy.action_dim))
+        actions = torch.randn(32, policy.action_dim)
+    else:
+        actions = torch.randint(0, policy.action_dim, (32,)).float()
+    fast_lp, fast_ent = policy.log_prob_and_entropy(obs, actions)
+    grads_fast = torch.autograd.grad(fast_lp.sum() + fast_ent, list(policy.parameters()), allow_unused=True)
+    dist = policy.distribution(obs)
+    slow_lp, slow_ent = policy.log_prob(dist, actions), policy.entropy(dist).mean()
+    grads_slow = torch.autograd.grad(slow_lp.sum() + slow_ent, list(policy.parameters()), allow_unused=True)
+    torch.testing.assert_close(fast_lp, slow_lp)
+    torch.testing.assert_close(fast_ent, slow_ent)
+    for fast, slow in zip(grads_fast, grads_slow):
+        if slow is None:
+            assert fast is None or not fast.any()
+        else:
+            torch.testing.assert_close(fast, slow)
+
+
+def test_clip_grad_norm_matches_torch():
+    from robustrl.algos.ppo import clip_grad_norm
+
+    for scale in (0.01, 100.0):
+        params = [torch.nn.Parameter(torch.randn(5, 3)), torch.nn.Parameter(torch.randn(7))]
+        reference = [torch.nn.Parameter(p.detach().clone()) for p in params]
+        for p, q in zip(params, reference):
+            p.grad = scale * torch.arange(p.numel(), dtype=torch.float32).reshape(p.shape)
+            q.grad = p.grad.clone()
+        clip_grad_norm(params, 0.5)
+        torch.nn.utils.clip_grad_norm_(reference, 0.5)
+        for p, q in zip(params, reference):
+            torch.testing.assert_close(p.grad, q.grad)

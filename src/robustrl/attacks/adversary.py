@@ -105,8 +105,12 @@ def train_adversary(
     ppo_overrides: dict[str, Any],
     progress: Progress | None,
     description: str,
+    curve: list[tuple[int, float]] | None = None,
 ) -> ActorCritic:
-    """Train an adversary policy with our PPO on the adversary MDP; returns it (in eval mode)."""
+    """Train an adversary policy with our PPO on the adversary MDP; returns it (in eval mode).
+
+    ``curve``, if given, receives (env steps, the victim's mean episodic return under the training
+    adversary) after every iteration that ended an episode: the adversary's learning curve."""
     from robustrl.algos.ppo import PPO, PPOHooks
 
     ppo = ppo_defaults_for(env_id, **ppo_overrides)
@@ -117,6 +121,12 @@ def train_adversary(
     hooks = PPOHooks()
     if progress is not None:
         hooks.on_iteration.append(lambda stats: progress(stats.global_step, total_steps, description))
+    if curve is not None:
+        # the adversary's reward is minus the victim's: its episodic return, negated, is the victim's
+        hooks.on_iteration.append(
+            lambda stats: curve.append((stats.global_step, -float(np.mean(stats.episode_returns))))
+            if stats.episode_returns else None
+        )
     trainer = PPO(config, hooks, env=env)
     trainer.policy.env_id = env_id
     try:
@@ -164,21 +174,26 @@ class LearnedAdversaryAttack(Attack):
     def _fit(self, budget: int | None, progress: Progress | None) -> None:
         o = self.options
         steps = int(budget if budget is not None else o.budget)
-        candidates = []
+        candidates, curves = [], []
         grid = grid_configs(o.grid)
         for index, overrides in enumerate(grid):
+            curves.append([])
             adversary = train_adversary(
                 self.policy, self.env_id, action_dim=self.adversary_action_dim(),
                 perturbation=self.perturbation_from_action, total_steps=steps, seed=self.seed + index,
                 num_envs=o.num_envs, ppo_overrides=overrides, progress=progress,
-                description=f"{self.name} adversary {index + 1}/{len(grid)}",
+                description=f"{self.name} adversary {index + 1}/{len(grid)}", curve=curves[-1],
             )
             candidates.append((overrides, adversary))
         best, means = select_strongest(
             candidates, self.policy, self.env_id, self._perturb_with, o.selection_episodes, seed=20_000 + self.seed
         )
         self.adversary = candidates[best][1]
-        self.selection = {"chosen": candidates[best][0], "grid": grid, "selection_returns": means}
+        self.selection = {
+            "chosen": candidates[best][0], "grid": grid, "selection_returns": means,
+            # victim return under each adversary during its training, thinned to <= 100 points
+            "training_curves": [curve[:: max(1, len(curve) // 100)] for curve in curves],
+        }
 
     def _tensors(self) -> dict[str, torch.Tensor]:
         return policy_tensors(self.adversary) if self.adversary is not None else {}

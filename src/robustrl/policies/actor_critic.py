@@ -19,6 +19,7 @@ from torch.distributions import Categorical, Distribution, Normal
 from robustrl.envs.normalization import ObservationNormalizer
 
 _ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
+_LOG_2PI = math.log(2.0 * math.pi)
 
 
 def mlp(in_dim: int, out_dim: int, hidden_sizes: Sequence[int], activation: str, out_gain: float) -> nn.Sequential:
@@ -103,6 +104,21 @@ class ActorCritic(nn.Module):
     def entropy(self, dist: Distribution) -> torch.Tensor:
         entropy = dist.entropy()
         return entropy.sum(-1) if self.continuous else entropy
+
+    def log_prob_and_entropy(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Joint log-likelihood of ``actions`` at ``obs`` and the policy's mean entropy: the PPO
+        update's hot path. For the Gaussian with state-independent std this is the closed form
+        -1/2 ||(a - mu) / sigma||^2 - sum(log sigma) - d/2 log(2 pi), entropy sum(log sigma) +
+        d/2 (1 + log 2 pi); equal to ``distribution`` + ``log_prob`` + ``entropy`` (tested) with a
+        third of the autograd nodes (torch.distributions.Normal recomputes var and log(scale))."""
+        if not self.continuous:
+            dist = self.distribution(obs)
+            return self.log_prob(dist, actions), self.entropy(dist).mean()
+        mean = self.actor(obs)
+        log_std_sum = self.log_std.sum()
+        half_d_log_2pi = 0.5 * self.action_dim * _LOG_2PI
+        squared = ((actions - mean) * torch.exp(-self.log_std)).pow(2).sum(-1)
+        return -0.5 * squared - (log_std_sum + half_d_log_2pi), log_std_sum + half_d_log_2pi + 0.5 * self.action_dim
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         """V(obs) for a batch of normalised observations, shape (batch,)."""

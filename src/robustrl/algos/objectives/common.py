@@ -35,14 +35,14 @@ def clipped_surrogate(ratio: torch.Tensor, advantages: torch.Tensor, clip_eps: f
 def ratio_at(policy: Any, obs: torch.Tensor, minibatch: Batch) -> torch.Tensor:
     """pi_theta(a | obs) / pi_theta_t(a | s): the new policy evaluated at (possibly perturbed)
     observations, over the old policy at the clean ones."""
-    return (policy.log_prob(policy.distribution(obs), minibatch.actions) - minibatch.log_probs).exp()
+    return (policy.log_prob_and_entropy(obs, minibatch.actions)[0] - minibatch.log_probs).exp()
 
 
 def surrogate_at(policy: Any, minibatch: Batch, obs_hat: torch.Tensor, clip_eps: float, entropy_coef: float):
     """L = mean[ -c H(pi(.|s)) - g(pi_theta(a|s_hat) / pi_theta_t(a|s), A) ]: the outer loss of
     both ARPO (Alg. 2 step 9, L_ar) and BARPO (Alg. 3 step 9, L_bar); they differ only in s_hat."""
     surrogate = clipped_surrogate(ratio_at(policy, obs_hat, minibatch), minibatch.advantages, clip_eps)
-    entropy = policy.entropy(policy.distribution(minibatch.obs)).mean()
+    entropy = policy.log_prob_and_entropy(minibatch.obs, minibatch.actions)[1] if entropy_coef else torch.zeros(())
     term = -entropy_coef * entropy - surrogate.mean()
     return term, {"adversarial_surrogate": surrogate.mean().detach()}
 

@@ -90,10 +90,9 @@ class RADIALPPO(RobustObjective):
         return clipped_surrogate((worst_log_prob - minibatch.log_probs).exp(), advantages, self.clip_eps)
 
     def loss(self, minibatch: Batch, policy: Any, eps: float) -> tuple[torch.Tensor, dict[str, float]]:
-        dist = policy.distribution(minibatch.obs)
-        ratio = (policy.log_prob(dist, minibatch.actions) - minibatch.log_probs).exp()
+        log_prob, entropy = policy.log_prob_and_entropy(minibatch.obs, minibatch.actions)
+        ratio = (log_prob - minibatch.log_probs).exp()
         clean = clipped_surrogate(ratio, minibatch.advantages, self.clip_eps)
-        entropy = policy.entropy(dist).mean()
         if eps > 0 and self.mix > 0:
             worst = self.worst_surrogate(minibatch, policy, eps)
             surrogate = (1 - self.mix) * clean + self.mix * worst

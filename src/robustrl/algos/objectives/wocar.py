@@ -185,10 +185,9 @@ class WocaRPPO(SAPPO):
         if weight > 0:
             normalised_q = (worst_q - worst_q.mean()) / (worst_q.std() + 1e-8)
             advantages = advantages + weight * normalised_q
-        dist = policy.distribution(minibatch.obs)
-        ratio = (policy.log_prob(dist, minibatch.actions) - minibatch.log_probs).exp()
+        log_prob, entropy = policy.log_prob_and_entropy(minibatch.obs, minibatch.actions)
+        ratio = (log_prob - minibatch.log_probs).exp()
         surrogate = clipped_surrogate(ratio, advantages, self.clip_eps)
-        entropy = policy.entropy(dist).mean()
         term = -surrogate.mean() - self.entropy_coef * entropy
         divergence = torch.zeros(())
         if eps > 0 and self.kappa > 0:
