@@ -10,7 +10,8 @@ burst of load from elsewhere on this noisy 2-core machine penalises no contender
 - Gymnasium env and EnvPool env stepping with random actions (the simulator as users get it);
 - SB3 PPO with the same hyperparameters (64-64 tanh, 2048 x 10 epochs x 64, 1 env, VecNormalize
   for observations and returns; SB3 always uses one optimiser and clips gradients);
-- robustrl PPO: gymnasium backend with 1 env, envpool backend with 1 and 8 envs.
+- robustrl PPO: gymnasium backend with 1 env, envpool backend with 1 and 8 envs, and 8 envs with
+  ``ppo.compile`` (torch.compile of the minibatch loss; its one-off compile is in the warm-up).
 
 Also the peak resident memory of a robustrl Hopper training process (separate subprocess).
 Writes benchmarks/results/throughput.md.
@@ -98,13 +99,14 @@ def sb3_rate(env_id: str, iterations: int, threads: int) -> float:
     return rate
 
 
-def robustrl_rate(env_id: str, iterations: int, backend: str, num_envs: int) -> float:
+def robustrl_rate(env_id: str, iterations: int, backend: str, num_envs: int, compile_loss: bool = False) -> float:
     from robustrl import TrainConfig, ppo_defaults_for
     from robustrl.algos.ppo import PPO
 
-    config = TrainConfig(env_id, total_steps=2048 * (iterations + 1), num_envs=num_envs, backend=backend, ppo=ppo_defaults_for(env_id))
+    ppo = ppo_defaults_for(env_id, compile=compile_loss)
+    config = TrainConfig(env_id, total_steps=2048 * (iterations + 1), num_envs=num_envs, backend=backend, ppo=ppo)
     trainer = PPO(config)
-    trainer.train_iteration()  # warm-up, as for SB3
+    trainer.train_iteration()  # warm-up, as for SB3 (and, with compile, the one-off compilation)
     start = time.perf_counter()
     trainer.learn()
     rate = 2048 * iterations / (time.perf_counter() - start)
@@ -144,6 +146,7 @@ def main() -> None:
         "robustrl PPO, gymnasium, 1 env": lambda: robustrl_rate(args.env, args.iterations, "gymnasium", 1),
         "robustrl PPO, envpool, 1 env": lambda: robustrl_rate(args.env, args.iterations, "envpool", 1),
         "robustrl PPO, envpool, 8 envs": lambda: robustrl_rate(args.env, args.iterations, "envpool", 8),
+        "robustrl PPO, envpool, 8 envs, ppo.compile": lambda: robustrl_rate(args.env, args.iterations, "envpool", 8, True),
     }
     best: dict[str, float] = {}
     for repeat in range(args.repeats):

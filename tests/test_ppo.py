@@ -213,3 +213,22 @@ def test_clip_grad_norm_matches_torch():
         torch.nn.utils.clip_grad_norm_(reference, 0.5)
         for p, q in zip(params, reference):
             torch.testing.assert_close(p.grad, q.grad)
+
+
+@pytest.mark.skipif(__import__("shutil").which("c++") is None, reason="torch.compile needs a C++ compiler")
+def test_compiled_update_equals_eager_update():
+    """ppo.compile=True (torch.compile of the minibatch loss) is a speed switch: the same run up to
+    float rounding."""
+    results = []
+    for compile_loss in (False, True):
+        trainer = PPO(small_config("Pendulum-v1", iterations=2, compile=compile_loss))
+        trainer.learn()
+        results.append(torch.cat([p.detach().flatten() for p in trainer.policy.parameters()]))
+        trainer.close()
+    assert not torch.equal(results[0], torch.cat([p.detach().flatten() for p in PPO(small_config()).policy.parameters()]))
+    torch.testing.assert_close(results[1], results[0], rtol=1e-4, atol=1e-5)
+
+
+def test_non_boolean_switch_is_rejected():
+    with pytest.raises(InvalidArgumentError, match="ppo.compile must be true or false"):
+        ppo_defaults_for("Pendulum-v1", compile="yes").validate()

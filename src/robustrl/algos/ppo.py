@@ -167,6 +167,7 @@ class PPO:
         self.policy.env_id = config.env_id
         self.policy_parameters = [p for n, p in self.policy.named_parameters() if not n.startswith("critic.")]
         self.value_parameters = list(self.policy.critic.parameters())
+        self._compiled_minibatch_loss: Callable[..., Any] | None = None  # built on first use (cfg.compile)
         self.optimizer = torch.optim.Adam(
             [
                 {"params": self.policy_parameters, "lr": cfg.policy_lr},
@@ -288,6 +289,34 @@ class PPO:
             loss = torch.max(loss, (clipped - minibatch.returns) ** 2)
         return loss.mean()
 
+    def minibatch_loss(
+        self, minibatch: Batch, train_policy: bool, train_value: bool, eps: float
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The loss of one minibatch step (policy loss [+ kappa * objective term] + value loss) and
+        its metrics. Advantages are normalised here, per minibatch, as the reference code."""
+        cfg, objective = self.config.ppo, self.hooks.objective
+        if cfg.normalize_advantages:
+            advantages = minibatch.advantages
+            minibatch.advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        loss = torch.zeros(())
+        metrics: dict[str, torch.Tensor] = {}
+        if train_policy:
+            ppo_loss, diagnostics = self.policy_loss(minibatch)
+            metrics["policy_loss"] = ppo_loss.detach()
+            metrics.update(diagnostics)
+            if objective is None:
+                loss = loss + ppo_loss
+            else:
+                term, term_metrics = objective.loss(minibatch, self.policy, eps)
+                metrics["robust_term"] = term.detach()
+                metrics.update(term_metrics)
+                loss = loss + (ppo_loss + objective.kappa * term if objective.guidance else term)
+        if train_value:
+            value_loss = self.value_loss(minibatch)
+            metrics["value_loss"] = value_loss.detach()
+            loss = loss + value_loss
+        return loss, metrics
+
     def update(self, batch: Batch, eps: float) -> dict[str, float]:
         cfg, hooks = self.config.ppo, self.hooks
         objective = hooks.objective
@@ -298,6 +327,11 @@ class PPO:
         # Metrics stay tensors until the end of the update: one conversion per metric, not one
         # per minibatch (each float() is a dispatch + sync; 320 minibatches per iteration).
         history: dict[str, list[torch.Tensor]] = {}
+        minibatch_loss = self.minibatch_loss
+        if cfg.compile and objective is None:
+            if self._compiled_minibatch_loss is None:
+                self._compiled_minibatch_loss = torch.compile(self.minibatch_loss, dynamic=False)
+            minibatch_loss = self._compiled_minibatch_loss
 
         def record(name: str, value: Any) -> None:
             history.setdefault(name, []).append(torch.as_tensor(value, dtype=torch.float32).detach())
@@ -309,27 +343,9 @@ class PPO:
             shuffled = batch.select(torch.as_tensor(self.rng.permutation(size)))
             for start in range(0, minibatch_size * cfg.num_minibatches, minibatch_size):
                 minibatch = shuffled.select(slice(start, start + minibatch_size))
-                if cfg.normalize_advantages:
-                    advantages = minibatch.advantages
-                    minibatch.advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-                loss = torch.zeros(())
-                if train_policy:
-                    ppo_loss, diagnostics = self.policy_loss(minibatch)
-                    record("policy_loss", ppo_loss.detach())
-                    for name, value in diagnostics.items():
-                        record(name, value)
-                    if objective is None:
-                        loss = loss + ppo_loss
-                    else:
-                        term, term_metrics = objective.loss(minibatch, self.policy, eps)
-                        record("robust_term", term.detach())
-                        for name, value in term_metrics.items():
-                            record(name, value)
-                        loss = loss + (ppo_loss + objective.kappa * term if objective.guidance else term)
-                if train_value:
-                    value_loss = self.value_loss(minibatch)
-                    record("value_loss", value_loss.detach())
-                    loss = loss + value_loss
+                loss, minibatch_metrics = minibatch_loss(minibatch, train_policy, train_value, eps)
+                for name, value in minibatch_metrics.items():
+                    record(name, value)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.max_grad_norm is not None:
