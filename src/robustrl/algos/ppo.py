@@ -404,6 +404,8 @@ class PPO:
                 tensors[f"optimizer/{index}/{key}"] = torch.as_tensor(value)
         for key, value in self.reward_scaler.state_dict().items():
             tensors[f"reward_scaler/{key}"] = torch.as_tensor(np.asarray(value, dtype=np.float64))
+        objective_state = getattr(self.hooks.objective, "state_tensors", dict)()
+        tensors |= {f"objective/{key}": value for key, value in objective_state.items()}
         try:
             env_snapshot: list[dict[str, Any]] | None = snapshot_vector_env(self.env)
         except SnapshotUnsupportedError:
@@ -449,6 +451,11 @@ class PPO:
             self.reward_scaler.load_state_dict(
                 {k.split("/", 1)[1]: v.numpy() for k, v in tensors.items() if k.startswith("reward_scaler/")}
             )
+            objective_state = {k.split("/", 1)[1]: v for k, v in tensors.items() if k.startswith("objective/")}
+            if self.hooks.objective is not None and hasattr(self.hooks.objective, "load_state_tensors"):
+                self.hooks.objective.load_state_tensors(objective_state, self.policy)
+            elif objective_state:
+                raise ValueError(f"the checkpoint holds objective state {sorted(objective_state)[:3]} but this run has no such objective")
             self.iteration = int(trainer["iteration"])
             self.global_step = int(trainer["global_step"])
             self.rng.bit_generator.state = trainer["rng"]

@@ -120,6 +120,20 @@ def _hooks_for(config: TrainConfig) -> PPOHooks:
     return ALGORITHMS[config.algo](config)
 
 
+def _hooks_with(config: TrainConfig, extra: PPOHooks | None) -> PPOHooks:
+    """The algorithm's hooks (its objective and eps schedule) plus the caller's: callbacks are
+    added, and a field the caller sets replaces the algorithm's. (Replacing the whole object would
+    silently train plain PPO whenever a caller only wanted a progress callback.)"""
+    hooks = _hooks_for(config)
+    if extra is None:
+        return hooks
+    for name in ("objective", "eps_schedule", "after_optimizer_step"):
+        if getattr(extra, name) is not None:
+            setattr(hooks, name, getattr(extra, name))
+    hooks.on_iteration.extend(extra.on_iteration)
+    return hooks
+
+
 def default_run_name(config: TrainConfig) -> str:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     return f"{config.algo}-{config.env_id.replace('/', '_')}-s{config.seed}-{stamp}"
@@ -211,7 +225,7 @@ def train(
         except (json.JSONDecodeError, TypeError) as error:
             raise RunDirectoryError(f"{run_dir}/config.json is unreadable: {error}") from None
         tensors, meta, stem = latest_checkpoint(run_dir)
-        trainer = PPO(config, hooks or _hooks_for(config))
+        trainer = PPO(config, _hooks_with(config, hooks))
         envs_restored = trainer.load_state(tensors, meta, str(stem))
         if not envs_restored:
             _warn(f"{config.env_id}: mid-episode state cannot be restored; resuming with fresh episodes")
@@ -219,8 +233,7 @@ def train(
         if config is None:
             raise ValueError("train() needs a config, or resume=RUN_DIR")
         config.validate()
-        if hooks is None:
-            hooks = _hooks_for(config)
+        hooks = _hooks_with(config, hooks)
         run_dir = Path(out) if out is not None else Path(runs_root) / default_run_name(config)
         if run_dir.exists() and any(run_dir.iterdir()):
             raise RunDirectoryError(f"{run_dir} already exists and is not empty; pick another --out or --resume it")

@@ -112,3 +112,13 @@ class RobustObjective(ABC):
     @abstractmethod
     def loss(self, minibatch: Batch, policy: Any, eps: float) -> tuple[torch.Tensor, dict[str, float]]:
         """The objective's term for this minibatch and its metrics."""
+
+    # ---- learned state, saved in the PPO checkpoint so a resumed run is exact ---------------------
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        """Tensors of whatever the objective learns besides the policy (WocaR's critic); most
+        objectives learn nothing of their own."""
+        return {}
+
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor], policy: Any) -> None:
+        if tensors:
+            raise ValueError(f"{type(self).__name__} keeps no state, but the checkpoint has {sorted(tensors)[:3]}")

@@ -43,8 +43,8 @@ Approximations and simplifications (each documented where it is made):
   ``weight_schedule="linear"`` over all iterations: it is a function of eps alone, so it needs no
   iteration counter. The paper's state-importance weights on the regulariser are not used, as in
   the official PPO code.
-- The critic, its optimiser and its target are not part of the PPO checkpoint: a resumed run
-  refits Q_w from scratch (so it is not bit-identical to an uninterrupted one).
+- The critic, its target and its optimiser are saved in the PPO checkpoint (``objective/...``
+  tensors), so a resumed run equals an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -116,6 +116,33 @@ class WocaRPPO(SAPPO):
             self.q_network = WorstCaseQ(policy.obs_dim, policy.action_dim, self.hidden_sizes, self.activation)
         self.target_network = copy.deepcopy(self.q_network).requires_grad_(False)
         self.q_optimizer = torch.optim.Adam(self.q_network.parameters(), lr=self.robust.q_lr, eps=self.adam_eps)
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        if self.q_network is None:
+            return {}
+        assert self.target_network is not None and self.q_optimizer is not None
+        tensors = {f"q/{k}": v for k, v in self.q_network.state_dict().items()}
+        tensors |= {f"target/{k}": v for k, v in self.target_network.state_dict().items()}
+        for index, parameter_state in self.q_optimizer.state_dict()["state"].items():
+            tensors |= {f"q_optimizer/{index}/{k}": torch.as_tensor(v) for k, v in parameter_state.items()}
+        return tensors
+
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor], policy: Any) -> None:
+        if not tensors:
+            return  # saved before the first update: the critic is built on the first batch
+        self.build_critic(policy)
+        assert self.q_network is not None and self.target_network is not None and self.q_optimizer is not None
+
+        def part(prefix: str) -> dict[str, torch.Tensor]:
+            return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+        self.q_network.load_state_dict(part("q/"))
+        self.target_network.load_state_dict(part("target/"))
+        optimizer_state: dict[str, Any] = {"state": {}, "param_groups": self.q_optimizer.state_dict()["param_groups"]}
+        for key, value in part("q_optimizer/").items():
+            index, name = key.split("/")
+            optimizer_state["state"].setdefault(int(index), {})[name] = value
+        self.q_optimizer.load_state_dict(optimizer_state)
 
     def worst_actions(self, policy: Any, obs: torch.Tensor, eps: float) -> torch.Tensor:
         """a_w(s) = argmin over the IBP box of the policy mean over B_eps(s) of Q_w'(s, a)."""
