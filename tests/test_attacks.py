@@ -253,7 +253,10 @@ def test_learned_adversary_breaks_a_trained_victim(inverted_victim, name, budget
     policy, natural = inverted_victim
     eps = 1.0
     noise = run_episodes(policy, INVERTED, 5, seed=10_000, perturb=make_attack("random", eps).fit(policy, INVERTED).perturb)
-    attack = make_attack(name, eps, seed=0, selection_episodes=2).fit(policy, INVERTED, budget=budget)
+    # No radius curriculum here: at 4 x eps every perturbation topples this victim at once, so
+    # the large ball carries no more signal than the small one (the curriculum helps where random
+    # noise of size eps is harmless but of size 4 eps is not, as on Hopper at 0.075).
+    attack = make_attack(name, eps, seed=0, selection_episodes=2, curriculum_scale=1.0).fit(policy, INVERTED, budget=budget)
     attacked = run_episodes(policy, INVERTED, 5, seed=10_000, perturb=attack.perturb)
     assert attacked.mean < 0.3 * natural, (attacked.returns, natural)
     assert attacked.mean < 0.5 * noise.mean, (attacked.returns, noise.returns)
@@ -384,3 +387,47 @@ def test_parse_attacks():
     for bad in ("foo", "random,foo", "MAD", "sa_rl"):
         with pytest.raises(InvalidArgumentError, match="unknown attack"):
             parse_attacks(bad)
+
+
+# ---- the radius curriculum of the learned adversaries ----------------------------------------------
+@pytest.mark.parametrize("name", ["sa-rl", "pa-ad"])
+def test_curriculum_trains_from_a_larger_ball_down_to_eps(victim, name, monkeypatch):
+    """The adversary env perturbs within scale * eps at the start, within eps once
+    ``curriculum_fraction`` of the budget is spent; the fitted attack perturbs within eps."""
+    import robustrl.attacks.adversary as adversary_module
+
+    seen = []  # (env steps so far, largest l_inf perturbation of the step)
+    original_step = adversary_module.AdversaryVectorEnv.step
+
+    def recording_step(self, actions):
+        obs = self._obs.clone()
+        saturated = np.sign(np.asarray(actions) + 1e-3) * 5.0  # push every coordinate to the ball's edge
+        obs_hat = self.perturbation(obs, torch.as_tensor(saturated, dtype=torch.float32))
+        seen.append(float((obs_hat - obs).abs().max()))
+        return original_step(self, actions)
+
+    monkeypatch.setattr(adversary_module.AdversaryVectorEnv, "step", recording_step)
+    eps, scale = 0.1, 4.0
+    attack = make_attack(name, eps, seed=0, curriculum_scale=scale, curriculum_fraction=0.5, **CHEAP[name])
+    attack.fit(victim, PENDULUM, budget=4 * 256)  # TINY_PPO: 256-step iterations -> 4 iterations
+    first, last = seen[: len(seen) // 4], seen[-len(seen) // 4 :]
+    assert max(first) == pytest.approx(scale * eps, rel=1e-4) and max(first) > 2 * eps
+    assert max(last) <= eps + 1e-6
+    obs = _obs(64, victim.obs_dim, 1)
+    assert (attack.perturb(obs) - obs).abs().max() <= eps + 1e-6
+
+
+def test_curriculum_options_are_validated_and_old_attacks_load_without_one(victim, fitted, tmp_path):
+    with pytest.raises(InvalidArgumentError, match="curriculum_scale"):
+        make_attack("sa-rl", 0.1, curriculum_scale=0.5)
+    with pytest.raises(InvalidArgumentError, match="curriculum_fraction"):
+        make_attack("pa-ad", 0.1, curriculum_fraction=1.5)
+    # an attack saved before the curriculum existed was fitted without one
+    fitted["sa-rl"].save(tmp_path)
+    meta_path = tmp_path / "sa-rl.json"
+    meta = json.loads(meta_path.read_text())
+    for key in ("curriculum_scale", "curriculum_fraction"):
+        meta["options"].pop(key)
+    meta_path.write_text(json.dumps(meta))
+    loaded = ATTACKS["sa-rl"].load(tmp_path, victim, PENDULUM)
+    assert loaded.options.curriculum_scale == 1.0

@@ -154,6 +154,14 @@ def test_second_call_does_not_rerun_finished_attacks(pendulum_run, tmp_path, mon
     assert third["returns"] == first["returns"]  # MAD is seeded: the same episodes again
     assert third["worst"] == first["worst"]
 
+    # a result recorded under other attack defaults (an older robustrl) is computed again
+    spy.calls.clear()
+    stale = json.loads(path.read_text())
+    stale["results"]["critic"]["options"] = {**stale["results"]["critic"]["options"], "steps": 3}
+    path.write_text(json.dumps(stale))
+    robustness_report(pendulum_run.policy, ENV, **kwargs)
+    assert spy.calls == ["critic"]
+
     # other settings (episodes, eps, another victim): nothing is resumed
     spy.calls.clear()
     robustness_report(pendulum_run.policy, ENV, **{**kwargs, "episodes": 1})

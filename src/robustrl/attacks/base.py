@@ -54,6 +54,10 @@ def policy_fingerprint(policy: Any) -> str | None:
 class Attack(ABC):
     """Base class: holds the ball, the options dataclass and the bound victim."""
 
+    # Options introduced after the first release, with the value that reproduces the old
+    # behaviour: a saved attack whose metadata lacks them was fitted that way.
+    legacy_options: dict[str, Any] = {}
+
     name: ClassVar[str]
     learned: ClassVar[bool] = False
     Options: ClassVar[type]  # a dataclass of the attack's knobs, defaults from the reference code
@@ -157,6 +161,8 @@ class Attack(ABC):
             raise CheckpointError(f"{stem}.json was fitted on {meta.get('env_id')!r}, not {env_id!r}")
         try:
             options = {key: _tuples(value) for key, value in meta.get("options", {}).items()}
+            # Options added after an attack was saved take the value that reproduces how it was fitted
+            options = {**cls.legacy_options, **options}
             attack = cls(meta["eps"], meta["norm"], seed=meta.get("seed", 0), **options)
         except (KeyError, TypeError) as error:
             raise CheckpointError(f"{stem}.json has incomplete attack metadata: {error}") from None

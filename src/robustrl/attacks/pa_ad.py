@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from robustrl.attacks.adversary import LearnedAdversaryAttack
 from robustrl.attacks.base import register
 from robustrl.errors import InvalidArgumentError
-from robustrl.threat import fgsm
+from robustrl.threat import Ball, fgsm
 
 
 @register
@@ -31,6 +31,8 @@ class PAADAttack(LearnedAdversaryAttack):
         selection_episodes: int = 10
         num_envs: int = 4
         action_change_weight: float = 1.0
+        curriculum_scale: float = 4.0  # see SARLAttack.Options
+        curriculum_fraction: float = 0.5
 
     def bind(self, policy: Any, env_id: str) -> None:
         if not policy.continuous:
@@ -40,7 +42,7 @@ class PAADAttack(LearnedAdversaryAttack):
     def adversary_action_dim(self) -> int:
         return self.policy.action_dim
 
-    def perturbation_from_action(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+    def perturbation_from_action(self, obs: torch.Tensor, action: torch.Tensor, ball: Ball | None = None) -> torch.Tensor:
         policy, weight = self.policy, self.options.action_change_weight
         with torch.no_grad():
             clean_action = policy.mean_action(obs)
@@ -49,4 +51,4 @@ class PAADAttack(LearnedAdversaryAttack):
             change = policy.mean_action(obs_hat) - clean_action
             return F.cosine_similarity(change, action, dim=-1, eps=1e-8) + weight * change.norm(dim=-1)
 
-        return fgsm(objective, obs, self.ball, random_start=True, generator=self.generator)
+        return fgsm(objective, obs, ball or self.ball, random_start=True, generator=self.generator)

@@ -9,6 +9,7 @@ import torch
 
 from robustrl.attacks.adversary import LearnedAdversaryAttack
 from robustrl.attacks.base import register
+from robustrl.threat import Ball
 
 
 @register
@@ -27,9 +28,14 @@ class SARLAttack(LearnedAdversaryAttack):
         grid: tuple[dict[str, Any], ...] | None = None
         selection_episodes: int = 10
         num_envs: int = 4  # splits the 2048-step batch; measured not to change PPO's returns
+        # radius curriculum (LearnedAdversaryAttack): train from scale * eps down to eps over this
+        # fraction of the budget; scale 1 = the reference (no curriculum)
+        curriculum_scale: float = 4.0
+        curriculum_fraction: float = 0.5
 
     def adversary_action_dim(self) -> int:
         return self.policy.obs_dim
 
-    def perturbation_from_action(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        return self.ball.project(obs + self.eps * action.clamp(-1.0, 1.0), obs)
+    def perturbation_from_action(self, obs: torch.Tensor, action: torch.Tensor, ball: Ball | None = None) -> torch.Tensor:
+        ball = ball or self.ball
+        return ball.project(obs + ball.eps * action.clamp(-1.0, 1.0), obs)

@@ -9,6 +9,7 @@ interrupted evaluation resumes where it stopped and loses nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -135,8 +136,9 @@ def robustness_report(
     if "natural" not in report["results"]:
         run("natural", None)
     for name in attacks:
-        if name in report["results"]:
-            continue  # resumed: done in an earlier call
+        options_used = _effective_options(name, attack_options.get(name, {}))
+        if name in report["results"] and report["results"][name].get("options") == options_used:
+            continue  # resumed: done in an earlier call with the same options (defaults included)
         # The attack's own seed is offset from the evaluation seed, so learned attacks never train
         # on the evaluation episodes' start states.
         attack, fit_seconds, loaded = _fitted_attack(
@@ -144,13 +146,22 @@ def robustness_report(
             progress, seed + 50_000,
         )
         attack.generator.manual_seed(attack.seed)  # same solver noise whether just fitted or loaded
-        report["results"][name] = {"fit_seconds": round(fit_seconds, 2), "loaded_fitted_attack": loaded}
+        report["results"][name] = {"fit_seconds": round(fit_seconds, 2), "loaded_fitted_attack": loaded, "options": options_used}
         run(name, attack.perturb)
     # The file keeps every attack ever run with these settings; the caller gets the ones asked for.
     view = {**report, "results": {k: v for k, v in report["results"].items() if k == "natural" or k in attacks}}
     view["returns"] = {k: v for k, v in report["returns"].items() if k in view["results"]}
     _summarise(view)
     return view
+
+
+def _effective_options(name: str, options: dict[str, Any]) -> dict[str, Any] | None:
+    """The attack's options with its defaults filled in, as JSON: a result computed under other
+    defaults (an older robustrl) is not reused."""
+    try:
+        return json.loads(json.dumps(dataclasses.asdict(ATTACKS[name].Options(**options))))
+    except TypeError:
+        return None  # unknown option: make_attack raises the clear error
 
 
 def _fitted_attack(name, eps, norm, policy, env_id, options, budget, attack_dir, refit, progress, seed):
