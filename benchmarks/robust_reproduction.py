@@ -54,6 +54,10 @@ def finished(directory: Path, config: TrainConfig) -> bool:
     return meta.get("iteration", 0) >= config.num_iterations
 
 
+# the paper's keys (barpo_tables.json) for the table's columns, in order
+COLUMNS = ("natural", "random", "critic", "mad", "rs", "sa_rl", "pa_ad")
+
+
 def paper_rows(env_family: str) -> list[str]:
     if not REFERENCE.is_file():
         return []
@@ -62,14 +66,14 @@ def paper_rows(env_family: str) -> list[str]:
     table4 = tables.get("table4_spo_arpo_barpo", {}).get(env_family.lower())
     if table4:
         for name, entry in table4.get("methods", {}).items():
-            cells = " | ".join(f"{entry[k]['mean']:.0f}" if isinstance(entry.get(k), dict) else "-" for k in ("natural", "random", "critic", "mad", "rs"))
+            cells = " | ".join(f"{entry[k]['mean']:.0f}" if isinstance(entry.get(k), dict) else "-" for k in COLUMNS)
             worst = entry.get("worst", {})
             rows.append(f"| paper Table 4: {name} | {cells} | {worst.get('mean', float('nan')):.0f} |")
     table2 = tables.get("table2_baselines_vs_bar_ppo", {}).get(env_family.lower())
     if table2:
         for name, entry in table2["methods"].items():
-            cells = " | ".join(f"{entry[k]['mean']:.0f}" for k in ("natural", "random", "critic", "mad", "rs"))
-            rows.append(f"| paper Table 2: {name} (SA-RL {entry['sa_rl']['mean']:.0f}, PA-AD {entry['pa_ad']['mean']:.0f}) | {cells} | {entry['worst']['mean']:.0f} |")
+            cells = " | ".join(f"{entry[k]['mean']:.0f}" for k in COLUMNS)
+            rows.append(f"| paper Table 2: {name} | {cells} | {entry['worst']['mean']:.0f} |")
     return rows
 
 
@@ -147,14 +151,14 @@ def main() -> None:
         "",
         "## Median agent per method (ours) next to the paper",
         "",
-        "| method (seed) | natural | random | critic | MAD | RS | worst |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| method (seed) | natural | random | critic | MAD | RS | SA-RL | PA-AD | worst |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for method, (seed, report) in medians.items():
         res = report["results"]
-        cells = " | ".join(f"{res[k]['mean']:.0f}" if k in res else "-" for k in ("natural", "random", "critic", "mad", "rs"))
-        extra = "".join(f", {k} {res[k]['mean']:.0f}" for k in EXPENSIVE if k in res)
-        lines.append(f"| ours: {PAPER_NAMES[method]} (s{seed}{extra}) | {cells} | {report['worst']['mean']:.0f} |")
+        ours = [key.replace("_", "-") for key in COLUMNS]
+        cells = " | ".join(f"{res[k]['mean']:.0f}" if k in res else "-" for k in ours)
+        lines.append(f"| ours: {PAPER_NAMES[method]} (s{seed}) | {cells} | {report['worst']['mean']:.0f} |")
     lines += paper_rows(family)
     lines += ["", "## Every run", "", "| method | seed | natural | worst (attack) | worst-case robustness |", "|---|---:|---:|---:|---:|"]
     for method, by_seed in reports.items():
