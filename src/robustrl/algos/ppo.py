@@ -239,7 +239,7 @@ class PPO:
         flat_obs = obs_buffer.reshape(steps * num_envs, -1)
         flat_actions = torch.as_tensor(actions_buffer.reshape(steps * num_envs, *policy.action_space.shape))
         values = policy.value(flat_obs).reshape(steps, num_envs).numpy().astype(np.float64)
-        log_probs = policy.log_prob(policy.distribution(flat_obs), flat_actions)
+        log_probs = policy.log_prob_and_entropy(flat_obs, flat_actions)[0]  # the update's formula: ratio 1 at start
         # next_values[t] = V(s_{t+1}); 0 after a termination; V(final obs) after a truncation.
         last_value = policy.value(policy.normalize(self.obs)).numpy().astype(np.float64)
         next_values = np.concatenate([values[1:], last_value[None]], axis=0)
