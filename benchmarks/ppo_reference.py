@@ -45,18 +45,19 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--num-envs", type=int, default=1, help="split each 2048-step batch over N envs")
     parser.add_argument("--backend", default="gymnasium")
+    parser.add_argument("--compile", action="store_true", help="ppo.compile (same algorithm, faster update)")
     args = parser.parse_args()
     rows = []
     for env_id in args.envs:
         for seed in args.seeds:
-            suffix = "" if args.num_envs == 1 else f"-n{args.num_envs}"
+            suffix = ("" if args.num_envs == 1 else f"-n{args.num_envs}") + ("-compile" if args.compile else "")
             run_dir = ROOT / "runs" / f"ppo-{env_id}-s{seed}-{int(args.steps)}{suffix}"
             if is_run_dir(run_dir):
                 result = train(resume=run_dir)
             else:
                 config = TrainConfig(
                     env_id, total_steps=int(args.steps), seed=seed, num_envs=args.num_envs, backend=args.backend,
-                    ppo=ppo_defaults_for(env_id),
+                    ppo=ppo_defaults_for(env_id, compile=args.compile),
                 )
                 result = train(config, run_dir)
             progress = np.genfromtxt(run_dir / "progress.csv", delimiter=",", names=True)
@@ -83,7 +84,7 @@ def write_results(rows: list[dict], args: argparse.Namespace) -> None:
         "",
         f"Machine: {platform.machine()}, 2 cores, {platform.platform()}; date {date.today()}.",
         f"Budget: {int(args.steps)} env steps per run, seeds {args.seeds}, {args.num_envs} env(s) "
-        f"({args.backend}) per 2048-step batch, reference hyperparameters "
+        f"({args.backend}) per 2048-step batch, reference hyperparameters{' with ppo.compile' if args.compile else ''} "
         "(robustrl.config.PPOConfig); evaluation: "
         f"{args.episodes} deterministic episodes per run.",
         "",
@@ -104,7 +105,7 @@ def write_results(rows: list[dict], args: argparse.Namespace) -> None:
             f"| {env_id} | {np.mean(ours):.0f} | {published:.0f} | BARPO paper Table 2, PPO natural return "
             "(v2 tasks, **2M** steps, median of 17 seeds) |"
         )
-    suffix = "" if args.num_envs == 1 else f"_{args.num_envs}envs"
+    suffix = ("" if args.num_envs == 1 else f"_{args.num_envs}envs") + ("_compile" if args.compile else "")
     out = ROOT / "results" / f"ppo_reference{suffix}.md"
     out.parent.mkdir(exist_ok=True)
     out.write_text("\n".join(lines) + "\n")

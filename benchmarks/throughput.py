@@ -10,8 +10,10 @@ burst of load from elsewhere on this noisy 2-core machine penalises no contender
 - Gymnasium env and EnvPool env stepping with random actions (the simulator as users get it);
 - SB3 PPO with the same hyperparameters (64-64 tanh, 2048 x 10 epochs x 64, 1 env, VecNormalize
   for observations and returns; SB3 always uses one optimiser and clips gradients);
-- robustrl PPO: gymnasium backend with 1 env, envpool backend with 1 and 8 envs, and 8 envs with
-  ``ppo.compile`` (torch.compile of the minibatch loss; its one-off compile is in the warm-up).
+- robustrl PPO: gymnasium backend with 1 env, envpool backend with 1 and 8 envs, and 8 and 16 envs
+  with ``ppo.compile`` (the whole minibatch step compiled; its one-off compile is in the warm-up).
+  The batch is always 2048 steps (16 envs x 128); benchmarks/results/ppo_reference_16envs_compile.md
+  shows whether returns change.
 
 Also the peak resident memory of a robustrl Hopper training process (separate subprocess).
 Writes benchmarks/results/throughput.md.
@@ -147,6 +149,7 @@ def main() -> None:
         "robustrl PPO, envpool, 1 env": lambda: robustrl_rate(args.env, args.iterations, "envpool", 1),
         "robustrl PPO, envpool, 8 envs": lambda: robustrl_rate(args.env, args.iterations, "envpool", 8),
         "robustrl PPO, envpool, 8 envs, ppo.compile": lambda: robustrl_rate(args.env, args.iterations, "envpool", 8, True),
+        "robustrl PPO, envpool, 16 envs, ppo.compile": lambda: robustrl_rate(args.env, args.iterations, "envpool", 16, True),
     }
     best: dict[str, float] = {}
     for repeat in range(args.repeats):

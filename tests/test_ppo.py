@@ -216,17 +216,31 @@ def test_clip_grad_norm_matches_torch():
 
 
 @pytest.mark.skipif(__import__("shutil").which("c++") is None, reason="torch.compile needs a C++ compiler")
-def test_compiled_update_equals_eager_update():
-    """ppo.compile=True (torch.compile of the minibatch loss) is a speed switch: the same run up to
-    float rounding."""
-    results = []
-    for compile_loss in (False, True):
-        trainer = PPO(small_config("Pendulum-v1", iterations=2, compile=compile_loss))
+@pytest.mark.parametrize(
+    "settings",
+    [{}, {"policy_epochs": 2, "value_epochs": 3, "max_grad_norm": None}, {"policy_epochs": 3, "value_epochs": 1}],
+    ids=["reference", "more-value-epochs-no-clip", "more-policy-epochs"],
+)
+def test_compiled_update_equals_eager_update(settings):
+    """ppo.compile=True (one compiled functional step: torch.func gradients, clipping, functional
+    Adam) is a speed switch: the same run up to float rounding, the same Adam state (so checkpoints
+    of either mode resume in the other), also when one network trains for more epochs than the
+    other (the idle network must not take Adam steps on zero gradients)."""
+    params, optimizer_states = [], []
+    for compile_step in (False, True):
+        trainer = PPO(small_config("Pendulum-v1", iterations=2, compile=compile_step, **settings))
         trainer.learn()
-        results.append(torch.cat([p.detach().flatten() for p in trainer.policy.parameters()]))
+        params.append(torch.cat([p.detach().flatten() for p in trainer.policy.parameters()]))
+        optimizer_states.append(trainer.optimizer.state_dict()["state"])
         trainer.close()
-    assert not torch.equal(results[0], torch.cat([p.detach().flatten() for p in PPO(small_config()).policy.parameters()]))
-    torch.testing.assert_close(results[1], results[0], rtol=1e-4, atol=1e-5)
+    assert not torch.equal(params[0], torch.cat([p.detach().flatten() for p in PPO(small_config()).policy.parameters()]))
+    torch.testing.assert_close(params[1], params[0], rtol=1e-4, atol=1e-5)
+    assert optimizer_states[0].keys() == optimizer_states[1].keys()
+    for index, eager in optimizer_states[0].items():
+        compiled = optimizer_states[1][index]
+        assert float(compiled["step"]) == float(eager["step"])  # idle epochs took no step
+        torch.testing.assert_close(compiled["exp_avg"], eager["exp_avg"], rtol=1e-3, atol=1e-6)
+        torch.testing.assert_close(compiled["exp_avg_sq"], eager["exp_avg_sq"], rtol=1e-3, atol=1e-9)
 
 
 def test_non_boolean_switch_is_rejected():
