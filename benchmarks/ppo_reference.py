@@ -60,6 +60,8 @@ def main() -> None:
                     ppo=ppo_defaults_for(env_id, compile=args.compile),
                 )
                 result = train(config, run_dir)
+            if result.interrupted:  # Ctrl-C: checkpoint saved; do not evaluate a half-trained agent
+                raise SystemExit(f"interrupted: {run_dir} saved; re-run the same command to resume")
             progress = np.genfromtxt(run_dir / "progress.csv", delimiter=",", names=True)
             report = evaluate(run_dir, episodes=args.episodes, modes=("deterministic",))
             summary = report["results"]["deterministic"]

@@ -2,11 +2,12 @@
 
     python benchmarks/robust_reproduction.py [--env Hopper-v5] [--steps 1e6] [--seeds 0 1 2]
         [--methods ppo bar-ppo bar-ppo-nog ar-ppo ar-ppo-nog sa-ppo] [--kappa 0.3] [--num-envs 8]
-        [--episodes 20] [--expensive]
+        [--episodes 20] [--expensive | --expensive-every] [--attack-budget 1e6]
 
 Trains every (method, seed) into benchmarks/runs/repro-<env>-<method>-s<seed>-<steps>/ (resumable:
 re-run the same command), evaluates each with the cheap attacks (random, critic, MAD, RS), and,
-with --expensive, runs SA-RL and PA-AD on each method's median agent (BARPO App. F.3). Runs go seed
+with --expensive, runs SA-RL and PA-AD on each method's median agent (BARPO App. F.3), with
+--expensive-every on every agent (after all the training). Runs go seed
 by seed so a partial run still compares every method. Writes
 benchmarks/results/robust_reproduction.md (+ .json) side by side with the paper's tables.
 """
@@ -87,6 +88,9 @@ def main() -> None:
     parser.add_argument("--num-envs", type=int, default=8)
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--expensive", action="store_true", help="SA-RL and PA-AD on each method's median agent")
+    parser.add_argument(
+        "--expensive-every", action="store_true", help="SA-RL and PA-AD on every agent (after all training)"
+    )
     parser.add_argument("--attack-budget", type=lambda t: int(float(t)), default=1_000_000)
     parser.add_argument("--report-only", action="store_true", help="no training: tabulate the finished runs")
     parser.add_argument("--out", default=str(ROOT / "results" / "robust_reproduction"))
@@ -110,9 +114,11 @@ def main() -> None:
             if not finished(directory, config):
                 print(f"training {method} seed {seed} -> {directory}", flush=True)
                 if is_run_dir(directory):
-                    train(resume=directory, progress=False)
+                    result = train(resume=directory, progress=False)
                 else:
-                    train(config, directory, progress=False)
+                    result = train(config, directory, progress=False)
+                if result.interrupted:  # Ctrl-C / SIGINT: checkpoint saved; do not evaluate a half-trained agent
+                    raise SystemExit(f"interrupted: {directory} saved; re-run the same command to resume")
                 train_seconds[f"{method}-s{seed}"] = round(time.perf_counter() - start, 1)
             policy = load_policy(directory)
             reports[method][seed] = robustness_report(
@@ -122,6 +128,18 @@ def main() -> None:
             r = reports[method][seed]
             print(f"{method} s{seed}: natural {r['results']['natural']['mean']:.0f}, worst {r['worst']['mean']:.0f} ({r['worst']['attack']})", flush=True)
 
+    if args.expensive_every:  # after the training loop, so a short session still trains every method first
+        for method, by_seed in reports.items():
+            for seed in sorted(by_seed):
+                directory = run_dir(args.env, method, seed, args.steps)
+                by_seed[seed] = robustness_report(
+                    load_policy(directory), args.env, attacks=CHEAP + EXPENSIVE, eps=eps, episodes=args.episodes,
+                    source=directory, json_path=directory / f"eval-eps{eps:g}.json",
+                    budgets={"sa-rl": args.attack_budget, "pa-ad": args.attack_budget},
+                )  # fmt: skip
+                r = by_seed[seed]
+                print(f"{method} s{seed} full table: worst {r['worst']['mean']:.0f} ({r['worst']['attack']})", flush=True)
+
     medians: dict[str, tuple[int, dict]] = {}
     for method, by_seed in reports.items():
         if not by_seed:
@@ -130,7 +148,7 @@ def main() -> None:
         index = median_agent([by_seed[s] for s in seeds])
         seed = seeds[index]
         report = by_seed[seed]
-        if args.expensive:
+        if args.expensive and not args.expensive_every:
             directory = run_dir(args.env, method, seed, args.steps)
             report = robustness_report(
                 load_policy(directory), args.env, attacks=CHEAP + EXPENSIVE, eps=eps, episodes=args.episodes,
@@ -147,7 +165,7 @@ def main() -> None:
         f"{args.num_envs} envs per 2048-step batch, seeds {args.seeds} (paper: 17, median agent), kappa {args.kappa} "
         f"for all robust methods (paper grid {{0.1, 0.3, 1.0}}), eps schedule 0 -> {eps} over the first 75% of "
         f"iterations, {args.episodes} deterministic episodes per attack. Worst = min over the attacks evaluated"
-        + (" (random, critic, MAD, RS, SA-RL, PA-AD)." if args.expensive else " (random, critic, MAD, RS; no SA-RL/PA-AD in this run)."),
+        + (" (random, critic, MAD, RS, SA-RL, PA-AD)." if args.expensive or args.expensive_every else " (random, critic, MAD, RS; no SA-RL/PA-AD in this run)."),
         "",
         "## Median agent per method (ours) next to the paper",
         "",
