@@ -243,6 +243,39 @@ def test_compiled_update_equals_eager_update(settings):
         torch.testing.assert_close(compiled["exp_avg_sq"], eager["exp_avg_sq"], rtol=1e-3, atol=1e-9)
 
 
+@pytest.mark.skipif(__import__("shutil").which("c++") is None, reason="torch.compile needs a C++ compiler")
+@pytest.mark.parametrize("algo", ["bar-ppo", "ar-ppo"])
+def test_compiled_robust_update_equals_eager(algo):
+    """AR-PPO and BAR-PPO solve their inner problem once per iteration, so their minibatch term is
+    pure and ppo.compile traces it too: the same update as eager up to float rounding. (One
+    iteration: from the second on, the sign steps of the inner solvers turn rounding differences
+    of the parameters into different inner solutions, so runs drift apart as any two float
+    orders would.) Objectives that solve per minibatch stay eager (their term calls autograd)."""
+    from robustrl.algos.objectives import OBJECTIVES
+    from robustrl.config import RobustConfig
+
+    params = []
+    for compile_step in (False, True):
+        config = small_config("Pendulum-v1", iterations=1, compile=compile_step)
+        config = TrainConfig(
+            config.env_id, algo=algo, total_steps=config.total_steps, ppo=config.ppo, robust=RobustConfig(eps=0.2, kappa=1.0)
+        )
+        objective = OBJECTIVES[algo](config)
+        assert objective.compilable
+        trainer = PPO(config, hooks=PPOHooks(objective=objective, eps_schedule=lambda i, n: 0.2))
+        trainer.learn()
+        params.append(torch.cat([p.detach().flatten() for p in trainer.policy.parameters()]))
+        trainer.close()
+    torch.testing.assert_close(params[1], params[0], rtol=1e-4, atol=1e-5)
+    plain = PPO(small_config("Pendulum-v1", iterations=1, compile=True))
+    plain.learn()
+    plain_params = torch.cat([p.detach().flatten() for p in plain.policy.parameters()])
+    assert (plain_params - params[1]).abs().max() > 1e-3  # the robust term is in the compiled step
+    minibatch_config = TrainConfig("Pendulum-v1", algo="bar-ppo", robust=RobustConfig(inner_solve="minibatch"))
+    assert not OBJECTIVES["bar-ppo"](minibatch_config).compilable
+    assert not OBJECTIVES["sa-ppo"](minibatch_config).compilable
+
+
 def test_non_boolean_switch_is_rejected():
     with pytest.raises(InvalidArgumentError, match="ppo.compile must be true or false"):
         ppo_defaults_for("Pendulum-v1", compile="yes").validate()

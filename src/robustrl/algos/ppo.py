@@ -131,7 +131,7 @@ class _MinibatchLoss(nn.Module):
         self.loss = trainer.minibatch_loss
 
     def forward(self, minibatch: Batch, train_policy: bool, train_value: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        return self.loss(minibatch, train_policy, train_value, 0.0)
+        return self.loss(minibatch, train_policy, train_value, math.nan)  # eps: unused by compilable terms
 
 
 def compute_gae(
@@ -348,7 +348,11 @@ class PPO:
         learning_rates: list[torch.Tensor],
         adam_state: list[tuple[list[torch.Tensor], ...]],
     ) -> dict[str, torch.Tensor]:
-        """One plain-PPO minibatch step written as a function of the parameters, for ``ppo.compile``.
+        """One minibatch step written as a function of the parameters, for ``ppo.compile``: plain PPO,
+        and objectives whose term is pure once their inner problem is solved per iteration
+        (``objective.compilable``: AR-PPO, BAR-PPO; their term does not read eps, which is
+        therefore not an argument: a float would be baked into the graph and recompiled as the
+        eps schedule moves).
 
         The same step as the eager path of :meth:`update` (loss, backward, clip per network, Adam),
         but with gradients from ``torch.func.grad`` instead of the autograd tape and ``.grad``
@@ -413,7 +417,7 @@ class PPO:
         # Metrics stay tensors until the end of the update: one conversion per metric, not one
         # per minibatch (each float() is a dispatch + sync; 320 minibatches per iteration).
         history: dict[str, list[torch.Tensor]] = {}
-        compiled = cfg.compile and objective is None
+        compiled = cfg.compile and (objective is None or getattr(objective, "compilable", False))
         if compiled:
             if self._compiled_step is None:
                 self._compiled_step = torch.compile(self.functional_step, dynamic=False)

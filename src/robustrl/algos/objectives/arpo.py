@@ -22,6 +22,8 @@ from robustrl.threat import pgd
 
 
 class ARPPO(RobustObjective):
+    pure_iteration_loss = True  # L(theta; s_hat) with s_hat fixed: ppo.compile can trace it
+
     def solve_inner(self, batch: Batch, policy: Any, eps: float) -> torch.Tensor:
         """Step 8: PGD minimisation of the clipped surrogate over the ball."""
 

@@ -29,6 +29,8 @@ from robustrl.threat import sgld
 
 
 class BARPPO(RobustObjective):
+    pure_iteration_loss = True  # L(theta; s_hat) with s_hat fixed: ppo.compile can trace it
+
     def solve_inner(self, batch: Batch, policy: Any, eps: float) -> torch.Tensor:
         """Step 8: SGLD maximisation of KL(pi(.|s) || pi(.|s')) over the ball."""
         clean = batch.obs

@@ -69,6 +69,10 @@ class RobustObjective(ABC):
     :meth:`solve_inner` either once per iteration (``prepare``) or per minibatch (``loss``)."""
 
     default_inner_solve = "iteration"
+    # True when, with the inner problem solved once per iteration (in ``prepare``), the minibatch
+    # term is a pure function of the parameters and the minibatch (no autograd calls, no random
+    # draws, no eps): ``ppo.compile`` may then trace it into PPO's compiled functional step.
+    pure_iteration_loss = False
 
     def __init__(self, config: TrainConfig):
         robust = config.robust
@@ -80,6 +84,10 @@ class RobustObjective(ABC):
         self.inner_solve = robust.inner_solve or self.default_inner_solve
         self.seed = config.seed
         self.generator = torch.Generator().manual_seed(config.seed)
+
+    @property
+    def compilable(self) -> bool:
+        return self.pure_iteration_loss and self.inner_solve == "iteration"
 
     def ball(self, eps: float) -> Ball:
         return Ball(eps, self.robust.norm)
