@@ -54,11 +54,11 @@ class PPOConfig:
     # infinite-horizon objective; set False to reproduce the reference exactly.
     bootstrap_on_truncation: bool = True
     # --- speed (not a hyperparameter: results equal up to float rounding) ----------------------
-    # torch.compile the whole plain-PPO minibatch step (loss, gradients by torch.func, clipping,
-    # Adam: PPO.functional_step; also AR-PPO / BAR-PPO with their per-iteration inner solve; the
-    # other objectives stay eager): the ~100 small ops of a 64-sample
-    # step become one graph. Costs a one-off compile (~10-40 s here, cached on disk by torch)
-    # and needs a C++ compiler; worth it for runs of 1M+ steps.
+    # torch.compile the whole minibatch step (loss, gradients by torch.func, clipping, Adam:
+    # PPO.functional_step) for PPO, and for AR-PPO / BAR-PPO with their per-iteration inner solve
+    # (the other objectives stay eager): the ~100 small ops of a 64-sample step become one graph.
+    # Costs a one-off compile (~10-40 s here, cached on disk by torch) and needs a C++ compiler;
+    # worth it for runs of 1M+ steps.
     compile: bool = False
 
     def validate(self) -> None:
