@@ -365,7 +365,7 @@ class PPO:
         fields, and Adam from ``torch.optim.adam.adam`` (PyTorch's functional Adam) on
         ``self.optimizer``'s own state: torch.compile then traces loss, gradients, clipping and
         Adam into one graph with no break (measured: a 320-step update in 0.09 s against 0.15 s for
-        a compiled loss with eager backward and fused Adam). Checkpoints are unchanged. Only the
+        a compiled loss with eager backward and fused Adam; ~0.05 s with 4 steps per call). Checkpoints are unchanged. Only the
         networks being trained this epoch take an Adam step, as in the eager path (where an
         unused network has no gradient and Adam skips it).
         """
