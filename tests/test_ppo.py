@@ -276,6 +276,18 @@ def test_compiled_robust_update_equals_eager(algo):
     assert not OBJECTIVES["sa-ppo"](minibatch_config).compilable
 
 
+@pytest.mark.skipif(__import__("shutil").which("c++") is None, reason="torch.compile needs a C++ compiler")
+def test_compiled_update_calls_the_step_hook_after_every_step():
+    """The compiled update runs several minibatch steps per call, except when an after-step hook
+    (pruning re-applies its masks there) must see each one: then one step per call."""
+    seen = []
+    trainer = PPO(small_config("Pendulum-v1", iterations=1, compile=True))
+    trainer.hooks.after_optimizer_step = lambda policy: seen.append(int(trainer.optimizer.state[trainer.policy.log_std]["step"]))
+    trainer.learn()
+    cfg = trainer.config.ppo
+    assert seen == list(range(1, cfg.policy_epochs * cfg.num_minibatches + 1))
+
+
 def test_non_boolean_switch_is_rejected():
     with pytest.raises(InvalidArgumentError, match="ppo.compile must be true or false"):
         ppo_defaults_for("Pendulum-v1", compile="yes").validate()
