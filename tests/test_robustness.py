@@ -228,6 +228,33 @@ def test_fitted_learned_attack_is_cached_in_the_run_dir_and_reused(pendulum_run,
     assert (run_copy / "attacks" / "eps0.3-linf" / "rs.json").is_file()
 
 
+def test_budget_of_one_attack_does_not_invalidate_the_others(pendulum_run, run_copy, monkeypatch):
+    """Each result carries its own options and budget: a call that adds a learned attack with a
+    budget (the reproduction's second pass) reruns nothing else, and another budget for RS reruns
+    RS only. Reports written before this kept the call's budgets in the settings: still resumed."""
+    policy, path = pendulum_run.policy, run_copy / "report.json"
+    base = dict(eps=0.2, episodes=1, attack_options={"rs": RS_TINY}, source=run_copy, json_path=path)
+    spy = Spy(monkeypatch)
+    robustness_report(policy, ENV, attacks=["random"], **base)
+    robustness_report(policy, ENV, attacks=["random", "rs"], budgets={"rs": 256}, **base)
+    assert spy.calls == ["natural", "random", "rs"]
+    assert json.loads(path.read_text())["results"]["rs"]["budget"] == 256
+
+    spy.calls.clear()
+    report = robustness_report(policy, ENV, attacks=["random", "rs"], budgets={"rs": 512}, **base)
+    assert spy.calls == ["rs"] and report["results"]["rs"]["loaded_fitted_attack"] is False
+
+    # the older layout: budgets and options of the whole call in "settings", no per-result budget
+    legacy = json.loads(path.read_text())
+    legacy["settings"] |= {"budgets": {"rs": 512}, "attack_options": {"rs": RS_TINY}}
+    for result in legacy["results"].values():
+        result.pop("budget", None)
+    path.write_text(json.dumps(legacy))
+    spy.calls.clear()
+    resumed = robustness_report(policy, ENV, attacks=["random", "rs"], budgets={"rs": 512}, **base)
+    assert spy.calls == [] and resumed["results"]["rs"]["mean"] == report["results"]["rs"]["mean"]
+
+
 def test_cached_attack_with_a_grid_is_reused(pendulum_run, run_copy):
     """The grid goes through JSON (tuples -> lists) and must still match the requested options."""
     options = {**RS_TINY, "grid": ((0.02, 0.1),)}  # what --attack-option rs.grid=[[0.02,0.1]] passes

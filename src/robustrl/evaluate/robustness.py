@@ -57,7 +57,18 @@ def _cached_report(json_path: Path | None, settings: dict[str, Any]) -> dict[str
     if not isinstance(previous, dict) or previous.get("format") != REPORT_FORMAT:
         return None
     # compare through JSON, where tuples (e.g. a grid option) have become lists
-    if previous.get("settings") != json.loads(json.dumps(settings)):
+    previous_settings = previous.get("settings")
+    if not isinstance(previous_settings, dict):
+        return None
+    # Reports written before per-attack budgets kept the budgets (and options) of the whole call
+    # in the settings; move each budget onto its attack's result so those results stay reusable.
+    legacy_budgets = previous_settings.pop("budgets", None)
+    previous_settings.pop("attack_options", None)  # per-attack "options" are already in each result
+    if isinstance(legacy_budgets, dict):
+        for name, result in previous.get("results", {}).items():
+            if name != "natural" and isinstance(result, dict):
+                result.setdefault("budget", legacy_budgets.get(name))
+    if previous_settings != json.loads(json.dumps(settings)):
         return None
     return previous
 
@@ -99,10 +110,11 @@ def robustness_report(
     json_path = Path(json_path) if json_path is not None else None
     source_path = Path(source) if source is not None else None
     attack_dir = attack_dir or attack_directory(source_path, eps, norm)
+    # What every result of the file shares; each attack's options and budget sit on its own result,
+    # so asking for another attack (or another budget for one) does not rerun the others.
     settings = {
         "env_id": env_id, "eps": eps, "norm": norm, "episodes": episodes, "seed": seed,
         "deterministic": deterministic, "victim_fingerprint": policy_fingerprint(policy),
-        "attack_options": attack_options, "budgets": budgets,
     }
     report = _cached_report(json_path, settings) or {
         "format": REPORT_FORMAT,
@@ -137,8 +149,10 @@ def robustness_report(
         run("natural", None)
     for name in attacks:
         options_used = _effective_options(name, attack_options.get(name, {}))
-        if name in report["results"] and report["results"][name].get("options") == options_used:
-            continue  # resumed: done in an earlier call with the same options (defaults included)
+        budget = None if budgets.get(name) is None else int(budgets[name])
+        previous = report["results"].get(name, {})
+        if "mean" in previous and previous.get("options") == options_used and previous.get("budget") == budget:
+            continue  # resumed: done in an earlier call with the same options (defaults included) and budget
         # The attack's own seed is offset from the evaluation seed, so learned attacks never train
         # on the evaluation episodes' start states.
         attack, fit_seconds, loaded = _fitted_attack(
@@ -146,7 +160,9 @@ def robustness_report(
             progress, seed + 50_000,
         )
         attack.generator.manual_seed(attack.seed)  # same solver noise whether just fitted or loaded
-        report["results"][name] = {"fit_seconds": round(fit_seconds, 2), "loaded_fitted_attack": loaded, "options": options_used}
+        report["results"][name] = {
+            "fit_seconds": round(fit_seconds, 2), "loaded_fitted_attack": loaded, "options": options_used, "budget": budget,
+        }
         run(name, attack.perturb)
     # The file keeps every attack ever run with these settings; the caller gets the ones asked for.
     view = {**report, "results": {k: v for k, v in report["results"].items() if k == "natural" or k in attacks}}
