@@ -59,6 +59,16 @@ def finished(directory: Path, config: TrainConfig) -> bool:
 COLUMNS = ("natural", "random", "critic", "mad", "rs", "sa_rl", "pa_ad")
 
 
+# BARPO paper Table 3 (ARPO with SPO guidance; not in barpo_tables.json), typed from
+# shared/papers/barpo-tension-optimality-robustness.txt; columns as COLUMNS, then worst.
+PAPER_TABLE3_ARPO_WITH_GUIDANCE = {
+    "hopper": (3699, 3652, 3693, 3132, 1130, 1278, 1756, 1130),
+    "walker2d": (4206, 4231, 4283, 4226, 3139, 3565, 2496, 2496),
+    "halfcheetah": (4997, 4934, 5040, 2570, 3605, 1356, 1086, 1086),
+    "ant": (5390, 5227, 4768, 4059, 2670, 1185, 1757, 1185),
+}
+
+
 def paper_rows(env_family: str) -> list[str]:
     if not REFERENCE.is_file():
         return []
@@ -70,12 +80,87 @@ def paper_rows(env_family: str) -> list[str]:
             cells = " | ".join(f"{entry[k]['mean']:.0f}" if isinstance(entry.get(k), dict) else "-" for k in COLUMNS)
             worst = entry.get("worst", {})
             rows.append(f"| paper Table 4: {name} | {cells} | {worst.get('mean', float('nan')):.0f} |")
+    table3 = PAPER_TABLE3_ARPO_WITH_GUIDANCE.get(env_family.lower())
+    if table3:
+        rows.append(f"| paper Table 3: ARPO (w g) | {' | '.join(str(v) for v in table3)} |")
     table2 = tables.get("table2_baselines_vs_bar_ppo", {}).get(env_family.lower())
     if table2:
         for name, entry in table2["methods"].items():
             cells = " | ".join(f"{entry[k]['mean']:.0f}" for k in COLUMNS)
             rows.append(f"| paper Table 2: {name} | {cells} | {entry['worst']['mean']:.0f} |")
     return rows
+
+
+ATTACK_HEADER = "| natural | random | critic | MAD | RS | SA-RL | PA-AD | worst |"
+
+
+def attack_cells(results: dict, worst: float) -> str:
+    cells = " | ".join(f"{results[k]['mean']:.0f}" if k in results else "-" for k in (c.replace("_", "-") for c in COLUMNS))
+    return f"{cells} | {worst:.0f}"
+
+
+def agent_table(reports: dict[str, dict[int, dict]]) -> list[str]:
+    """Every agent, every attack: the per-seed rows behind the median-agent table."""
+    lines = ["## Every agent, every attack", "", f"| method | seed {ATTACK_HEADER} worst attack | worst-case robustness |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
+    for method, by_seed in reports.items():
+        for seed, report in sorted(by_seed.items()):
+            lines.append(
+                f"| {PAPER_NAMES[method]} | {seed} | {attack_cells(report['results'], report['worst']['mean'])} | "
+                f"{report['worst']['attack']} | {report['worst_case_robustness']:+.1%} |"
+            )
+    return lines
+
+
+def summary_table(reports: dict[str, dict[int, dict]]) -> list[str]:
+    """Mean and median over seeds of every column (the paper reports the median agent of 17)."""
+    lines = ["## Mean and median over seeds", "", f"| method | statistic | seeds {ATTACK_HEADER}",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for method, by_seed in reports.items():
+        if not by_seed:
+            continue
+        for name, reduce in (("mean", statistics.mean), ("median", statistics.median)):
+            results = {
+                key: {"mean": reduce(r["results"][key]["mean"] for r in by_seed.values())}
+                for key in by_seed[min(by_seed)]["results"]
+                if all(key in r["results"] for r in by_seed.values())
+            }
+            worst = reduce(r["worst"]["mean"] for r in by_seed.values())
+            lines.append(f"| {PAPER_NAMES[method]} | {name} | {len(by_seed)} | {attack_cells(results, worst)} |")
+    return lines
+
+
+def claims(reports: dict[str, dict[int, dict]], env_family: str) -> list[str]:
+    """The paper's claims (BARPO Sec. 6, Tables 2 and 4), checked on the mean over seeds."""
+
+    def mean_of(method: str, key: str) -> float | None:
+        by_seed = reports.get(method) or {}
+        if not by_seed:
+            return None
+        if key == "worst":
+            return statistics.mean(r["worst"]["mean"] for r in by_seed.values())
+        return statistics.mean(r["results"][key]["mean"] for r in by_seed.values())
+
+    lines = ["## The paper's claims, on the mean over seeds (computed)", ""]
+    for better, worse in (("bar-ppo-nog", "ar-ppo-nog"), ("bar-ppo", "ar-ppo"), ("bar-ppo", "ar-ppo-nog")):
+        for key in ("natural", "worst"):
+            a, b = mean_of(better, key), mean_of(worse, key)
+            if a is None or b is None:
+                continue
+            verdict = "holds" if a > b else "does not hold"
+            lines.append(f"- {PAPER_NAMES[better]} beats {PAPER_NAMES[worse]} on {key} return: {a:.0f} vs {b:.0f}: {verdict}.")
+    natural_bar, natural_ppo = mean_of("bar-ppo", "natural"), mean_of("ppo", "natural")
+    worst_bar, worst_ppo = mean_of("bar-ppo", "worst"), mean_of("ppo", "worst")
+    if None not in (natural_bar, natural_ppo, worst_bar, worst_ppo):
+        lines.append(f"- BAR-PPO keeps PPO's natural return: {natural_bar:.0f} vs {natural_ppo:.0f} ({natural_bar / natural_ppo - 1:+.0%}).")
+        paper = ""
+        if REFERENCE.is_file():
+            table2 = json.loads(REFERENCE.read_text())["table2_baselines_vs_bar_ppo"].get(env_family.lower())
+            if table2:
+                bar, ppo = (table2["methods"][m]["worst"]["mean"] for m in ("BAR", "PPO"))
+                paper = f"; paper {bar:.0f} vs {ppo:.0f} = {bar / ppo:.0f}x"
+        lines.append(f"- BAR-PPO's worst case against PPO's: {worst_bar:.0f} vs {worst_ppo:.0f} ({worst_bar / max(worst_ppo, 1e-9):.1f}x{paper}).")
+    return lines
 
 
 def main() -> None:
@@ -181,22 +266,13 @@ def main() -> None:
         cells = " | ".join(f"{res[k]['mean']:.0f}" if k in res else "-" for k in ours)
         lines.append(f"| ours: {PAPER_NAMES[method]} (s{seed}) | {cells} | {report['worst']['mean']:.0f} |")
     lines += paper_rows(family)
-    lines += ["", "## Every run", "", "| method | seed | natural | worst (attack) | worst-case robustness |", "|---|---:|---:|---:|---:|"]
-    for method, by_seed in reports.items():
-        for seed, report in sorted(by_seed.items()):
-            lines.append(
-                f"| {PAPER_NAMES[method]} | {seed} | {report['results']['natural']['mean']:.0f} | "
-                f"{report['worst']['mean']:.0f} ({report['worst']['attack']}) | {report['worst_case_robustness']:+.1%} |"
-            )
-    lines += ["", "## Mean over seeds", "", "| method | natural | worst |", "|---|---:|---:|"]
-    for method, by_seed in reports.items():
-        if by_seed:
-            natural = statistics.mean(r["results"]["natural"]["mean"] for r in by_seed.values())
-            worst = statistics.mean(r["worst"]["mean"] for r in by_seed.values())
-            lines.append(f"| {PAPER_NAMES[method]} | {natural:.0f} | {worst:.0f} |")
+    lines += ["", *agent_table(reports), "", *summary_table(reports), "", *claims(reports, family)]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    markdown = out.with_suffix(".md")
+    # a hand-written "## Reading" section of an earlier report survives the rewrite
+    reading = markdown.read_text().partition("\n## Reading")[2] if markdown.is_file() else ""
+    markdown.write_text("\n".join(lines) + "\n" + ("\n## Reading" + reading if reading else ""))
     out.with_suffix(".json").write_text(json.dumps({"reports": {m: {str(s): r for s, r in v.items()} for m, v in reports.items()}, "train_seconds": train_seconds}, indent=1))
     print("\n".join(lines))
 
