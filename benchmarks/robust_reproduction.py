@@ -27,6 +27,7 @@ from robustrl import TrainConfig, ppo_defaults_for, train
 from robustrl.config import RobustConfig, default_eps
 from robustrl.evaluate.robustness import median_agent, robustness_report
 from robustrl.experiments.run import is_run_dir, latest_checkpoint, load_policy
+from robustrl.report.plots import plot_method_comparison
 
 ROOT = Path(__file__).resolve().parent
 REFERENCE = ROOT.parent.parent / "shared" / "reference" / "barpo_tables.json"
@@ -89,6 +90,23 @@ def paper_rows(env_family: str) -> list[str]:
             cells = " | ".join(f"{entry[k]['mean']:.0f}" for k in COLUMNS)
             rows.append(f"| paper Table 2: {name} | {cells} | {entry['worst']['mean']:.0f} |")
     return rows
+
+
+def paper_natural_and_worst(env_family: str) -> dict[str, tuple[float, float]]:
+    """(natural, worst) of the paper's median agents, keyed by our method labels (PAPER_NAMES)."""
+    if not REFERENCE.is_file():
+        return {}
+    tables = json.loads(REFERENCE.read_text())
+    ours = {"SPO": "ppo", "ARPO": "ar-ppo-nog", "BARPO (w/o g)": "bar-ppo-nog", "BARPO": "bar-ppo", "SA": "sa-ppo"}
+    found = {}
+    for table in ("table4_spo_arpo_barpo", "table2_baselines_vs_bar_ppo"):
+        for name, entry in tables.get(table, {}).get(env_family.lower(), {}).get("methods", {}).items():
+            if name in ours and "worst" in entry:
+                found[PAPER_NAMES[ours[name]]] = (entry["natural"]["mean"], entry["worst"]["mean"])
+    table3 = PAPER_TABLE3_ARPO_WITH_GUIDANCE.get(env_family.lower())
+    if table3:
+        found[PAPER_NAMES["ar-ppo"]] = (table3[0], table3[-1])
+    return found
 
 
 ATTACK_HEADER = "| natural | random | critic | MAD | RS | SA-RL | PA-AD | worst |"
@@ -273,6 +291,11 @@ def main() -> None:
     # a hand-written "## Reading" section of an earlier report survives the rewrite
     reading = markdown.read_text().partition("\n## Reading")[2] if markdown.is_file() else ""
     markdown.write_text("\n".join(lines) + "\n" + ("\n## Reading" + reading if reading else ""))
+    if any(reports.values()):
+        plot_method_comparison(
+            {PAPER_NAMES[m]: [r for _, r in sorted(v.items())] for m, v in reports.items()}, out.with_suffix(".png"),
+            paper=paper_natural_and_worst(family),
+        )
     out.with_suffix(".json").write_text(json.dumps({"reports": {m: {str(s): r for s, r in v.items()} for m, v in reports.items()}, "train_seconds": train_seconds}, indent=1))
     print("\n".join(lines))
 

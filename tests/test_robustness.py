@@ -33,7 +33,8 @@ from robustrl.evaluate.robustness import (
 )
 from robustrl.evaluate.rollout import EpisodeResults
 from robustrl.policies.actor_critic import ActorCritic
-from robustrl.report.plots import plot_eps_sweep
+from robustrl.report import plots as plots_module
+from robustrl.report.plots import plot_eps_sweep, plot_method_comparison
 from robustrl.report.table import robustness_markdown, robustness_table
 
 ENV = "Pendulum-v1"
@@ -391,6 +392,27 @@ def test_eps_sweep_and_plot(pendulum_run, tmp_path):
     assert data.startswith(PNG_MAGIC) and len(data) > 5_000
     with pytest.raises(InvalidArgumentError):
         eps_sweep(pendulum_run.policy, ENV, [], attacks=["random"])
+
+
+def test_method_comparison_plot_shows_mean_bars_seed_dots_and_paper(tmp_path, monkeypatch):
+    def report(natural, worst):
+        return {"env_id": "Hopper-v5", "eps": 0.075, "episodes": 20, "mode": "deterministic",
+                "results": {"natural": {"mean": natural}}, "worst": {"attack": "sa-rl", "mean": worst}}
+
+    reports = {"PPO": [report(3000, 100), report(2000, 300)], "BAR-PPO": [report(3300, 1500)], "empty": []}
+    figures = []
+    monkeypatch.setattr(plots_module.plt, "close", figures.append)  # keep the figure to inspect it
+    png = plot_method_comparison(reports, tmp_path / "cmp.png", paper={"PPO": (3081, 79)})
+    data = png.read_bytes()
+    assert data.startswith(PNG_MAGIC) and len(data) > 5_000
+    ax = figures[0].axes[0]
+    heights = sorted(round(bar.get_height()) for bar in ax.patches)
+    assert heights == sorted([2500, 200, 3300, 1500])  # means over seeds; the empty method is left out
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["PPO", "BAR-PPO"]
+    dots = np.concatenate([c.get_offsets() for c in ax.collections])[:, 1]
+    assert {3000, 2000, 100, 300, 3081, 79} <= set(np.round(dots).astype(int))
+    with pytest.raises(ValueError, match="no reports"):
+        plot_method_comparison({"PPO": []}, tmp_path / "none.png")
 
 
 # ---- tables ----------------------------------------------------------------------------------------

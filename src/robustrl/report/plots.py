@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -32,6 +33,45 @@ def plot_eps_sweep(reports: list[dict[str, Any]], path: Path | str, title: str |
     ax.set_title(title or f"{first['env_id']}: return versus attack radius")
     ax.grid(alpha=0.3)
     ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_method_comparison(
+    reports: dict[str, list[dict[str, Any]]],
+    path: Path | str,
+    paper: dict[str, tuple[float, float]] | None = None,
+    title: str | None = None,
+) -> Path:
+    """Natural and worst-case return per method: bars at the mean over seeds, one dot per seed,
+    and (if given) the paper's (natural, worst) as hollow diamonds: the BARPO paper's Tables 2-4
+    in one picture. ``reports`` maps a method label to its per-seed robustness reports."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    labels = [label for label, runs in reports.items() if runs]
+    if not labels:
+        raise ValueError("plot_method_comparison: no reports to plot")
+    x = np.arange(len(labels))
+    width = 0.38
+    fig, ax = plt.subplots(figsize=(max(6.4, 1.3 * len(labels) + 2), 4.4))
+    for offset, (key, name, color) in zip((-width / 2, width / 2), (("natural", "natural", "tab:blue"), ("worst", "worst case", "tab:red"))):
+        per_seed = [[r["results"]["natural"]["mean"] if key == "natural" else r["worst"]["mean"] for r in reports[label]] for label in labels]
+        ax.bar(x + offset, [np.mean(v) for v in per_seed], width, color=color, alpha=0.55, label=f"{name} (mean over seeds)")
+        for i, values in enumerate(per_seed):
+            ax.scatter(np.full(len(values), x[i] + offset), values, color=color, s=14, zorder=3)
+        if paper:
+            known = [(i, paper[label][0 if key == "natural" else 1]) for i, label in enumerate(labels) if label in paper]
+            if known:
+                ax.scatter([x[i] + offset for i, _ in known], [v for _, v in known], marker="D", facecolors="none",
+                           edgecolors="black", s=40, zorder=4, label="paper (median of 17)" if key == "natural" else None)
+    first = reports[labels[0]][0]
+    ax.set_xticks(x, labels)
+    ax.set_ylabel(f"return ({first['mode']}, {first['episodes']} episodes)")
+    ax.set_title(title or f"{first['env_id']}, eps {first['eps']:g}: natural and worst-case return")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
