@@ -254,6 +254,9 @@ def test_budget_of_one_attack_does_not_invalidate_the_others(pendulum_run, run_c
     spy.calls.clear()
     resumed = robustness_report(policy, ENV, attacks=["random", "rs"], budgets={"rs": 512}, **base)
     assert spy.calls == [] and resumed["results"]["rs"]["mean"] == report["results"]["rs"]["mean"]
+    # a misspelt option is an error even when the file holds a result for that attack
+    with pytest.raises(InvalidArgumentError, match="no_such_option"):
+        robustness_report(policy, ENV, attacks=["random"], **{**base, "attack_options": {"random": {"no_such_option": 1}}})
 
 
 def test_cached_attack_with_a_grid_is_reused(pendulum_run, run_copy):
@@ -413,6 +416,9 @@ def test_method_comparison_plot_shows_mean_bars_seed_dots_and_paper(tmp_path, mo
     assert {3000, 2000, 100, 300, 3081, 79} <= set(np.round(dots).astype(int))
     with pytest.raises(ValueError, match="no reports"):
         plot_method_comparison({"PPO": []}, tmp_path / "none.png")
+    natural_only = report(3000, 0)
+    del natural_only["worst"]  # no attack evaluated yet: a natural dot, no worst-case bar
+    assert plot_method_comparison({"PPO": [natural_only]}, tmp_path / "natural.png").is_file()
 
 
 # ---- tables ----------------------------------------------------------------------------------------

@@ -149,9 +149,11 @@ def robustness_report(
         run("natural", None)
     for name in attacks:
         options_used = _effective_options(name, attack_options.get(name, {}))
-        budget = None if budgets.get(name) is None else int(budgets[name])
+        # only learned attacks are fitted, so only their budget can change a result
+        budget = int(budgets[name]) if ATTACKS[name].learned and budgets.get(name) is not None else None
         previous = report["results"].get(name, {})
-        if "mean" in previous and previous.get("options") == options_used and previous.get("budget") == budget:
+        same = options_used is not None and previous.get("options") == options_used and previous.get("budget") == budget
+        if "mean" in previous and same:
             continue  # resumed: done in an earlier call with the same options (defaults included) and budget
         # The attack's own seed is offset from the evaluation seed, so learned attacks never train
         # on the evaluation episodes' start states.

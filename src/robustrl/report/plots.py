@@ -57,8 +57,13 @@ def plot_method_comparison(
     width = 0.38
     fig, ax = plt.subplots(figsize=(max(6.4, 1.3 * len(labels) + 2), 4.4))
     for offset, (key, name, color) in zip((-width / 2, width / 2), (("natural", "natural", "tab:blue"), ("worst", "worst case", "tab:red"))):
-        per_seed = [[r["results"]["natural"]["mean"] if key == "natural" else r["worst"]["mean"] for r in reports[label]] for label in labels]
-        ax.bar(x + offset, [np.mean(v) for v in per_seed], width, color=color, alpha=0.55, label=f"{name} (mean over seeds)")
+        # a report with no attack evaluated has no worst case: it adds a natural dot only
+        per_seed = [
+            [r["results"]["natural"]["mean"] if key == "natural" else r["worst"]["mean"] for r in reports[label] if key in r or key == "natural"]
+            for label in labels
+        ]
+        means = [np.mean(v) if v else np.nan for v in per_seed]
+        ax.bar(x + offset, means, width, color=color, alpha=0.55, label=f"{name} (mean over seeds)")
         for i, values in enumerate(per_seed):
             ax.scatter(np.full(len(values), x[i] + offset), values, color=color, s=14, zorder=3)
         if paper:
