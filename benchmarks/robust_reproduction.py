@@ -279,10 +279,7 @@ def main() -> None:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for method, (seed, report) in medians.items():
-        res = report["results"]
-        ours = [key.replace("_", "-") for key in COLUMNS]
-        cells = " | ".join(f"{res[k]['mean']:.0f}" if k in res else "-" for k in ours)
-        lines.append(f"| ours: {PAPER_NAMES[method]} (s{seed}) | {cells} | {report['worst']['mean']:.0f} |")
+        lines.append(f"| ours: {PAPER_NAMES[method]} (s{seed}) | {attack_cells(report['results'], report['worst']['mean'])} |")
     lines += paper_rows(family)
     lines += ["", *agent_table(reports), "", *summary_table(reports), "", *claims(reports, family)]
     out = Path(args.out)
