@@ -270,7 +270,7 @@ def median_agent_protocol(
     (:func:`median_agent`), run the expensive (learned) attacks on it. Each agent's report is
     written to ``<run dir>/eval-eps<e>.json`` (resumable). Returns ``{"reports", "median_index",
     "median_source", "median_report"}``."""
-    from robustrl.experiments.run import load_policy
+    from robustrl.policies.checkpoint import load_policy
 
     load = load or load_policy
     if not sources:

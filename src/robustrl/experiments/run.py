@@ -17,7 +17,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import re
 import signal
 import threading
 import time
@@ -34,15 +33,17 @@ from robustrl.algos.ppo import PPO, IterationStats, PPOHooks
 from robustrl.config import TrainConfig
 from robustrl.errors import CheckpointError, RunDirectoryError
 from robustrl.policies.actor_critic import ActorCritic
-from robustrl.policies.checkpoint import (
+from robustrl.policies.checkpoint import (  # noqa: F401  (run-directory lookup re-exported for callers)
     atomic_write_text,
-    load_checkpoint,
+    is_run_dir,
+    latest_checkpoint,
+    list_checkpoints,
+    load_policy,
     package_versions,
-    policy_from_checkpoint,
+    require_run_dir,
     save_checkpoint,
 )
 
-CHECKPOINT_PATTERN = re.compile(r"^iter_(\d{6,})\.json$")
 PROGRESS_FIELDS = (
     "iteration", "global_step", "wall_seconds", "steps_per_second", "mean_return", "episodes",
     "policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "explained_variance",
@@ -58,58 +59,6 @@ class RunResult:
     global_step: int
     interrupted: bool
     envs_restored: bool | None = None  # on resume: whether mid-episode env state was restored
-
-
-def is_run_dir(path: Path) -> bool:
-    return (Path(path) / "config.json").is_file() and (Path(path) / "checkpoints").is_dir()
-
-
-def require_run_dir(path: Path | str) -> Path:
-    path = Path(path)
-    if not path.exists():
-        raise RunDirectoryError(f"{path} does not exist")
-    if not is_run_dir(path):
-        raise RunDirectoryError(f"{path} is not a robustrl run directory (no config.json and checkpoints/)")
-    return path
-
-
-def list_checkpoints(run_dir: Path) -> list[Path]:
-    """Checkpoint stems of a run, oldest first."""
-    folder = Path(run_dir) / "checkpoints"
-    found = [(int(m.group(1)), folder / f"iter_{m.group(1)}") for p in folder.glob("iter_*.json") if (m := CHECKPOINT_PATTERN.match(p.name))]
-    return [stem for _, stem in sorted(found)]
-
-
-def latest_checkpoint(run_dir: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], Path]:
-    """Load the newest readable checkpoint; a corrupt newer one is skipped with a warning."""
-    stems = list_checkpoints(run_dir)
-    if not stems:
-        raise CheckpointError(f"{run_dir} has no checkpoints yet")
-    errors = []
-    for stem in reversed(stems):
-        try:
-            tensors, meta = load_checkpoint(stem)
-            for message in errors:
-                _warn(f"skipped unreadable checkpoint: {message}")
-            return tensors, meta, stem
-        except CheckpointError as error:
-            errors.append(str(error))
-    raise CheckpointError(f"no readable checkpoint in {run_dir}: {errors[0]}")
-
-
-def load_policy(path: Path | str, env_id: str | None = None) -> ActorCritic:
-    """Load a trained policy from a run directory (newest checkpoint) or a checkpoint file/stem.
-
-    ``env_id``, if given, must match the env the policy was trained on.
-    """
-    path = Path(path)
-    if not path.exists() and not path.with_suffix(".json").exists():
-        raise RunDirectoryError(f"{path} does not exist")
-    if path.is_dir():
-        tensors, meta, stem = latest_checkpoint(require_run_dir(path))
-        return policy_from_checkpoint(tensors, meta, stem, env_id)
-    tensors, meta = load_checkpoint(path)
-    return policy_from_checkpoint(tensors, meta, path, env_id)
 
 
 def _hooks_for(config: TrainConfig) -> PPOHooks:

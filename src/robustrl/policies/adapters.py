@@ -525,6 +525,6 @@ def load_model(path: PathLike, env_id: str | None = None, *, vecnormalize: PathL
     if vecnormalize is not None:
         raise InvalidArgumentError(f"{path}: --vecnormalize is only for SB3/TorchScript models; our checkpoints carry their normaliser")
     # Imported lazily: it pulls in the training stack.
-    from robustrl.experiments.run import load_policy
+    from robustrl.policies.checkpoint import load_policy
 
     return load_policy(path, env_id)

@@ -12,7 +12,9 @@ import hashlib
 import json
 import os
 import platform
+import re
 import sys
+import warnings
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_tensors_from_bytes
 from safetensors.torch import save as save_tensors_to_bytes
 
-from robustrl.errors import CheckpointError
+from robustrl.errors import CheckpointError, RunDirectoryError
 from robustrl.policies.actor_critic import ActorCritic
 
 FORMAT = "robustrl-checkpoint"
@@ -186,3 +188,59 @@ def policy_from_checkpoint(
     policy.env_id = env_id
     policy.eval()
     return policy
+
+
+# ---- run directories: where a run keeps its checkpoints (layout: robustrl.experiments.run) --------
+CHECKPOINT_PATTERN = re.compile(r"^iter_(\d{6,})\.json$")
+
+
+def is_run_dir(path: Path) -> bool:
+    return (Path(path) / "config.json").is_file() and (Path(path) / "checkpoints").is_dir()
+
+
+def require_run_dir(path: Path | str) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise RunDirectoryError(f"{path} does not exist")
+    if not is_run_dir(path):
+        raise RunDirectoryError(f"{path} is not a robustrl run directory (no config.json and checkpoints/)")
+    return path
+
+
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    """Checkpoint stems of a run, oldest first."""
+    folder = Path(run_dir) / "checkpoints"
+    found = [(int(m.group(1)), folder / f"iter_{m.group(1)}") for p in folder.glob("iter_*.json") if (m := CHECKPOINT_PATTERN.match(p.name))]
+    return [stem for _, stem in sorted(found)]
+
+
+def latest_checkpoint(run_dir: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], Path]:
+    """Load the newest readable checkpoint; a corrupt newer one is skipped with a warning."""
+    stems = list_checkpoints(run_dir)
+    if not stems:
+        raise CheckpointError(f"{run_dir} has no checkpoints yet")
+    errors = []
+    for stem in reversed(stems):
+        try:
+            tensors, meta = load_checkpoint(stem)
+            for message in errors:
+                warnings.warn(f"skipped unreadable checkpoint: {message}", stacklevel=2)
+            return tensors, meta, stem
+        except CheckpointError as error:
+            errors.append(str(error))
+    raise CheckpointError(f"no readable checkpoint in {run_dir}: {errors[0]}")
+
+
+def load_policy(path: Path | str, env_id: str | None = None) -> ActorCritic:
+    """Load a trained policy from a run directory (newest checkpoint) or a checkpoint file/stem.
+
+    ``env_id``, if given, must match the env the policy was trained on.
+    """
+    path = Path(path)
+    if not path.exists() and not path.with_suffix(".json").exists():
+        raise RunDirectoryError(f"{path} does not exist")
+    if path.is_dir():
+        tensors, meta, stem = latest_checkpoint(require_run_dir(path))
+        return policy_from_checkpoint(tensors, meta, stem, env_id)
+    tensors, meta = load_checkpoint(path)
+    return policy_from_checkpoint(tensors, meta, path, env_id)
