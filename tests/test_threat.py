@@ -19,7 +19,9 @@ from torch import nn
 
 from robustrl.errors import InvalidArgumentError
 from robustrl.policies.ibp import interval_bounds
-from robustrl.threat import SOLVERS, Ball, fgsm, parse_norm, pgd, sgld, solve
+from robustrl.threat import Ball, PerturbationSet, fgsm, parse_norm, pgd, sgld
+
+SOLVERS = {"pgd": pgd, "fgsm": fgsm, "sgld": sgld}
 
 SETTINGS = settings(max_examples=max(40, settings.default.max_examples // 2), deadline=None)
 
@@ -68,9 +70,10 @@ def _objective(kind: str, shape, seed: int):
     if kind == "quadratic":
         a = torch.randn(dim, dim, generator=g)
         c = torch.randn(dim, generator=g)
-        return lambda z: torch.einsum("bi,ij,bj->b", z.reshape(z.shape[0], -1), a, z.reshape(z.shape[0], -1)) + z.reshape(
-            z.shape[0], -1
-        ) @ c
+        return lambda z: (
+            torch.einsum("bi,ij,bj->b", z.reshape(z.shape[0], -1), a, z.reshape(z.shape[0], -1))
+            + z.reshape(z.shape[0], -1) @ c
+        )
     w1, w2 = torch.randn(dim, 16, generator=g), torch.randn(16, generator=g)
     return lambda z: torch.tanh(z.reshape(z.shape[0], -1) @ w1) @ w2
 
@@ -164,19 +167,48 @@ def test_contains_measures_the_right_norm():
     assert Ball(0.1415, "2").contains(corner, x).all()
 
 
-@pytest.mark.parametrize("text,expected", [("inf", "inf"), ("linf", "inf"), ("l_inf", "inf"), (math.inf, "inf"), ("2", "2"), ("l2", "2"), ("L_2", "2"), (2, "2")])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("inf", "inf"),
+        ("linf", "inf"),
+        ("l_inf", "inf"),
+        (math.inf, "inf"),
+        ("2", "2"),
+        ("l2", "2"),
+        ("L_2", "2"),
+        (2, "2"),
+    ],
+)
 def test_parse_norm_spellings(text, expected):
     assert parse_norm(text) == expected
+
+
+def test_ball_is_a_perturbation_set():
+    ball = Ball(0.1)
+    assert isinstance(ball, PerturbationSet)
+    x = torch.zeros(3, 2)
+    assert ball.contains(ball.project(x + 1.0, x), x).all() and ball.contains(ball.sample(x, _gen(0)), x).all()
 
 
 # ---- solvers: inside the ball ---------------------------------------------------------------------
 @SETTINGS
 @given(
-    eps=epsilons, norm=norms, shape=shapes, box=boxes, seed=seeds, kind=objective_kinds,
-    maximize=st.booleans(), random_start=st.booleans(), steps=st.integers(1, 8),
-    step_scale=st.one_of(st.none(), st.floats(0.0, 3.0)), step_rule=st.sampled_from(["auto", "sign", "normalized"]),
+    eps=epsilons,
+    norm=norms,
+    shape=shapes,
+    box=boxes,
+    seed=seeds,
+    kind=objective_kinds,
+    maximize=st.booleans(),
+    random_start=st.booleans(),
+    steps=st.integers(1, 8),
+    step_scale=st.one_of(st.none(), st.floats(0.0, 3.0)),
+    step_rule=st.sampled_from(["auto", "sign", "normalized"]),
 )
-def test_every_solver_stays_in_ball_and_box(eps, norm, shape, box, seed, kind, maximize, random_start, steps, step_scale, step_rule):
+def test_every_solver_stays_in_ball_and_box(
+    eps, norm, shape, box, seed, kind, maximize, random_start, steps, step_scale, step_rule
+):
     ball = Ball(eps, norm, *box)
     x = _points(shape, box, seed)
     f = _objective(kind, shape, seed)
@@ -186,7 +218,6 @@ def test_every_solver_stays_in_ball_and_box(eps, norm, shape, box, seed, kind, m
         "pgd": pgd(f, x, ball, steps=steps, step_size=step_size, random_start=random_start, **common),
         "fgsm": fgsm(f, x, ball, random_start=random_start, **common),
         "sgld": sgld(f, x, ball, steps=steps, step_size=step_size, temperature=1e-2, **common),
-        "solve-pgd": solve("pgd", f, x, ball, steps=steps, temperature=0.5, **common),  # temperature dropped
     }
     for name, out in outs.items():
         assert not out.requires_grad, name
@@ -227,7 +258,9 @@ def test_linf_linear_optimum_with_a_box_is_the_clipped_corner(eps, seed, low, hi
     x = _points(shape, (low, high), seed)
     w, f = _linear(shape, seed)
     ball = Ball(eps, "inf", low, high)
-    torch.testing.assert_close(pgd(f, x, ball, random_start=False), (x + eps * w.sign()).clamp(low, high), atol=1e-4, rtol=0)
+    torch.testing.assert_close(
+        pgd(f, x, ball, random_start=False), (x + eps * w.sign()).clamp(low, high), atol=1e-4, rtol=0
+    )
 
 
 @SETTINGS
@@ -250,8 +283,14 @@ def test_l2_linear_optimum_is_along_w(eps, shape, seed):
 
 @SETTINGS
 @given(
-    eps=positive_eps, norm=norms, shape=shapes, box=boxes, seed=seeds, kind=objective_kinds,
-    maximize=st.booleans(), random_start=st.booleans(),
+    eps=positive_eps,
+    norm=norms,
+    shape=shapes,
+    box=boxes,
+    seed=seeds,
+    kind=objective_kinds,
+    maximize=st.booleans(),
+    random_start=st.booleans(),
 )
 def test_pgd_is_never_worse_than_its_start(eps, norm, shape, box, seed, kind, maximize, random_start):
     ball = Ball(eps, norm, *box)
@@ -365,7 +404,6 @@ def _sum(z):
         lambda x, b: pgd(_sum, x, b, step_rule="newton"),
         lambda x, b: sgld(_sum, x, b, temperature=-1.0),
         lambda x, b: sgld(_sum, x, b, temperature=float("inf")),
-        lambda x, b: solve("adam", _sum, x, b),
         # objectives returning the wrong shape: a scalar, (batch, 1), (batch, dim)
         lambda x, b: pgd(lambda z: z.sum(), x, b),
         lambda x, b: pgd(lambda z: z.sum(-1, keepdim=True), x, b),
@@ -402,8 +440,12 @@ def _network(seed, in_dim, widths, activation_index, nested):
 
 @SETTINGS
 @given(
-    seed=seeds, in_dim=st.integers(1, 5), widths=st.lists(st.integers(1, 12), min_size=0, max_size=3),
-    activation=st.integers(0, len(ACTIVATIONS) - 1), nested=st.booleans(), radius=st.floats(0.0, 2.0),
+    seed=seeds,
+    in_dim=st.integers(1, 5),
+    widths=st.lists(st.integers(1, 12), min_size=0, max_size=3),
+    activation=st.integers(0, len(ACTIVATIONS) - 1),
+    nested=st.booleans(),
+    radius=st.floats(0.0, 2.0),
 )
 def test_ibp_bounds_contain_every_output(seed, in_dim, widths, activation, nested, radius):
     net = _network(seed % 10_000, in_dim, widths, activation, nested)
@@ -423,7 +465,13 @@ def test_ibp_bounds_contain_every_output(seed, in_dim, widths, activation, neste
 
 
 @SETTINGS
-@given(seed=seeds, in_dim=st.integers(1, 6), out_dim=st.integers(1, 5), radius=st.floats(0.0, 3.0), activation=st.sampled_from([None, nn.Tanh, nn.ReLU]))
+@given(
+    seed=seeds,
+    in_dim=st.integers(1, 6),
+    out_dim=st.integers(1, 5),
+    radius=st.floats(0.0, 3.0),
+    activation=st.sampled_from([None, nn.Tanh, nn.ReLU]),
+)
 def test_ibp_is_exact_for_one_linear_layer(seed, in_dim, out_dim, radius, activation):
     """One Linear (then optionally a monotone activation): the box image's bounds are attained at
     corners of the input box."""

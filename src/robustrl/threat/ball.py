@@ -13,24 +13,17 @@ from dataclasses import dataclass
 import torch
 
 from robustrl.errors import InvalidArgumentError
+from robustrl.threat.norms import NORMS, parse_norm
 
-NORMS = ("inf", "2")
-
-
-def parse_norm(norm: str | float) -> str:
-    """Accept ``inf``/``linf``/``l_inf``/``math.inf`` and ``2``/``l2``/``l_2``."""
-    text = str(norm).lower().replace("_", "").lstrip("l")
-    if text in ("inf", "infinity"):
-        return "inf"
-    if text in ("2", "2.0"):
-        return "2"
-    raise InvalidArgumentError(f"unknown norm {norm!r}: use 'inf' (l_inf, default) or '2' (l_2)")
+__all__ = ["NORMS", "Ball", "parse_norm"]
 
 
 @dataclass(frozen=True)
 class Ball:
     """B_eps(x) = {x_hat : ||x_hat - x||_norm <= eps}, optionally intersected with a box
-    [low, high] (e.g. the normaliser's clipping range), so perturbed points stay valid inputs."""
+    [low, high] (e.g. the normaliser's clipping range), so perturbed points stay valid inputs.
+
+    A :class:`~robustrl.threat.protocol.PerturbationSet` over batches of torch tensors."""
 
     eps: float
     norm: str = "inf"

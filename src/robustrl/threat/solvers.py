@@ -27,7 +27,9 @@ import torch
 from robustrl.errors import InvalidArgumentError
 from robustrl.threat.ball import Ball
 
-Objective = Callable[[torch.Tensor], torch.Tensor]
+# objective(x_hat) -> one value per sample, shape (batch,): the inner problem's objective (not the
+# robust-training objectives of robustrl.algos.objectives, which build PPO loss terms)
+InnerObjective = Callable[[torch.Tensor], torch.Tensor]
 
 DEFAULT_STEPS = 10
 DEFAULT_TEMPERATURE = 1e-5  # SGLD beta of SA-PPO / BARPO
@@ -53,7 +55,7 @@ def _direction(grad: torch.Tensor, norm: str, rule: str) -> torch.Tensor:
     return grad / (scale.reshape(-1, *([1] * (grad.ndim - 1))) if grad.ndim > 1 else scale)
 
 
-def _values_and_grad(objective: Objective, x_hat: torch.Tensor, sign: float) -> tuple[torch.Tensor, torch.Tensor]:
+def _values_and_grad(objective: InnerObjective, x_hat: torch.Tensor, sign: float) -> tuple[torch.Tensor, torch.Tensor]:
     x_hat = x_hat.detach().requires_grad_(True)
     with torch.enable_grad():
         values = sign * objective(x_hat)
@@ -66,7 +68,7 @@ def _values_and_grad(objective: Objective, x_hat: torch.Tensor, sign: float) -> 
 
 
 def pgd(
-    objective: Objective,
+    objective: InnerObjective,
     x: torch.Tensor,
     ball: Ball,
     *,
@@ -101,7 +103,7 @@ def pgd(
 
 
 def fgsm(
-    objective: Objective,
+    objective: InnerObjective,
     x: torch.Tensor,
     ball: Ball,
     *,
@@ -120,7 +122,7 @@ def fgsm(
 
 
 def sgld(
-    objective: Objective,
+    objective: InnerObjective,
     x: torch.Tensor,
     ball: Ball,
     *,
@@ -157,21 +159,3 @@ def _keep_better(best: torch.Tensor, best_values: torch.Tensor, candidate: torch
     better = values > best_values
     best[better] = candidate.detach()[better]
     best_values[better] = values[better]
-
-
-SOLVERS = {"pgd": pgd, "fgsm": fgsm, "sgld": sgld}
-
-
-def solve(
-    method: str,
-    objective: Objective,
-    x: torch.Tensor,
-    ball: Ball,
-    **options,
-) -> torch.Tensor:
-    """Dispatch by name (``pgd``, ``fgsm``, ``sgld``), dropping options the solver does not take."""
-    if method not in SOLVERS:
-        raise InvalidArgumentError(f"unknown solver {method!r}: choose one of {sorted(SOLVERS)}")
-    solver = SOLVERS[method]
-    accepted = solver.__code__.co_varnames[: solver.__code__.co_argcount + solver.__code__.co_kwonlyargcount]
-    return solver(objective, x, ball, **{k: v for k, v in options.items() if k in accepted})
