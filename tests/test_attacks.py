@@ -36,7 +36,14 @@ TINY_PPO = {"steps_per_iteration": 256, "num_minibatches": 4, "policy_epochs": 1
 CHEAP = {
     "critic": {"steps": 5},
     "mad": {"steps": 5},
-    "rs": {"iterations": 1, "steps_per_iteration": 256, "epochs": 1, "num_minibatches": 4, "num_envs": 2, "attack_steps": 5},
+    "rs": {
+        "iterations": 1,
+        "steps_per_iteration": 256,
+        "epochs": 1,
+        "num_minibatches": 4,
+        "num_envs": 2,
+        "attack_steps": 5,
+    },
     "sa-rl": {"grid": (TINY_PPO,), "num_envs": 2},
     "pa-ad": {"grid": (TINY_PPO,), "num_envs": 2},
 }
@@ -79,7 +86,10 @@ def fitted(victim) -> dict[str, object]:
     for name in LEARNED:
         calls = []
         attacks[name] = make_attack(name, 0.1, seed=3, **CHEAP[name]).fit(
-            victim, PENDULUM, budget=None if name == "rs" else 256, progress=lambda *c, calls=calls: calls.append(c)
+            victim,
+            PENDULUM,
+            budget=None if name == "rs" else 256,
+            progress=lambda *args, calls=calls, **fields: calls.append((args, fields)),
         )
         progress[name] = calls
     attacks["progress"] = progress
@@ -105,8 +115,12 @@ def ready(name: str, eps: float, norm: str, victim: ActorCritic, fitted: dict, s
 # ---- every attack stays inside the ball ------------------------------------------------------------
 @settings(max_examples=25, deadline=None)
 @given(
-    name=st.sampled_from(ALL), eps=st.one_of(st.just(0.0), st.floats(1e-3, 2.0)), norm=st.sampled_from(["inf", "2"]),
-    batch=st.integers(1, 12), seed=st.integers(0, 10_000), scale=st.floats(0.0, 5.0),
+    name=st.sampled_from(ALL),
+    eps=st.one_of(st.just(0.0), st.floats(1e-3, 2.0)),
+    norm=st.sampled_from(["inf", "2"]),
+    batch=st.integers(1, 12),
+    seed=st.integers(0, 10_000),
+    scale=st.floats(0.0, 5.0),
 )
 def test_every_attack_stays_in_the_ball(victim, fitted, name, eps, norm, batch, seed, scale):
     attack = ready(name, eps, norm, victim, fitted, seed)
@@ -161,7 +175,9 @@ def test_mad_on_a_discrete_victim_uses_categorical_kl():
     policy = random_victim("CartPole-v1", actor_gain=3.0)
     obs = _obs(256, policy.obs_dim, 3)
     kl = {
-        name: action_divergence(policy, obs, make_attack(name, 0.2, seed=1).fit(policy, "CartPole-v1").perturb(obs)).mean().item()
+        name: action_divergence(policy, obs, make_attack(name, 0.2, seed=1).fit(policy, "CartPole-v1").perturb(obs))
+        .mean()
+        .item()
         for name in ("random", "mad")
     }
     assert kl["mad"] > 2 * kl["random"] > 0, kl
@@ -252,11 +268,15 @@ def test_learned_adversary_breaks_a_trained_victim(inverted_victim, name, budget
     victim seeds 0-2 and attack seeds 0-2)."""
     policy, natural = inverted_victim
     eps = 1.0
-    noise = run_episodes(policy, INVERTED, 5, seed=10_000, perturb=make_attack("random", eps).fit(policy, INVERTED).perturb)
+    noise = run_episodes(
+        policy, INVERTED, 5, seed=10_000, perturb=make_attack("random", eps).fit(policy, INVERTED).perturb
+    )
     # No radius curriculum here: at 4 x eps every perturbation topples this victim at once, so
     # the large ball carries no more signal than the small one (the curriculum helps where random
     # noise of size eps is harmless but of size 4 eps is not, as on Hopper at 0.075).
-    attack = make_attack(name, eps, seed=0, selection_episodes=2, curriculum_scale=1.0).fit(policy, INVERTED, budget=budget)
+    attack = make_attack(name, eps, seed=0, selection_episodes=2, curriculum_scale=1.0).fit(
+        policy, INVERTED, budget=budget
+    )
     attacked = run_episodes(policy, INVERTED, 5, seed=10_000, perturb=attack.perturb)
     assert attacked.mean < 0.3 * natural, (attacked.returns, natural)
     assert attacked.mean < 0.5 * noise.mean, (attacked.returns, noise.returns)
@@ -264,12 +284,25 @@ def test_learned_adversary_breaks_a_trained_victim(inverted_victim, name, budget
 
 # ---- fit bookkeeping, save / load ----------------------------------------------------------------
 def test_learned_fit_reports_progress_and_is_fitted(fitted):
+    """The one progress signature (robustrl.progress): progress("fit <name>", done, total, **fields),
+    env steps over the whole grid; the last call says the fit is complete."""
     for name in LEARNED:
         assert fitted[name].fitted
         calls = fitted["progress"][name]
         assert calls, name
-        done, total, text = calls[-1]
-        assert done == total and name in text
+        (task, done, total), fields = calls[-1]
+        assert task == f"fit {name}" and done == total == 256, calls
+        assert fields["candidate"] == fields["candidates"] == 1
+        assert all(isinstance(args[1], int) and isinstance(args[2], int) for args, _ in calls)
+
+
+@pytest.mark.parametrize("name", LEARNED)
+def test_a_progress_callback_of_the_old_shape_fails_loudly(victim, name):
+    """Fits used to call progress(done, total, description). A callback still written that way
+    must raise, not silently take the task name for ``done``: every call carries keyword fields."""
+    attack = make_attack(name, 0.1, seed=0, **CHEAP[name])
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        attack.fit(victim, PENDULUM, budget=256, progress=lambda done, total, text: None)
 
 
 @pytest.mark.parametrize("name", LEARNED)

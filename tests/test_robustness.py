@@ -229,6 +229,23 @@ def test_fitted_learned_attack_is_cached_in_the_run_dir_and_reused(pendulum_run,
     assert (run_copy / "attacks" / "eps0.3-linf" / "rs.json").is_file()
 
 
+def test_fitting_a_learned_attack_reports_progress(pendulum_run, tmp_path):
+    """The report's progress callback sees the learned attack's fit and its episodes, both complete.
+    Guards the seam between the report and ``Attack.fit(progress=...)``, whose calls follow
+    robustrl.progress (``progress("fit rs", done, total, **fields)``): a callback of another shape
+    raises here. Accepts the report's (stage, name, done, total) and the one signature."""
+    calls = []
+    robustness_report(
+        pendulum_run.policy, ENV, attacks=["rs"], eps=0.2, episodes=2, attack_options={"rs": RS_TINY},
+        budgets={"rs": 256}, attack_dir=tmp_path, progress=lambda *args, **fields: calls.append(args),
+    )
+    fits = [args for args in calls if isinstance(args[0], str) and args[0].startswith("fit")]
+    assert fits, calls
+    assert fits[-1][-2:] == (256, 256) and "rs" in " ".join(a for a in fits[-1] if isinstance(a, str))
+    episodes = [args for args in calls if isinstance(args[0], str) and args[0].startswith("episodes")]
+    assert episodes and episodes[-1][-2:] == (2, 2)
+
+
 def test_budget_of_one_attack_does_not_invalidate_the_others(pendulum_run, run_copy, monkeypatch):
     """Each result carries its own options and budget: a call that adds a learned attack with a
     budget (the reproduction's second pass) reruns nothing else, and another budget for RS reruns

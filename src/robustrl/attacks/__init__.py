@@ -1,6 +1,7 @@
 """Observation attacks behind one protocol (see :mod:`robustrl.attacks.base`)."""
 
-from robustrl.attacks import gradient, pa_ad, robust_sarsa, sa_rl  # noqa: F401  (registers the attacks)
+# importing a module registers its attacks; random first, so ATTACKS lists them in ALL's order
+from robustrl.attacks import random, gradient, robust_sarsa, sa_rl, pa_ad  # noqa: F401, I001
 from robustrl.attacks.base import (
     ALL,
     ATTACKS,

@@ -24,17 +24,18 @@ import numpy as np
 import torch
 from gymnasium.vector.utils import batch_space
 
-from robustrl.attacks.base import Attack, Progress
+from robustrl.attacks.base import Attack
 from robustrl.config import TrainConfig, ppo_defaults_for
 from robustrl.envs.make import make_env, require_finite
 from robustrl.errors import InvalidArgumentError
-from robustrl.evaluate.rollout import run_episodes
 from robustrl.policies.actor_critic import ActorCritic
 from robustrl.policies.checkpoint import (
     policy_from_checkpoint,
     policy_meta,
     policy_tensors,
 )
+from robustrl.policies.episodes import run_episodes
+from robustrl.progress import Progress
 from robustrl.threat import Ball
 
 # perturbation(normalised obs, adversary actions in [-1, 1]) -> perturbed normalised obs
@@ -68,7 +69,6 @@ class AdversaryVectorEnv(gym.vector.VectorEnv):
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
         self.metadata = {"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP}
-        self._rng = np.random.default_rng(seed)  # unused by a deterministic victim; kept for the face
         self._obs: torch.Tensor | None = None
 
     def reset(self, *, seed: Any = None, options: Any = None):
@@ -80,7 +80,7 @@ class AdversaryVectorEnv(gym.vector.VectorEnv):
         adversary_actions = torch.as_tensor(np.asarray(actions), dtype=torch.float32).clamp(-1.0, 1.0)  # hardtanh
         with torch.no_grad():
             obs_hat = self.perturbation(self._obs, adversary_actions)
-            victim_actions = self.victim.sample(obs_hat, self._rng, deterministic=True)
+            victim_actions = self.victim.sample(obs_hat, None, deterministic=True)  # deterministic: draws nothing
         obs, reward, terminated, truncated, info = self.env.step(self.victim.to_env_action(victim_actions))
         require_finite(obs, self.env_id)
         if "final_obs" in info:
@@ -105,24 +105,27 @@ def train_adversary(
     seed: int,
     num_envs: int,
     ppo_overrides: dict[str, Any],
-    progress: Progress | None,
-    description: str,
-    curve: list[tuple[int, float]] | None = None,
+    on_iteration: Callable[[int, float | None], None] | None = None,
     curriculum: Callable[[float], PerturbationFromAction] | None = None,
 ) -> ActorCritic:
     """Train an adversary policy with our PPO on the adversary MDP; returns it (in eval mode).
 
-    ``curve``, if given, receives (env steps, the victim's mean episodic return under the training
-    adversary) after every iteration that ended an episode: the adversary's learning curve.
+    ``total_steps`` is rounded to whole PPO iterations (:func:`adversary_steps`).
+    ``on_iteration(env_steps, victim_return)``, if given, is called after every PPO iteration with
+    the env steps so far and the victim's mean episodic return under the training adversary over
+    the episodes that iteration ended (None if none ended): the adversary's learning curve.
     ``curriculum``, if given, maps the fraction of the budget spent to the perturbation to train
     with next (the radius curriculum of :class:`LearnedAdversaryAttack`)."""
     from robustrl.algos.ppo import PPO, PPOHooks
 
     ppo = ppo_defaults_for(env_id, **ppo_overrides)
-    steps_per_iteration = ppo.steps_per_iteration
-    total_steps = max(steps_per_iteration, total_steps // steps_per_iteration * steps_per_iteration)
-    config = TrainConfig(env_id=env_id, algo="adversary", total_steps=total_steps, seed=seed, num_envs=num_envs, ppo=ppo)
-    env = AdversaryVectorEnv(victim, env_id, num_envs, seed, action_dim, curriculum(0.0) if curriculum else perturbation)
+    total_steps = adversary_steps(env_id, ppo_overrides, total_steps)
+    config = TrainConfig(
+        env_id=env_id, algo="adversary", total_steps=total_steps, seed=seed, num_envs=num_envs, ppo=ppo
+    )
+    env = AdversaryVectorEnv(
+        victim, env_id, num_envs, seed, action_dim, curriculum(0.0) if curriculum else perturbation
+    )
     hooks = PPOHooks()
     if curriculum is not None:
 
@@ -130,13 +133,12 @@ def train_adversary(
             env.perturbation = curriculum(stats.global_step / total_steps)
 
         hooks.on_iteration.append(advance)
-    if progress is not None:
-        hooks.on_iteration.append(lambda stats: progress(stats.global_step, total_steps, description))
-    if curve is not None:
+    if on_iteration is not None:
         # the adversary's reward is minus the victim's: its episodic return, negated, is the victim's
         hooks.on_iteration.append(
-            lambda stats: curve.append((stats.global_step, -float(np.mean(stats.episode_returns))))
-            if stats.episode_returns else None
+            lambda stats: on_iteration(
+                stats.global_step, -float(np.mean(stats.episode_returns)) if stats.episode_returns else None
+            )
         )
     trainer = PPO(config, hooks, env=env)
     trainer.policy.env_id = env_id
@@ -146,6 +148,13 @@ def train_adversary(
         trainer.close()
     trainer.policy.eval()
     return trainer.policy
+
+
+def adversary_steps(env_id: str, ppo_overrides: dict[str, Any], total_steps: int) -> int:
+    """The env steps :func:`train_adversary` actually trains for: ``total_steps`` rounded down to
+    whole PPO iterations, at least one."""
+    steps_per_iteration = ppo_defaults_for(env_id, **ppo_overrides).steps_per_iteration
+    return max(steps_per_iteration, int(total_steps) // steps_per_iteration * steps_per_iteration)
 
 
 class LearnedAdversaryAttack(Attack):
@@ -172,9 +181,13 @@ class LearnedAdversaryAttack(Attack):
         super().__init__(*args, **kwargs)
         o = self.options
         if not (np.isfinite(o.curriculum_scale) and o.curriculum_scale >= 1.0):
-            raise InvalidArgumentError(f"{self.name}: curriculum_scale must be a number >= 1 (1 = no curriculum), got {o.curriculum_scale!r}")
+            raise InvalidArgumentError(
+                f"{self.name}: curriculum_scale must be a number >= 1 (1 = no curriculum), got {o.curriculum_scale!r}"
+            )
         if not 0.0 <= o.curriculum_fraction <= 1.0:
-            raise InvalidArgumentError(f"{self.name}: curriculum_fraction must be in [0, 1], got {o.curriculum_fraction!r}")
+            raise InvalidArgumentError(
+                f"{self.name}: curriculum_fraction must be in [0, 1], got {o.curriculum_fraction!r}"
+            )
         self.adversary: ActorCritic | None = None
         self.selection: dict[str, Any] = {}
 
@@ -184,7 +197,9 @@ class LearnedAdversaryAttack(Attack):
         """Size of the adversary's action (SA-RL: the observation; PA-AD: the victim's action)."""
 
     @abstractmethod
-    def perturbation_from_action(self, obs: torch.Tensor, action: torch.Tensor, ball: Ball | None = None) -> torch.Tensor:
+    def perturbation_from_action(
+        self, obs: torch.Tensor, action: torch.Tensor, ball: Ball | None = None
+    ) -> torch.Tensor:
         """The perturbed observations (in ``ball``, default the attack's) an adversary action in
         [-1, 1] selects."""
 
@@ -214,15 +229,34 @@ class LearnedAdversaryAttack(Attack):
     def _fit(self, budget: int | None, progress: Progress | None) -> None:
         o = self.options
         steps = int(budget if budget is not None else o.budget)
-        candidates, curves = [], []
         grid = grid_configs(o.grid)
+        totals = [adversary_steps(self.env_id, overrides, steps) for overrides in grid]
+        candidates, curves = [], []
         for index, overrides in enumerate(grid):
-            curves.append([])
+            curve: list[tuple[int, float]] = []
+            curves.append(curve)
+
+            def on_iteration(
+                env_steps: int, victim_return: float | None, index: int = index, curve: list = curve
+            ) -> None:
+                if victim_return is not None:
+                    curve.append((env_steps, victim_return))
+                if progress is not None:
+                    fields = {"candidate": index + 1, "candidates": len(grid)}
+                    if victim_return is not None:
+                        fields["mean_return"] = victim_return
+                    progress(f"fit {self.name}", sum(totals[:index]) + env_steps, sum(totals), **fields)
+
             adversary = train_adversary(
-                self.policy, self.env_id, action_dim=self.adversary_action_dim(),
-                perturbation=self.perturbation_from_action, total_steps=steps, seed=self.seed + index,
-                num_envs=o.num_envs, ppo_overrides=overrides, progress=progress,
-                description=f"{self.name} adversary {index + 1}/{len(grid)}", curve=curves[-1],
+                self.policy,
+                self.env_id,
+                action_dim=self.adversary_action_dim(),
+                perturbation=self.perturbation_from_action,
+                total_steps=steps,
+                seed=self.seed + index,
+                num_envs=o.num_envs,
+                ppo_overrides=overrides,
+                on_iteration=on_iteration,
                 curriculum=self._curriculum(),
             )
             candidates.append((overrides, adversary))
@@ -231,7 +265,9 @@ class LearnedAdversaryAttack(Attack):
         )
         self.adversary = candidates[best][1]
         self.selection = {
-            "chosen": candidates[best][0], "grid": grid, "selection_returns": means,
+            "chosen": candidates[best][0],
+            "grid": grid,
+            "selection_returns": means,
             # victim return under each adversary during its training, thinned to <= 100 points
             "training_curves": [curve[:: max(1, len(curve) // 100)] for curve in curves],
         }
@@ -243,7 +279,9 @@ class LearnedAdversaryAttack(Attack):
         if self.adversary is None:
             return {}
         meta = policy_meta(self.adversary, self.env_id)
-        return {key: meta[key] for key in ("observation_space", "action_space", "architecture")} | {"selection": self.selection}
+        return {key: meta[key] for key in ("observation_space", "action_space", "architecture")} | {
+            "selection": self.selection
+        }
 
     def _load_tensors(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
         self.adversary = policy_from_checkpoint(tensors, meta, f"{self.name} attack")
@@ -273,5 +311,3 @@ def select_strongest(
 
 def grid_configs(grid: tuple[dict[str, Any], ...] | None) -> list[dict[str, Any]]:
     return [dict(item) for item in grid] if grid else [{}]
-
-

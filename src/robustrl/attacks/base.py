@@ -6,7 +6,9 @@ perturbation space (normalised observations for our policies; see
 
 - ``fit(policy, env_id, budget=..., progress=...)``: binds the victim and learns whatever the attack
   needs (nothing for random / critic / MAD; a Q function for RS; an adversary policy for SA-RL and
-  PA-AD, trained with our PPO);
+  PA-AD, trained with our PPO). Learned attacks report to ``progress`` with the library's one
+  signature (:mod:`robustrl.progress`): ``progress("fit <name>", env_steps_done, env_steps_total,
+  candidate=i, candidates=n, ...)``, counted over the whole grid of candidates;
 - ``perturb(obs) -> obs_hat``: a batch of normalised observations to perturbed ones, always inside
   the ball (batched over vector envs);
 - ``save(directory)`` / ``Attack.load(directory, policy)``: the learned parts, as safetensors +
@@ -18,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -28,10 +29,8 @@ import torch
 from robustrl.errors import CheckpointError, InvalidArgumentError
 from robustrl.policies.checkpoint import load_checkpoint, save_checkpoint
 from robustrl.policies.protocol import AttackablePolicy
+from robustrl.progress import Progress
 from robustrl.threat import Ball
-
-# progress(done, total, description): long fits report here (the CLI draws rich bars)
-Progress = Callable[[int, int, str], None]
 
 
 def policy_fingerprint(policy: Any) -> str | None:
@@ -67,7 +66,9 @@ class Attack(ABC):
         known = {f.name for f in dataclasses.fields(self.Options)}
         unknown = set(options) - known
         if unknown:
-            raise InvalidArgumentError(f"attack {self.name!r} has no option(s) {sorted(unknown)}; it takes {sorted(known)}")
+            raise InvalidArgumentError(
+                f"attack {self.name!r} has no option(s) {sorted(unknown)}; it takes {sorted(known)}"
+            )
         self.options = self.Options(**options)
         self.seed = int(seed)
         self.generator = torch.Generator().manual_seed(self.seed)
@@ -80,11 +81,10 @@ class Attack(ABC):
     def eps(self) -> float:
         return self.ball.eps
 
-    def describe(self) -> str:
-        return f"{self.name} ({self.ball.describe()})"
-
     # ---- the protocol ----------------------------------------------------------------------------
-    def fit(self, policy: AttackablePolicy, env_id: str, *, budget: int | None = None, progress: Progress | None = None) -> Attack:
+    def fit(
+        self, policy: AttackablePolicy, env_id: str, *, budget: int | None = None, progress: Progress | None = None
+    ) -> Attack:
         """Bind the victim (and learn, for learned attacks). Returns self."""
         self.bind(policy, env_id)
         if self.learned:

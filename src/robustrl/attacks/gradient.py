@@ -1,4 +1,5 @@
-"""The attacks that need no training: random noise, the critic attack and MAD."""
+"""The gradient attacks that need no training: the critic attack and MAD (random noise is in
+:mod:`robustrl.attacks.random`)."""
 
 from __future__ import annotations
 
@@ -22,20 +23,6 @@ def action_divergence(policy, obs: torch.Tensor, obs_hat: torch.Tensor) -> torch
 
 
 @register
-class RandomAttack(Attack):
-    """Uniform noise in the ball (SA-PPO's "random" attack)."""
-
-    name = "random"
-
-    @dataclass(frozen=True)
-    class Options:
-        pass
-
-    def _perturb(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.ball.sample(obs, self.generator)
-
-
-@register
 class CriticAttack(Attack):
     """Critic attack (Pattanaik et al. 2018, as SA-PPO implements it): PGD that minimises the
     victim's value V(s_hat), i.e. makes the agent believe it is in a bad state. Starts at s (the
@@ -52,8 +39,14 @@ class CriticAttack(Attack):
     def _perturb(self, obs: torch.Tensor) -> torch.Tensor:
         o = self.options
         return pgd(
-            self.policy.value, obs, self.ball, steps=o.steps, step_size=o.step_size, random_start=o.random_start,
-            maximize=False, generator=self.generator,
+            self.policy.value,
+            obs,
+            self.ball,
+            steps=o.steps,
+            step_size=o.step_size,
+            random_start=o.random_start,
+            maximize=False,
+            generator=self.generator,
         )
 
 
@@ -73,6 +66,11 @@ class MADAttack(Attack):
     def _perturb(self, obs: torch.Tensor) -> torch.Tensor:
         o = self.options
         return sgld(
-            lambda obs_hat: action_divergence(self.policy, obs, obs_hat), obs, self.ball, steps=o.steps,
-            step_size=o.step_size, temperature=o.temperature, generator=self.generator,
+            lambda obs_hat: action_divergence(self.policy, obs, obs_hat),
+            obs,
+            self.ball,
+            steps=o.steps,
+            step_size=o.step_size,
+            temperature=o.temperature,
+            generator=self.generator,
         )

@@ -16,6 +16,7 @@ Q is fitted on actions around mu(s), where the attack will query it. ``grid`` fi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,11 +24,12 @@ import numpy as np
 import torch
 
 from robustrl.attacks.adversary import select_strongest
-from robustrl.attacks.base import Attack, Progress, register
+from robustrl.attacks.base import Attack, register
 from robustrl.envs.make import make_env, require_finite
 from robustrl.errors import CheckpointError, InvalidArgumentError
 from robustrl.policies.actor_critic import mlp
 from robustrl.policies.ibp import interval_bounds
+from robustrl.progress import Progress
 from robustrl.threat import DEFAULT_STEPS, pgd
 
 
@@ -112,16 +114,24 @@ class RobustSarsaAttack(Attack):
                 obs, actions = next_obs, next_actions
         finally:
             env.close()
+
         def cat(items):
             return torch.cat(items, 0)
+
         return {
-            "obs": cat(obs_list), "actions": cat(act_list), "rewards": cat(rew_list),
-            "next_obs": cat(next_obs_list), "next_actions": cat(next_act_list), "not_terminal": cat(cont_list),
+            "obs": cat(obs_list),
+            "actions": cat(act_list),
+            "rewards": cat(rew_list),
+            "next_obs": cat(next_obs_list),
+            "next_actions": cat(next_act_list),
+            "not_terminal": cat(cont_list),
         }
 
     def fit_q(
-        self, sarsa_eps: float, sarsa_reg: float, iterations: int, progress: Progress | None = None, description: str = "rs Q"
+        self, sarsa_eps: float, sarsa_reg: float, iterations: int, on_iteration: Callable[[int], None] | None = None
     ) -> QNetwork:
+        """Fit Q^pi for ``iterations`` rounds of fresh rollouts; ``on_iteration(i)`` after round i
+        (1-based)."""
         o = self.options
         torch.manual_seed(self.seed)
         q = QNetwork(self.policy.obs_dim, self.policy.action_dim)
@@ -149,8 +159,8 @@ class RobustSarsaAttack(Attack):
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()
-            if progress is not None:
-                progress(iteration + 1, iterations, description)
+            if on_iteration is not None:
+                on_iteration(iteration + 1)
         q.eval()
         return q
 
@@ -159,22 +169,48 @@ class RobustSarsaAttack(Attack):
         # a budget in env steps replaces the number of iterations
         iterations = o.iterations if budget is None else max(1, int(budget) // o.steps_per_iteration)
         grid = list(o.grid) if o.grid else [(o.sarsa_eps, o.sarsa_reg)]
-        candidates = [
-            (pair, self.fit_q(pair[0], pair[1], iterations, progress, f"rs Q {i + 1}/{len(grid)} (sarsa_eps={pair[0]}, reg={pair[1]})"))
-            for i, pair in enumerate(grid)
-        ]
+        # progress in env steps over the whole grid (each iteration collects steps_per_iteration)
+        total = len(grid) * iterations * o.steps_per_iteration
+        candidates = []
+        for index, (sarsa_eps, sarsa_reg) in enumerate(grid):
+
+            def on_iteration(
+                iteration: int, index: int = index, sarsa_eps: float = sarsa_eps, sarsa_reg: float = sarsa_reg
+            ) -> None:
+                if progress is not None:
+                    done = (index * iterations + iteration) * o.steps_per_iteration
+                    progress(
+                        f"fit {self.name}",
+                        done,
+                        total,
+                        candidate=index + 1,
+                        candidates=len(grid),
+                        sarsa_eps=sarsa_eps,
+                        sarsa_reg=sarsa_reg,
+                    )
+
+            candidates.append(((sarsa_eps, sarsa_reg), self.fit_q(sarsa_eps, sarsa_reg, iterations, on_iteration)))
         best, means = select_strongest(
             candidates, self.policy, self.env_id, self._perturb_with, o.selection_episodes, seed=20_000 + self.seed
         )
         self.q = candidates[best][1]
-        self.selection = {"chosen": list(candidates[best][0]), "grid": [list(p) for p in grid], "selection_returns": means}
+        self.selection = {
+            "chosen": list(candidates[best][0]),
+            "grid": [list(p) for p in grid],
+            "selection_returns": means,
+        }
 
     # ---- step 2: attack with Q -------------------------------------------------------------------
     def _perturb_with(self, q: QNetwork):
         def perturb(obs: torch.Tensor) -> torch.Tensor:
             return pgd(
-                lambda obs_hat: q(obs, self.policy.mean_action(obs_hat)), obs, self.ball,
-                steps=self.options.attack_steps, random_start=False, maximize=False, generator=self.generator,
+                lambda obs_hat: q(obs, self.policy.mean_action(obs_hat)),
+                obs,
+                self.ball,
+                steps=self.options.attack_steps,
+                random_start=False,
+                maximize=False,
+                generator=self.generator,
             )
 
         return perturb
