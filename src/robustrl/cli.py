@@ -32,118 +32,252 @@ def _global_options(debug: bool = typer.Option(False, "--debug", help="Show full
     """Adversarially robust deep RL: train, attack, evaluate."""
 
 
+MAX_COUNT = 10**10  # robustrl.config.MAX_STEPS (not imported here: the CLI starts without torch)
+
+
 def parse_count(text: str, name: str) -> int:
-    """Accept ``2e6``, ``2000000`` or ``2_000_000``; reject negatives, fractions and words."""
+    """Accept ``2e6``, ``2000000`` or ``2_000_000``; reject negatives, fractions, words and counts
+    above 1e10 (a typo, or a run that would never end)."""
     try:
         value = float(text.replace("_", ""))
     except ValueError:
         raise InvalidArgumentError(f"{name} must be a number, got {text!r}") from None
     if not math.isfinite(value) or value < 1 or value != int(value):
         raise InvalidArgumentError(f"{name} must be a positive whole number, got {text!r}")
+    if value > MAX_COUNT:
+        raise InvalidArgumentError(f"{name} must be at most 1e10, got {text!r}")
     return int(value)
 
 
-def parse_overrides(pairs: list[str]) -> dict[str, Any]:
-    """``--set policy_lr=1e-4 --set hidden_sizes=[32,32]`` -> PPOConfig overrides (JSON values)."""
-    from robustrl.config import PPOConfig
+def _json_value(raw: str, option: str, key: str, string_ok: bool) -> Any:
+    """``KEY=VALUE``'s value as JSON; plain words are strings where the field is a string."""
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        if string_ok:
+            return raw
+        raise InvalidArgumentError(
+            f"{option} {key}: {raw!r} is not a JSON value (number, true/false, null, list)"
+        ) from None
 
-    known = {f.name: f for f in dataclasses.fields(PPOConfig)}
+
+def _string_fields(cls: type) -> set[str]:
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    return {name for name, kind in hints.items() if kind is str or str in typing.get_args(kind)}
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """``--set policy_lr=1e-4 --set hidden_sizes=[32,32]`` -> PPOConfig overrides (JSON values,
+    checked against the fields' types)."""
+    from robustrl.config import PPOConfig, check_field_value
+
+    known = {f.name for f in dataclasses.fields(PPOConfig)}
+    strings = _string_fields(PPOConfig)
     overrides: dict[str, Any] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep or key not in known:
             raise InvalidArgumentError(f"--set expects KEY=VALUE with KEY one of {sorted(known)}, got {pair!r}")
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            raise InvalidArgumentError(f"--set {key}: {raw!r} is not a JSON value (number, true/false, null, list)") from None
-        overrides[key] = tuple(value) if isinstance(value, list) else value
+        value = _json_value(raw, "--set", key, key in strings)
+        overrides[key] = check_field_value(PPOConfig, key, value, "--set ")
     return overrides
+
+
+def parse_robust_options(pairs: list[str]) -> dict[str, Any]:
+    """``--set-robust temperature=1e-5`` -> RobustConfig fields (JSON values; plain words for
+    the string fields norm, inner_solve, solver)."""
+    from robustrl.config import RobustConfig
+
+    known = {f.name for f in dataclasses.fields(RobustConfig)}
+    strings = _string_fields(RobustConfig)
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or key not in known:
+            raise InvalidArgumentError(f"--set-robust expects KEY=VALUE with KEY one of {sorted(known)}, got {pair!r}")
+        value = _json_value(raw, "--set-robust", key, key in strings)
+        if key in strings and isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = raw  # norm=2: the string "2"
+        values[key] = value
+    return values
+
+
+def _check_output_dir(path: Path, option: str) -> None:
+    """A directory we may create (or fill, if empty): refuse files before anything is built."""
+    if path.exists() and not path.is_dir():
+        raise InvalidArgumentError(f"{option} {path} is a file; give a directory that does not exist yet (or is empty)")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise InvalidArgumentError(f"{option} {path}: {parent} is a file, not a directory")
+            break
+
+
+def _check_output_file(path: Path | None, option: str) -> None:
+    """A file we will write: refuse directories and missing parent folders before any work."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise InvalidArgumentError(f"{option} {path} is a directory; give a file name, e.g. {path / 'report.json'}")
+    if not path.parent.is_dir():
+        raise InvalidArgumentError(f"{option} {path}: folder {path.parent} does not exist")
 
 
 @app.command()
 def train(
     env: str | None = typer.Option(None, "--env", help="Gymnasium id, e.g. Hopper-v5."),
-    algo: str = typer.Option("ppo", "--algo", help="Training method."),
-    steps: str | None = typer.Option(None, "--steps", help="Env steps (e.g. 2e6). Default: the papers' budget."),
-    seed: int = typer.Option(0, "--seed", min=0),
-    num_envs: int = typer.Option(1, "--num-envs", min=1, help="Envs sharing each 2048-step batch."),
-    backend: str = typer.Option("gymnasium", "--backend", help="gymnasium or envpool."),
-    checkpoint_every: int = typer.Option(50, "--checkpoint-every", min=1, help="Iterations between checkpoints."),
+    # the help of --algo lists the ALGORITHMS registry; main() fills it in (importing it loads torch)
+    algo: str | None = typer.Option(None, "--algo", help="Training method (default ppo)."),
+    steps: str | None = typer.Option(
+        None,
+        "--steps",
+        help="Env steps (e.g. 2e6, at most 1e10), rounded down to whole iterations of ppo.steps_per_iteration "
+        "(2048) steps, at least one. Default: the papers' budget (2e6; Ant, Humanoid 1e7).",
+    ),
+    seed: int | None = typer.Option(
+        None,
+        "--seed",
+        min=0,
+        help="Seed of the run: envs, network initialisation, action sampling, solver noise (default 0).",
+    ),
+    num_envs: int | None = typer.Option(
+        None, "--num-envs", min=1, help="Envs sharing each 2048-step batch (default 1)."
+    ),
+    backend: str | None = typer.Option(None, "--backend", help="gymnasium (default) or envpool."),
+    checkpoint_every: int | None = typer.Option(
+        None, "--checkpoint-every", min=1, help="Iterations between checkpoints (default 50)."
+    ),
     out: Path | None = typer.Option(None, "--out", help="Run directory (default runs/<algo>-<env>-s<seed>-<time>)."),
-    resume: Path | None = typer.Option(None, "--resume", help="Continue the run in this directory."),
-    overrides: list[str] = typer.Option([], "--set", help="PPO hyperparameter KEY=VALUE (repeatable)."),
-    eps: float | None = typer.Option(None, "--eps", help="Robust methods: target eps (default: the papers' value for the env)."),
+    resume: Path | None = typer.Option(
+        None, "--resume", help="Continue the run in this directory (its settings come from it)."
+    ),
+    overrides: list[str] = typer.Option(
+        [],
+        "--set",
+        help="PPO hyperparameter KEY=VALUE, VALUE as JSON (repeatable), e.g. hidden_sizes=[32,32]. "
+        "Keys: the fields of robustrl.config.PPOConfig, listed with defaults by --list-knobs.",
+    ),
+    eps: float | None = typer.Option(
+        None,
+        "--eps",
+        help="Robust methods: target radius of the observation ball, in normalised observations "
+        "(units of the running std of each feature, as the papers); default: the papers' value for the env.",
+    ),
     kappa: float | None = typer.Option(None, "--kappa", help="Robust methods: robustness weight (default 0.3)."),
-    no_guidance: bool = typer.Option(False, "--no-guidance", help="ar-ppo/bar-ppo: the robust term alone (ARPO, BARPO w/o g)."),
+    no_guidance: bool = typer.Option(
+        False, "--no-guidance", help="ar-ppo/bar-ppo: the robust term alone (ARPO, BARPO w/o g)."
+    ),
     inner_solve: str | None = typer.Option(None, "--inner-solve", help="iteration (once per batch) or minibatch."),
     solver: str | None = typer.Option(None, "--solver", help="sa-ppo inner solver: sgld, pgd or ibp."),
-    robust_overrides: list[str] = typer.Option([], "--set-robust", help="Robust knob KEY=VALUE (repeatable), e.g. temperature=1e-5."),
+    robust_overrides: list[str] = typer.Option(
+        [],
+        "--set-robust",
+        help="Robust knob KEY=VALUE (repeatable), e.g. temperature=1e-5. Keys: the fields of "
+        "robustrl.config.RobustConfig that --algo reads, listed per algorithm by --list-knobs.",
+    ),
+    list_knobs: bool = typer.Option(
+        False, "--list-knobs", help="List the --set and --set-robust keys (defaults, which --algo reads each) and exit."
+    ),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar (logs still written)."),
 ) -> None:
-    """Train a policy into a run directory (Ctrl-C saves a checkpoint; --resume continues)."""
-    from robustrl.algos import ALGORITHMS
+    """Train a policy into a run directory (Ctrl-C saves a checkpoint and exits 130; --resume continues)."""
+    if list_knobs:
+        _print_knobs()
+        return
+    from robustrl.algos import ALGORITHMS, check_env_support, robust_config_for
     from robustrl.config import TrainConfig, default_total_steps, ppo_defaults_for
     from robustrl.experiments.run import train as train_run
 
     if resume is not None:
-        if env is not None or steps is not None or overrides or out is not None or robust_overrides or eps is not None or kappa is not None:
-            raise InvalidArgumentError("--resume takes its settings from the run directory; drop --env/--steps/--set/--out")
+        given = {
+            "--env": env,
+            "--algo": algo,
+            "--steps": steps,
+            "--seed": seed,
+            "--num-envs": num_envs,
+            "--backend": backend,
+            "--checkpoint-every": checkpoint_every,
+            "--out": out,
+            "--set": overrides,
+            "--eps": eps,
+            "--kappa": kappa,
+            "--no-guidance": no_guidance,
+            "--inner-solve": inner_solve,
+            "--solver": solver,
+            "--set-robust": robust_overrides,
+        }
+        passed = [name for name, value in given.items() if value not in (None, [], False)]
+        if passed:
+            raise InvalidArgumentError(f"--resume takes its settings from the run directory; drop {', '.join(passed)}")
         result = train_run(resume=resume, progress=not no_progress)
     else:
         if env is None:
             raise InvalidArgumentError("--env is required (e.g. --env Hopper-v5), or --resume RUN_DIR")
+        algo = algo or "ppo"
         if algo not in ALGORITHMS:
             raise InvalidArgumentError(f"unknown --algo {algo!r}; available: {', '.join(ALGORITHMS)}")
+        if out is not None:
+            _check_output_dir(out, "--out")
         total_steps = parse_count(steps, "--steps") if steps is not None else default_total_steps(env)
+        robust = parse_robust_options(robust_overrides)
+        for key, value in (("eps", eps), ("kappa", kappa), ("inner_solve", inner_solve), ("solver", solver)):
+            if value is not None:
+                robust[key] = value
+        if no_guidance:
+            robust["guidance"] = False
         config = TrainConfig(
             env_id=env,
             algo=algo,
             total_steps=total_steps,
-            seed=seed,
-            num_envs=num_envs,
-            backend=backend,
-            checkpoint_every=checkpoint_every,
+            seed=0 if seed is None else seed,
+            num_envs=num_envs or 1,
+            backend=backend or "gymnasium",
+            checkpoint_every=checkpoint_every or 50,
             ppo=ppo_defaults_for(env, **parse_overrides(overrides)),
-            robust=robust_config(algo, eps, kappa, no_guidance, inner_solve, solver, robust_overrides),
+            robust=robust_config_for(algo, robust),
         )
+        config.validate()
+        check_env_support(config)  # e.g. wocar-ppo on a discrete-action env: refused before the run directory exists
         result = train_run(config, out, progress=not no_progress)
-    state = "interrupted at" if result.interrupted else "finished"
-    console.print(
-        f"{state} iteration {result.iterations} ({result.global_step} steps); run directory: [bold]{result.run_dir}[/]"
-    )
     if result.interrupted:
+        console.print(
+            f"interrupted at iteration {result.iterations} ({result.global_step} steps); run directory: [bold]{result.run_dir}[/]"
+        )
         console.print(f"continue with: robustrl train --resume {result.run_dir}")
+        raise typer.Exit(130)  # so `train && evaluate` does not evaluate a half-trained policy
+    console.print(
+        f"finished iteration {result.iterations} ({result.global_step} steps); run directory: [bold]{result.run_dir}[/]"
+    )
 
 
-def robust_config(algo, eps, kappa, no_guidance, inner_solve, solver, pairs: list[str]):
-    """The RobustConfig of ``robustrl train`` options (plain PPO ignores it, so reject them there)."""
-    from robustrl.config import RobustConfig
+def _print_knobs() -> None:
+    """``robustrl train --list-knobs``: every --set and --set-robust key with its default."""
+    from rich.table import Table
 
-    values: dict[str, Any] = {}
-    known = {f.name for f in dataclasses.fields(RobustConfig)}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or key not in known:
-            raise InvalidArgumentError(f"--set-robust expects KEY=VALUE with KEY one of {sorted(known)}, got {pair!r}")
-        try:
-            values[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            values[key] = raw  # plain strings (norm, inner_solve, solver)
-    for key, value in (("eps", eps), ("kappa", kappa), ("inner_solve", inner_solve), ("solver", solver)):
-        if value is not None:
-            values[key] = value
-    if no_guidance:
-        if algo not in ("ar-ppo", "bar-ppo"):
-            raise InvalidArgumentError("--no-guidance applies to ar-ppo and bar-ppo only")
-        values["guidance"] = False
-    if algo == "ppo" and values:
-        raise InvalidArgumentError(f"--algo ppo takes no robust options (got {sorted(values)})")
-    if algo == "radial-ppo" and kappa is not None:
-        raise InvalidArgumentError("radial-ppo has no kappa: its loss mixes the clean and worst-case surrogates (--set-robust radial_mix=0.5)")
-    config = RobustConfig(**values)
-    config.validate()
-    return config
+    from robustrl.algos import ALGORITHMS, robust_knobs
+    from robustrl.config import PPOConfig, RobustConfig
+
+    def defaults(cls: type) -> dict[str, Any]:
+        return {f.name: getattr(cls(), f.name) for f in dataclasses.fields(cls)}
+
+    table = Table(
+        title="--set KEY=VALUE (robustrl.config.PPOConfig; per-env defaults may differ)", title_justify="left"
+    )
+    table.add_column("key")
+    table.add_column("default")
+    for key, value in defaults(PPOConfig).items():
+        table.add_row(key, json.dumps(list(value) if isinstance(value, tuple) else value))
+    console.print(table)
+    robust = Table(title="--set-robust KEY=VALUE (robustrl.config.RobustConfig)", title_justify="left")
+    robust.add_column("key")
+    robust.add_column("default")
+    robust.add_column("read by --algo")
+    for key, value in defaults(RobustConfig).items():
+        users = [name for name in ALGORITHMS if key in robust_knobs(name)]
+        robust.add_row(key, json.dumps(value), ", ".join(users) or "-")
+    console.print(robust)
 
 
 def parse_float_list(text: str, name: str) -> list[float]:
@@ -210,24 +344,44 @@ class _AttackProgress:
 
 @app.command()
 def evaluate(
-    paths: list[Path] = typer.Argument(..., help="Run directories, checkpoints, SB3 .zip models or TorchScript .pt files."),
-    attacks: str | None = typer.Option(
-        None, "--attacks", help="Comma-separated: random,critic,mad,rs,sa-rl,pa-ad, or all. Omit for natural return only."
+    paths: list[Path] = typer.Argument(
+        ..., help="Run directories, checkpoints, SB3 .zip models or TorchScript .pt files."
     ),
-    eps: float | None = typer.Option(None, "--eps", help="Attack radius in the policy's perturbation space (default: the papers' value for the env)."),
+    attacks: str | None = typer.Option(
+        None,
+        "--attacks",
+        help="Comma-separated: random,critic,mad,rs,sa-rl,pa-ad, or all. Omit for natural return only.",
+    ),
+    eps: float | None = typer.Option(
+        None, "--eps", help="Attack radius in the policy's perturbation space (default: the papers' value for the env)."
+    ),
     norm: str = typer.Option("inf", "--norm", help="inf (l_inf, default) or 2 (l_2)."),
-    eps_sweep: str | None = typer.Option(None, "--eps-sweep", help="Comma-separated eps values: return versus eps for each attack (PNG)."),
-    plot: Path | None = typer.Option(None, "--plot", help="PNG for --eps-sweep (default eps_sweep.png next to the first model)."),
+    eps_sweep: str | None = typer.Option(
+        None, "--eps-sweep", help="Comma-separated eps values: return versus eps for each attack (PNG)."
+    ),
+    plot: Path | None = typer.Option(
+        None, "--plot", help="PNG for --eps-sweep (default eps_sweep.png next to the first model)."
+    ),
     episodes: int = typer.Option(50, "--episodes", min=1),
     seed: int = typer.Option(10_000, "--seed", min=0, help="Seed of the evaluation envs."),
-    mode: str | None = typer.Option(None, "--mode", help="deterministic, stochastic or both (default: both without attacks, deterministic with)."),
+    mode: str | None = typer.Option(
+        None, "--mode", help="deterministic, stochastic or both (default: both without attacks, deterministic with)."
+    ),
     env: str | None = typer.Option(None, "--env", help="Env id (required for foreign models; checked for ours)."),
-    budgets: list[str] = typer.Option([], "--budget", help="Training env steps of a learned attack, NAME=STEPS (repeatable), e.g. sa-rl=2e5."),
-    attack_options: list[str] = typer.Option([], "--attack-option", help="ATTACK.KEY=JSON (repeatable), e.g. rs.grid=[[0.02,0.1],[0.05,1.0]]."),
+    budgets: list[str] = typer.Option(
+        [], "--budget", help="Training env steps of a learned attack, NAME=STEPS (repeatable), e.g. sa-rl=2e5."
+    ),
+    attack_options: list[str] = typer.Option(
+        [], "--attack-option", help="ATTACK.KEY=JSON (repeatable), e.g. rs.grid=[[0.02,0.1],[0.05,1.0]]."
+    ),
     median: bool = typer.Option(False, "--median", help="Median-agent protocol over the given runs (BARPO App. F.3)."),
     refit: bool = typer.Option(False, "--refit", help="Fit learned attacks again even if a fitted one is cached."),
-    vecnormalize: Path | None = typer.Option(None, "--vecnormalize", help="SB3 VecNormalize statistics (.npz/.json, or .pkl with --trust-pickle)."),
-    trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Allow unpickling files you trust (SB3 vec_normalize.pkl)."),
+    vecnormalize: Path | None = typer.Option(
+        None, "--vecnormalize", help="SB3 VecNormalize statistics (.npz/.json, or .pkl with --trust-pickle)."
+    ),
+    trust_pickle: bool = typer.Option(
+        False, "--trust-pickle", help="Allow unpickling files you trust (SB3 vec_normalize.pkl)."
+    ),
     json_file: Path | None = typer.Option(None, "--json", help="Write results (and every return) here."),
     markdown_file: Path | None = typer.Option(None, "--markdown", help="Write the table as markdown here."),
 ) -> None:
@@ -242,7 +396,11 @@ def evaluate(
 
     from robustrl.policies.checkpoint import atomic_write_text
 
-    modes = {"both": ("deterministic", "stochastic"), "deterministic": ("deterministic",), "stochastic": ("stochastic",)}
+    modes = {
+        "both": ("deterministic", "stochastic"),
+        "deterministic": ("deterministic",),
+        "stochastic": ("stochastic",),
+    }
     if mode is not None and mode not in modes:
         raise InvalidArgumentError(f"--mode must be deterministic, stochastic or both, got {mode!r}")
     if eps is not None and (eps < 0 or not math.isfinite(eps)):
@@ -252,7 +410,9 @@ def evaluate(
             raise InvalidArgumentError(f"{path} does not exist")
     progress_columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     if attacks is None and eps_sweep is None:
-        _evaluate_natural(paths, env, episodes, seed, modes[mode or "both"], json_file, markdown_file, vecnormalize, trust_pickle)
+        _evaluate_natural(
+            paths, env, episodes, seed, modes[mode or "both"], json_file, markdown_file, vecnormalize, trust_pickle
+        )
         return
 
     from robustrl.attacks import parse_attacks
@@ -265,19 +425,31 @@ def evaluate(
     if (mode or "deterministic") == "both":
         raise InvalidArgumentError("with --attacks, --mode is deterministic (default, as the papers) or stochastic")
     common = dict(
-        norm=norm, episodes=episodes, seed=seed, deterministic=(mode or "deterministic") == "deterministic",
-        attack_options=parsed_options, budgets=parsed_budgets, refit=refit,
+        norm=norm,
+        episodes=episodes,
+        seed=seed,
+        deterministic=(mode or "deterministic") == "deterministic",
+        attack_options=parsed_options,
+        budgets=parsed_budgets,
+        refit=refit,
     )
-    with Progress(*progress_columns, console=error_console, transient=True, disable=not error_console.is_terminal) as bar:
+    with Progress(
+        *progress_columns, console=error_console, transient=True, disable=not error_console.is_terminal
+    ) as bar:
         if median:
             if eps_sweep is not None:
                 raise InvalidArgumentError("--median and --eps-sweep cannot be combined")
             cheap = tuple(n for n in names if n not in ("sa-rl", "pa-ad"))
             expensive = tuple(n for n in names if n in ("sa-rl", "pa-ad"))
             result = median_agent_protocol(
-                paths, env, cheap_attacks=cheap, expensive_attacks=expensive, eps=eps,
+                paths,
+                env,
+                cheap_attacks=cheap,
+                expensive_attacks=expensive,
+                eps=eps,
                 load=lambda p, e: _load_any(Path(p), e, vecnormalize, trust_pickle),
-                progress_for=lambda label: _AttackProgress(bar, f"{Path(label).name} "), **common,
+                progress_for=lambda label: _AttackProgress(bar, f"{Path(label).name} "),
+                **common,
             )
             reports = result["reports"]
             labels = [_label(p) + (" (median)" if i == result["median_index"] else "") for i, p in enumerate(paths)]
@@ -291,8 +463,14 @@ def evaluate(
                     raise InvalidArgumentError(f"{path}: pass --env (the model file does not record its env)")
                 if eps_sweep is not None:
                     sweep = run_sweep(
-                        policy, env_id, parse_float_list(eps_sweep, "--eps-sweep"), attacks=names, source=path,
-                        json_path=json_file or _default_report(path, "eps-sweep"), progress=_AttackProgress(bar, f"{path.name} "), **common,
+                        policy,
+                        env_id,
+                        parse_float_list(eps_sweep, "--eps-sweep"),
+                        attacks=names,
+                        source=path,
+                        json_path=json_file or _default_report(path, "eps-sweep"),
+                        progress=_AttackProgress(bar, f"{path.name} "),
+                        **common,
                     )
                     from robustrl.report.plots import plot_eps_sweep
 
@@ -301,8 +479,14 @@ def evaluate(
                     console.print(f"plot: {figure}")
                     continue
                 report = robustness_report(
-                    policy, env_id, attacks=names, eps=eps, source=path, progress=_AttackProgress(bar, f"{path.name} "),
-                    json_path=json_file if len(paths) == 1 and json_file else _default_report(path, None, eps, env_id), **common,
+                    policy,
+                    env_id,
+                    attacks=names,
+                    eps=eps,
+                    source=path,
+                    progress=_AttackProgress(bar, f"{path.name} "),
+                    json_path=json_file if len(paths) == 1 and json_file else _default_report(path, None, eps, env_id),
+                    **common,
                 )
                 reports.append(report)
                 labels.append(_label(path))
@@ -344,8 +528,14 @@ def _evaluate_natural(paths, env, episodes, seed, modes, json_file, markdown_fil
     with Progress(console=error_console, transient=True, disable=not error_console.is_terminal) as bar:
         tasks = {m: bar.add_task(f"{m} episodes", total=episodes) for m in modes}
         report = evaluate_policy(
-            policy, env or policy.env_id, episodes=episodes, seed=seed, modes=modes, json_path=json_file,
-            on_episode=lambda m, _ret: bar.advance(tasks[m]), source=str(path),
+            policy,
+            env or policy.env_id,
+            episodes=episodes,
+            seed=seed,
+            modes=modes,
+            json_path=json_file,
+            on_episode=lambda m, _ret: bar.advance(tasks[m]),
+            source=str(path),
         )
     console.print(natural_return_table(report))
     if markdown_file is not None:
@@ -357,7 +547,9 @@ def demo(
     env: str = typer.Option("Hopper-v5", "--env"),
     steps: str = typer.Option("3e5", "--steps", help="Training budget of the demo."),
     episodes: int = typer.Option(10, "--episodes", min=1),
-    attack_budget: str = typer.Option("1e5", "--attack-budget", help="Training env steps of each learned attack (SA-RL, PA-AD)."),
+    attack_budget: str = typer.Option(
+        "1e5", "--attack-budget", help="Training env steps of each learned attack (SA-RL, PA-AD)."
+    ),
     out: Path | None = typer.Option(None, "--out", help="Run directory (default runs/demo-<time>)."),
 ) -> None:
     """Short end-to-end demo: train PPO, attack it with the six attacks, print the robustness table."""
@@ -384,20 +576,67 @@ def demo(
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=error_console, transient=True) as bar:
         report = robustness_report(
-            result.policy, env, attacks=list(ALL), eps=eps, episodes=episodes, source=result.run_dir,
-            budgets={"sa-rl": budget, "pa-ad": budget}, attack_options={"rs": {"iterations": 10}},
-            json_path=result.run_dir / f"eval-eps{eps:g}.json", progress=_AttackProgress(bar),
+            result.policy,
+            env,
+            attacks=list(ALL),
+            eps=eps,
+            episodes=episodes,
+            source=result.run_dir,
+            budgets={"sa-rl": budget, "pa-ad": budget},
+            attack_options={"rs": {"iterations": 10}},
+            json_path=result.run_dir / f"eval-eps{eps:g}.json",
+            progress=_AttackProgress(bar),
         )
     console.print(robustness_table([report], [result.run_dir.name]))
 
 
+def _command() -> Any:
+    """The click command of the app; on ``--help`` the train help lists the ALGORITHMS registry
+    (imported only then: it loads torch)."""
+    command = typer.main.get_command(app)
+    return command
+
+
+def _fill_registry_help(command: Any) -> None:
+    from robustrl.algos import ALGORITHMS
+
+    train_command = command.commands.get("train") if hasattr(command, "commands") else None
+    for param in getattr(train_command, "params", []):
+        if param.name == "algo":
+            param.help = f"Training method: {', '.join(ALGORITHMS)} (default ppo)."
+
+
+def _show_warning(
+    message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None, line: Any = None
+) -> None:
+    """robustrl's own warnings (e.g. a corrupt checkpoint skipped) as one ``warning:`` line."""
+    error_console.print(f"warning: {message}", highlight=False, markup=False)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: bad input prints one line and exits 2; ``--debug`` shows the traceback."""
+    import warnings
+
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
+    command = _command()
+    if "--help" in argv:
+        _fill_registry_help(command)
+    package = Path(__file__).resolve().parent
+    previous_show = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if Path(filename).resolve().is_relative_to(package):
+            _show_warning(message, category, filename, lineno)
+        else:
+            previous_show(message, category, filename, lineno, file, line)
+
     try:
-        code = app(args=argv, prog_name="robustrl", standalone_mode=False)
-        # In non-standalone mode typer turns a KeyboardInterrupt into a *returned* 130.
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")
+            warnings.showwarning = show
+            code = command.main(args=argv, prog_name="robustrl", standalone_mode=False)
+        # In non-standalone mode click turns a KeyboardInterrupt into a *returned* 130.
         if code == 130:
             raise KeyboardInterrupt
     except typer.Exit as done:
@@ -410,7 +649,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         error_console.print(f"error: {error.format_message()}", highlight=False, markup=False)
         return 2
-    except (RobustRLError, FileNotFoundError, PermissionError) as error:
+    except (RobustRLError, FileNotFoundError, PermissionError, NotADirectoryError, IsADirectoryError) as error:
         if debug:
             raise
         error_console.print(f"error: {error}", highlight=False, markup=False)

@@ -11,10 +11,85 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import types
+import typing
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from robustrl.errors import InvalidArgumentError
+
+# A count of env steps above this is a typo (1e10 steps is ~100 years of a Hopper run at our speed).
+MAX_STEPS = 10**10
+
+
+def _describe(value: Any) -> str:
+    """A value as the user typed it (JSON), for error messages: null, "1e-4", [1]."""
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def _type_name(kind: Any) -> str:
+    if kind is bool:
+        return "true or false"
+    if kind is int:
+        return "a whole number"
+    if kind is float:
+        return "a finite number"
+    if kind is str:
+        return "a string"
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin is tuple:
+        return f"a list of {_type_name(args[0]).removeprefix('a ')}s, e.g. [64, 64]"
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join("null" if a is type(None) else _type_name(a) for a in args)
+    return str(kind)
+
+
+def _matches(value: Any, kind: Any) -> bool:
+    if kind is type(None):
+        return value is None
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind is float:  # an integer is a fine float (kappa=1); NaN and inf are not
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if kind is str:
+        return isinstance(value, str)
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin is tuple:
+        item = args[0]
+        return isinstance(value, (tuple, list)) and all(_matches(v, item) for v in value)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, a) for a in args)
+    return True  # a type this checker does not know: left to the field's own checks
+
+
+def check_field_value(cls: type, name: str, value: Any, prefix: str = "") -> Any:
+    """``value`` for field ``name`` of dataclass ``cls``, checked against the field's declared
+    type (ints are accepted for floats and become floats; lists become tuples); raises
+    :class:`InvalidArgumentError` naming the field, the expected type and the value given."""
+    kind = typing.get_type_hints(cls)[name]
+    if not _matches(value, kind):
+        raise InvalidArgumentError(f"{prefix}{name} must be {_type_name(kind)}, got {_describe(value)}")
+    if isinstance(value, list):
+        value = tuple(value)
+    if (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and float in (kind, *typing.get_args(kind))
+        and int not in (kind, *typing.get_args(kind))
+    ):
+        value = float(value)
+    return value
+
+
+def check_field_types(instance: Any, prefix: str = "") -> None:
+    """Every field of a dataclass instance against its declared type (see :func:`check_field_value`)."""
+    for f in fields(instance):
+        check_field_value(type(instance), f.name, getattr(instance, f.name), prefix)
 
 
 @dataclass(frozen=True)
@@ -62,9 +137,11 @@ class PPOConfig:
     compile: bool = False
 
     def validate(self) -> None:
-        for name in ("compile", "anneal_lr", "normalize_advantages", "normalize_observations", "scale_rewards", "bootstrap_on_truncation"):
-            if not isinstance(getattr(self, name), bool):
-                raise InvalidArgumentError(f"ppo.{name} must be true or false, got {getattr(self, name)!r}")
+        check_field_types(self, "ppo.")
+        if not self.hidden_sizes or min(self.hidden_sizes) < 1:
+            raise InvalidArgumentError(
+                f"ppo.hidden_sizes must be a non-empty list of layer widths >= 1, got {_describe(list(self.hidden_sizes))}"
+            )
         positive_ints = ("steps_per_iteration", "policy_epochs", "value_epochs", "num_minibatches")
         for name in positive_ints:
             if getattr(self, name) < 1:
@@ -79,9 +156,7 @@ class PPOConfig:
         if self.entropy_coef < 0:
             raise InvalidArgumentError(f"ppo.entropy_coef must be >= 0, got {self.entropy_coef}")
         if self.activation not in ACTIVATIONS:
-            raise InvalidArgumentError(
-                f"ppo.activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}"
-            )
+            raise InvalidArgumentError(f"ppo.activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
         if self.steps_per_iteration < self.num_minibatches:
             raise InvalidArgumentError(
                 f"ppo.steps_per_iteration ({self.steps_per_iteration}) must be at least "
@@ -163,6 +238,7 @@ class RobustConfig:
     radial_mix: float = 0.5  # RADIAL: weight of the worst-case surrogate (clean gets 1 - mix)
 
     def validate(self) -> None:
+        check_field_types(self, "robust.")
         if self.norm not in ("inf", "2"):
             raise InvalidArgumentError(f"robust.norm must be 'inf' or '2', got {self.norm!r}")
         if self.eps is not None and (not math.isfinite(self.eps) or self.eps < 0):
@@ -222,8 +298,13 @@ class TrainConfig:
     def validate(self) -> None:
         self.ppo.validate()
         self.robust.validate()
+        for f in fields(self):
+            if f.name not in ("ppo", "robust"):
+                check_field_value(type(self), f.name, getattr(self, f.name))
         if self.total_steps < 1:
             raise InvalidArgumentError(f"total steps must be >= 1, got {self.total_steps}")
+        if self.total_steps > MAX_STEPS:
+            raise InvalidArgumentError(f"total steps must be at most 1e10 ({MAX_STEPS}), got {self.total_steps:.3g}")
         if self.seed < 0:
             raise InvalidArgumentError(f"seed must be >= 0, got {self.seed}")
         if self.num_envs < 1:

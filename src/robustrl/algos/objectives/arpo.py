@@ -22,6 +22,7 @@ from robustrl.threat import pgd
 
 
 class ARPPO(RobustObjective):
+    knobs = (*RobustObjective.knobs, "guidance")
     pure_iteration_loss = True  # L(theta; s_hat) with s_hat fixed: ppo.compile can trace it
 
     def solve_inner(self, batch: Batch, policy: Any, eps: float) -> torch.Tensor:

@@ -29,6 +29,7 @@ from robustrl.threat import sgld
 
 
 class BARPPO(RobustObjective):
+    knobs = (*RobustObjective.knobs, "guidance", "temperature")
     pure_iteration_loss = True  # L(theta; s_hat) with s_hat fixed: ppo.compile can trace it
 
     def solve_inner(self, batch: Batch, policy: Any, eps: float) -> torch.Tensor:

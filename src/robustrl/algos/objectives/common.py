@@ -69,6 +69,14 @@ class RobustObjective(ABC):
     :meth:`solve_inner` either once per iteration (``prepare``) or per minibatch (``loss``)."""
 
     default_inner_solve = "iteration"
+    # The RobustConfig fields this objective reads (robustrl.algos.check_robust_options rejects the
+    # others, so a knob the method ignores is never set silently).
+    knobs: tuple[str, ...] = (
+        *("eps", "norm", "eps_warmup_fraction", "kappa"),
+        *("inner_steps", "inner_step_size", "inner_solve"),
+    )
+    # True for objectives that only exist for Gaussian policies (checked before a run starts).
+    continuous_actions_only: bool = False
     # True when, with the inner problem solved once per iteration (in ``prepare``), the minibatch
     # term is a pure function of the parameters and the minibatch (no autograd calls, no random
     # draws, no eps): ``ppo.compile`` may then trace it into PPO's compiled functional step.
@@ -84,6 +92,14 @@ class RobustObjective(ABC):
         self.inner_solve = robust.inner_solve or self.default_inner_solve
         self.seed = config.seed
         self.generator = torch.Generator().manual_seed(config.seed)
+
+    @classmethod
+    def unsupported(cls, robust: Any, continuous_actions: bool) -> str | None:
+        """Why this objective cannot train with ``robust`` (a RobustConfig) on an env with
+        (``continuous_actions``) or without continuous actions; None when it can."""
+        if cls.continuous_actions_only and not continuous_actions:
+            return "needs continuous actions (a Gaussian policy)"
+        return None
 
     @property
     def compilable(self) -> bool:

@@ -71,6 +71,8 @@ def log_likelihood_bounds(
 class RADIALPPO(RobustObjective):
     """RADIAL-PPO's adversarial loss; see the module docstring."""
 
+    knobs = ("eps", "norm", "eps_warmup_fraction", "radial_mix")  # no kappa, no inner solver: IBP bounds
+
     def __init__(self, config: Any):
         super().__init__(config)
         self.guidance = False  # L_radial contains the clean surrogate itself (weight 1 - radial_mix)

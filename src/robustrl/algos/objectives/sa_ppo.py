@@ -35,6 +35,13 @@ from robustrl.threat import pgd, sgld
 class SAPPO(RobustObjective):
     default_inner_solve = "minibatch"
     detach_clean = True
+    knobs = (*RobustObjective.knobs, "temperature", "solver")
+
+    @classmethod
+    def unsupported(cls, robust: Any, continuous_actions: bool) -> str | None:
+        if robust.solver == "ibp" and not continuous_actions:
+            return "with solver ibp needs continuous actions (IBP bounds a Gaussian mean; use solver sgld or pgd)"
+        return super().unsupported(robust, continuous_actions)
 
     def __init__(self, config: Any):
         super().__init__(config)

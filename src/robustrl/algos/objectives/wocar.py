@@ -91,6 +91,8 @@ class WocaRPPO(SAPPO):
     """WocaR-PPO; see the module docstring."""
 
     default_inner_solve = "minibatch"  # the regulariser's inner max, per minibatch as the reference
+    knobs = (*SAPPO.knobs, "q_weight", "q_lr", "q_epochs", "q_tau")
+    continuous_actions_only = True  # the worst-attack critic Q_w(s, a) takes a continuous action
 
     def __init__(self, config: Any):
         super().__init__(config)
