@@ -24,5 +24,9 @@ class RunDirectoryError(RobustRLError):
     """A path given as a run directory is not one."""
 
 
-class NonFiniteObservationError(RobustRLError):
+class NonFiniteError(RobustRLError):
+    """A number that must be finite (an observation, reward, action, loss, saved tensor) is not."""
+
+
+class NonFiniteObservationError(NonFiniteError):
     """The environment returned NaN or infinite observations."""

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -37,15 +36,18 @@ import torch
 from torch import nn
 from torch.optim.adam import adam as functional_adam
 
+from robustrl.algos.hooks import Callback, Clock, StepFunction, check_unique_names
+from robustrl.algos.learner import IterationStats, register_learner
+from robustrl.algos.rollout import Batch, RolloutCollector, compute_gae
 from robustrl.config import TrainConfig
-from robustrl.envs.make import make_env, require_finite
+from robustrl.envs.make import make_env
 from robustrl.envs.normalization import RewardScaler
 from robustrl.envs.snapshot import (
     SnapshotUnsupportedError,
     restore_vector_env,
     snapshot_vector_env,
 )
-from robustrl.errors import CheckpointError
+from robustrl.errors import CheckpointError, NonFiniteError
 from robustrl.policies.actor_critic import ActorCritic
 from robustrl.policies.checkpoint import (
     policy_from_checkpoint,
@@ -53,28 +55,7 @@ from robustrl.policies.checkpoint import (
     policy_tensors,
 )
 
-
-@dataclass
-class Batch:
-    """Transitions for the update, flattened over (time, env). ``obs`` is normalised."""
-
-    obs: torch.Tensor
-    actions: torch.Tensor
-    log_probs: torch.Tensor
-    values: torch.Tensor
-    advantages: torch.Tensor
-    returns: torch.Tensor
-    # Per-sample tensors an objective attaches in ``prepare`` (e.g. the inner problem's solution
-    # ``obs_hat``); minibatches carry the matching rows.
-    extras: dict[str, torch.Tensor] = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return self.obs.shape[0]
-
-    def select(self, indices: torch.Tensor | slice) -> Batch:
-        """Rows ``indices`` (an index tensor copies; a slice gives views)."""
-        columns = (getattr(self, name)[indices] for name in self.__dataclass_fields__ if name != "extras")
-        return Batch(*columns, extras={key: value[indices] for key, value in self.extras.items()})
+__all__ = ["PPO", "Batch", "IterationStats", "Objective", "PPOHooks", "compute_gae"]
 
 
 class Objective(Protocol):
@@ -91,19 +72,24 @@ class Objective(Protocol):
 
 
 @dataclass
-class IterationStats:
-    iteration: int
-    global_step: int
-    metrics: dict[str, float]
-    episode_returns: list[float]  # raw returns of the episodes that ended in this iteration
-
-
-@dataclass
 class PPOHooks:
+    """What a training method plugs into the loop.
+
+    - ``objective``: the method's loss term (BAR-PPO, SA-PPO, ...; its state is saved as
+      ``objective/...``);
+    - ``eps_schedule(iteration, num_iterations)``: the radius handed to the objective;
+    - ``callbacks``: any number of :class:`~robustrl.algos.hooks.Callback` (masks, regularisers,
+      schedules), each with the clock and state of its own;
+    - ``after_optimizer_step(policy)``: a plain function after every optimiser step (kept for
+      simple uses; a Callback with ``step_interval=1`` is the same);
+    - ``on_iteration``: plain functions called with each iteration's :class:`IterationStats`.
+    """
+
     objective: Objective | None = None
     eps_schedule: Callable[[int, int], float] | None = None
     after_optimizer_step: Callable[[ActorCritic], None] | None = None
     on_iteration: list[Callable[[IterationStats], None]] = field(default_factory=list)
+    callbacks: list[Callback] = field(default_factory=list)
 
 
 def clip_grad_norm(parameters: list[nn.Parameter], max_norm: float) -> None:
@@ -136,39 +122,22 @@ class _MinibatchLoss(nn.Module):
         self.policy = trainer.policy
         self.loss = trainer.minibatch_loss
 
-    def forward(self, minibatch: Batch, train_policy: bool, train_value: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward(
+        self, minibatch: Batch, train_policy: bool, train_value: bool
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         return self.loss(minibatch, train_policy, train_value, math.nan)  # eps: unused by compilable terms
 
 
-def compute_gae(
-    rewards: np.ndarray,
-    values: np.ndarray,
-    next_values: np.ndarray,
-    dones: np.ndarray,
-    gamma: float,
-    gae_lambda: float,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Generalised advantage estimation over arrays of shape (time, env).
-
-    ``next_values[t]`` is the value of the state reached after step t, already zero where that
-    state is terminal (and V(final observation) where the episode was truncated). ``dones[t]``
-    stops the recursion at episode ends. Returns (advantages, value targets).
-    """
-    advantages = np.zeros_like(rewards)
-    running = np.zeros(rewards.shape[1])
-    for t in reversed(range(rewards.shape[0])):
-        delta = rewards[t] + gamma * next_values[t] - values[t]
-        running = delta + gamma * gae_lambda * (1.0 - dones[t]) * running
-        advantages[t] = running
-    return advantages, advantages + values
-
-
 class PPO:
-    """Owns the env, the policy, the optimiser and every piece of state a resume needs."""
+    """Owns the policy, the optimiser, a :class:`RolloutCollector` over the env, and every piece of
+    state a resume needs. Meets the :class:`~robustrl.algos.learner.Learner` protocol."""
+
+    learner_name = "ppo"
 
     def __init__(self, config: TrainConfig, hooks: PPOHooks | None = None, env: Any = None):
         """``env``: an already-built vector env with the Gymnasium same-step autoreset semantics
-        of :func:`make_env` (e.g. the adversary MDP of the learned attacks); default
+        of :func:`make_env` (e.g. the adversary MDP of the learned attacks), or an env factory
+        (a callable returning a Gymnasium env, see :func:`make_env`); default
         ``make_env(config.env_id, ...)``. PPO closes it when done."""
         config.validate()
         self.config = config
@@ -176,9 +145,11 @@ class PPO:
         cfg = config.ppo
         torch.manual_seed(config.seed)
         self.rng = np.random.default_rng(config.seed)
-        if env is not None and env.num_envs != config.num_envs:
+        if env is None or (callable(env) and not hasattr(env, "step")):
+            env = make_env(env if env is not None else config.env_id, config.num_envs, config.seed, config.backend)
+        elif env.num_envs != config.num_envs:
             raise ValueError(f"env has {env.num_envs} copies, config.num_envs is {config.num_envs}")
-        self.env = env if env is not None else make_env(config.env_id, config.num_envs, config.seed, config.backend)
+        self.env = env
         self.policy = ActorCritic(
             self.env.single_observation_space,
             self.env.single_action_space,
@@ -203,23 +174,71 @@ class PPO:
             eps=cfg.adam_eps,
             fused=True,  # measured: 66 us vs 172 us per step (foreach) for these small nets
         )
-        self.reward_scaler = RewardScaler(config.num_envs, cfg.gamma, cfg.clip_rewards, cfg.scale_rewards)
+        self.collector = RolloutCollector(
+            self.env,
+            self.policy,
+            steps_per_env=config.steps_per_env,
+            rng=self.rng,
+            reward_scaler=RewardScaler(config.num_envs, cfg.gamma, cfg.clip_rewards, cfg.scale_rewards),
+            gamma=cfg.gamma,
+            gae_lambda=cfg.gae_lambda,
+            bootstrap_on_truncation=cfg.bootstrap_on_truncation,
+            label=config.env_id,
+        )
         self.iteration = 0
-        self.global_step = 0
-        self.obs, _ = self.env.reset(seed=[config.seed + i for i in range(config.num_envs)])
-        self.episode_return = np.zeros(config.num_envs)
-        self.episode_length = np.zeros(config.num_envs, dtype=np.int64)
-        self.recent_returns: deque[float] = deque(maxlen=100)
-        self.total_episodes = 0
+        self.optimizer_step = 0
+        self.collector.reset(config.seed)
         self._stop_requested = False
+        check_unique_names(self.hooks.callbacks)
+        for callback in self.hooks.callbacks:
+            callback.bind(self)
 
+    # ---- the Learner face -----------------------------------------------------------------------
     @property
     def num_iterations(self) -> int:
         return self.config.num_iterations
 
     @property
+    def total_steps(self) -> int:
+        return self.num_iterations * self.config.ppo.steps_per_iteration
+
+    @property
+    def label(self) -> str:
+        return f"{self.config.algo} {self.config.env_id}"
+
+    @property
+    def global_step(self) -> int:
+        return self.collector.global_step
+
+    @property
+    def reward_scaler(self) -> RewardScaler:
+        return self.collector.reward_scaler
+
+    @property
+    def recent_returns(self):
+        return self.collector.episodes.recent_returns
+
+    @property
+    def total_episodes(self) -> int:
+        return self.collector.episodes.total_episodes
+
+    @property
+    def obs(self) -> np.ndarray:
+        return self.collector.obs
+
+    @property
     def done(self) -> bool:
         return self.iteration >= self.num_iterations
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop_requested
+
+    def config_dict(self) -> dict[str, Any]:
+        return self.config.to_dict()
+
+    def add_iteration_callback(self, callback: Callable[[IterationStats], None]) -> None:
+        self.hooks.on_iteration.append(callback)
 
     def clear_stop_request(self) -> None:
         self._stop_requested = False
@@ -228,65 +247,18 @@ class PPO:
         """Finish the current iteration, then return from :meth:`learn` (used for Ctrl-C)."""
         self._stop_requested = True
 
-    # ---- rollout --------------------------------------------------------------------------------
-    @torch.no_grad()
-    def collect_rollout(self) -> tuple[Batch, list[float]]:
-        cfg, policy = self.config.ppo, self.policy
-        steps, num_envs = self.config.steps_per_env, self.config.num_envs
-        obs_buffer = torch.zeros((steps, num_envs, policy.obs_dim))
-        actions_buffer = np.zeros((steps, num_envs, *policy.action_space.shape), dtype=np.float32)
-        rewards = np.zeros((steps, num_envs))
-        terminated = np.zeros((steps, num_envs), dtype=bool)
-        truncated = np.zeros((steps, num_envs), dtype=bool)
-        final_obs: list[tuple[int, int, torch.Tensor]] = []  # (t, env, normalised obs) at truncations
-        finished: list[float] = []
-        for t in range(steps):
-            policy.normalizer.update(self.obs)
-            obs = policy.normalize(self.obs)
-            actions = policy.sample(obs, self.rng)
-            next_obs, reward, term, trunc, info = self.env.step(policy.to_env_action(actions))
-            require_finite(next_obs, self.config.env_id, f" at step {self.global_step}")
-            obs_buffer[t] = obs
-            actions_buffer[t] = actions.reshape(actions_buffer[t].shape)
-            done = term | trunc
-            self.episode_return += reward
-            self.episode_length += 1
-            rewards[t] = self.reward_scaler(reward, done)
-            terminated[t], truncated[t] = term, trunc
-            for i in np.flatnonzero(done):
-                if trunc[i] and not term[i] and cfg.bootstrap_on_truncation:
-                    final_obs.append((t, i, policy.normalize(info["final_obs"][i][None])[0]))
-                finished.append(float(self.episode_return[i]))
-                self.episode_return[i], self.episode_length[i] = 0.0, 0
-            self.obs = next_obs
-            self.global_step += num_envs
-        self.recent_returns.extend(finished)
-        self.total_episodes += len(finished)
+    def clock(self) -> Clock:
+        return Clock(self.iteration, self.num_iterations, self.global_step, self.optimizer_step)
 
-        flat_obs = obs_buffer.reshape(steps * num_envs, -1)
-        flat_actions = torch.as_tensor(actions_buffer.reshape(steps * num_envs, *policy.action_space.shape))
-        values = policy.value(flat_obs).reshape(steps, num_envs).numpy().astype(np.float64)
-        log_probs = policy.log_prob_and_entropy(flat_obs, flat_actions)[0]  # the update's formula: ratio 1 at start
-        # next_values[t] = V(s_{t+1}); 0 after a termination; V(final obs) after a truncation.
-        last_value = policy.value(policy.normalize(self.obs)).numpy().astype(np.float64)
-        next_values = np.concatenate([values[1:], last_value[None]], axis=0)
-        next_values[terminated | truncated] = 0.0
-        if final_obs:
-            bootstrap = policy.value(torch.stack([o for _, _, o in final_obs])).numpy()
-            for (t, i, _), v in zip(final_obs, bootstrap):
-                next_values[t, i] = v
-        advantages, returns = compute_gae(
-            rewards, values, next_values, (terminated | truncated).astype(np.float64), cfg.gamma, cfg.gae_lambda
-        )
-        batch = Batch(
-            obs=flat_obs,
-            actions=flat_actions,
-            log_probs=log_probs,
-            values=torch.as_tensor(values.reshape(-1), dtype=torch.float32),
-            advantages=torch.as_tensor(advantages.reshape(-1), dtype=torch.float32),
-            returns=torch.as_tensor(returns.reshape(-1), dtype=torch.float32),
-        )
-        return batch, finished
+    def callbacks(self) -> list[Callback]:
+        """The run's callbacks, with a plain ``after_optimizer_step`` function as one more."""
+        extra = self.hooks.after_optimizer_step
+        return [*self.hooks.callbacks, *([StepFunction(extra, lambda: self.policy)] if extra is not None else [])]
+
+    # ---- rollout --------------------------------------------------------------------------------
+    def collect_rollout(self) -> tuple[Batch, list[float]]:
+        """``steps_per_iteration`` transitions of the current policy (see :class:`RolloutCollector`)."""
+        return self.collector.collect()
 
     # ---- update ---------------------------------------------------------------------------------
     def policy_loss(self, minibatch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -340,6 +312,13 @@ class PPO:
                 metrics["robust_term"] = term.detach()
                 metrics.update(term_metrics)
                 loss = loss + (ppo_loss + objective.kappa * term if objective.guidance else term)
+            for callback in self._loss_callbacks:  # regularisers: + kappa * term each
+                extra = callback.loss(minibatch, self.policy, self._clock_now)
+                if extra is not None:
+                    term, term_metrics = extra
+                    metrics[f"{callback.name}_term"] = term.detach()
+                    metrics.update(term_metrics)
+                    loss = loss + callback.kappa * term
         if train_value:
             value_loss = self.value_loss(minibatch)
             metrics["value_loss"] = value_loss.detach()
@@ -353,6 +332,7 @@ class PPO:
         train_value: bool,
         learning_rates: list[torch.Tensor],
         adam_state: list[tuple[list[torch.Tensor], ...]],
+        masks: tuple[list[torch.Tensor], list[torch.Tensor]] = ([], []),
     ) -> dict[str, torch.Tensor]:
         """One minibatch step written as a function of the parameters, for ``ppo.compile``: plain PPO,
         and objectives whose term is pure once their inner problem is solved per iteration
@@ -367,7 +347,9 @@ class PPO:
         Adam into one graph with no break (measured: a 320-step update in 0.09 s against 0.15 s for
         a compiled loss with eager backward and fused Adam; ~0.05 s with 4 steps per call). Checkpoints are unchanged. Only the
         networks being trained this epoch take an Adam step, as in the eager path (where an
-        unused network has no gradient and Adam skips it).
+        unused network has no gradient and Adam skips it). ``masks`` = (parameters, 0/1 masks) of
+        the callbacks' :meth:`~robustrl.algos.hooks.Callback.parameter_masks`, multiplied in after
+        Adam inside the same graph (pruned weights stay zero without a Python hook per step).
         """
         cfg = self.config.ppo
         loss_module = self._loss_module
@@ -393,6 +375,8 @@ class PPO:
                     amsgrad=False, beta1=beta1, beta2=beta2, lr=lr, weight_decay=self.optimizer.defaults["weight_decay"],
                     eps=self.optimizer.defaults["eps"], maximize=False,
                 )  # fmt: skip
+            if masks[0]:
+                torch._foreach_mul_(masks[0], masks[1])
         return metrics
 
     def functional_steps(
@@ -402,10 +386,25 @@ class PPO:
         train_value: bool,
         learning_rates: list[torch.Tensor],
         adam_state: list[tuple[list[torch.Tensor], ...]],
+        masks: tuple[list[torch.Tensor], list[torch.Tensor]] = ([], []),
     ) -> list[dict[str, torch.Tensor]]:
         """:meth:`functional_step` on each minibatch in turn: the unit ``ppo.compile`` compiles, so
         that one call (with its guard checks on ~60 tensor arguments) covers several steps."""
-        return [self.functional_step(m, train_policy, train_value, learning_rates, adam_state) for m in minibatches]
+        return [
+            self.functional_step(m, train_policy, train_value, learning_rates, adam_state, masks) for m in minibatches
+        ]
+
+    def _masks(self, callbacks: list[Callback]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """(parameters, masks) of every callback's ``parameter_masks``; several on one parameter
+        multiply."""
+        parameters = dict(self.policy.named_parameters())
+        combined: dict[str, torch.Tensor] = {}
+        for callback in callbacks:
+            for name, mask in callback.parameter_masks().items():
+                if name not in parameters or mask.shape != parameters[name].shape:
+                    raise ValueError(f"callback {callback.name!r}: mask for {name!r} does not match a policy parameter")
+                combined[name] = combined[name] * mask if name in combined else mask
+        return [parameters[n] for n in combined], list(combined.values())
 
     def _adam_state(self) -> list[tuple[list[torch.Tensor], ...]]:
         """Per parameter group: (parameters, exp_avgs, exp_avg_sqs, steps) of ``self.optimizer``,
@@ -422,7 +421,9 @@ class PPO:
                         "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format),
                     }
             states = [self.optimizer.state[p] for p in group["params"]]
-            state.append((list(group["params"]), *([s[key] for s in states] for key in ("exp_avg", "exp_avg_sq", "step"))))
+            state.append(
+                (list(group["params"]), *([s[key] for s in states] for key in ("exp_avg", "exp_avg_sq", "step")))
+            )
         return state
 
     def update(self, batch: Batch, eps: float) -> dict[str, float]:
@@ -430,12 +431,21 @@ class PPO:
         objective = hooks.objective
         if objective is not None:
             objective.prepare(batch, self.policy, eps)
+        callbacks = self.callbacks()
+        self._loss_callbacks = [c for c in callbacks if type(c).loss is not Callback.loss]
+        self._clock_now = self.clock()
+        masks = self._masks(callbacks)
+        stepped = [c for c in callbacks if c.step_interval]
         size = len(batch)
         minibatch_size = size // cfg.num_minibatches
         # Metrics stay tensors until the end of the update: one conversion per metric, not one
         # per minibatch (each float() is a dispatch + sync; 320 minibatches per iteration).
         history: dict[str, list[torch.Tensor]] = {}
-        compiled = cfg.compile and (objective is None or getattr(objective, "compilable", False))
+        compiled = (
+            cfg.compile
+            and (objective is None or getattr(objective, "compilable", False))
+            and all(getattr(c, "compilable", False) for c in self._loss_callbacks)
+        )
         steps_per_call = 1
         if compiled:
             if self._compiled_steps is None:
@@ -444,8 +454,11 @@ class PPO:
             # tensors, not floats: the annealed rate changes every iteration and a float would
             # be baked into the compiled graph (one recompilation per iteration)
             learning_rates = [torch.tensor(group["lr"]) for group in self.optimizer.param_groups]
-            if hooks.after_optimizer_step is None:  # the hook must see every single step
-                steps_per_call = next(k for k in (STEPS_PER_COMPILED_CALL, 2, 1) if cfg.num_minibatches % k == 0)
+            # a call never crosses a step at which a callback's on_step is due
+            steps_per_call = next(
+                k for k in (STEPS_PER_COMPILED_CALL, 2, 1)
+                if cfg.num_minibatches % k == 0 and all(c.step_interval % k == 0 for c in stepped)
+            )  # fmt: skip
 
         def record(name: str, value: Any) -> None:
             history.setdefault(name, []).append(torch.as_tensor(value, dtype=torch.float32).detach())
@@ -457,9 +470,13 @@ class PPO:
             shuffled = batch.select(torch.as_tensor(self.rng.permutation(size)))
             starts = range(0, minibatch_size * cfg.num_minibatches, minibatch_size)
             for first in range(0, len(starts), steps_per_call):
-                minibatches = tuple(shuffled.select(slice(s, s + minibatch_size)) for s in starts[first : first + steps_per_call])
+                minibatches = tuple(
+                    shuffled.select(slice(s, s + minibatch_size)) for s in starts[first : first + steps_per_call]
+                )
                 if compiled:
-                    step_metrics = self._compiled_steps(minibatches, train_policy, train_value, learning_rates, adam_state)
+                    step_metrics = self._compiled_steps(
+                        minibatches, train_policy, train_value, learning_rates, adam_state, masks
+                    )
                 else:
                     (minibatch,) = minibatches
                     loss, minibatch_metrics = self.minibatch_loss(minibatch, train_policy, train_value, eps)
@@ -469,12 +486,20 @@ class PPO:
                         for parameters in (self.policy_parameters, self.value_parameters):
                             clip_grad_norm(parameters, cfg.max_grad_norm)
                     self.optimizer.step()
+                    if masks[0]:
+                        with torch.no_grad():
+                            torch._foreach_mul_(masks[0], masks[1])
                     step_metrics = [minibatch_metrics]
                 for minibatch_metrics in step_metrics:
                     for name, value in minibatch_metrics.items():
                         record(name, value)
-                if hooks.after_optimizer_step is not None:  # steps_per_call is 1 then
-                    hooks.after_optimizer_step(self.policy)
+                self.optimizer_step += len(minibatches)
+                due = [c for c in stepped if self.optimizer_step % c.step_interval == 0]
+                if due:
+                    clock = self.clock()
+                    for callback in due:
+                        callback.on_step(clock)
+                    masks = self._masks(callbacks)  # a callback may have changed its masks
         metrics = {name: float(torch.stack(values).mean()) for name, values in history.items()}
         with torch.no_grad():
             residual_var = (batch.returns - batch.values).var()
@@ -493,6 +518,13 @@ class PPO:
         batch, finished = self.collect_rollout()
         rollout_seconds = time.perf_counter() - start
         metrics = self.update(batch, eps)
+        for name in ("policy_loss", "value_loss"):
+            if not math.isfinite(metrics.get(name, 0.0)):
+                # the env's data was finite (the collector checks it): the update diverged
+                raise NonFiniteError(
+                    f"the PPO update at iteration {self.iteration + 1} produced a non-finite {name}; "
+                    "lower the learning rate or the robust weight kappa (no checkpoint of it is saved)"
+                )
         self.iteration += 1
         metrics.update(
             eps=eps,
@@ -503,6 +535,9 @@ class PPO:
             episodes=float(self.total_episodes),
         )
         stats = IterationStats(self.iteration, self.global_step, metrics, finished)
+        clock = self.clock()
+        for hook in self.hooks.callbacks:
+            hook.on_iteration(stats, clock)
         for callback in self.hooks.on_iteration:
             callback(stats)
         return stats
@@ -517,7 +552,8 @@ class PPO:
 
     # ---- exact state, for checkpoints and resume ------------------------------------------------
     def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        """Everything a resume needs: tensors (policy, optimiser, scalers) and JSON metadata."""
+        """Everything a resume needs: tensors (policy, optimiser, scalers, objective and callback
+        state) and JSON metadata (counters, random streams, the envs' mid-episode state)."""
         tensors = policy_tensors(self.policy)
         optimizer_state = self.optimizer.state_dict()
         for index, parameter_state in optimizer_state["state"].items():
@@ -527,25 +563,25 @@ class PPO:
             tensors[f"reward_scaler/{key}"] = torch.as_tensor(np.asarray(value, dtype=np.float64))
         objective_state = getattr(self.hooks.objective, "state_tensors", dict)()
         tensors |= {f"objective/{key}": value for key, value in objective_state.items()}
+        for callback in self.hooks.callbacks:
+            tensors |= {f"callback/{callback.name}/{key}": value for key, value in callback.state_tensors().items()}
         try:
             env_snapshot: list[dict[str, Any]] | None = snapshot_vector_env(self.env)
         except SnapshotUnsupportedError:
             env_snapshot = None
         trainer = {
             "iteration": self.iteration,
-            "global_step": self.global_step,
+            "optimizer_step": self.optimizer_step,
             "rng": self.rng.bit_generator.state,
             "optimizer_param_groups": optimizer_state["param_groups"],
-            "obs": np.asarray(self.obs, dtype=np.float64).tolist(),
-            "episode_return": self.episode_return.tolist(),
-            "episode_length": self.episode_length.tolist(),
-            "recent_returns": list(self.recent_returns),
-            "total_episodes": self.total_episodes,
+            **self.collector.state_dict(),  # obs, global_step, episode bookkeeping
             "env_snapshot": env_snapshot,
+            "callbacks": {callback.name: callback.state_json() for callback in self.hooks.callbacks},
         }
         meta = {
             **policy_meta(self.policy, self.config.env_id),
             "config": self.config.to_dict(),
+            "learner": self.learner_name,
             "iteration": self.iteration,
             "global_step": self.global_step,
             "trainer": trainer,
@@ -555,6 +591,7 @@ class PPO:
     def load_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any], source: str) -> bool:
         """Restore :meth:`state`. Returns False if the envs could not be restored exactly (they
         then start fresh episodes)."""
+        fresh_obs = self.collector.obs  # from the reset in __init__, for envs that cannot be restored
         loaded = policy_from_checkpoint(tensors, meta, source, expected_env_id=self.config.env_id)
         self.policy.load_state_dict(loaded.state_dict())
         self.policy.normalizer.load_state_dict(loaded.normalizer.state_dict())
@@ -576,15 +613,17 @@ class PPO:
             if self.hooks.objective is not None and hasattr(self.hooks.objective, "load_state_tensors"):
                 self.hooks.objective.load_state_tensors(objective_state, self.policy)
             elif objective_state:
-                raise ValueError(f"the checkpoint holds objective state {sorted(objective_state)[:3]} but this run has no such objective")
+                raise ValueError(
+                    f"the checkpoint holds objective state {sorted(objective_state)[:3]} but this run has no such objective"
+                )
+            self._load_callbacks(tensors, trainer.get("callbacks", {}))
             self.iteration = int(trainer["iteration"])
-            self.global_step = int(trainer["global_step"])
+            cfg = self.config.ppo  # checkpoints older than the clock: every iteration takes the same steps
+            steps_per_iteration = max(cfg.policy_epochs, cfg.value_epochs) * cfg.num_minibatches
+            self.optimizer_step = int(trainer.get("optimizer_step", self.iteration * steps_per_iteration))
             self.rng.bit_generator.state = trainer["rng"]
-            self.episode_return = np.asarray(trainer["episode_return"], dtype=np.float64)
-            self.episode_length = np.asarray(trainer["episode_length"], dtype=np.int64)
-            self.recent_returns = deque(trainer["recent_returns"], maxlen=100)
-            self.total_episodes = int(trainer["total_episodes"])
-            obs = np.asarray(trainer["obs"], dtype=self.env.single_observation_space.dtype)
+            self.collector.load_state_dict(trainer)
+            obs = self.collector.obs
         except (KeyError, ValueError, TypeError) as error:
             raise CheckpointError(f"{source} lacks the training state needed to resume: {error}") from None
         try:
@@ -593,8 +632,48 @@ class PPO:
             restore_vector_env(self.env, trainer["env_snapshot"])
         except SnapshotUnsupportedError:
             # Fresh episodes from the reset in __init__: the partial returns no longer apply.
-            self.episode_return[:] = 0.0
-            self.episode_length[:] = 0
+            self.collector.episodes.forget_running()
+            self.collector.obs = fresh_obs
             return False
-        self.obs = obs
+        self.collector.obs = obs
         return True
+
+    def _load_callbacks(self, tensors: dict[str, torch.Tensor], states: dict[str, Any]) -> None:
+        names = {callback.name for callback in self.hooks.callbacks}
+        saved = {key.split("/")[1] for key in tensors if key.startswith("callback/")} | set(states)
+        if saved - names:
+            raise ValueError(
+                f"the checkpoint holds state of callback(s) {sorted(saved - names)} that this run does not have"
+            )
+        for callback in self.hooks.callbacks:
+            prefix = f"callback/{callback.name}/"
+            callback.load_state_tensors({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})
+            callback.load_state_json(states.get(callback.name, {}))
+
+
+def hooks_for(config: TrainConfig, extra: PPOHooks | None = None) -> PPOHooks:
+    """The hooks of ``config.algo`` (its objective and eps schedule) plus the caller's: callbacks
+    are added, and a field the caller sets replaces the algorithm's. (Replacing the whole object
+    would silently train plain PPO whenever a caller only wanted a progress callback.)"""
+    from robustrl.algos import ALGORITHMS
+    from robustrl.errors import InvalidArgumentError
+
+    if config.algo not in ALGORITHMS:
+        raise InvalidArgumentError(f"unknown algorithm {config.algo!r}; available: {', '.join(ALGORITHMS)}")
+    hooks = ALGORITHMS[config.algo](config)
+    if extra is None:
+        return hooks
+    for name in ("objective", "eps_schedule", "after_optimizer_step"):
+        if getattr(extra, name) is not None:
+            setattr(hooks, name, getattr(extra, name))
+    hooks.on_iteration.extend(extra.on_iteration)
+    hooks.callbacks.extend(extra.callbacks)
+    return hooks
+
+
+def _ppo_from_config(config: dict[str, Any], hooks: PPOHooks | None) -> PPO:
+    train_config = TrainConfig.from_dict(config)
+    return PPO(train_config, hooks_for(train_config, hooks))
+
+
+register_learner("ppo", _ppo_from_config)

@@ -1,15 +1,17 @@
-"""Run directories: a training run on disk, its checkpoints, logs, and resume.
+"""Run directories: a training run on disk, its checkpoints, logs, and resume, for any learner.
 
 Layout of ``runs/<name>/``::
 
-    config.json        the TrainConfig (written once; resume reads it)
+    config.json        the learner's config (written once; resume reads it). PPO runs: the
+                       TrainConfig; other learners add ``"learner": <name>`` (see algos.learner)
     versions.json      Python, package versions and platform
-    progress.csv       one row per iteration
+    progress.csv       one row per iteration; the columns are the metrics the learner reports
     tensorboard/       TensorBoard event files
     checkpoints/       iter_000050.safetensors + iter_000050.json, ... (see policies.checkpoint)
 
-Every file is written atomically or appended, so Ctrl-C, a crash or a full disk never leaves an
-earlier checkpoint unreadable.
+Every file is written atomically or appended, so Ctrl-C, SIGTERM, a crash or a full disk never
+leaves an earlier checkpoint unreadable. The library reports progress through a callback
+(:mod:`robustrl.progress`) and warnings through :mod:`warnings`; it never prints.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import math
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,10 +32,10 @@ from typing import Any
 
 import torch
 
-from robustrl.algos.ppo import PPO, IterationStats, PPOHooks
+from robustrl.algos.learner import LEARNERS, IterationStats, Learner
+from robustrl.algos.ppo import PPO, PPOHooks, hooks_for
 from robustrl.config import TrainConfig
-from robustrl.errors import CheckpointError, RunDirectoryError
-from robustrl.policies.actor_critic import ActorCritic
+from robustrl.errors import RunDirectoryError
 from robustrl.policies.checkpoint import (  # noqa: F401  (run-directory lookup re-exported for callers)
     atomic_write_text,
     is_run_dir,
@@ -43,44 +46,21 @@ from robustrl.policies.checkpoint import (  # noqa: F401  (run-directory lookup 
     require_run_dir,
     save_checkpoint,
 )
+from robustrl.progress import Progress
 
-PROGRESS_FIELDS = (
-    "iteration", "global_step", "wall_seconds", "steps_per_second", "mean_return", "episodes",
-    "policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "explained_variance",
-    "policy_lr", "eps", "robust_term", "rollout_seconds", "update_seconds",
-)  # fmt: skip
+# Columns every run has, first; then the learner's metrics in the order it reports them.
+LEADING_FIELDS = ("iteration", "global_step", "wall_seconds", "steps_per_second")
 
 
 @dataclass
 class RunResult:
     run_dir: Path
-    policy: ActorCritic
+    policy: Any  # the learner's policy (PPO: an ActorCritic), or None if it has none
     iterations: int
     global_step: int
     interrupted: bool
     envs_restored: bool | None = None  # on resume: whether mid-episode env state was restored
-
-
-def _hooks_for(config: TrainConfig) -> PPOHooks:
-    from robustrl.algos import ALGORITHMS
-
-    if config.algo not in ALGORITHMS:
-        raise RunDirectoryError(f"unknown algorithm {config.algo!r}; available: {', '.join(ALGORITHMS)}")
-    return ALGORITHMS[config.algo](config)
-
-
-def _hooks_with(config: TrainConfig, extra: PPOHooks | None) -> PPOHooks:
-    """The algorithm's hooks (its objective and eps schedule) plus the caller's: callbacks are
-    added, and a field the caller sets replaces the algorithm's. (Replacing the whole object would
-    silently train plain PPO whenever a caller only wanted a progress callback.)"""
-    hooks = _hooks_for(config)
-    if extra is None:
-        return hooks
-    for name in ("objective", "eps_schedule", "after_optimizer_step"):
-        if getattr(extra, name) is not None:
-            setattr(hooks, name, getattr(extra, name))
-    hooks.on_iteration.extend(extra.on_iteration)
-    return hooks
+    learner: Learner | None = None
 
 
 def default_run_name(config: TrainConfig) -> str:
@@ -88,37 +68,43 @@ def default_run_name(config: TrainConfig) -> str:
     return f"{config.algo}-{config.env_id.replace('/', '_')}-s{config.seed}-{stamp}"
 
 
-def _warn(message: str) -> None:
-    from rich.console import Console
-
-    Console(stderr=True, soft_wrap=True).print(f"[yellow]warning:[/] {message}", highlight=False)
-
-
 class _ProgressLog:
-    """progress.csv + TensorBoard, one row per iteration."""
+    """progress.csv + TensorBoard, one row per iteration. The header grows when a learner reports
+    a metric it had not reported before (the file is rewritten once with the new column), so no
+    metric is ever dropped."""
 
     def __init__(self, run_dir: Path, start_iteration: int):
         self.path = run_dir / "progress.csv"
-        self._keep_rows_up_to(start_iteration)
-        new_file = not self.path.exists()
-        self.handle = open(self.path, "a", newline="")
-        self.writer = csv.DictWriter(self.handle, fieldnames=PROGRESS_FIELDS, extrasaction="ignore")
-        if new_file:
-            self.writer.writeheader()
+        self.fields: list[str] = list(LEADING_FIELDS)
+        rows = self._rows_up_to(start_iteration)
+        self._rewrite(rows)
         from torch.utils.tensorboard import SummaryWriter
 
         self.tensorboard = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start_iteration or None)
 
-    def _keep_rows_up_to(self, iteration: int) -> None:
+    def _rows_up_to(self, iteration: int) -> list[dict[str, str]]:
         """On resume, drop rows logged after the checkpoint we restart from."""
         if not self.path.exists():
-            return
+            return []
         with open(self.path, newline="") as handle:
-            rows = [row for row in csv.DictReader(handle) if int(row["iteration"]) <= iteration]
-        text_rows = [",".join(PROGRESS_FIELDS)] + [",".join(row.get(f, "") or "" for f in PROGRESS_FIELDS) for row in rows]
-        atomic_write_text(self.path, "\n".join(text_rows) + "\n")
+            reader = csv.DictReader(handle)
+            self.fields += [f for f in reader.fieldnames or () if f not in self.fields]
+            return [row for row in reader if int(row["iteration"]) <= iteration]
 
-    def log(self, stats: IterationStats, row: dict[str, float]) -> None:
+    def _rewrite(self, rows: list[dict[str, Any]]) -> None:
+        lines = [",".join(self.fields)] + [",".join(_cell(row.get(f)) for f in self.fields) for row in rows]
+        atomic_write_text(self.path, "\n".join(lines) + "\n")
+        self.handle = open(self.path, "a", newline="")
+        self.writer = csv.DictWriter(self.handle, fieldnames=self.fields)
+
+    def log(self, stats: IterationStats, row: dict[str, Any]) -> None:
+        new = [name for name in row if name not in self.fields]
+        if new:
+            self.handle.close()
+            with open(self.path, newline="") as handle:
+                rows = list(csv.DictReader(handle))
+            self.fields += new
+            self._rewrite(rows)
         self.writer.writerow(row)
         self.handle.flush()
         for name, value in row.items():
@@ -130,25 +116,39 @@ class _ProgressLog:
         self.tensorboard.close()
 
 
+def _cell(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
 @contextmanager
-def _first_interrupt_requests_stop(request_stop: Callable[[], None]) -> Iterator[None]:
-    """First Ctrl-C: finish the iteration and save. Second: abort at once (earlier checkpoints
-    stay intact because every write is atomic)."""
+def _first_signal_requests_stop(request_stop: Callable[[], None]) -> Iterator[None]:
+    """First Ctrl-C (SIGINT) or SIGTERM (what ``timeout``, schedulers and ``docker stop`` send):
+    finish the iteration and save. A second one: abort at once (earlier checkpoints stay intact
+    because every write is atomic)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.getsignal(signal.SIGINT)
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+
+    def abort(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
 
     def handler(signum: int, frame: Any) -> None:
-        signal.signal(signal.SIGINT, previous if callable(previous) else signal.default_int_handler)
-        _warn("interrupted: finishing this iteration and saving a checkpoint (Ctrl-C again to abort)")
+        for other in previous:
+            signal.signal(other, abort)
+        warnings.warn(
+            f"{signal.Signals(signum).name}: finishing this iteration and saving a checkpoint (send it again to abort)",
+            stacklevel=2,
+        )
         request_stop()
 
-    signal.signal(signal.SIGINT, handler)
+    for signum in previous:
+        signal.signal(signum, handler)
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, old in previous.items():
+            signal.signal(signum, old)
 
 
 def train(
@@ -157,10 +157,22 @@ def train(
     *,
     resume: Path | str | None = None,
     hooks: PPOHooks | None = None,
-    progress: bool = True,
+    learner: Learner | None = None,
+    progress: bool | Progress | None = None,
     runs_root: Path | str = "runs",
 ) -> RunResult:
-    """Train a policy and keep everything in a run directory; or continue one (``resume``).
+    """Train into a run directory; or continue one (``resume``).
+
+    Args:
+        config: a PPO-family run (``config.algo`` names the method); PPO is built from it.
+        out: the run directory (default ``runs/<algo>-<env>-s<seed>-<time>``).
+        resume: continue this run directory from its newest readable checkpoint.
+        hooks: callbacks, an objective or an eps schedule added to the method's own.
+        learner: any :class:`~robustrl.algos.learner.Learner`, built by the caller (a PPO on an
+            env factory, self-play, a tabular learner); with ``resume``, it must be built with the
+            run's settings and its state is loaded from the checkpoint.
+        progress: a :mod:`robustrl.progress` callback (``progress("train", steps, total,
+            mean_return=...)``); True draws a rich bar on stderr (for notebooks and scripts).
 
     A resumed run ends in the same state as an uninterrupted run with the same seed (for envs
     whose state :mod:`robustrl.envs.snapshot` can capture; others restart their episodes).
@@ -170,106 +182,129 @@ def train(
     if resume is not None:
         run_dir = require_run_dir(resume)
         try:
-            config = TrainConfig.from_json((run_dir / "config.json").read_text())
-        except (json.JSONDecodeError, TypeError) as error:
+            saved = json.loads((run_dir / "config.json").read_text())
+        except (json.JSONDecodeError, OSError) as error:
             raise RunDirectoryError(f"{run_dir}/config.json is unreadable: {error}") from None
         tensors, meta, stem = latest_checkpoint(run_dir)
-        trainer = PPO(config, _hooks_with(config, hooks))
-        envs_restored = trainer.load_state(tensors, meta, str(stem))
+        if learner is None:
+            name = saved.get("learner", "ppo") if isinstance(saved, dict) else None
+            if name not in LEARNERS:
+                raise RunDirectoryError(
+                    f"{run_dir} was trained by learner {name!r}, which is not registered here; "
+                    "build it and pass it as train(resume=..., learner=...)"
+                )
+            try:
+                learner = LEARNERS[name](saved, hooks)
+            except (TypeError, KeyError) as error:
+                raise RunDirectoryError(f"{run_dir}/config.json is not a valid {name} config: {error}") from None
+        envs_restored = learner.load_state(tensors, meta, str(stem))
         if not envs_restored:
-            _warn(f"{config.env_id}: mid-episode state cannot be restored; resuming with fresh episodes")
+            warnings.warn(
+                f"{learner.label}: mid-episode state cannot be restored; resuming with fresh episodes", stacklevel=2
+            )
     else:
-        if config is None:
-            raise ValueError("train() needs a config, or resume=RUN_DIR")
-        config.validate()
-        hooks = _hooks_with(config, hooks)
-        run_dir = Path(out) if out is not None else Path(runs_root) / default_run_name(config)
-        if run_dir.exists() and any(run_dir.iterdir()):
-            raise RunDirectoryError(f"{run_dir} already exists and is not empty; pick another --out or --resume it")
-        trainer = PPO(config, hooks)  # builds the env first: a bad env id fails before any file is written
+        if learner is None:
+            if config is None:
+                raise ValueError("train() needs a config, a learner, or resume=RUN_DIR")
+            config.validate()
+            hooks = hooks_for(config, hooks)
+        name_hint = (
+            default_run_name(config)
+            if config is not None
+            else f"{learner.label.replace(' ', '-')}-{datetime.now():%Y%m%d-%H%M%S}"
+        )
+        run_dir = Path(out) if out is not None else Path(runs_root) / name_hint
+        if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+            what = "is a file" if not run_dir.is_dir() else "already exists and is not empty"
+            raise RunDirectoryError(f"{run_dir} {what}; pick another --out or --resume it")
+        if learner is None:
+            learner = PPO(config, hooks)  # builds the env first: a bad env id fails before any file is written
+        saved = learner.config_dict()
+        if learner.learner_name != "ppo":
+            saved = {"learner": learner.learner_name, **saved}
         (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / "config.json", config.to_json())
+        atomic_write_text(run_dir / "config.json", json.dumps(saved, indent=2))
         atomic_write_text(run_dir / "versions.json", json.dumps(package_versions(), indent=2))
+    return _run(learner, run_dir, saved, progress, envs_restored)
 
-    log = _ProgressLog(run_dir, trainer.iteration)
-    start_time, start_step = time.perf_counter(), trainer.global_step
+
+def _run(
+    learner: Learner, run_dir: Path, saved_config: dict[str, Any], progress: Any, envs_restored: bool | None
+) -> RunResult:
+    """The loop of a run directory: iterations, progress.csv, checkpoints, signals, progress."""
+    checkpoint_every = int(saved_config.get("checkpoint_every", 50))
+    log = _ProgressLog(run_dir, learner.iteration)
+    start_time, start_step = time.perf_counter(), learner.global_step
     last_saved = -1
 
     def save() -> None:
         nonlocal last_saved
-        if trainer.iteration != last_saved:
-            tensors, meta = trainer.state()
-            save_checkpoint(run_dir / "checkpoints" / f"iter_{trainer.iteration:06d}", tensors, meta)
-            last_saved = trainer.iteration
+        if learner.iteration != last_saved:
+            tensors, meta = learner.state()
+            save_checkpoint(run_dir / "checkpoints" / f"iter_{learner.iteration:06d}", tensors, meta)
+            last_saved = learner.iteration
 
-    if trainer.iteration == 0:
+    if learner.iteration == 0:
         save()  # the initial policy, so a run directory always holds a loadable checkpoint
     else:
-        last_saved = trainer.iteration
+        last_saved = learner.iteration
+    report = _progress_callback(progress)
 
     def on_iteration(stats: IterationStats) -> None:
         elapsed = time.perf_counter() - start_time
+        rate = (stats.global_step - start_step) / max(elapsed, 1e-9)
         row = {
             "iteration": stats.iteration,
             "global_step": stats.global_step,
             "wall_seconds": round(elapsed, 3),
-            "steps_per_second": round((stats.global_step - start_step) / max(elapsed, 1e-9), 1),
+            "steps_per_second": round(rate, 1),
             **stats.metrics,
         }
         log.log(stats, row)
-        if stats.iteration % config.checkpoint_every == 0:
+        if stats.iteration % checkpoint_every == 0:
             save()
+        if report is not None:
+            report("train", stats.global_step, learner.total_steps, label=learner.label, rate=rate,
+                   mean_return=stats.metrics.get("mean_return", math.nan))  # fmt: skip
 
-    trainer.hooks.on_iteration.append(on_iteration)
-    trainer.clear_stop_request()  # before the Ctrl-C handler is installed, so no request is lost
+    learner.add_iteration_callback(on_iteration)
+    learner.clear_stop_request()  # before the signal handlers are installed, so no request is lost
     interrupted = False
     try:
-        with _first_interrupt_requests_stop(trainer.request_stop), _progress_bar(progress, trainer) as advance:
-            trainer.hooks.on_iteration.append(advance)
-            trainer.learn()
-        interrupted = not trainer.done
+        with _first_signal_requests_stop(learner.request_stop), _drawn(progress) as drawer:
+            if drawer is not None:
+                report = drawer
+            if report is not None:
+                report(
+                    "train",
+                    learner.global_step,
+                    learner.total_steps,
+                    label=learner.label,
+                    rate=0.0,
+                    mean_return=math.nan,
+                )
+            while not learner.done and not learner.stop_requested:
+                learner.train_iteration()
+        interrupted = not learner.done
         save()
     finally:
         log.close()
-        trainer.close()
-    return RunResult(run_dir, trainer.policy, trainer.iteration, trainer.global_step, interrupted, envs_restored)
+        learner.close()
+    policy = getattr(learner, "policy", None)
+    return RunResult(run_dir, policy, learner.iteration, learner.global_step, interrupted, envs_restored, learner)
+
+
+def _progress_callback(progress: Any) -> Progress | None:
+    return progress if callable(progress) and progress is not True else None
 
 
 @contextmanager
-def _progress_bar(enabled: bool, trainer: PPO) -> Iterator[Callable[[IterationStats], None]]:
-    if not enabled:
-        yield lambda stats: None
+def _drawn(progress: Any) -> Iterator[Progress | None]:
+    """``progress=True``: a rich bar on stderr (the presentation layer draws it, not this module)."""
+    if progress is not True:
+        yield None
         return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from robustrl.report.console import progress_bars
 
-    total = trainer.num_iterations * trainer.config.ppo.steps_per_iteration
-    columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("steps"),
-        TextColumn("{task.fields[rate]:>6.0f} steps/s"),
-        TextColumn("return {task.fields[ret]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
-    start, start_step = time.perf_counter(), trainer.global_step
-    with Progress(*columns) as bar:
-        task = bar.add_task(
-            f"{trainer.config.algo} {trainer.config.env_id}", total=total, completed=trainer.global_step, rate=0.0, ret="-"
-        )
-
-        def advance(stats: IterationStats) -> None:
-            rate = (stats.global_step - start_step) / max(time.perf_counter() - start, 1e-9)
-            mean_return = stats.metrics.get("mean_return", math.nan)
-            ret = "-" if math.isnan(mean_return) else f"{mean_return:8.1f}"
-            bar.update(task, completed=stats.global_step, rate=rate, ret=ret)
-
-        yield advance
+    with progress_bars() as draw:
+        yield draw

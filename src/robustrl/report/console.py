@@ -1,0 +1,57 @@
+"""Drawing :mod:`robustrl.progress` reports as rich progress bars (stderr).
+
+The library only calls ``progress(task, done, total, **fields)``; this module is the presentation
+layer that turns those calls into bars, one per task: the CLI uses it, and ``train(...,
+progress=True)`` uses it for scripts and notebooks.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from robustrl.progress import Progress
+
+
+@contextmanager
+def progress_bars(console: Any = None, transient: bool = False) -> Iterator[Progress]:
+    """A context whose value is a :class:`~robustrl.progress.Progress` callback drawing one bar
+    per task (training: steps, rate and mean return; other tasks: done/total)."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.progress import (
+        Progress as RichProgress,
+    )
+
+    console = console or Console(stderr=True)
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[extra]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    tasks: dict[str, Any] = {}
+    with RichProgress(*columns, console=console, transient=transient) as bar:
+
+        def draw(task: str, done: int, total: int, **fields: Any) -> None:
+            extra = ""
+            if "rate" in fields:
+                extra += f"steps {fields['rate']:>6.0f} steps/s"
+            if "mean_return" in fields:
+                value = fields["mean_return"]
+                extra += "  return " + ("-" if value is None or math.isnan(value) else f"{value:8.1f}")
+            if task not in tasks:
+                tasks[task] = bar.add_task(str(fields.get("label", task)), total=total, extra=extra)
+            bar.update(tasks[task], completed=done, total=total, extra=extra)
+
+        yield draw
