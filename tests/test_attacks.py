@@ -1,6 +1,8 @@
 """The six observation attacks behind one protocol.
 
-- every registered attack's ``perturb`` stays inside the ball (hypothesis over eps, norm, batch);
+- each attack's own output stays inside the ball (hypothesis over eps, norm, batch);
+- exact answers on SignGuess (tests/toy_envs.py), whose optimal adversary is known: MAD and SA-RL
+  flip every action when eps > |x| (return exactly 0), nothing changes when eps < |x|;
 - the gradient attacks do what they are for (MAD raises KL above random noise, critic lowers V);
 - robust Sarsa's Q matches Monte-Carlo returns of a fixed policy;
 - SA-RL and PA-AD, fitted with a small budget, break a PPO victim trained on InvertedPendulum-v5;
@@ -22,12 +24,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from robustrl import TrainConfig, ppo_defaults_for, train
-from robustrl.attacks import ALL, ATTACKS, make_attack, parse_attacks, policy_fingerprint
+from robustrl.attacks import ALL, ATTACKS, Attack, make_attack, parse_attacks, policy_fingerprint
+from robustrl.attacks.base import register
 from robustrl.attacks.gradient import action_divergence
 from robustrl.errors import CheckpointError, InvalidArgumentError
 from robustrl.evaluate import run_episodes
 from robustrl.policies.actor_critic import ActorCritic
 from robustrl.threat import Ball
+from toy_envs import EPISODE_LENGTH, SIGN_GUESS, sign_victim
 
 PENDULUM = "Pendulum-v1"
 INVERTED = "InvertedPendulum-v5"
@@ -123,14 +127,22 @@ def ready(name: str, eps: float, norm: str, victim: ActorCritic, fitted: dict, s
     scale=st.floats(0.0, 5.0),
 )
 def test_every_attack_stays_in_the_ball(victim, fitted, name, eps, norm, batch, seed, scale):
+    """Each attack's *own* output (``_perturb``, before the safety projection of ``perturb``) is
+    inside the ball: ``perturb`` projects whatever ``_perturb`` returns, so testing ``perturb``
+    alone could not catch an attack that leaves the ball. The projection then changes nothing."""
     attack = ready(name, eps, norm, victim, fitted, seed)
     obs = _obs(batch, victim.obs_dim, seed, scale)
     before = obs.clone()
+    attack.generator.manual_seed(seed)
+    raw = attack._perturb(obs)
+    assert torch.equal(obs, before), "_perturb modified its input"
+    assert raw.shape == obs.shape and raw.dtype == torch.float32
+    assert torch.isfinite(raw).all()
+    assert Ball(eps, norm).contains(raw, obs).all(), (name, (raw - obs).abs().max(), (raw - obs).norm(dim=-1).max())
+    attack.generator.manual_seed(seed)
     out = attack.perturb(obs)
-    assert torch.equal(obs, before), "perturb modified its input"
-    assert out.shape == obs.shape and out.dtype == torch.float32 and not out.requires_grad
-    assert torch.isfinite(out).all()
-    assert Ball(eps, norm).contains(out, obs).all(), (name, (out - obs).abs().max())
+    assert not out.requires_grad and torch.equal(obs, before)
+    torch.testing.assert_close(out, raw.detach(), atol=1e-6, rtol=0)
     if eps == 0:
         assert torch.equal(out, obs)
 
@@ -194,6 +206,36 @@ def test_critic_attack_lowers_the_value(victim, eps, norm):
     assert (critic <= clean + 1e-6).all()  # PGD from s keeps its best iterate: never above V(s)
     assert critic.mean() < clean.mean() - 1e-3
     assert critic.mean() < noisy.mean() - 1e-3
+
+
+# ---- exact answers: a task whose optimal observation adversary is known ------------------------------
+# SignGuess (tests/toy_envs.py): the state x is +-1, the victim acts as sign(x) on (-2, 2) and earns
+# 1 per step when it is right. The strongest adversary with radius eps > 1 flips every sign (return
+# 0); with eps < 1 no perturbation changes an action (return = the episode length, 5).
+@pytest.mark.parametrize("eps,attacked", [(1.5, 0.0), (0.5, EPISODE_LENGTH)], ids=["eps>|x|", "eps<|x|"])
+def test_mad_finds_the_optimal_adversary_of_sign_guess(eps, attacked):
+    victim = sign_victim()
+    natural = run_episodes(victim, SIGN_GUESS, 10, seed=0)
+    np.testing.assert_array_equal(natural.returns, np.full(10, float(EPISODE_LENGTH)))
+    for seed in range(3):
+        attack = make_attack("mad", eps, seed=seed).fit(victim, SIGN_GUESS)
+        result = run_episodes(victim, SIGN_GUESS, 10, seed=seed, perturb=attack.perturb)
+        np.testing.assert_array_equal(result.returns, np.full(10, float(attacked)))
+
+
+@pytest.mark.slow
+def test_sa_rl_learns_the_optimal_adversary_of_sign_guess():
+    """SA-RL's adversary (PPO on the adversary MDP) must learn to flip every sign: any action with
+    |a| > 2/3, s_hat = x + 1.5 a, flips this victim. The problem is symmetric at the start (both
+    directions flip), so PPO must break the tie: with 6144 steps at policy_lr 3e-3 it did for
+    every attack seed we tried (0-14, ~3 s each; at 4096 steps seed 9 still let 21 of 50 steps
+    through). The attacked return is then exactly 0."""
+    victim = sign_victim()
+    ppo = {"steps_per_iteration": 256, "num_minibatches": 4, "policy_lr": 3e-3}
+    attack = make_attack("sa-rl", 1.5, seed=0, num_envs=2, curriculum_scale=1.0, grid=(ppo,))
+    attack.fit(victim, SIGN_GUESS, budget=6144)
+    result = run_episodes(victim, SIGN_GUESS, 10, seed=0, perturb=attack.perturb)
+    np.testing.assert_array_equal(result.returns, np.zeros(10))
 
 
 # ---- robust Sarsa: Q of a fixed policy ----------------------------------------------------------
@@ -386,12 +428,41 @@ def test_bad_attack_construction_raises():
         make_attack("random", 0.1, steps=3)
 
 
-def test_every_attack_has_options_with_defaults():
-    assert set(ATTACKS) == set(ALL)
+def test_registry_holds_the_table_and_each_class_keeps_the_learned_contract():
+    """``Attack.fit`` calls ``_fit`` only when ``learned`` is set, and ``save`` writes ``_tensors``:
+    a learned attack without its own ``_fit`` / ``_tensors`` / ``_load_tensors`` (or a cheap one
+    that overrides ``_fit``, which would never run) is a bug the registry would hide."""
+    assert set(ATTACKS) == set(ALL) and len(ALL) == len(set(ALL))
     for name, cls in ATTACKS.items():
-        attack = make_attack(name, 0.1)
-        assert attack.name == name and attack.fitted == (not cls.learned)
-        assert dataclasses.is_dataclass(attack.options)
+        for method in ("_fit", "_tensors", "_load_tensors"):
+            overridden = getattr(cls, method) is not getattr(Attack, method)
+            assert overridden == cls.learned, (name, method)
+        make_attack(name, 0.1)  # every option has a default
+
+
+def test_register_refuses_a_second_attack_under_a_taken_name():
+    class Impostor(Attack):
+        name = "mad"
+
+        @dataclasses.dataclass(frozen=True)
+        class Options:
+            pass
+
+        def _perturb(self, obs):
+            return obs
+
+    with pytest.raises(ValueError, match="taken"):
+        register(Impostor)
+    assert ATTACKS["mad"] is not Impostor and register(ATTACKS["mad"]) is ATTACKS["mad"]
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_same_seed_gives_the_same_perturbation(victim, fitted, name):
+    """Randomness flows from the attack's seed (not the global torch stream)."""
+    obs = _obs(16, victim.obs_dim, 9)
+    first = ready(name, 0.2, "inf", victim, fitted, seed=4).perturb(obs)
+    torch.manual_seed(123)  # the global stream must not matter
+    assert torch.equal(ready(name, 0.2, "inf", victim, fitted, seed=4).perturb(obs), first)
 
 
 @pytest.mark.parametrize("name", ALL)

@@ -7,6 +7,7 @@ import torch
 from robustrl import TrainConfig, evaluate, ppo_defaults_for, train
 from robustrl.errors import InvalidArgumentError
 from robustrl.evaluate import run_episodes
+from toy_envs import SIGN_GUESS_UNEVEN, sign_victim
 
 
 @pytest.fixture(scope="module")
@@ -34,9 +35,18 @@ def test_deterministic_evaluation_is_reproducible(pendulum_run):
     np.testing.assert_array_equal(a.returns, b.returns)
 
 
-def test_episode_quota_is_exact_with_uneven_split(pendulum_run):
-    result = run_episodes(pendulum_run.policy, "Pendulum-v1", episodes=13, seed=0, num_envs=4)
-    assert len(result.returns) == 13
+def test_episode_quota_is_exact_with_uneven_split_and_uneven_lengths():
+    """13 episodes on 4 envs: quotas 4, 3, 3, 3. The copy seeded k runs episodes of 1 + k % 4
+    steps (tests/toy_envs.py), and the victim earns 1 per step, so the returns name the env each
+    came from. Stopping at the first 13 completions would over-count the short episodes
+    (1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 3, 3, 4)."""
+    victim = sign_victim(SIGN_GUESS_UNEVEN)
+    result = run_episodes(victim, SIGN_GUESS_UNEVEN, episodes=13, seed=0, num_envs=4)
+    expected = [1.0] * 4 + [2.0] * 3 + [3.0] * 3 + [4.0] * 3
+    np.testing.assert_array_equal(np.sort(result.lengths), expected)
+    np.testing.assert_array_equal(np.sort(result.returns), expected)
+    shifted = run_episodes(victim, SIGN_GUESS_UNEVEN, episodes=6, seed=1, num_envs=4)  # quotas 2, 2, 1, 1
+    np.testing.assert_array_equal(np.sort(shifted.lengths), [1, 2, 2, 3, 3, 4])
 
 
 def test_perturbation_is_applied_to_what_the_policy_sees(pendulum_run):

@@ -185,6 +185,12 @@ ATTACKS: dict[str, type[Attack]] = {}
 
 
 def register(cls: type[Attack]) -> type[Attack]:
+    """Class decorator: make ``cls`` available under ``cls.name``. A second class under a taken
+    name is refused (it would silently replace the first); re-registering the same class (a module
+    reload) is allowed."""
+    previous = ATTACKS.get(cls.name)
+    if previous is not None and (previous.__module__, previous.__qualname__) != (cls.__module__, cls.__qualname__):
+        raise ValueError(f"attack name {cls.name!r} is taken by {previous.__module__}.{previous.__qualname__}")
     ATTACKS[cls.name] = cls
     return cls
 
