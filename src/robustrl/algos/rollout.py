@@ -84,7 +84,7 @@ def compute_gae(
 
 def require_finite(array: Any, what: str) -> None:
     """Raise :class:`NonFiniteObservationError` ("non-finite <what>") if ``array`` holds NaN or inf."""
-    if not np.all(np.isfinite(array)):
+    if not np.all(np.isfinite(np.asarray(array, dtype=np.float64))):
         raise NonFiniteObservationError(f"non-finite {what} (NaN or inf)")
 
 

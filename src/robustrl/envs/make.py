@@ -36,9 +36,7 @@ def check_env_id(env_id: str, backend: str = "gymnasium") -> None:
         if env_id not in known:
             near = difflib.get_close_matches(env_id, known, n=3)
             hint = f" (did you mean {', '.join(near)}?)" if near else ""
-            raise UnknownEnvError(
-                f"envpool has no task {env_id!r}{hint}; use --backend gymnasium for this env"
-            )
+            raise UnknownEnvError(f"envpool has no task {env_id!r}{hint}; use --backend gymnasium for this env")
         return
     if env_id not in gym.registry:
         near = difflib.get_close_matches(env_id, list(gym.registry), n=3)
@@ -46,27 +44,63 @@ def check_env_id(env_id: str, backend: str = "gymnasium") -> None:
         raise UnknownEnvError(f"unknown environment id {env_id!r} (not registered with Gymnasium{hint})")
 
 
-def make_env(env_id: str, num_envs: int = 1, seed: int = 0, backend: str = "gymnasium") -> VectorEnv:
-    """Make ``num_envs`` copies of ``env_id``, seeded ``seed, seed+1, ...``, reset once.
+def make_env(env: Any, num_envs: int = 1, seed: int = 0, backend: str = "gymnasium") -> VectorEnv:
+    """Make ``num_envs`` copies of ``env``, seeded ``seed, seed+1, ...`` (the caller resets).
 
-    Returns a Gymnasium vector env with same-step autoreset (see module docstring). The caller
-    owns it and must ``close()`` it. Observations are raw; normalisation lives with the policy.
+    ``env`` is a Gymnasium id (``"Hopper-v5"``) or an *env factory*: a callable returning a
+    ``gymnasium.Env`` (a wrapped env, an env built from MJCF in code, or the single-agent
+    :class:`~robustrl.envs.multiagent.OpponentView` of a PettingZoo parallel env). Either way the
+    result is a Gymnasium vector env with same-step autoreset (see module docstring), so
+    normalisation and episode semantics are the same. The caller owns it and must ``close()`` it.
+    Observations are raw; normalisation lives with the policy.
     """
     if num_envs < 1:
         raise InvalidArgumentError(f"num_envs must be >= 1, got {num_envs}")
+    if callable(env) and not isinstance(env, str):
+        if backend != "gymnasium":
+            raise InvalidArgumentError(f"an env factory runs on the gymnasium backend, not {backend!r}")
+        label = getattr(env, "__name__", type(env).__name__)
+        vector: VectorEnv = gym.vector.SyncVectorEnv(
+            [_checked_factory(env, label)] * num_envs, autoreset_mode=AutoresetMode.SAME_STEP
+        )
+        _check_spaces(label, vector)
+        vector.action_space.seed(seed)
+        return vector
+    if not isinstance(env, str):
+        raise InvalidArgumentError(
+            f"env must be a Gymnasium id or a callable returning a gymnasium.Env, got {type(env).__name__}; "
+            "a PettingZoo parallel env takes part through robustrl.envs.multiagent.opponent_view(...) "
+            "or robustrl.algos.rollout.MultiAgentCollector"
+        )
+    env_id = env
     check_env_id(env_id, backend)
     if backend == "envpool":
-        env: VectorEnv = EnvpoolVectorEnv(env_id, num_envs, seed)
+        vector = EnvpoolVectorEnv(env_id, num_envs, seed)
     else:
-        env = gym.make_vec(
+        vector = gym.make_vec(
             env_id,
             num_envs=num_envs,
             vectorization_mode="sync",
             vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
         )
-    _check_spaces(env_id, env)
-    env.action_space.seed(seed)
-    return env
+    _check_spaces(env_id, vector)
+    vector.action_space.seed(seed)
+    return vector
+
+
+def _checked_factory(factory: Any, label: str):
+    def make() -> gym.Env:
+        made = factory()
+        if not isinstance(made, gym.Env):
+            hint = (
+                " (a PettingZoo parallel env: wrap it with robustrl.envs.multiagent.opponent_view)"
+                if hasattr(made, "possible_agents")
+                else ""
+            )
+            raise InvalidArgumentError(f"env factory {label} returned {type(made).__name__}, not a gymnasium.Env{hint}")
+        return made
+
+    return make
 
 
 def require_finite(obs: np.ndarray, env_id: str, where: str = "") -> None:
