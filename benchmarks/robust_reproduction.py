@@ -24,15 +24,17 @@ from pathlib import Path
 import torch
 
 from robustrl import TrainConfig, ppo_defaults_for, train
+from robustrl.attacks import ALL
 from robustrl.config import RobustConfig, default_eps
+from robustrl.evaluate.reports import report_path, split_attacks
 from robustrl.evaluate.robustness import median_agent, robustness_report
 from robustrl.experiments.run import is_run_dir, latest_checkpoint, load_policy
 from robustrl.report.plots import plot_method_comparison
 
 ROOT = Path(__file__).resolve().parent
 REFERENCE = ROOT.parent.parent / "shared" / "reference" / "barpo_tables.json"
-CHEAP = ["random", "critic", "mad", "rs"]
-EXPENSIVE = ["sa-rl", "pa-ad"]
+# the papers' six attacks; the learned-adversary ones (SA-RL, PA-AD) are the expensive ones
+CHEAP, EXPENSIVE = (list(names) for names in split_attacks(ALL))
 # method label -> (algo, guidance); labels follow the paper (Table 4 names in brackets)
 METHODS = {
     "ppo": ("ppo", True),  # SPO
@@ -223,7 +225,7 @@ def main() -> None:
             policy = load_policy(directory)
             reports[method][seed] = robustness_report(
                 policy, args.env, attacks=CHEAP, eps=eps, episodes=args.episodes, source=directory,
-                json_path=directory / f"eval-eps{eps:g}.json",
+                json_path=report_path(directory, eps),
             )
             r = reports[method][seed]
             print(f"{method} s{seed}: natural {r['results']['natural']['mean']:.0f}, worst {r['worst']['mean']:.0f} ({r['worst']['attack']})", flush=True)
@@ -234,8 +236,8 @@ def main() -> None:
                 directory = run_dir(args.env, method, seed, args.steps)
                 by_seed[seed] = robustness_report(
                     load_policy(directory), args.env, attacks=CHEAP + EXPENSIVE, eps=eps, episodes=args.episodes,
-                    source=directory, json_path=directory / f"eval-eps{eps:g}.json",
-                    budgets={"sa-rl": args.attack_budget, "pa-ad": args.attack_budget},
+                    source=directory, json_path=report_path(directory, eps),
+                    budgets=dict.fromkeys(EXPENSIVE, args.attack_budget),
                 )  # fmt: skip
                 r = by_seed[seed]
                 print(f"{method} s{seed} full table: worst {r['worst']['mean']:.0f} ({r['worst']['attack']})", flush=True)
@@ -252,8 +254,8 @@ def main() -> None:
             directory = run_dir(args.env, method, seed, args.steps)
             report = robustness_report(
                 load_policy(directory), args.env, attacks=CHEAP + EXPENSIVE, eps=eps, episodes=args.episodes,
-                source=directory, json_path=directory / f"eval-eps{eps:g}.json",
-                budgets={"sa-rl": args.attack_budget, "pa-ad": args.attack_budget},
+                source=directory, json_path=report_path(directory, eps),
+                budgets=dict.fromkeys(EXPENSIVE, args.attack_budget),
             )
         medians[method] = (seed, report)
 

@@ -148,6 +148,24 @@ TRAIN_BAD_INPUT = {
     "set-invalid-value": ["--env", ENV, *TINY, "--set", "gamma=2"],
     "no-env": [*TINY],
     "unknown-option": ["--env", ENV, *TINY, "--no-such-option"],
+    # values are checked against the config fields' types (issue 10, item 8)
+    "set-int-for-list": ["--env", ENV, *TINY, "--set", "hidden_sizes=64"],
+    "set-null-for-float": ["--env", ENV, *TINY, "--set", "clip_eps=null"],
+    "set-string-for-float": ["--env", ENV, *TINY, "--set", 'policy_lr="1e-4"'],
+    "set-nan": ["--env", ENV, *TINY, "--set", "policy_lr=NaN"],
+    "set-float-for-int": ["--env", ENV, *TINY, "--set", "policy_epochs=2.5"],
+    "set-robust-word-for-float": ["--env", ENV, *TINY, "--algo", "bar-ppo", "--set-robust", "eps=abc"],
+    "set-robust-list-for-float": ["--env", ENV, *TINY, "--algo", "bar-ppo", "--set-robust", "kappa=[1]"],
+    "set-robust-string-for-float": ["--env", ENV, *TINY, "--algo", "bar-ppo", "--set-robust", 'eps="0.1"'],
+    "set-robust-unknown-key": ["--env", ENV, *TINY, "--algo", "bar-ppo", "--set-robust", "nope=1"],
+    # a knob the method does not read is refused, not silently ignored (objective.knobs)
+    "ppo-with-robust-option": ["--env", ENV, *TINY, "--eps", "0.1"],
+    "radial-with-kappa": ["--env", ENV, *TINY, "--algo", "radial-ppo", "--kappa", "1"],
+    "radial-with-inner-steps": ["--env", ENV, *TINY, "--algo", "radial-ppo", "--set-robust", "inner_steps=3"],
+    "bar-ppo-with-solver": ["--env", ENV, *TINY, "--algo", "bar-ppo", "--solver", "ibp"],
+    "sa-ppo-with-no-guidance": ["--env", ENV, *TINY, "--algo", "sa-ppo", "--no-guidance"],
+    "steps-beyond-1e10": ["--env", ENV, "--steps", "1e99", "--no-progress"],
+    "steps-infinite": ["--env", ENV, "--steps", "inf", "--no-progress"],
 }
 
 
@@ -159,6 +177,101 @@ def test_train_bad_input_is_one_error_line(capsys, tmp_path, args):
     # a run that fails validation writes nothing at all
     assert not out_dir.exists()
     assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--set", "hidden_sizes=64"], ["hidden_sizes", "list", "64"]),
+        (["--set", "clip_eps=null"], ["clip_eps", "number", "null"]),
+        (["--set", 'policy_lr="1e-4"'], ["policy_lr", "number", '"1e-4"']),
+        (["--algo", "bar-ppo", "--set-robust", 'eps="abc"'], ["eps", "number", '"abc"']),
+        (["--algo", "bar-ppo", "--set-robust", "kappa=[1]"], ["kappa", "number", "[1]"]),
+        (["--algo", "radial-ppo", "--kappa", "1"], ["radial-ppo", "kappa", "radial_mix"]),
+        (["--steps", "1e99"], ["--steps", "1e10"]),
+    ],
+)
+def test_bad_value_message_names_key_type_and_value(capsys, tmp_path, args, words):
+    code, out, err = call(capsys, "train", "--env", ENV, "--no-progress", *args, "--out", str(tmp_path / "run"))
+    line = assert_one_error_line(code, out, err)
+    for word in words:
+        assert word in line, line
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        pytest.param(["--algo", "wocar-ppo"], id="wocar-ppo"),
+        pytest.param(["--algo", "sa-ppo", "--solver", "ibp"], id="sa-ppo-ibp"),
+    ],
+)
+def test_objective_needing_continuous_actions_refuses_discrete_env(capsys, tmp_path, args):
+    """Checked before the run directory exists (it used to be a traceback after a half-made run)."""
+    out_dir = tmp_path / "run"
+    code, out, err = call(capsys, "train", "--env", "CartPole-v1", *TINY, *args, "--out", str(out_dir))
+    line = assert_one_error_line(code, out, err)
+    assert "continuous actions" in line and "CartPole-v1" in line
+    assert not out_dir.exists()
+    assert not (tmp_path / "runs").exists()
+
+
+def test_sa_ppo_with_sgld_still_trains_on_a_discrete_env(capsys, tmp_path):
+    code, out, err = call(
+        capsys, "train", "--env", "CartPole-v1", "--steps", "2048", "--no-progress", "--algo", "sa-ppo",
+        "--set-robust", "inner_steps=2", "--out", str(tmp_path / "run"),
+    )  # fmt: skip
+    assert code == 0, err
+
+
+def test_train_out_is_an_existing_file(capsys, tmp_path):
+    target = tmp_path / "notes.txt"
+    target.write_text("precious\n")
+    before = snapshot(tmp_path)
+    for out in (target, target / "run"):
+        code, stdout, err = call(capsys, "train", "--env", ENV, *TINY, "--out", str(out))
+        line = assert_one_error_line(code, stdout, err)
+        assert "is a file" in line
+    assert_unchanged(tmp_path, before)
+
+
+def test_resume_with_run_options_is_refused(capsys, run_copy):
+    """--seed/--num-envs/--algo (typer defaults) were silently ignored on --resume; now every
+    explicitly passed setting is named."""
+    before = snapshot(run_copy)
+    code, out, err = call(
+        capsys, "train", "--resume", str(run_copy), "--seed", "5", "--num-envs", "4", "--algo", "bar-ppo", "--no-progress"
+    )
+    line = assert_one_error_line(code, out, err)
+    for option in ("--seed", "--num-envs", "--algo"):
+        assert option in line
+    assert_unchanged(run_copy, before)
+
+
+def test_train_help_lists_algorithms_and_where_keys_are(capsys):
+    from robustrl.algos import ALGORITHMS
+
+    code, out, err = call(capsys, "train", "--help")
+    assert code == 0, err
+    text = flat(out.replace("│", " "))  # rich draws the options in a box
+    for name in ALGORITHMS:
+        assert name in text, name
+    assert "PPOConfig" in text and "RobustConfig" in text and "--list-knobs" in text
+    assert "normalised observations" in text  # --eps
+    assert "rounded down to whole iterations" in text  # --steps
+    assert "Seed of the run" in text  # --seed
+    code, out, err = call(capsys, "evaluate", "--help")
+    assert code == 0 and "Episodes per mode" in flat(out.replace("│", " "))
+
+
+def test_list_knobs(capsys):
+    code, out, err = call(capsys, "train", "--list-knobs")
+    assert code == 0, err
+    text = flat(out)
+    for key in ("policy_lr", "hidden_sizes", "kappa", "radial_mix", "q_weight", "temperature"):
+        assert key in text, key
+    radial_row = next(line for line in out.splitlines() if "radial_mix" in line)
+    assert "radial-ppo" in radial_row
 
 
 def test_unknown_env_message_names_the_env(capsys, tmp_path):
@@ -340,11 +453,111 @@ def test_evaluate_truncated_newest_falls_back_with_warning(capsys, run_copy):
     assert code == 0, err
     assert "Traceback" not in out + err
     assert "error:" not in err
-    assert "warning:" in err
-    assert newest.name in err.replace("\n", "")  # the warning names the skipped file
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("warning:"), err  # one line, not Python's two
+    assert newest.name in lines[0] and "iter_000001" in lines[0]  # what was skipped, what is used
     result = json.loads(report.read_text())
     assert result["env_id"] == ENV
     assert result["results"]["deterministic"]["episodes"] == 2
+    # the report and the printed table say which checkpoint was evaluated
+    assert result["checkpoint"] == str(run_copy / "checkpoints" / "iter_000001")
+    assert "iter_000001" in flat(out)
+
+
+def test_evaluate_with_attacks_records_the_checkpoint_used(capsys, run_copy):
+    truncate(checkpoint_stems(run_copy)[-1].with_suffix(".safetensors"))
+    code, out, err = call(capsys, "evaluate", str(run_copy), "--episodes", "1", "--attacks", "random", "--eps", "0.1")
+    assert code == 0, err
+    assert err.startswith("warning:") and len(err.strip().splitlines()) == 1, err
+    report = json.loads((run_copy / "eval-eps0.1.json").read_text())
+    assert report["checkpoint"].endswith("iter_000001")
+    assert "iter_000001" in flat(out)
+
+
+def test_evaluate_skips_a_checkpoint_holding_nan(capsys, run_copy):
+    """A checkpoint with NaN weights (a diverged run) is never loaded: the newest finite one is,
+    with a warning naming the tensor."""
+    from robustrl.policies.checkpoint import load_checkpoint
+
+    stem = checkpoint_stems(run_copy)[-1].with_suffix("")
+    tensors, meta = load_checkpoint(stem)
+    tensors["policy/actor.0.weight"][0, 0] = float("nan")
+    from safetensors.torch import save as to_bytes
+
+    blob = to_bytes(tensors)
+    stem.with_suffix(".safetensors").write_bytes(blob)
+    import hashlib
+
+    meta["tensors_sha256"] = hashlib.sha256(blob).hexdigest()
+    stem.with_suffix(".json").write_text(json.dumps(meta))
+    code, out, err = call(capsys, "evaluate", str(run_copy), "--episodes", "1", "--mode", "deterministic")
+    assert code == 0, err
+    assert err.startswith("warning:") and "policy/actor.0.weight" in err and "NaN" in err, err
+    assert "iter_000001" in flat(out)
+
+
+# ---- evaluate: outputs checked before any work; reports never lost ---------------------------------
+def test_evaluate_json_naming_a_directory(capsys, trained_run, tmp_path):
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    before = snapshot(tmp_path)
+    code, out, err = call(capsys, "evaluate", str(trained_run), "--episodes", "1", "--json", str(folder))
+    line = assert_one_error_line(code, out, err)
+    assert "directory" in line
+    assert_unchanged(tmp_path, before)  # no stray runs.tmp
+    code, out, err = call(capsys, "evaluate", str(trained_run), "--episodes", "1", "--json", str(tmp_path / "no" / "r.json"))
+    assert_one_error_line(code, out, err)
+
+
+@pytest.mark.parametrize(
+    "option",
+    ["mad.steps=-1", "mad.step_size=-0.5", 'mad.steps="x"', "random.nope=1", "critic.steps=0"],
+)
+def test_bad_attack_option_leaves_the_report_untouched(capsys, run_copy, option):
+    """Attacks are built (and tried on one observation) before the report is read or written: a bad
+    option used to fail only after the report of other settings had been replaced."""
+    code, out, err = call(capsys, "evaluate", str(run_copy), "--episodes", "1", "--attacks", "random", "--eps", "0.1")
+    assert code == 0, err
+    before = snapshot(run_copy)
+    name = option.split(".")[0]
+    code, out, err = call(
+        capsys, "evaluate", str(run_copy), "--episodes", "2", "--attacks", name, "--eps", "0.1", "--attack-option", option
+    )
+    line = assert_one_error_line(code, out, err)
+    assert name in line
+    assert_unchanged(run_copy, before)
+
+
+def test_l2_report_does_not_overwrite_the_linf_report(capsys, run_copy):
+    args = ["evaluate", str(run_copy), "--episodes", "1", "--attacks", "random", "--eps", "0.1"]
+    assert call(capsys, *args)[0] == 0
+    linf = run_copy / "eval-eps0.1.json"
+    before = linf.read_bytes()
+    code, out, err = call(capsys, *args, "--norm", "2")
+    assert code == 0, err
+    assert linf.read_bytes() == before
+    assert json.loads((run_copy / "eval-eps0.1-l2.json").read_text())["norm"] == "2"
+
+
+def test_sb3_zip_with_bogus_weights_is_one_line(capsys, tmp_path):
+    """torch's weights-only refusal is a page of advice (re-run with weights_only=False...); we
+    never unpickle, so one line says what is wrong."""
+    import fractions
+    import io
+    import zipfile
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save({"w": fractions.Fraction(1, 2)}, buffer)
+    model = tmp_path / "model.zip"
+    with zipfile.ZipFile(model, "w") as archive:
+        archive.writestr("data", json.dumps({"observation_space": {}, "action_space": {}}))
+        archive.writestr("policy.pth", buffer.getvalue())
+    code, out, err = call(capsys, "evaluate", str(model), "--env", ENV, "--episodes", "1")
+    line = assert_one_error_line(code, out, err)
+    assert "policy.pth" in line and "Fraction" in line
+    assert "weights_only" not in line and "\x1b" not in line
 
 
 # ---- 3. --debug -------------------------------------------------------------------------------
@@ -396,9 +609,10 @@ def test_first_ctrl_c_saves_a_resumable_checkpoint(capsys, tmp_path):
     try:
         procs.append(_start_training(["--env", ENV, "--steps", "200000", "--out", str(run)]))
         out, err = _interrupt_after(procs[-1], run, rows=2)
-        assert procs[-1].returncode == 0, f"stdout:\n{out}\nstderr:\n{err}"
+        # saved, but not finished: a non-zero exit, so `train && evaluate` stops here
+        assert procs[-1].returncode == 130, f"stdout:\n{out}\nstderr:\n{err}"
         assert "Traceback" not in out + err
-        assert "interrupted" in out
+        assert "interrupted" in out and "aborted" not in err
         match = re.search(r"interrupted at iteration (\d+)", flat(out))
         assert match, out
         stopped_at = int(match.group(1))
@@ -418,7 +632,7 @@ def test_first_ctrl_c_saves_a_resumable_checkpoint(capsys, tmp_path):
         # ... and resumes, and a resumed run can be interrupted the same way
         procs.append(_start_training(["--resume", str(run)]))
         out2, err2 = _interrupt_after(procs[-1], run, rows=stopped_at + 1)
-        assert procs[-1].returncode == 0, f"stdout:\n{out2}\nstderr:\n{err2}"
+        assert procs[-1].returncode == 130, f"stdout:\n{out2}\nstderr:\n{err2}"
         assert "Traceback" not in out2 + err2
         match = re.search(r"interrupted at iteration (\d+)", flat(out2))
         assert match, out2
@@ -452,7 +666,7 @@ def test_second_ctrl_c_aborts_with_nonzero_exit(capsys, tmp_path):
         assert proc.stderr is not None
         for line in proc.stderr:
             stderr_lines.append(line)
-            if "interrupted" in line:
+            if "finishing this iteration" in line:  # the first Ctrl-C's warning
                 warned.set()
 
     reader = threading.Thread(target=read_stderr, daemon=True)
@@ -464,7 +678,7 @@ def test_second_ctrl_c_aborts_with_nonzero_exit(capsys, tmp_path):
             assert time.monotonic() < deadline, "training did not start within 60s"
             time.sleep(0.05)
         proc.send_signal(signal.SIGINT)
-        assert warned.wait(30), "no 'interrupted' warning after the first Ctrl-C:\n" + "".join(stderr_lines)
+        assert warned.wait(30), "no warning after the first Ctrl-C:\n" + "".join(stderr_lines)
         proc.send_signal(signal.SIGINT)
         out, rest = proc.communicate(timeout=60)  # may take stderr lines the reader thread did not
         reader.join(10)

@@ -6,6 +6,8 @@ import dataclasses
 import json
 import math
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,10 @@ app = typer.Typer(
 # into 80 columns and truncate every cell.
 console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 220)
 error_console = Console(stderr=True, soft_wrap=True)
+
+
+class _StoppedEarly(Exception):
+    """Training was interrupted and saved (a resumable checkpoint): exit code 130, no message."""
 
 
 @app.callback()
@@ -246,7 +252,7 @@ def train(
             f"interrupted at iteration {result.iterations} ({result.global_step} steps); run directory: [bold]{result.run_dir}[/]"
         )
         console.print(f"continue with: robustrl train --resume {result.run_dir}")
-        raise typer.Exit(130)  # so `train && evaluate` does not evaluate a half-trained policy
+        raise _StoppedEarly  # exit 130, so `train && evaluate` does not evaluate a half-trained policy
     console.print(
         f"finished iteration {result.iterations} ({result.global_step} steps); run directory: [bold]{result.run_dir}[/]"
     )
@@ -328,18 +334,23 @@ def _load_any(path: Path, env: str | None, vecnormalize: Path | None, trust_pick
     return load_model(path, env, vecnormalize=vecnormalize, trust_pickle=trust_pickle)
 
 
-class _AttackProgress:
-    """Rich bars for each attack's fitting and episodes (stderr, only on a terminal)."""
+@contextmanager
+def _progress_bars(enabled: bool | None = None) -> Iterator[Any]:
+    """A :class:`robustrl.progress.Progress` callback drawing one rich bar per task on stderr
+    (only on a terminal unless ``enabled``); the library never draws."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    def __init__(self, bar: Any, label: str = ""):
-        self.bar, self.label, self.tasks = bar, label, {}
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    disable = not error_console.is_terminal if enabled is None else not enabled
+    with Progress(*columns, console=error_console, transient=True, disable=disable) as bar:
+        tasks: dict[str, Any] = {}
 
-    def __call__(self, stage: str, name: str, done: int, total: int) -> None:
-        key = (stage, name)
-        if key not in self.tasks:
-            text = f"{self.label}{name}: " + ("fitting" if stage == "fit" else "episodes")
-            self.tasks[key] = self.bar.add_task(text, total=total)
-        self.bar.update(self.tasks[key], completed=done, total=total)
+        def draw(task: str, done: int, total: int, **fields: Any) -> None:
+            if task not in tasks:
+                tasks[task] = bar.add_task(task, total=total)
+            bar.update(tasks[task], completed=done, total=total)
+
+        yield draw
 
 
 @app.command()
@@ -362,8 +373,12 @@ def evaluate(
     plot: Path | None = typer.Option(
         None, "--plot", help="PNG for --eps-sweep (default eps_sweep.png next to the first model)."
     ),
-    episodes: int = typer.Option(50, "--episodes", min=1),
-    seed: int = typer.Option(10_000, "--seed", min=0, help="Seed of the evaluation envs."),
+    episodes: int = typer.Option(
+        50, "--episodes", min=1, help="Episodes per mode and per attack (each env runs a fixed share of them)."
+    ),
+    seed: int = typer.Option(
+        10_000, "--seed", min=0, help="Seed of the evaluation envs (default 10000, apart from training seeds)."
+    ),
     mode: str | None = typer.Option(
         None, "--mode", help="deterministic, stochastic or both (default: both without attacks, deterministic with)."
     ),
@@ -386,14 +401,6 @@ def evaluate(
     markdown_file: Path | None = typer.Option(None, "--markdown", help="Write the table as markdown here."),
 ) -> None:
     """Natural return, or the robustness table under attacks (BARPO Table 2), of trained policies."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-
     from robustrl.policies.checkpoint import atomic_write_text
 
     modes = {
@@ -408,22 +415,27 @@ def evaluate(
     for path in paths:
         if not path.exists():
             raise InvalidArgumentError(f"{path} does not exist")
-    progress_columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    for path, option in ((json_file, "--json"), (markdown_file, "--markdown"), (plot, "--plot")):
+        _check_output_file(path, option)
+
+    def load(path: Path | str, env_id: str | None) -> Any:
+        return _load_any(Path(path), env_id, vecnormalize, trust_pickle)
+
     if attacks is None and eps_sweep is None:
-        _evaluate_natural(
-            paths, env, episodes, seed, modes[mode or "both"], json_file, markdown_file, vecnormalize, trust_pickle
-        )
+        _evaluate_natural(paths, env, episodes, seed, modes[mode or "both"], json_file, markdown_file, load)
         return
 
     from robustrl.attacks import parse_attacks
-    from robustrl.evaluate.robustness import eps_sweep as run_sweep
-    from robustrl.evaluate.robustness import median_agent_protocol, robustness_report
+    from robustrl.evaluate.reports import evaluate_robustness
     from robustrl.report.table import robustness_markdown, robustness_table
 
     names = parse_attacks(attacks or "random,critic,mad")
     parsed_budgets, parsed_options = parse_attack_settings(budgets, attack_options)
     if (mode or "deterministic") == "both":
         raise InvalidArgumentError("with --attacks, --mode is deterministic (default, as the papers) or stochastic")
+    if median and eps_sweep is not None:
+        raise InvalidArgumentError("--median and --eps-sweep cannot be combined")
+    sweep = parse_float_list(eps_sweep, "--eps-sweep") if eps_sweep is not None else None
     common = dict(
         norm=norm,
         episodes=episodes,
@@ -433,90 +445,55 @@ def evaluate(
         budgets=parsed_budgets,
         refit=refit,
     )
-    with Progress(
-        *progress_columns, console=error_console, transient=True, disable=not error_console.is_terminal
-    ) as bar:
-        if median:
-            if eps_sweep is not None:
-                raise InvalidArgumentError("--median and --eps-sweep cannot be combined")
-            cheap = tuple(n for n in names if n not in ("sa-rl", "pa-ad"))
-            expensive = tuple(n for n in names if n in ("sa-rl", "pa-ad"))
-            result = median_agent_protocol(
-                paths,
-                env,
-                cheap_attacks=cheap,
-                expensive_attacks=expensive,
-                eps=eps,
-                load=lambda p, e: _load_any(Path(p), e, vecnormalize, trust_pickle),
-                progress_for=lambda label: _AttackProgress(bar, f"{Path(label).name} "),
-                **common,
-            )
-            reports = result["reports"]
-            labels = [_label(p) + (" (median)" if i == result["median_index"] else "") for i, p in enumerate(paths)]
-            reports[result["median_index"]] = result["median_report"]
-        else:
-            reports, labels = [], []
-            for path in paths:
-                policy = _load_any(path, env, vecnormalize, trust_pickle)
-                env_id = env or policy.env_id
-                if env_id is None:
-                    raise InvalidArgumentError(f"{path}: pass --env (the model file does not record its env)")
-                if eps_sweep is not None:
-                    sweep = run_sweep(
-                        policy,
-                        env_id,
-                        parse_float_list(eps_sweep, "--eps-sweep"),
-                        attacks=names,
-                        source=path,
-                        json_path=json_file or _default_report(path, "eps-sweep"),
-                        progress=_AttackProgress(bar, f"{path.name} "),
-                        **common,
-                    )
-                    from robustrl.report.plots import plot_eps_sweep
-
-                    figure = plot_eps_sweep(sweep, plot or _default_report(path, "eps_sweep").with_suffix(".png"))
-                    console.print(robustness_table(sweep, [f"eps={r['eps']:g}" for r in sweep]))
-                    console.print(f"plot: {figure}")
-                    continue
-                report = robustness_report(
-                    policy,
-                    env_id,
-                    attacks=names,
-                    eps=eps,
-                    source=path,
-                    progress=_AttackProgress(bar, f"{path.name} "),
-                    json_path=json_file if len(paths) == 1 and json_file else _default_report(path, None, eps, env_id),
-                    **common,
-                )
-                reports.append(report)
-                labels.append(_label(path))
-    if reports:
-        console.print(robustness_table(reports, labels))
-        if json_file is not None and len(paths) > 1:
-            atomic_write_text(json_file, json.dumps({"reports": reports, "labels": labels}, indent=1))
-        if markdown_file is not None:
-            atomic_write_text(markdown_file, robustness_markdown(reports, labels))
+    if sweep is not None:
+        _evaluate_sweep(paths, env, names, sweep, json_file, plot, load, common)
+        return
+    with _progress_bars() as progress:
+        reports, labels = evaluate_robustness(
+            paths,
+            env,
+            attacks=names,
+            eps=eps,
+            median=median,
+            json_path=json_file,
+            load=load,
+            progress=progress,
+            **common,
+        )
+    console.print(robustness_table(reports, labels))
+    if markdown_file is not None:
+        atomic_write_text(markdown_file, robustness_markdown(reports, labels))
 
 
-def _label(path: Path) -> str:
-    """A short row label: the run directory's name (or the file's)."""
-    path = Path(path)
-    return path.parent.parent.name if path.parent.name == "checkpoints" else path.name
+def _evaluate_sweep(paths, env, names, eps_values, json_file, plot, load, common) -> None:
+    """``--eps-sweep``: one report per eps for each path, and a plot of return versus eps."""
+    from robustrl.evaluate.reports import labelled, run_label, sweep_paths
+    from robustrl.evaluate.robustness import check_attacks, eps_sweep
+    from robustrl.report.plots import plot_eps_sweep
+    from robustrl.report.table import robustness_table
+
+    loaded = []
+    for path in paths:  # every policy and every attack option before any report is written
+        policy = load(path, env)
+        env_id = env or policy.env_id
+        if env_id is None:
+            raise InvalidArgumentError(f"{path}: pass --env (the model file does not record its env)")
+        for eps in eps_values:
+            check_attacks(names, eps, common["norm"], common["attack_options"], policy, env_id)
+        loaded.append((path, policy, env_id))
+    with _progress_bars() as progress:
+        for path, policy, env_id in loaded:
+            report_stem, default_plot = sweep_paths(path, common["norm"])
+            reports = eps_sweep(
+                policy, env_id, eps_values, attacks=names, source=path, json_path=json_file or report_stem,
+                progress=labelled(progress, run_label(path)), **common,
+            )  # fmt: skip
+            figure = plot_eps_sweep(reports, plot or default_plot)
+            console.print(robustness_table(reports, [f"eps={r['eps']:g}" for r in reports]))
+            console.print(f"plot: {figure}")
 
 
-def _default_report(path: Path, stem: str | None, eps: float | None = None, env_id: str | None = None) -> Path:
-    """Reports live next to the policy: ``<run dir>/eval-eps<e>.json`` (resumable)."""
-    from robustrl.config import default_eps
-
-    base = path if path.is_dir() else path.parent
-    if stem is None:
-        stem = f"eval-eps{(eps if eps is not None else default_eps(env_id)):g}"
-    return base / f"{stem}.json"
-
-
-def _evaluate_natural(paths, env, episodes, seed, modes, json_file, markdown_file, vecnormalize, trust_pickle) -> None:
-    from rich.progress import Progress
-
+def _evaluate_natural(paths, env, episodes, seed, modes, json_file, markdown_file, load) -> None:
     from robustrl.evaluate import evaluate as evaluate_policy
     from robustrl.policies.checkpoint import atomic_write_text
     from robustrl.report.table import natural_return_markdown, natural_return_table
@@ -524,19 +501,12 @@ def _evaluate_natural(paths, env, episodes, seed, modes, json_file, markdown_fil
     if len(paths) != 1:
         raise InvalidArgumentError("natural-return evaluation takes one path; add --attacks for a table of several")
     path = paths[0]
-    policy = _load_any(path, env, vecnormalize, trust_pickle)
-    with Progress(console=error_console, transient=True, disable=not error_console.is_terminal) as bar:
-        tasks = {m: bar.add_task(f"{m} episodes", total=episodes) for m in modes}
+    policy = load(path, env)
+    with _progress_bars() as progress:
         report = evaluate_policy(
-            policy,
-            env or policy.env_id,
-            episodes=episodes,
-            seed=seed,
-            modes=modes,
-            json_path=json_file,
-            on_episode=lambda m, _ret: bar.advance(tasks[m]),
-            source=str(path),
-        )
+            policy, env or policy.env_id, episodes=episodes, seed=seed, modes=modes, json_path=json_file,
+            progress=progress, source=str(path),
+        )  # fmt: skip
     console.print(natural_return_table(report))
     if markdown_file is not None:
         atomic_write_text(markdown_file, natural_return_markdown(report))
@@ -546,7 +516,7 @@ def _evaluate_natural(paths, env, episodes, seed, modes, json_file, markdown_fil
 def demo(
     env: str = typer.Option("Hopper-v5", "--env"),
     steps: str = typer.Option("3e5", "--steps", help="Training budget of the demo."),
-    episodes: int = typer.Option(10, "--episodes", min=1),
+    episodes: int = typer.Option(10, "--episodes", min=1, help="Evaluation episodes per attack."),
     attack_budget: str = typer.Option(
         "1e5", "--attack-budget", help="Training env steps of each learned attack (SA-RL, PA-AD)."
     ),
@@ -555,26 +525,28 @@ def demo(
     """Short end-to-end demo: train PPO, attack it with the six attacks, print the robustness table."""
     from datetime import datetime
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from robustrl.attacks import ALL
     from robustrl.config import TrainConfig, default_eps, ppo_defaults_for
+    from robustrl.evaluate.reports import report_path, split_attacks
     from robustrl.evaluate.robustness import robustness_report
     from robustrl.experiments.run import train as train_run
     from robustrl.report.table import robustness_table
 
     run_dir = out or Path("runs") / f"demo-{datetime.now():%Y%m%d-%H%M%S}"
+    _check_output_dir(run_dir, "--out")
     config = TrainConfig(env_id=env, total_steps=parse_count(steps, "--steps"), seed=0, ppo=ppo_defaults_for(env))
     budget = parse_count(attack_budget, "--attack-budget")
     console.print(f"[bold]1/2[/] training PPO on {env} for {config.total_steps} steps -> {run_dir}")
     result = train_run(config, run_dir)
+    if result.interrupted:
+        console.print(f"interrupted; continue with: robustrl train --resume {result.run_dir}")
+        raise _StoppedEarly
     eps = default_eps(env)
     console.print(
         f"[bold]2/2[/] attacking it at eps={eps:g} ({', '.join(ALL)}; learned attacks trained for {budget} steps "
         f"each, the papers use ~1M-2M): {episodes} deterministic episodes per column"
     )
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=error_console, transient=True) as bar:
+    with _progress_bars(enabled=True) as progress:
         report = robustness_report(
             result.policy,
             env,
@@ -582,10 +554,10 @@ def demo(
             eps=eps,
             episodes=episodes,
             source=result.run_dir,
-            budgets={"sa-rl": budget, "pa-ad": budget},
+            budgets=dict.fromkeys(split_attacks(ALL)[1], budget),
             attack_options={"rs": {"iterations": 10}},
-            json_path=result.run_dir / f"eval-eps{eps:g}.json",
-            progress=_AttackProgress(bar),
+            json_path=report_path(result.run_dir, eps),
+            progress=progress,
         )
     console.print(robustness_table([report], [result.run_dir.name]))
 
@@ -609,8 +581,12 @@ def _fill_registry_help(command: Any) -> None:
 def _show_warning(
     message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None, line: Any = None
 ) -> None:
-    """robustrl's own warnings (e.g. a corrupt checkpoint skipped) as one ``warning:`` line."""
-    error_console.print(f"warning: {message}", highlight=False, markup=False)
+    """Every warning (a corrupt checkpoint skipped, a signal received, a library's notice) as one
+    ``warning:`` line on stderr, instead of Python's two lines with a source excerpt."""
+    import re
+
+    text = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", str(message)).split())
+    error_console.print(f"warning: {text}", highlight=False, markup=False)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -622,25 +598,17 @@ def main(argv: list[str] | None = None) -> int:
     command = _command()
     if "--help" in argv:
         _fill_registry_help(command)
-    package = Path(__file__).resolve().parent
-    previous_show = warnings.showwarning
-
-    def show(message, category, filename, lineno, file=None, line=None):
-        if Path(filename).resolve().is_relative_to(package):
-            _show_warning(message, category, filename, lineno)
-        else:
-            previous_show(message, category, filename, lineno, file, line)
-
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("default")
-            warnings.showwarning = show
+            warnings.showwarning = _show_warning
             code = command.main(args=argv, prog_name="robustrl", standalone_mode=False)
         # In non-standalone mode click turns a KeyboardInterrupt into a *returned* 130.
         if code == 130:
             raise KeyboardInterrupt
     except typer.Exit as done:
         return done.exit_code
+    except _StoppedEarly:
+        return 130
     except typer.Abort:
         error_console.print("aborted")
         return 130

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ from robustrl.errors import InvalidArgumentError
 from robustrl.evaluate.rollout import EpisodeResults, run_episodes
 from robustrl.policies.checkpoint import atomic_write_text
 from robustrl.policies.protocol import AttackablePolicy
+from robustrl.progress import Progress
 
 
 def evaluate(
@@ -22,7 +22,7 @@ def evaluate(
     modes: tuple[str, ...] = ("deterministic", "stochastic"),
     backend: str = "gymnasium",
     json_path: Path | str | None = None,
-    on_episode: Callable[[str, float], None] | None = None,
+    progress: Progress | None = None,
     source: str | None = None,
     attacks: list[str] | str | None = None,
     eps: float | None = None,
@@ -34,8 +34,11 @@ def evaluate(
     perturbation space; ``attack_settings`` are passed on).
 
     ``policy_or_path`` is a policy, a run directory or a checkpoint. Evaluation seeds default to
-    10000+ so they never coincide with the training envs' seeds. Returns (and optionally writes as
-    JSON) ``{"env_id", "episodes", "seed", "results": {mode: summary}}``.
+    10000+ so they never coincide with the training envs' seeds. ``progress``
+    (:mod:`robustrl.progress`) hears ``("episodes <mode>", done, episodes, episode_return=...)``.
+    Returns (and optionally writes as JSON) ``{"source", "checkpoint", "env_id", "episodes",
+    "seed", "results": {mode: summary}}``; ``checkpoint`` is the file the policy was loaded from
+    (a run directory's newest *readable* checkpoint), when known.
     """
     if isinstance(policy_or_path, (str, Path)):
         from robustrl.policies.adapters import load_model
@@ -55,7 +58,7 @@ def evaluate(
         names = parse_attacks(attacks) if isinstance(attacks, str) else list(attacks)
         return robustness_report(
             policy, env_id, attacks=names, eps=eps, episodes=episodes, seed=seed, json_path=json_path,
-            source=None if source == "<policy object>" else source, **attack_settings,
+            source=None if source == "<policy object>" else source, progress=progress, **attack_settings,
         )
     unknown = set(modes) - {"deterministic", "stochastic"}
     if unknown:
@@ -63,13 +66,21 @@ def evaluate(
     results: dict[str, dict[str, float]] = {}
     raw: dict[str, EpisodeResults] = {}
     for mode in modes:
-        callback = (lambda ret, mode=mode: on_episode(mode, ret)) if on_episode else None
+        callback = None
+        if progress is not None:
+            count = [0]
+
+            def callback(episode_return: float, mode: str = mode, count: list[int] = count) -> None:
+                count[0] += 1
+                progress(f"episodes {mode}", count[0], episodes, episode_return=episode_return)
+
         raw[mode] = run_episodes(
             policy, env_id, episodes, deterministic=(mode == "deterministic"), seed=seed, backend=backend,
             on_episode=callback,
         )
         results[mode] = raw[mode].summary()
-    report = {"source": source, "env_id": env_id, "episodes": episodes, "seed": seed, "results": results}
+    checkpoint = getattr(policy, "checkpoint", None)
+    report = {"source": source, "checkpoint": checkpoint, "env_id": env_id, "episodes": episodes, "seed": seed, "results": results}
     if json_path is not None:
         report_with_returns = {**report, "returns": {m: r.returns.tolist() for m, r in raw.items()}}
         atomic_write_text(Path(json_path), json.dumps(report_with_returns, indent=2))

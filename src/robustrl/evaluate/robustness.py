@@ -4,7 +4,9 @@ For one policy: natural return, return under each attack (mean ± std over ``epi
 deterministic episodes), the **worst** attack and the **worst-case robustness**
 (worst - natural) / |natural|. Learned attacks are fitted once and cached next to the policy
 (``<run dir>/attacks/<eps>-l<norm>/``), and the report is written after every attack, so an
-interrupted evaluation resumes where it stopped and loses nothing.
+interrupted evaluation resumes where it stopped and loses nothing. Every attack is built with its
+options (and the cheap ones tried on one observation) before the report file is read or written,
+so a bad option never costs earlier results.
 """
 
 from __future__ import annotations
@@ -18,17 +20,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from robustrl.attacks import ATTACKS, make_attack
 from robustrl.attacks.base import policy_fingerprint
-from robustrl.config import default_eps
+from robustrl.config import check_field_value, default_eps
 from robustrl.errors import CheckpointError, InvalidArgumentError
+from robustrl.evaluate.reports import labelled, report_path, split_attacks
 from robustrl.evaluate.rollout import run_episodes
 from robustrl.policies.checkpoint import atomic_write_text
+from robustrl.progress import Progress
 from robustrl.threat import parse_norm
-
-# progress(stage, attack name, done, total): stage is "fit" or "episodes"
-EvaluationProgress = Callable[[str, str, int, int], None]
 
 REPORT_FORMAT = "robustrl-robustness-report"
 
@@ -44,6 +46,37 @@ def attack_directory(source: Path | None, eps: float, norm: str) -> Path | None:
         return None
     base = source if source.is_dir() else source.parent
     return base / "attacks" / f"eps{eps:g}-l{norm}"
+
+
+def check_attacks(
+    names: list[str],
+    eps: float,
+    norm: str = "inf",
+    attack_options: dict[str, dict[str, Any]] | None = None,
+    policy: Any = None,
+    env_id: str | None = None,
+) -> None:
+    """Refuse bad attack names and options before any work: each option is checked against its
+    field's type, each attack is built with its options, and, given the ``policy``, each attack
+    that learns nothing perturbs one observation (its solver checks its step counts and sizes)."""
+    attack_options = attack_options or {}
+    unknown = [a for a in [*names, *attack_options] if a not in ATTACKS]
+    if unknown:
+        raise InvalidArgumentError(f"unknown attack(s) {sorted(set(unknown))}: choose from {sorted(ATTACKS)}")
+    for name in names:
+        cls, options = ATTACKS[name], attack_options.get(name, {})
+        known = {f.name for f in dataclasses.fields(cls.Options)}
+        options = {
+            key: check_field_value(cls.Options, key, value, f"attack option {name}.") if key in known else value
+            for key, value in options.items()
+        }
+        attack = make_attack(name, eps, norm, seed=0, **options)  # unknown options: a clear error here
+        if policy is not None and not cls.learned and eps > 0:
+            attack.fit(policy, env_id)
+            try:
+                attack.perturb(torch.zeros(1, policy.obs_dim))
+            except InvalidArgumentError as error:
+                raise InvalidArgumentError(f"attack {name} with options {options}: {error}") from None
 
 
 def _cached_report(json_path: Path | None, settings: dict[str, Any]) -> dict[str, Any] | None:
@@ -89,22 +122,23 @@ def robustness_report(
     attack_dir: Path | None = None,
     refit: bool = False,
     json_path: Path | str | None = None,
-    progress: EvaluationProgress | None = None,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``policy`` clean and under each attack; returns (and writes) the report.
 
     ``eps`` defaults to the papers' value for the env (see :func:`robustrl.config.default_eps`),
     in the policy's perturbation space (``policy.perturbation_space``). ``attack_options`` and
     ``budgets`` are per attack name. With ``json_path``, a previous report with the same settings
-    is resumed: finished attacks are not run again.
+    is resumed: finished attacks are not run again. ``progress`` (:mod:`robustrl.progress`) hears
+    ``("episodes <attack>", done, episodes)`` and the fits of learned attacks
+    (``("fit <attack>", env steps done, total)``). The report's ``checkpoint`` is the file the
+    policy was loaded from (``policy.checkpoint``, set by the loaders), when known.
     """
     eps = default_eps(env_id) if eps is None else eps
     norm = parse_norm(norm)
     if eps < 0 or not math.isfinite(eps):
         raise InvalidArgumentError(f"eps must be a finite number >= 0, got {eps}")
-    unknown = [a for a in attacks if a not in ATTACKS]
-    if unknown:
-        raise InvalidArgumentError(f"unknown attack(s) {unknown}: choose from {sorted(ATTACKS)}")
+    check_attacks(attacks, eps, norm, attack_options, policy, env_id)  # before the report file is touched
     attack_options = attack_options or {}
     budgets = budgets or {}
     json_path = Path(json_path) if json_path is not None else None
@@ -130,13 +164,22 @@ def robustness_report(
         "returns": {},
     }
 
+    report["checkpoint"] = getattr(policy, "checkpoint", None)
+
     def save() -> None:
         _summarise(report)
         if json_path is not None:
             atomic_write_text(json_path, json.dumps(report, indent=1))
 
     def run(name: str, perturb: Any) -> None:
-        callback = (lambda _ret, done=[0]: (done.__setitem__(0, done[0] + 1), progress("episodes", name, done[0], episodes))) if progress else None
+        callback = None
+        if progress is not None:
+            count = [0]
+
+            def callback(episode_return: float) -> None:
+                count[0] += 1
+                progress(f"episodes {name}", count[0], episodes, episode_return=episode_return)
+
         start = time.perf_counter()
         result = run_episodes(policy, env_id, episodes, deterministic=deterministic, seed=seed, perturb=perturb, on_episode=callback)
         seconds = time.perf_counter() - start
@@ -196,8 +239,7 @@ def _fitted_attack(name, eps, norm, policy, env_id, options, budget, attack_dir,
             pass  # another victim or a damaged file: fit again (the new fit replaces it atomically)
     attack = make_attack(name, eps, norm, seed=seed, **options)
     start = time.perf_counter()
-    fit_progress = (lambda done, total, _text: progress("fit", name, done, total)) if progress else None
-    attack.fit(policy, env_id, budget=budget, progress=fit_progress)
+    attack.fit(policy, env_id, budget=budget, progress=progress)  # progress("fit <name>", done, total, **fields)
     seconds = time.perf_counter() - start
     if cls.learned and attack_dir is not None:
         attack.save(attack_dir)
@@ -260,42 +302,47 @@ def median_agent_protocol(
     sources: list[Path | str],
     env_id: str | None = None,
     *,
-    cheap_attacks: tuple[str, ...] = ("random", "critic", "mad", "rs"),
-    expensive_attacks: tuple[str, ...] = ("sa-rl", "pa-ad"),
+    cheap_attacks: tuple[str, ...] | None = None,
+    expensive_attacks: tuple[str, ...] | None = None,
     load: Callable[[Path | str, str | None], Any] | None = None,
-    progress_for: Callable[[str], EvaluationProgress | None] | None = None,
+    progress: Progress | None = None,
     **options: Any,
 ) -> dict[str, Any]:
     """BARPO Appendix F.3: run the cheap attacks on every seed's agent, pick the median agent
-    (:func:`median_agent`), run the expensive (learned) attacks on it. Each agent's report is
-    written to ``<run dir>/eval-eps<e>.json`` (resumable). Returns ``{"reports", "median_index",
+    (:func:`median_agent`), run the expensive (learned-adversary) attacks on it. The attacks
+    default to the papers' six, split by :func:`robustrl.evaluate.reports.split_attacks`. Each
+    agent's report is written to :func:`robustrl.evaluate.reports.report_path` (resumable);
+    ``progress`` tasks are prefixed with the run's name. Returns ``{"reports", "median_index",
     "median_source", "median_report"}``."""
+    from robustrl.attacks import ALL
+    from robustrl.evaluate.reports import run_label
     from robustrl.policies.checkpoint import load_policy
 
+    default_cheap, default_expensive = split_attacks(ALL)
+    cheap_attacks = default_cheap if cheap_attacks is None else tuple(cheap_attacks)
+    expensive_attacks = default_expensive if expensive_attacks is None else tuple(expensive_attacks)
     load = load or load_policy
     if not sources:
         raise InvalidArgumentError("the median-agent protocol needs at least one run")
-    reports, policies = [], []
-    for source in sources:
+    norm = options.get("norm", "inf")
+    loaded = []
+    for source in sources:  # every policy, and every attack's options, before any report is touched
         policy = load(source, env_id)
         env = env_id or policy.env_id
         eps = options.get("eps") if options.get("eps") is not None else default_eps(env)
-        json_path = _run_report_path(source, eps)
-        progress = progress_for(str(source)) if progress_for else None
-        reports.append(
-            robustness_report(policy, env, attacks=list(cheap_attacks), source=source, json_path=json_path, progress=progress, **options)
+        check_attacks([*cheap_attacks, *expensive_attacks], eps, norm, options.get("attack_options"), policy, env)
+        loaded.append((policy, env, report_path(source, eps, norm)))
+    reports = [
+        robustness_report(
+            policy, env, attacks=list(cheap_attacks), source=source, json_path=json_path,
+            progress=labelled(progress, run_label(source)), **options,
         )
-        policies.append((policy, env, json_path))
+        for source, (policy, env, json_path) in zip(sources, loaded)
+    ]  # fmt: skip
     index = median_agent(reports, cheap_attacks)
-    policy, env, json_path = policies[index]
-    progress = progress_for(f"median agent {sources[index]}") if progress_for else None
+    policy, env, json_path = loaded[index]
     median_report = robustness_report(
         policy, env, attacks=list(cheap_attacks) + list(expensive_attacks), source=sources[index], json_path=json_path,
-        progress=progress, **options,
-    )
+        progress=labelled(progress, f"{run_label(sources[index])} (median)"), **options,
+    )  # fmt: skip
     return {"reports": reports, "median_index": index, "median_source": str(sources[index]), "median_report": median_report}
-
-
-def _run_report_path(source: Path | str, eps: float) -> Path:
-    base = Path(source) if Path(source).is_dir() else Path(source).parent
-    return base / f"eval-eps{eps:g}.json"

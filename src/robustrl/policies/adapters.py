@@ -247,6 +247,17 @@ def _mlp(state: dict[str, torch.Tensor], prefix: str, in_dim: int, activation: t
     return nn.Sequential(*layers), dim
 
 
+def _first_line(error: BaseException) -> str:
+    """The first non-empty line of an exception's message (torch's load errors carry paragraphs of
+    advice that do not apply here: we never unpickle arbitrary objects)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))  # torch colours part of its advice
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in lines:  # torch's weights-only refusal: the reason is on this line, after the advice
+        if line.startswith("WeightsUnpickler error:"):
+            return line.removeprefix("WeightsUnpickler error:").strip().split(". ")[0]
+    return lines[0] if lines else type(error).__name__
+
+
 def _read_sb3_zip(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """The ``data`` JSON and the ``policy.pth`` state dict, with one-line errors for bad files."""
     if not path.is_file():
@@ -269,9 +280,14 @@ def _read_sb3_zip(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     try:  # weights_only: a restricted unpickler that only rebuilds tensors and plain containers
         state = torch.load(io.BytesIO(policy_bytes), weights_only=True, map_location="cpu")
     except Exception as error:
-        raise CheckpointError(f"{path}: member 'policy.pth' is corrupt or not a weights-only state dict ({error})") from None
+        raise CheckpointError(
+            f"{path}: member 'policy.pth' is corrupt or not a weights-only state dict ({_first_line(error)})"
+        ) from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path}: member 'policy.pth' is not a state dict of tensors")
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise CheckpointError(f"{path}: tensor {bad[0]} of 'policy.pth' holds NaN or inf")
     return data, state
 
 
@@ -370,9 +386,9 @@ def load_vecnormalize_stats(path: PathLike, obs_shape: tuple[int, ...], *, trust
     except CheckpointError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError, OSError, ImportError, EOFError) as error:
-        raise CheckpointError(f"VecNormalize statistics {path} are unreadable or incomplete ({error!r})") from None
+        raise CheckpointError(f"VecNormalize statistics {path} are unreadable or incomplete ({type(error).__name__}: {_first_line(error)})") from None
     except Exception as error:
-        raise CheckpointError(f"VecNormalize statistics {path} could not be unpickled ({error!r})") from None
+        raise CheckpointError(f"VecNormalize statistics {path} could not be unpickled ({type(error).__name__}: {_first_line(error)})") from None
     if mean.shape != tuple(obs_shape) or var.shape != tuple(obs_shape):
         raise CheckpointError(f"VecNormalize statistics {path} have shape {mean.shape}, observations have {tuple(obs_shape)}")
     if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(var)) and np.all(var >= 0) and clip > 0 and epsilon >= 0):
@@ -505,13 +521,15 @@ def load_model(path: PathLike, env_id: str | None = None, *, vecnormalize: PathL
         if env_id is None:
             raise InvalidArgumentError(f"{path}: give the environment id (--env); this file does not record its spaces safely")
         if suffix == ".zip":
-            return load_sb3_zip(path, env_id, vecnormalize=vecnormalize, trust_pickle=trust_pickle)
+            policy = load_sb3_zip(path, env_id, vecnormalize=vecnormalize, trust_pickle=trust_pickle)
+            policy.checkpoint = str(path)
+            return policy
         if not path.is_file():
             raise CheckpointError(f"{path} does not exist")
         try:  # TorchScript runs in the TorchScript interpreter: no Python pickle is executed
             module = torch.jit.load(str(path), map_location="cpu")
         except Exception as error:
-            raise CheckpointError(f"{path} is not a TorchScript file (save it with torch.jit.save): {error}") from None
+            raise CheckpointError(f"{path} is not a TorchScript file (save it with torch.jit.save): {_first_line(error)}") from None
         observation_space, action_space = _env_spaces(env_id)
         normalizer = None
         if vecnormalize is not None:
@@ -521,6 +539,7 @@ def load_model(path: PathLike, env_id: str | None = None, *, vecnormalize: PathL
                                    normalize=normalizer, env_id=env_id)
         if normalizer is not None:
             policy.perturbation_space = "VecNormalize space of the module"
+        policy.checkpoint = str(path)
         return policy
     if vecnormalize is not None:
         raise InvalidArgumentError(f"{path}: --vecnormalize is only for SB3/TorchScript models; our checkpoints carry their normaliser")

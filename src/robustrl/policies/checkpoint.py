@@ -86,9 +86,23 @@ def space_from_dict(data: dict[str, Any]) -> gym.spaces.Space:
 
 
 # ---- generic save / load ----------------------------------------------------------------------
+def _non_finite(tensors: dict[str, torch.Tensor]) -> list[str]:
+    """Names of the floating-point tensors holding NaN or inf."""
+    return [name for name, value in tensors.items() if value.is_floating_point() and not bool(torch.isfinite(value).all())]
+
+
 def save_checkpoint(stem: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-    """Write ``stem.safetensors`` then ``stem.json`` (the JSON is the commit point)."""
+    """Write ``stem.safetensors`` then ``stem.json`` (the JSON is the commit point). Refuses
+    tensors holding NaN or inf: such a checkpoint could never be resumed or evaluated, and writing
+    it would hide the last good one."""
     stem = Path(stem)
+    bad = _non_finite(tensors)
+    if bad:
+        raise CheckpointError(
+            f"refusing to save {stem}: tensor {bad[0]} holds NaN or inf"
+            + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else "")
+            + "; training diverged (try a lower learning rate); earlier checkpoints are intact"
+        )
     stem.parent.mkdir(parents=True, exist_ok=True)
     blob = save_tensors_to_bytes({k: v.detach().contiguous().cpu() for k, v in tensors.items()})
     atomic_write_bytes(stem.with_suffix(".safetensors"), blob)
@@ -129,6 +143,9 @@ def load_checkpoint(stem: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
         tensors = load_tensors_from_bytes(blob)
     except (SafetensorError, ValueError, RuntimeError) as error:
         raise CheckpointError(f"{tensor_path} is not a readable safetensors file: {error}") from None
+    bad = _non_finite(tensors)
+    if bad:
+        raise CheckpointError(f"{tensor_path}: tensor {bad[0]} holds NaN or inf (a diverged run); use an earlier checkpoint")
     return tensors, meta
 
 
@@ -224,7 +241,7 @@ def latest_checkpoint(run_dir: Path) -> tuple[dict[str, torch.Tensor], dict[str,
         try:
             tensors, meta = load_checkpoint(stem)
             for message in errors:
-                warnings.warn(f"skipped unreadable checkpoint: {message}", stacklevel=2)
+                warnings.warn(f"skipped unreadable checkpoint: {message}; using {stem.name}", stacklevel=2)
             return tensors, meta, stem
         except CheckpointError as error:
             errors.append(str(error))
@@ -232,15 +249,20 @@ def latest_checkpoint(run_dir: Path) -> tuple[dict[str, torch.Tensor], dict[str,
 
 
 def load_policy(path: Path | str, env_id: str | None = None) -> ActorCritic:
-    """Load a trained policy from a run directory (newest checkpoint) or a checkpoint file/stem.
+    """Load a trained policy from a run directory (newest readable checkpoint; a corrupt newer one
+    is skipped with a warning) or a checkpoint file/stem.
 
-    ``env_id``, if given, must match the env the policy was trained on.
+    ``env_id``, if given, must match the env the policy was trained on. The policy's
+    ``checkpoint`` attribute is the stem of the checkpoint actually loaded (reports record it).
     """
     path = Path(path)
     if not path.exists() and not path.with_suffix(".json").exists():
         raise RunDirectoryError(f"{path} does not exist")
     if path.is_dir():
         tensors, meta, stem = latest_checkpoint(require_run_dir(path))
-        return policy_from_checkpoint(tensors, meta, stem, env_id)
-    tensors, meta = load_checkpoint(path)
-    return policy_from_checkpoint(tensors, meta, path, env_id)
+    else:
+        tensors, meta = load_checkpoint(path)
+        stem = path.with_suffix("") if path.suffix in (".json", ".safetensors") else path
+    policy = policy_from_checkpoint(tensors, meta, stem, env_id)
+    policy.checkpoint = str(stem)
+    return policy

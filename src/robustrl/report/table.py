@@ -11,9 +11,18 @@ def _cell(summary: dict[str, float]) -> str:
     return f"{summary['mean']:.1f} ± {summary['std']:.1f}"
 
 
+def _checkpoints(reports: list[dict[str, Any]]) -> str:
+    """"; checkpoint X" (or "checkpoints X, Y"): the files the policies were actually loaded from."""
+    used = list(dict.fromkeys(str(r.get("checkpoint") or "-") for r in reports))
+    if used == ["-"]:
+        return ""
+    return f"; checkpoint{'s' if len(used) > 1 else ''} {', '.join(used)}"
+
+
 def natural_return_table(report: dict[str, Any]) -> Table:
     """One row per evaluation mode: mean ± std of the natural (unattacked) return."""
-    table = Table(title=f"{report['env_id']}: natural return over {report['episodes']} episodes ({report['source']})")
+    where = f"{report['source']}{_checkpoints([report])}"
+    table = Table(title=f"{report['env_id']}: natural return over {report['episodes']} episodes ({where})")
     for column in ("mode", "return (mean ± std)", "min", "max", "mean length"):
         table.add_column(column, justify="right" if column != "mode" else "left")
     for mode, summary in report["results"].items():
@@ -23,7 +32,7 @@ def natural_return_table(report: dict[str, Any]) -> Table:
 
 def natural_return_markdown(report: dict[str, Any]) -> str:
     lines = [
-        f"**{report['env_id']}**, {report['episodes']} episodes, seed {report['seed']}",
+        f"**{report['env_id']}**, {report['episodes']} episodes, seed {report['seed']}{_checkpoints([report])}",
         "",
         "| mode | return (mean ± std) | min | max | mean length |",
         "|---|---:|---:|---:|---:|",
@@ -68,7 +77,7 @@ def robustness_table(reports: list[dict[str, Any]], labels: list[str] | None = N
     (worst - natural) / |natural|."""
     labels = labels or [r["source"] for r in reports]
     columns = _columns(reports)
-    table = Table(title=robustness_caption(reports[0]))
+    table = Table(title=robustness_caption(reports[0]) + _checkpoints(reports))
     table.add_column("policy")
     for name in columns:
         table.add_column(_TITLES.get(name, name), justify="right")
@@ -83,7 +92,7 @@ def robustness_markdown(reports: list[dict[str, Any]], labels: list[str] | None 
     labels = labels or [r["source"] for r in reports]
     columns = _columns(reports)
     header = ["policy", *(_TITLES.get(n, n) for n in columns), "Worst", "Worst-case robustness"]
-    lines = [f"**{robustness_caption(reports[0])}**", "", "| " + " | ".join(header) + " |", "|---" + "|---:" * (len(header) - 1) + "|"]
+    lines = [f"**{robustness_caption(reports[0])}{_checkpoints(reports)}**", "", "| " + " | ".join(header) + " |", "|---" + "|---:" * (len(header) - 1) + "|"]
     for label, report in zip(labels, reports):
         lines.append("| " + " | ".join([label, *_robust_cells(report, columns)]) + " |")
     return "\n".join(lines) + "\n"
