@@ -410,3 +410,66 @@ print('interrupted', r.interrupted, r.iterations)
     assert "interrupted True 2" in done.stdout and "SIGTERM" in done.stderr
     _, meta = load_checkpoint(list_checkpoints(tmp_path / "run")[-1])
     assert meta["iteration"] == 2
+
+
+# ---- action-side attacks --------------------------------------------------------------------------
+def _biased_victim(heads_probability: float):
+    """player_0 of matching pennies playing heads with a fixed probability, whatever it sees."""
+    from robustrl.policies.actor_critic import ActorCritic
+
+    game = RepeatedMatrixGame(MATCHING_PENNIES)
+    policy = ActorCritic(game.observation_space("player_0"), game.action_space("player_0"), (8,), "tanh", 1.0)
+    with torch.no_grad():
+        last = policy.actor[-1]
+        last.weight.zero_()
+        last.bias.copy_(torch.tensor([np.log(heads_probability), np.log(1 - heads_probability)]))
+    policy.eval()
+    return policy
+
+
+def test_partial_control_gives_the_attacker_eps_pi_of_the_steps():
+    from robustrl.attacks.action import PartialControl
+
+    mixture = PartialControl(CallableOpponent(lambda o, r: 0), CallableOpponent(lambda o, r: 1), eps_pi=0.3, seed=1)
+    actions = [mixture.act(None) for _ in range(20_000)]
+    assert mixture.controlled_steps == sum(actions)
+    assert abs(np.mean(actions) - 0.3) < 0.015
+    with pytest.raises(InvalidArgumentError, match="eps_pi"):
+        PartialControl(mixture.benign, mixture.adversarial, eps_pi=1.5)
+
+
+def test_adversarial_policy_with_partial_control_reaches_the_exact_value(tmp_path):
+    """Victim: heads w.p. 0.8. Benign opponent: uniform (worth 0 to the victim). The attacker in
+    control half the time should play tails: the victim's value is then
+    10 * 0.5 * (0.8 * -1 + 0.2 * +1) = -3 per episode (and 0 without the attack)."""
+    from robustrl.attacks import ATTACKS
+    from robustrl.attacks.action import AdversarialPolicyAttack, TwoPlayerGame, evaluate_against
+
+    assert ATTACKS["adv-policy"].side == "action"
+    victim = _biased_victim(0.8)
+    game = TwoPlayerGame(
+        lambda: RepeatedMatrixGame(MATCHING_PENNIES, horizon=10), "player_0", "player_1",
+        benign=lambda: CallableOpponent(lambda o, r: int(r.integers(2))), label="matching-pennies",
+    )  # fmt: skip
+    attack = AdversarialPolicyAttack(0.5, seed=0).fit(victim, game, budget=2048 * 6)
+    clean = evaluate_against(victim, game, game.benign(), episodes=300)
+    attacked = evaluate_against(victim, game, attack.opponent(seed=1), episodes=300)
+    assert abs(clean["mean"]) < 0.6
+    assert attacked["mean"] == pytest.approx(-3.0, abs=0.6)
+    attack.save(tmp_path)
+    loaded = AdversarialPolicyAttack.load(tmp_path, victim, game)
+    again = evaluate_against(victim, game, loaded.opponent(seed=1), episodes=300)
+    assert again["returns"] == attacked["returns"]  # the same fitted adversary, the same seeds
+    from robustrl.errors import CheckpointError
+
+    with pytest.raises(CheckpointError, match="different victim"):
+        AdversarialPolicyAttack.load(tmp_path, _biased_victim(0.6), game)
+
+
+def test_observation_tools_refuse_action_side_attacks_by_name():
+    from robustrl.attacks import make_attack, parse_attacks
+
+    with pytest.raises(InvalidArgumentError, match="opponent agent"):
+        parse_attacks("mad,adv-policy")
+    with pytest.raises(InvalidArgumentError, match="opponent agent"):
+        make_attack("adv-policy", 0.1)

@@ -59,6 +59,9 @@ class Attack(ABC):
 
     name: ClassVar[str]
     learned: ClassVar[bool] = False
+    # "observation": perturbs what the victim sees (these); "action": acts through an opponent
+    # agent (robustrl.attacks.action). Both share ATTACKS, the report rows and the cache format.
+    side: ClassVar[str] = "observation"
     Options: ClassVar[type]  # a dataclass of the attack's knobs, defaults from the reference code
 
     def __init__(self, eps: float, norm: str = "inf", *, seed: int = 0, **options: Any):
@@ -208,10 +211,18 @@ def parse_attacks(text: str) -> list[str]:
     unknown = [name for name in names if name not in ATTACKS]
     if unknown:
         raise InvalidArgumentError(f"unknown attack(s) {unknown}: choose from {list(ALL)} or 'all'")
+    action_side = [name for name in names if ATTACKS[name].side != "observation"]
+    if action_side:
+        raise InvalidArgumentError(
+            f"{action_side} attack(s) act through an opponent agent, not on observations: evaluate them on a two-player "
+            "game (robustrl.attacks.action.evaluate_against); observation attacks: " + ", ".join(ALL)
+        )
     return list(dict.fromkeys(names))
 
 
 def make_attack(name: str, eps: float, norm: str = "inf", *, seed: int = 0, **options: Any) -> Attack:
     if name not in ATTACKS:
         raise InvalidArgumentError(f"unknown attack {name!r}: choose from {list(ALL)}")
+    if ATTACKS[name].side != "observation":
+        raise InvalidArgumentError(f"{name!r} acts through an opponent agent; build it with robustrl.attacks.action")
     return ATTACKS[name](eps, norm, seed=seed, **options)
