@@ -554,3 +554,18 @@ def test_bar_ppo_is_more_robust_to_mad_than_ppo():
     (ppo_natural, ppo_mad), (bar_natural, bar_mad) = results["ppo"], results["bar-ppo"]
     assert ppo_natural > 500 and bar_natural > 500, results  # both learned (random policy: ~8)
     assert bar_mad >= 1.5 * ppo_mad, results
+
+
+def test_wocar_uses_the_batch_rewards_and_skips_episode_ends():
+    """A collected batch carries rewards and dones: the critic's targets use them, and a row where
+    an episode ended has no successor in the same episode, so it is left out."""
+    T, E = 5, 2
+    rewards = torch.arange(T * E, dtype=torch.float32)
+    dones = torch.zeros(T * E)
+    dones[2 * E + 1] = 1.0  # env 1 ends its episode at step 2
+    zeros = torch.zeros(T * E)
+    batch = Batch(torch.zeros(T * E, 1), torch.zeros(T * E, 1), zeros, zeros, zeros, zeros, rewards=rewards, dones=dones)
+    rows, successors, r = one_step_rewards(batch, E, 0.99, 0.95)
+    assert 2 * E + 1 not in rows.tolist() and len(rows) == (T - 1) * E - 1
+    torch.testing.assert_close(r, rewards[rows])
+    assert torch.equal(successors, rows + E)

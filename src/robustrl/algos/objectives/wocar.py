@@ -29,13 +29,12 @@ as for sa-ppo. With eps = 0 both additions vanish (w_t = 0, D = 0) and L_wocar i
 exactly; so does it with kappa = 0 and q_weight = 0 at any eps.
 
 Approximations and simplifications (each documented where it is made):
-- The batch has no rewards or next observations. Rows are flattened over (time, env), so the
-  successor of row i is row j = i + num_envs, and GAE gives the one-step TD target of V exactly
-  inside an episode: A_i = r_i + gamma V_j - V_i + gamma lambda A_j, hence
-  r_i = R_i - gamma lambda A_j - gamma V_j (R = the value targets). At the few steps where an
-  episode ends inside the batch (the batch does not say where), this bootstraps into the next
-  episode's first state instead of stopping; the last step of each env has no successor and is
-  left out. The Q targets are in the scaled-reward units of V, as in the reference.
+- The batch has no next observations. Rows are flattened over (time, env), so the successor of
+  row i is row j = i + num_envs; the batch's rewards and episode ends give the one-step target
+  r_i + gamma Q(s_j, a_worst), and rows where an episode ended are left out (until session 6 the
+  reward was recovered from GAE and those few rows bootstrapped into the next episode's first
+  state). The last step of each env has no successor and is left out too. The Q targets are in
+  the scaled-reward units of V, as in the reference.
 - The worst action is searched once per iteration, against the target critic, from the centre of
   the IBP box (the reference: per minibatch, against the online critic, from the policy mean, 50
   steps); ``inner_steps`` steps of 2/``inner_steps`` of the box half-width.
@@ -64,10 +63,15 @@ from robustrl.threat import Ball, pgd
 
 
 def one_step_rewards(batch: Batch, num_envs: int, gamma: float, gae_lambda: float):
-    """(rows, successors, r): every row i that has a successor j = i + num_envs in the (time, env)
-    flattened batch, and the reward of step i recovered from GAE, r_i = R_i - gamma lambda A_j -
-    gamma V_j (exact when no episode ends at step i; see the module docstring)."""
+    """(rows, successors, r): every row i whose successor j = i + num_envs in the (time, env)
+    flattened batch is the next state of the same episode, and the reward of step i. Batches from
+    the rollout collector carry their rewards and episode ends: rows where an episode ended are
+    left out (their successor starts another episode). A hand-built batch without them gets the
+    reward recovered from GAE, r_i = R_i - gamma lambda A_j - gamma V_j (exact inside an episode)."""
     rows = torch.arange(max(len(batch) - num_envs, 0))
+    if batch.rewards is not None and batch.dones is not None:
+        rows = rows[batch.dones[rows] == 0]
+        return rows, rows + num_envs, batch.rewards[rows]
     successors = rows + num_envs
     with torch.no_grad():
         rewards = (
