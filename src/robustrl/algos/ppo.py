@@ -107,9 +107,8 @@ def clip_coefficient(grads: list[torch.Tensor], max_norm: float) -> torch.Tensor
     return (max_norm / (norm + 1e-6)).clamp(max=1.0)
 
 
-# Minibatch steps per call of the compiled update (ppo.compile). Measured on Hopper (64-sample
-# minibatches, another job running): 343 us per step with one step per call, 257 with 2, 184 with
-# 4, 172 with 8; compile time grows with it (32 s for 4, 64 s for 8 under the same load).
+# Minibatch steps per call of the compiled update (ppo.compile): more steps per call amortise the
+# call's guard checks, fewer keep compile time down (timings: docs/architecture.md, "Speed").
 STEPS_PER_COMPILED_CALL = 4
 
 
@@ -172,7 +171,7 @@ class PPO:
                 {"params": self.value_parameters, "lr": cfg.value_lr},
             ],
             eps=cfg.adam_eps,
-            fused=True,  # measured: 66 us vs 172 us per step (foreach) for these small nets
+            fused=True,  # cheaper per step than foreach for these small nets (docs/architecture.md)
         )
         self.collector = RolloutCollector(
             self.env,
@@ -344,8 +343,8 @@ class PPO:
         but with gradients from ``torch.func.grad`` instead of the autograd tape and ``.grad``
         fields, and Adam from ``torch.optim.adam.adam`` (PyTorch's functional Adam) on
         ``self.optimizer``'s own state: torch.compile then traces loss, gradients, clipping and
-        Adam into one graph with no break (measured: a 320-step update in 0.09 s against 0.15 s for
-        a compiled loss with eager backward and fused Adam; ~0.05 s with 4 steps per call). Checkpoints are unchanged. Only the
+        Adam into one graph with no break (timings in docs/architecture.md). Checkpoints are
+        unchanged. Only the
         networks being trained this epoch take an Adam step, as in the eager path (where an
         unused network has no gradient and Adam skips it). ``masks`` = (parameters, 0/1 masks) of
         the callbacks' :meth:`~robustrl.algos.hooks.Callback.parameter_masks`, multiplied in after
