@@ -217,7 +217,8 @@ def train(
         passed = [name for name, value in given.items() if value not in (None, [], False)]
         if passed:
             raise InvalidArgumentError(f"--resume takes its settings from the run directory; drop {', '.join(passed)}")
-        result = train_run(resume=resume, progress=not no_progress)
+        with _progress_bars(enabled=not no_progress, transient=False) as progress:
+            result = train_run(resume=resume, progress=progress)
     else:
         if env is None:
             raise InvalidArgumentError("--env is required (e.g. --env Hopper-v5), or --resume RUN_DIR")
@@ -246,7 +247,8 @@ def train(
         )
         config.validate()
         check_env_support(config)  # e.g. wocar-ppo on a discrete-action env: refused before the run directory exists
-        result = train_run(config, out, progress=not no_progress)
+        with _progress_bars(enabled=not no_progress, transient=False) as progress:
+            result = train_run(config, out, progress=progress)
     if result.interrupted:
         console.print(
             f"interrupted at iteration {result.iterations} ({result.global_step} steps); run directory: [bold]{result.run_dir}[/]"
@@ -335,21 +337,13 @@ def _load_any(path: Path, env: str | None, vecnormalize: Path | None, trust_pick
 
 
 @contextmanager
-def _progress_bars(enabled: bool | None = None) -> Iterator[Any]:
+def _progress_bars(enabled: bool | None = None, transient: bool = True) -> Iterator[Any]:
     """A :class:`robustrl.progress.Progress` callback drawing one rich bar per task on stderr
     (only on a terminal unless ``enabled``); the library never draws."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from robustrl.report.console import progress_bars
 
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     disable = not error_console.is_terminal if enabled is None else not enabled
-    with Progress(*columns, console=error_console, transient=True, disable=disable) as bar:
-        tasks: dict[str, Any] = {}
-
-        def draw(task: str, done: int, total: int, **fields: Any) -> None:
-            if task not in tasks:
-                tasks[task] = bar.add_task(task, total=total)
-            bar.update(tasks[task], completed=done, total=total)
-
+    with progress_bars(error_console, transient=transient, disable=disable) as draw:
         yield draw
 
 
@@ -537,7 +531,8 @@ def demo(
     config = TrainConfig(env_id=env, total_steps=parse_count(steps, "--steps"), seed=0, ppo=ppo_defaults_for(env))
     budget = parse_count(attack_budget, "--attack-budget")
     console.print(f"[bold]1/2[/] training PPO on {env} for {config.total_steps} steps -> {run_dir}")
-    result = train_run(config, run_dir)
+    with _progress_bars(enabled=True, transient=False) as progress:
+        result = train_run(config, run_dir, progress=progress)
     if result.interrupted:
         console.print(f"interrupted; continue with: robustrl train --resume {result.run_dir}")
         raise _StoppedEarly

@@ -174,6 +174,8 @@ class LearnedAdversaryAttack(Attack):
     200k steps, and the same adversary used at 0.075 brings the victim from 3453 to 423: the
     perturbation *directions* learnt at a large radius transfer to the small one."""
 
+    expensive = True
+
     learned = True
     legacy_options = {"curriculum_scale": 1.0}
 

@@ -62,6 +62,9 @@ class Attack(ABC):
     # "observation": perturbs what the victim sees (these); "action": acts through an opponent
     # agent (robustrl.attacks.action). Both share ATTACKS, the report rows and the cache format.
     side: ClassVar[str] = "observation"
+    # Trains an adversary policy with RL (SA-RL, PA-AD): the median-agent protocol runs these on
+    # the median agent only (BARPO App. F.3). Robust Sarsa is learned but cheap.
+    expensive: ClassVar[bool] = False
     Options: ClassVar[type]  # a dataclass of the attack's knobs, defaults from the reference code
 
     def __init__(self, eps: float, norm: str = "inf", *, seed: int = 0, **options: Any):

@@ -55,17 +55,14 @@ def run_label(source: Path | str) -> str:
 def is_expensive(name: str) -> bool:
     """Whether attack ``name`` trains an adversary policy with RL (SA-RL, PA-AD): the "expensive"
     attacks of the median-agent protocol (BARPO App. F.3), run on the median agent only. An attack
-    class says so with an ``expensive`` attribute; without one, the attacks built on
-    :class:`~robustrl.attacks.adversary.LearnedAdversaryAttack` are expensive. (``learned`` alone is
-    not the rule: Robust Sarsa learns a Q function in seconds and is one of the cheap attacks.)"""
+    class says so with its ``expensive`` attribute. (``learned`` alone is not the rule: Robust
+    Sarsa learns a Q function in seconds and is one of the cheap attacks.)"""
     from robustrl.attacks import ATTACKS
-    from robustrl.attacks.adversary import LearnedAdversaryAttack
 
     if name not in ATTACKS:
         raise InvalidArgumentError(f"unknown attack {name!r}: choose from {sorted(ATTACKS)}")
     cls = ATTACKS[name]
-    declared = getattr(cls, "expensive", None)
-    return bool(declared) if declared is not None else issubclass(cls, LearnedAdversaryAttack)
+    return bool(cls.expensive)
 
 
 def split_attacks(names: Iterable[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:

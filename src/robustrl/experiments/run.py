@@ -207,6 +207,9 @@ def train(
             if config is None:
                 raise ValueError("train() needs a config, a learner, or resume=RUN_DIR")
             config.validate()
+            from robustrl.algos import check_env_support
+
+            check_env_support(config)  # e.g. WocaR-PPO on discrete actions: refused before anything is written
             hooks = hooks_for(config, hooks)
         name_hint = (
             default_run_name(config)

@@ -16,7 +16,7 @@ from robustrl.progress import Progress
 
 
 @contextmanager
-def progress_bars(console: Any = None, transient: bool = False) -> Iterator[Progress]:
+def progress_bars(console: Any = None, transient: bool = False, disable: bool = False) -> Iterator[Progress]:
     """A context whose value is a :class:`~robustrl.progress.Progress` callback drawing one bar
     per task (training: steps, rate and mean return; other tasks: done/total)."""
     from rich.console import Console
@@ -41,7 +41,7 @@ def progress_bars(console: Any = None, transient: bool = False) -> Iterator[Prog
         TimeRemainingColumn(),
     )
     tasks: dict[str, Any] = {}
-    with RichProgress(*columns, console=console, transient=transient) as bar:
+    with RichProgress(*columns, console=console, transient=transient, disable=disable) as bar:
 
         def draw(task: str, done: int, total: int, **fields: Any) -> None:
             extra = ""
