@@ -1,0 +1,90 @@
+"""The results store of a study: tidy tables that reports (and users) read.
+
+``<study>/results/`` holds three tables, each as Parquet (pyarrow) and CSV::
+
+    runs.parquet         one row per run: run, label, algo, env, seed, total_steps, num_envs,
+                         kappa, eps_train, guidance, config_hash, train_status, evaluate_status,
+                         median_agent
+    metrics.parquet      one row per run and iteration: run, label, env, seed, then every column of
+                         the run's progress.csv (iteration, global_step, mean_return, losses, ...)
+    evaluations.parquet  one row per run and attack: run, label, env, seed, attack ("natural" for
+                         the clean return), eps, norm, mean, std, episodes, budget, checkpoint
+
+Read one with ``pandas.read_parquet("study/results/evaluations.parquet")``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from robustrl.experiments.spec import config_hash
+
+TABLES = ("runs", "metrics", "evaluations")
+
+
+def collect_results(study: Any) -> dict[str, Path]:
+    """Gather every run's config, progress.csv and report into ``study.directory / "results"``."""
+    runs, metrics, evaluations = [], [], []
+    for run in study.spec.runs:
+        entry = study.status["runs"].get(run.name, {})
+        config = run.config
+        keys = {"run": run.name, "label": run.label, "env": config.env_id, "seed": config.seed}
+        runs.append({
+            **keys, "algo": config.algo, "total_steps": config.total_steps, "num_envs": config.num_envs,
+            "kappa": config.robust.kappa, "eps_train": config.robust.eps, "guidance": config.robust.guidance,
+            "config_hash": config_hash(config), "train_status": entry.get("train", "pending"),
+            "evaluate_status": entry.get("evaluate", "pending"), "median_agent": bool(entry.get("median_agent", False)),
+        })  # fmt: skip
+        progress = study.run_dir(run) / "progress.csv"
+        if progress.is_file() and progress.stat().st_size:
+            frame = pd.read_csv(progress)
+            for key, value in reversed(keys.items()):
+                frame.insert(0, key, value)
+            metrics.append(frame)
+        report = study.report(run)
+        if report is not None:
+            for attack, result in report.get("results", {}).items():
+                if "mean" not in result:
+                    continue
+                evaluations.append({
+                    **keys, "attack": attack, "eps": report.get("eps"), "norm": report.get("norm"),
+                    "mean": result["mean"], "std": result.get("std"), "episodes": len(result.get("returns", [])) or report.get("episodes"),
+                    "budget": result.get("budget"), "checkpoint": report.get("checkpoint"),
+                })  # fmt: skip
+    tables = {
+        "runs": pd.DataFrame(runs),
+        "metrics": pd.concat(metrics, ignore_index=True) if metrics else pd.DataFrame(columns=["run", "label", "env", "seed"]),
+        "evaluations": pd.DataFrame(evaluations, columns=["run", "label", "env", "seed", "attack", "eps", "norm", "mean", "std", "episodes", "budget", "checkpoint"]),
+    }
+    folder = Path(study.directory) / "results"
+    folder.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for name, frame in tables.items():
+        frame.to_csv(folder / f"{name}.csv", index=False)
+        written[name] = folder / f"{name}.csv"
+        try:
+            frame.to_parquet(folder / f"{name}.parquet", index=False)
+            written[name] = folder / f"{name}.parquet"
+        except ImportError:  # pyarrow missing: CSV only (pip install pyarrow)
+            pass
+    (folder / "README.json").write_text(json.dumps({"tables": list(TABLES), "see": "robustrl.experiments.results"}, indent=1))
+    return written
+
+
+def read_results(directory: Path | str, table: str) -> pd.DataFrame:
+    """One table of a study's results store (Parquet if present, else CSV)."""
+    if table not in TABLES:
+        raise ValueError(f"unknown table {table!r}; choose from {TABLES}")
+    folder = Path(directory) / "results"
+    parquet, csv = folder / f"{table}.parquet", folder / f"{table}.csv"
+    if parquet.is_file():
+        return pd.read_parquet(parquet)
+    if csv.is_file():
+        return pd.read_csv(csv)
+    from robustrl.errors import InvalidArgumentError
+
+    raise InvalidArgumentError(f"{directory} has no results yet (run `robustrl study run` first)")

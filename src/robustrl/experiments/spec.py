@@ -1,0 +1,266 @@
+"""Study specs: a grid of runs and their evaluation, in YAML or TOML, validated with errors that
+name the bad key.
+
+A spec (see ``studies/smoke.yaml``)::
+
+    name: smoke
+    methods:                 # label -> what the label means (algo + robust knobs)
+      ppo: {algo: ppo}
+      bar-ppo: {algo: bar-ppo, kappa: 0.3}
+      bar-ppo-nog: {algo: bar-ppo, guidance: false}
+    envs: [Pendulum-v1]
+    seeds: [0, 1]
+    steps: 4096               # or a list: one more grid axis
+    grid: {kappa: [0.1, 0.3]} # any robust knob as a list: a grid axis (methods that take the knob)
+    num_envs: 1
+    backend: gymnasium
+    set: {steps_per_iteration: 256}   # PPO knobs for every run (as `--set`)
+    set_robust: {inner_steps: 5}      # robust knobs for every run that takes them
+    evaluation:
+      attacks: [random, critic, mad, rs]
+      eps: null               # the papers' value per env
+      norm: inf
+      episodes: 10
+      budgets: {sa-rl: 1000000}
+      attack_options: {rs: {iterations: 10}}
+      median: false           # true: expensive attacks on each method's median agent only
+    retries: 1
+
+Expanded, each run is a :class:`~robustrl.config.TrainConfig` named
+``<label>-<env>-s<seed>-<hash>``, where the hash is of the config itself: the same config always
+gets the same directory, so a study resumes and never runs a config twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from robustrl.errors import InvalidArgumentError
+
+
+class StudySpecError(InvalidArgumentError):
+    """A study spec is malformed; the message names the key."""
+
+
+TOP_KEYS = {"name", "methods", "envs", "seeds", "steps", "grid", "num_envs", "backend", "set", "set_robust", "evaluation", "retries", "description"}
+EVALUATION_KEYS = {"attacks", "eps", "norm", "episodes", "budgets", "attack_options", "median", "seed"}
+
+
+@dataclass(frozen=True)
+class EvaluationSpec:
+    attacks: tuple[str, ...] = ("random", "critic", "mad", "rs")
+    eps: float | None = None
+    norm: str = "inf"
+    episodes: int = 20
+    budgets: dict[str, int] = field(default_factory=dict)
+    attack_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    median: bool = False
+    seed: int = 10_000
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of a study: its label (method), its config and its directory name."""
+
+    name: str
+    label: str
+    config: Any  # TrainConfig
+
+    @property
+    def env_id(self) -> str:
+        return self.config.env_id
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    name: str
+    runs: tuple[RunSpec, ...]
+    evaluation: EvaluationSpec
+    retries: int = 1
+    source: dict[str, Any] = field(default_factory=dict)  # the spec as read, for study.json
+
+    def run(self, name: str) -> RunSpec:
+        return next(r for r in self.runs if r.name == name)
+
+
+def config_hash(config: Any) -> str:
+    """First 10 hex digits of the SHA-256 of the config's canonical JSON."""
+    text = json.dumps(config.to_dict(), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+def read_spec_file(path: Path | str) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise StudySpecError(f"{path}: no such study spec")
+    text = path.read_text()
+    if path.suffix == ".toml":
+        import tomllib
+
+        try:
+            return tomllib.loads(text)
+        except tomllib.TOMLDecodeError as error:
+            raise StudySpecError(f"{path}: not valid TOML: {error}") from None
+    if path.suffix in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError:
+            raise StudySpecError("YAML specs need PyYAML (pip install pyyaml), or write the spec as TOML") from None
+        try:
+            data = yaml.safe_load(text)  # safe_load: a spec can never construct Python objects
+        except yaml.YAMLError as error:
+            raise StudySpecError(f"{path}: not valid YAML: {error}") from None
+        if not isinstance(data, dict):
+            raise StudySpecError(f"{path}: a study spec is a mapping of keys ({', '.join(sorted(TOP_KEYS))})")
+        return data
+    raise StudySpecError(f"{path}: a study spec is .yaml, .yml or .toml")
+
+
+def load_spec(path: Path | str) -> StudySpec:
+    return parse_spec(read_spec_file(path), where=str(path))
+
+
+def _as_list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _count(value: Any, key: str) -> int:
+    if isinstance(value, bool):
+        raise StudySpecError(f"{key} must be a whole number, got {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise StudySpecError(f"{key} must be a whole number, got {value!r}") from None
+    if not math.isfinite(number) or number < 1 or number != int(number):
+        raise StudySpecError(f"{key} must be a positive whole number, got {value!r}")
+    return int(number)
+
+
+def parse_spec(data: dict[str, Any], where: str = "spec") -> StudySpec:
+    """Validate ``data`` and expand its grid into runs."""
+    from robustrl.algos import ALGORITHMS, robust_config_for, robust_knobs
+    from robustrl.config import PPOConfig, TrainConfig, check_field_value, ppo_defaults_for
+
+    if not isinstance(data, dict):
+        raise StudySpecError(f"{where}: a study spec is a mapping")
+    unknown = sorted(set(data) - TOP_KEYS)
+    if unknown:
+        raise StudySpecError(f"{where}: unknown key(s) {unknown}; a spec takes {sorted(TOP_KEYS)}")
+    for required in ("name", "methods", "envs", "seeds", "steps"):
+        if required not in data:
+            raise StudySpecError(f"{where}: missing key {required!r}")
+    name = str(data["name"])
+    if not name or "/" in name:
+        raise StudySpecError(f"name must be a non-empty string without '/', got {name!r}")
+    methods = data["methods"]
+    if not isinstance(methods, dict) or not methods:
+        raise StudySpecError("methods must map labels to settings, e.g. {bar-ppo: {algo: bar-ppo, kappa: 0.3}}")
+    envs = [str(e) for e in _as_list(data["envs"])]
+    seeds = []
+    for seed in _as_list(data["seeds"]):
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise StudySpecError(f"seeds must be whole numbers >= 0, got {seed!r}")
+        seeds.append(seed)
+    steps = [_count(s, "steps") for s in _as_list(data["steps"])]
+    num_envs = _count(data.get("num_envs", 1), "num_envs")
+    backend = str(data.get("backend", "gymnasium"))
+    ppo_set = data.get("set", {}) or {}
+    robust_set = data.get("set_robust", {}) or {}
+    grid = data.get("grid", {}) or {}
+    for key, value in (("set", ppo_set), ("set_robust", robust_set), ("grid", grid)):
+        if not isinstance(value, dict):
+            raise StudySpecError(f"{key} must be a mapping of knob -> value")
+    ppo_fields = {f.name for f in dataclasses.fields(PPOConfig)}
+    for key, value in ppo_set.items():
+        if key not in ppo_fields:
+            raise StudySpecError(f"set.{key}: not a PPO knob; PPO knobs: {sorted(ppo_fields)}")
+        check_field_value(PPOConfig, key, tuple(value) if isinstance(value, list) else value, "set.")
+    from robustrl.config import RobustConfig
+
+    robust_fields = {f.name for f in dataclasses.fields(RobustConfig)}
+    for key in list(robust_set) + list(grid):
+        if key not in robust_fields:
+            raise StudySpecError(f"{'grid' if key in grid else 'set_robust'}.{key}: not a robust knob; robust knobs: {sorted(robust_fields)}")
+    grid_axes = {key: _as_list(values) for key, values in grid.items()}
+
+    runs: dict[str, RunSpec] = {}
+    for label, settings in methods.items():
+        settings = dict(settings or {})
+        algo = settings.pop("algo", label)
+        if algo not in ALGORITHMS:
+            raise StudySpecError(f"methods.{label}.algo: unknown algorithm {algo!r}; available: {', '.join(ALGORITHMS)}")
+        knobs = set(robust_knobs(algo))
+        bad = sorted(set(settings) - robust_fields)
+        if bad:
+            raise StudySpecError(f"methods.{label}: unknown key(s) {bad}; a method takes algo and robust knobs {sorted(robust_fields)}")
+        axes = {k: v for k, v in grid_axes.items() if k in knobs and k not in settings}
+        for env, seed, total_steps, *values in itertools.product(envs, seeds, steps, *axes.values()):
+            options = {k: v for k, v in robust_set.items() if k in knobs}
+            options.update(settings)
+            options.update(dict(zip(axes, values)))
+            try:
+                robust = robust_config_for(algo, options)
+                overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in ppo_set.items()}
+                config = TrainConfig(
+                    env_id=env, algo=algo, total_steps=total_steps, seed=seed, num_envs=num_envs, backend=backend,
+                    ppo=ppo_defaults_for(env, **overrides), robust=robust,
+                )  # fmt: skip
+                config.validate()
+            except InvalidArgumentError as error:
+                raise StudySpecError(f"methods.{label} on {env}: {error}") from None
+            axis_label = "".join(f"-{k}{v}" for k, v in zip(axes, values))
+            run_name = f"{label}{axis_label}-{env.replace('/', '_')}-s{seed}-{config_hash(config)}"
+            runs.setdefault(run_name, RunSpec(run_name, label + axis_label, config))
+    evaluation = parse_evaluation(data.get("evaluation", {}) or {})
+    retries = data.get("retries", 1)
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise StudySpecError(f"retries must be a whole number >= 0, got {retries!r}")
+    return StudySpec(name, tuple(runs.values()), evaluation, retries, json.loads(json.dumps(data, default=str)))
+
+
+def parse_evaluation(data: dict[str, Any]) -> EvaluationSpec:
+    from robustrl.attacks import ATTACKS, parse_attacks
+    from robustrl.threat.norms import parse_norm
+
+    if not isinstance(data, dict):
+        raise StudySpecError("evaluation must be a mapping")
+    unknown = sorted(set(data) - EVALUATION_KEYS)
+    if unknown:
+        raise StudySpecError(f"evaluation: unknown key(s) {unknown}; it takes {sorted(EVALUATION_KEYS)}")
+    attacks = data.get("attacks", list(EvaluationSpec.attacks))
+    try:
+        attacks = parse_attacks(attacks if isinstance(attacks, str) else ",".join(map(str, attacks)))
+        norm = parse_norm(data.get("norm", "inf"))
+    except InvalidArgumentError as error:
+        raise StudySpecError(f"evaluation: {error}") from None
+    eps = data.get("eps")
+    if eps is not None and (isinstance(eps, bool) or not isinstance(eps, (int, float)) or eps < 0 or not math.isfinite(eps)):
+        raise StudySpecError(f"evaluation.eps must be a number >= 0 or null, got {eps!r}")
+    budgets = {}
+    for name, value in (data.get("budgets") or {}).items():
+        if name not in ATTACKS or not ATTACKS[name].learned:
+            raise StudySpecError(f"evaluation.budgets.{name}: not a learned attack ({sorted(n for n, c in ATTACKS.items() if c.learned)})")
+        budgets[name] = _count(value, f"evaluation.budgets.{name}")
+    options = data.get("attack_options") or {}
+    for name, values in options.items():
+        if name not in ATTACKS or not isinstance(values, dict):
+            raise StudySpecError(f"evaluation.attack_options.{name}: expected an attack name mapping to its options")
+        known = {f.name for f in dataclasses.fields(ATTACKS[name].Options)}
+        if set(values) - known:
+            raise StudySpecError(f"evaluation.attack_options.{name}: unknown option(s) {sorted(set(values) - known)}; it takes {sorted(known)}")
+    median = data.get("median", False)
+    if not isinstance(median, bool):
+        raise StudySpecError(f"evaluation.median must be true or false, got {median!r}")
+    return EvaluationSpec(
+        attacks=tuple(attacks), eps=None if eps is None else float(eps), norm=norm,
+        episodes=_count(data.get("episodes", 20), "evaluation.episodes"), budgets=budgets,
+        attack_options={k: dict(v) for k, v in options.items()}, median=median,
+        seed=int(data.get("seed", 10_000)),
+    )  # fmt: skip

@@ -1,0 +1,460 @@
+"""Studies: many runs from one spec, on a local process pool or on Ray, resumable, with a results
+store that reports read.
+
+Layout of a study directory::
+
+    study.json        the spec as read and its expansion (run names and configs)
+    status.json       per run: train / evaluate state (pending, running, done, failed), attempts,
+                      the traceback of the last failure; the runner's pid and heartbeat
+    runs/<name>/      one run directory per config (robustrl.experiments.run), evaluated in place
+    results/          runs, metrics, evaluations as Parquet (+ CSV): see :func:`collect_results`
+
+Training and evaluation are separate tasks, so attacks on finished agents run while others still
+train. A run whose config hash is already complete is skipped; an interrupted one resumes from its
+last checkpoint; a task that raises is recorded with its traceback and retried up to
+``spec.retries`` times while the others go on; a worker process that dies (OOM, kill) is replaced
+and its task resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from robustrl.errors import InvalidArgumentError
+from robustrl.experiments.spec import EvaluationSpec, RunSpec, StudySpec, load_spec
+from robustrl.policies.checkpoint import atomic_write_text
+from robustrl.progress import Progress
+
+BACKENDS = ("local", "ray")
+
+
+# ---- the tasks (top-level functions: they run in worker processes or Ray workers) ---------------
+def _worker_setup(threads: int = 1) -> None:
+    """One torch thread per worker: two workers with torch's default threads each would fight
+    over the cores (and a fixed count keeps results reproducible)."""
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def train_task(run_dir: str, config: dict[str, Any]) -> dict[str, Any]:
+    """Train (or resume, or skip if complete) one run; never raises: failures come back as data."""
+    try:
+        _worker_setup()
+        import warnings
+
+        from robustrl.config import TrainConfig
+        from robustrl.experiments.run import train
+        from robustrl.policies.checkpoint import is_run_dir
+
+        start = time.perf_counter()
+        train_config = TrainConfig.from_dict(config)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # no terminal in a worker: warnings would interleave
+            if run_complete(Path(run_dir), train_config.num_iterations):
+                return {"ok": True, "skipped": True}
+            if is_run_dir(run_dir):
+                result = train(resume=run_dir)
+            else:
+                result = train(train_config, run_dir)
+        return {"ok": not result.interrupted, "iterations": result.iterations, "seconds": time.perf_counter() - start,
+                "error": "interrupted" if result.interrupted else None}  # fmt: skip
+    except BaseException:  # noqa: BLE001  (a KeyboardInterrupt in a worker is a failed attempt too)
+        return {"ok": False, "error": traceback.format_exc()}
+
+
+def evaluate_task(run_dir: str, env_id: str, evaluation: dict[str, Any], attacks: list[str]) -> dict[str, Any]:
+    """The robustness report of one run under ``attacks`` (resumes a partial report)."""
+    try:
+        _worker_setup()
+        import warnings
+
+        from robustrl.evaluate.reports import report_path
+        from robustrl.evaluate.robustness import robustness_report
+        from robustrl.policies.checkpoint import load_policy
+
+        start = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            policy = load_policy(run_dir)
+            eps = evaluation["eps"]
+            report = robustness_report(
+                policy, env_id, attacks=attacks, eps=eps, norm=evaluation["norm"], episodes=evaluation["episodes"],
+                seed=evaluation["seed"], attack_options=evaluation["attack_options"],
+                budgets={k: v for k, v in evaluation["budgets"].items() if k in attacks}, source=run_dir,
+                json_path=report_path(Path(run_dir), eps if eps is not None else report_eps(env_id), evaluation["norm"]),
+            )  # fmt: skip
+        return {"ok": True, "seconds": time.perf_counter() - start, "worst": report.get("worst", {}).get("mean")}
+    except BaseException:  # noqa: BLE001
+        return {"ok": False, "error": traceback.format_exc()}
+
+
+def report_eps(env_id: str) -> float:
+    from robustrl.config import default_eps
+
+    return default_eps(env_id)
+
+
+def run_complete(run_dir: Path, num_iterations: int) -> bool:
+    from robustrl.errors import CheckpointError
+    from robustrl.policies.checkpoint import is_run_dir, latest_checkpoint
+
+    if not is_run_dir(run_dir):
+        return False
+    try:
+        _, meta, _ = latest_checkpoint(run_dir)
+    except CheckpointError:
+        return False
+    return int(meta.get("iteration", 0)) >= num_iterations
+
+
+# ---- executors ------------------------------------------------------------------------------------
+class WorkerLost(Exception):
+    """The process running a task died (killed, out of memory); the task can be resubmitted."""
+
+
+class LocalExecutor:
+    """A process pool (spawned workers, one torch thread each); replaced when a worker dies."""
+
+    def __init__(self, workers: int):
+        self.workers = workers
+        self._pool = self._new_pool()
+
+    def _new_pool(self):
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_setup)
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return self._pool.submit(fn, *args)
+
+    def wait(self, handles: list[Any], timeout: float) -> list[Any]:
+        from concurrent.futures import FIRST_COMPLETED, wait
+
+        done, _ = wait(handles, timeout=timeout, return_when=FIRST_COMPLETED)
+        return list(done)
+
+    def result(self, handle: Any) -> dict[str, Any]:
+        from concurrent.futures.process import BrokenProcessPool
+
+        try:
+            return handle.result()
+        except BrokenProcessPool:
+            raise WorkerLost from None
+
+    def recover(self) -> None:
+        """After a WorkerLost: a broken pool cannot take new work; start a new one."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool = self._new_pool()
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+class RayExecutor:
+    """Ray tasks (one CPU each): the same study on a laptop's local Ray or a cluster
+    (``address="auto"``). Ray is an optional extra: ``pip install 'robustrl[ray]'``."""
+
+    def __init__(self, address: str | None = None, num_cpus: int | None = None, object_store_memory: int = 200 * 2**20):
+        try:
+            import ray
+        except ImportError:
+            raise InvalidArgumentError("--backend ray needs Ray: pip install 'robustrl[ray]'") from None
+        self.ray = ray
+        if not ray.is_initialized():
+            options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+            if address:
+                options["address"] = address
+            else:  # a local instance: cap its memory, the object store holds only small results here
+                options.update(num_cpus=num_cpus, object_store_memory=object_store_memory)
+            ray.init(**options)
+        self._remote = {}
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Any:
+        if fn not in self._remote:
+            self._remote[fn] = self.ray.remote(num_cpus=1, max_retries=0)(fn)
+        return self._remote[fn].remote(*args)
+
+    def wait(self, handles: list[Any], timeout: float) -> list[Any]:
+        done, _ = self.ray.wait(handles, num_returns=1, timeout=timeout)
+        return done
+
+    def result(self, handle: Any) -> dict[str, Any]:
+        from ray.exceptions import RayError
+
+        try:
+            return self.ray.get(handle)
+        except RayError:
+            raise WorkerLost from None
+
+    def recover(self) -> None:
+        pass
+
+    def shutdown(self) -> None:
+        pass
+
+
+# ---- the scheduler ----------------------------------------------------------------------------------
+class Study:
+    """A study directory and its runs (see module docstring)."""
+
+    def __init__(self, directory: Path | str, spec: StudySpec):
+        self.directory, self.spec = Path(directory), spec
+        self.status_path = self.directory / "status.json"
+        self.status = self._read_status()
+
+    @classmethod
+    def open(cls, directory: Path | str, spec_path: Path | str | None = None) -> Study:
+        """Open a study directory, creating it from ``spec_path``; an existing directory must
+        hold the same expansion (or a spec that only adds runs)."""
+        from robustrl.experiments.spec import parse_spec
+
+        directory = Path(directory)
+        saved = directory / "study.json"
+        if spec_path is None:
+            if not saved.is_file():
+                raise InvalidArgumentError(f"{directory} is not a study directory (no study.json)")
+            spec = parse_spec(json.loads(saved.read_text())["spec"], where=str(saved))
+        else:
+            spec = load_spec(spec_path)
+            if saved.is_file():
+                previous = json.loads(saved.read_text())
+                if previous.get("name") != spec.name:
+                    raise InvalidArgumentError(f"{directory} holds study {previous.get('name')!r}, not {spec.name!r}; pick another --out")
+        directory.mkdir(parents=True, exist_ok=True)
+        expansion = {r.name: {"label": r.label, "config": r.config.to_dict()} for r in spec.runs}
+        atomic_write_text(saved, json.dumps({"name": spec.name, "spec": spec.source, "runs": expansion}, indent=1))
+        return cls(directory, spec)
+
+    def run_dir(self, run: RunSpec) -> Path:
+        return self.directory / "runs" / run.name
+
+    # ---- status ----
+    def _read_status(self) -> dict[str, Any]:
+        status = {"runs": {}}
+        if self.status_path.is_file():
+            try:
+                status = json.loads(self.status_path.read_text())
+            except json.JSONDecodeError:
+                pass  # rebuilt from the run directories below
+        for run in self.spec.runs:
+            entry = status["runs"].setdefault(run.name, {"label": run.label, "env": run.env_id, "seed": run.config.seed})
+            for task in ("train", "evaluate"):
+                entry.setdefault(task, "pending")
+                entry.setdefault(f"{task}_attempts", 0)
+                if entry[task] == "running":  # a runner that died: its tasks resume
+                    entry[task] = "pending"
+            if entry["train"] == "done" and not run_complete(self.run_dir(run), run.config.num_iterations):
+                entry["train"] = entry["evaluate"] = "pending"  # the directory was removed or damaged
+        return status
+
+    def save_status(self) -> None:
+        self.status["runner"] = {"pid": os.getpid(), "heartbeat": time.time()}
+        atomic_write_text(self.status_path, json.dumps(self.status, indent=1))
+
+    def _set(self, run: RunSpec, task: str, state: str, error: str | None = None) -> None:
+        entry = self.status["runs"][run.name]
+        entry[task] = state
+        if error is not None:
+            entry[f"{task}_error"] = error
+        elif state == "done":
+            entry.pop(f"{task}_error", None)
+        self.save_status()
+
+    # ---- running ----
+    def evaluation_tasks(self, run: RunSpec) -> list[str]:
+        """Attacks of ``run``'s evaluation task: all of them, or with the median protocol the
+        cheap ones (the expensive ones run on the median agent after its group is evaluated)."""
+        from robustrl.evaluate.reports import split_attacks
+
+        attacks = list(self.spec.evaluation.attacks)
+        return list(split_attacks(attacks)[0]) if self.spec.evaluation.median else attacks
+
+    def run(self, executor: Any, progress: Progress | None = None, poll_seconds: float = 1.0) -> dict[str, Any]:
+        """Run every pending task to completion or failure; returns the status."""
+        evaluation = asdict(self.spec.evaluation)
+        runs = {run.name: run for run in self.spec.runs}
+        queue: list[tuple[str, str]] = []  # (task, run name) ready to submit
+        for run in self.spec.runs:
+            entry = self.status["runs"][run.name]
+            if entry["train"] != "done":
+                if entry["train"] != "failed" or entry["train_attempts"] <= self.spec.retries:
+                    queue.append(("train", run.name))
+            elif entry["evaluate"] != "done" and (entry["evaluate"] != "failed" or entry["evaluate_attempts"] <= self.spec.retries):
+                queue.append(("evaluate", run.name))
+        if self.spec.evaluation.median:  # groups evaluated before a restart whose median still lacks its attacks
+            for run in self.spec.runs:
+                median = self._median_ready(run)
+                report = self.report(runs[median]) if median else None
+                if median and ("median", median) not in queue and not all(a in (report or {}).get("results", {}) for a in self._median_attacks()):
+                    queue.append(("median", median))
+        running: dict[Any, tuple[str, str]] = {}
+        lost = 0
+
+        def submit(task: str, name: str) -> None:
+            run = runs[name]
+            if task == "train":
+                handle = executor.submit(train_task, str(self.run_dir(run)), run.config.to_dict())
+            else:
+                attacks = self.evaluation_tasks(run) if task == "evaluate" else list(self._median_attacks())
+                handle = executor.submit(evaluate_task, str(self.run_dir(run)), run.env_id, evaluation, attacks)
+            running[handle] = (task, name)
+            self._set(run, "evaluate" if task == "median" else task, "running")
+
+        self.save_status()
+        while queue or running:
+            while queue and len(running) < getattr(executor, "workers", 10**9) + 2:  # a little ahead keeps workers busy
+                submit(*queue.pop(0))
+            self._report(progress)
+            done = executor.wait(list(running), timeout=poll_seconds) if running else []
+            for handle in done:
+                task, name = running.pop(handle)
+                run = runs[name]
+                key = "evaluate" if task == "median" else task
+                try:
+                    result = executor.result(handle)
+                except WorkerLost:
+                    lost += 1
+                    if lost > 3 * len(runs) + 3:
+                        raise RuntimeError("study workers keep dying; see status.json") from None
+                    executor.recover()
+                    # every task of the broken pool was lost with it: requeue them (they resume)
+                    for other in list(running):
+                        queue.insert(0, running.pop(other))
+                    queue.insert(0, (task, name))
+                    self._set(run, key, "pending")
+                    break
+                entry = self.status["runs"][name]
+                if result.get("ok"):
+                    self._set(run, key, "done")
+                    if task == "train":
+                        queue.append(("evaluate", name))
+                    elif task == "evaluate" and self.spec.evaluation.median:
+                        median = self._median_ready(run)
+                        if median is not None:
+                            queue.append(("median", median))
+                    continue
+                entry[f"{key}_attempts"] += 1
+                if entry[f"{key}_attempts"] <= self.spec.retries and result.get("error") != "interrupted":
+                    self._set(run, key, "pending", result.get("error"))
+                    queue.append((task, name))
+                else:
+                    self._set(run, key, "failed", result.get("error"))
+        self._report(progress)
+        self.save_status()
+        return self.status
+
+    def _median_attacks(self) -> tuple[str, ...]:
+        from robustrl.evaluate.reports import split_attacks
+
+        return split_attacks(list(self.spec.evaluation.attacks))[1]
+
+    def _median_ready(self, finished: RunSpec) -> str | None:
+        """When every run of ``finished``'s (label, env) group has its cheap report, the median
+        agent (BARPO App. F.3) gets the expensive attacks."""
+        from robustrl.evaluate.robustness import median_agent
+
+        if not self._median_attacks():
+            return None
+        group = [r for r in self.spec.runs if r.label == finished.label and r.env_id == finished.env_id]
+        if any(self.status["runs"][r.name]["evaluate"] != "done" for r in group):
+            return None
+        reports = [self.report(r) for r in group]
+        if any(report is None for report in reports):
+            return None
+        median = group[median_agent(reports, self.evaluation_tasks(group[0]))]
+        self.status["runs"][median.name]["median_agent"] = True
+        return median.name
+
+    def report(self, run: RunSpec) -> dict[str, Any] | None:
+        from robustrl.evaluate.reports import report_path
+
+        eps = self.spec.evaluation.eps if self.spec.evaluation.eps is not None else report_eps(run.env_id)
+        path = report_path(self.run_dir(run), eps, self.spec.evaluation.norm)
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def _report(self, progress: Progress | None) -> None:
+        """One progress view for the whole study: env steps trained over all runs, tasks done."""
+        if progress is None:
+            return
+        total = sum(r.config.num_iterations * r.config.ppo.steps_per_iteration for r in self.spec.runs)
+        steps = sum(_last_global_step(self.run_dir(r)) for r in self.spec.runs)
+        entries = self.status["runs"].values()
+        done = sum(e["train"] == "done" for e in entries) + sum(e["evaluate"] == "done" for e in entries)
+        failed = sum(e["train"] == "failed" or e["evaluate"] == "failed" for e in entries)
+        progress("study steps", min(steps, total), total, label=f"{self.spec.name}: env steps")
+        progress("study tasks", done, 2 * len(self.spec.runs), label=f"{self.spec.name}: tasks ({failed} failed)")
+
+
+def _last_global_step(run_dir: Path) -> int:
+    path = run_dir / "progress.csv"
+    if not path.is_file():
+        return 0
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - 4096))
+            lines = handle.read().decode(errors="ignore").strip().splitlines()
+        return int(lines[-1].split(",")[1]) if len(lines) > 1 else 0
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def make_executor(backend: str, workers: int | None, address: str | None = None) -> Any:
+    if backend not in BACKENDS:
+        raise InvalidArgumentError(f"unknown backend {backend!r}; choose {' or '.join(BACKENDS)}")
+    if workers is not None and workers < 1:
+        raise InvalidArgumentError(f"--workers must be >= 1, got {workers}")
+    if backend == "ray":
+        return RayExecutor(address, workers)
+    return LocalExecutor(workers or max(1, os.cpu_count() or 1))
+
+
+def run_study(spec_path: Path | str, directory: Path | str, *, backend: str = "local", workers: int | None = None,
+              address: str | None = None, progress: Progress | None = None) -> Study:  # fmt: skip
+    """Expand ``spec_path`` into ``directory`` and run what is not done yet; then write the
+    results store. Returns the :class:`Study` (its ``status`` says what happened)."""
+    study = Study.open(directory, spec_path)
+    executor = make_executor(backend, workers, address)
+    try:
+        study.run(executor, progress)
+    finally:
+        executor.shutdown()
+    from robustrl.experiments.results import collect_results
+
+    collect_results(study)
+    return study
+
+
+def study_status(directory: Path | str) -> dict[str, Any]:
+    """What is done, running, failed (a runner whose heartbeat is old is reported as stopped)."""
+    directory = Path(directory)
+    path = directory / "status.json"
+    if not (directory / "study.json").is_file():
+        raise InvalidArgumentError(f"{directory} is not a study directory (no study.json)")
+    status = json.loads(path.read_text()) if path.is_file() else {"runs": {}}
+    runner = status.get("runner", {})
+    alive = False
+    if runner.get("pid"):
+        try:
+            os.kill(int(runner["pid"]), 0)
+            alive = time.time() - float(runner.get("heartbeat", 0)) < 24 * 3600
+        except (OSError, ValueError):
+            alive = False
+    counts: dict[str, dict[str, int]] = {"train": {}, "evaluate": {}}
+    for entry in status["runs"].values():
+        for task in counts:
+            state = entry.get(task, "pending")
+            if state == "running" and not alive:
+                state = "stopped"
+            counts[task][state] = counts[task].get(state, 0) + 1
+    return {"runner_alive": alive, "counts": counts, "runs": status["runs"]}
