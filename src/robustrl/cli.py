@@ -183,6 +183,16 @@ def train(
         help="Robust knob KEY=VALUE (repeatable), e.g. temperature=1e-5. Keys: the fields of "
         "robustrl.config.RobustConfig that --algo reads, listed per algorithm by --list-knobs.",
     ),
+    prune: str | None = typer.Option(
+        None, "--prune", help="Prune during training: random, magnitude, magnitude-ste or saliency (default none)."
+    ),
+    sparsity: float | None = typer.Option(None, "--sparsity", help="--prune: final fraction of weights pruned, in [0, 1)."),
+    prune_every: int | None = typer.Option(
+        None, "--prune-every", help="--prune: optimiser steps between mask updates (default 20)."
+    ),
+    burn_in: float | None = typer.Option(
+        None, "--burn-in", help="--prune: fraction of the run before pruning starts (default 0.25)."
+    ),
     list_knobs: bool = typer.Option(
         False, "--list-knobs", help="List the --set and --set-robust keys (defaults, which --algo reads each) and exit."
     ),
@@ -213,6 +223,10 @@ def train(
             "--inner-solve": inner_solve,
             "--solver": solver,
             "--set-robust": robust_overrides,
+            "--prune": prune,
+            "--sparsity": sparsity,
+            "--prune-every": prune_every,
+            "--burn-in": burn_in,
         }
         passed = [name for name, value in given.items() if value not in (None, [], False)]
         if passed:
@@ -244,6 +258,7 @@ def train(
             checkpoint_every=checkpoint_every or 50,
             ppo=ppo_defaults_for(env, **parse_overrides(overrides)),
             robust=robust_config_for(algo, robust),
+            prune=_prune_config(prune, sparsity, prune_every, burn_in),
         )
         config.validate()
         check_env_support(config)  # e.g. wocar-ppo on a discrete-action env: refused before the run directory exists
@@ -286,6 +301,86 @@ def _print_knobs() -> None:
         users = [name for name in ALGORITHMS if key in robust_knobs(name)]
         robust.add_row(key, json.dumps(value), ", ".join(users) or "-")
     console.print(robust)
+
+
+def _prune_config(strategy: str | None, sparsity: float | None, prune_every: int | None, burn_in: float | None) -> Any:
+    """``--prune/--sparsity/--prune-every/--burn-in`` -> a validated PruneConfig."""
+    from robustrl.config import PruneConfig
+
+    if strategy is None:
+        given = [n for n, v in (("--sparsity", sparsity), ("--prune-every", prune_every), ("--burn-in", burn_in)) if v is not None]
+        if given:
+            raise InvalidArgumentError(f"{', '.join(given)} need --prune STRATEGY (random, magnitude, magnitude-ste, saliency)")
+        return PruneConfig()
+    if strategy == "none":
+        raise InvalidArgumentError("--prune none prunes nothing; drop --prune, or choose random, magnitude, magnitude-ste or saliency")
+    if sparsity is None:
+        raise InvalidArgumentError("--prune needs --sparsity S (final fraction of weights pruned, in [0, 1))")
+    values: dict[str, Any] = {"strategy": strategy, "sparsity": sparsity}
+    if prune_every is not None:
+        values["prune_every"] = prune_every
+    if burn_in is not None:
+        values["burn_in"] = burn_in
+    config = PruneConfig(**values)
+    config.validate()
+    return config
+
+
+@app.command("prune")
+def prune_command(
+    run: Path = typer.Argument(..., help="Run directory of a trained policy (its newest checkpoint is pruned)."),
+    sparsity: float = typer.Option(..., "--sparsity", help="Fraction of the weights set to zero, in [0, 1)."),
+    strategy: str = typer.Option("magnitude", "--strategy", help="random, magnitude (default), magnitude-ste or saliency."),
+    finetune: str | None = typer.Option(
+        None, "--finetune", help="Env steps of PPO fine-tuning with the masks held (default: none)."
+    ),
+    prune_every: int = typer.Option(20, "--prune-every", help="With --finetune: optimiser steps between mask updates."),
+    allocation: str | None = typer.Option(
+        None, "--allocation", help="layer, global or erk (default: erk for random, layer for the others)."
+    ),
+    out: Path | None = typer.Option(None, "--out", help="New run directory (default RUN-pruned-STRATEGY-SPARSITY)."),
+    no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
+) -> None:
+    """One-shot pruning of a trained run into a new run directory (evaluate, attack and certify it like any run)."""
+    from robustrl.config import PruneConfig
+
+    PruneConfig(strategy=strategy, sparsity=sparsity, prune_every=prune_every, allocation=allocation).validate()
+    steps = parse_count(finetune, "--finetune") if finetune is not None else None
+    if out is not None:
+        _check_output_dir(out, "--out")
+    from robustrl.prune.tools import prune_run
+
+    with _progress_bars(enabled=not no_progress and steps is not None, transient=False) as progress:
+        result = prune_run(
+            run, sparsity=sparsity, strategy=strategy, finetune=steps, out=out, prune_every=prune_every,
+            allocation=allocation, progress=progress,
+        )  # fmt: skip
+    console.print(f"pruned {run} to sparsity {sparsity:g} ({strategy}); run directory: [bold]{result}[/]")
+
+
+@app.command()
+def certify(
+    run: Path = typer.Argument(..., help="Run directory."),
+    eps: float | None = typer.Option(None, "--eps", help="Radius (default: the run's robust eps, the papers' per env)."),
+    r_max: float | None = typer.Option(
+        None, "--r-max", help="Max |reward| per step (default: exact where known, else empirical from the episodes)."
+    ),
+    episodes: int = typer.Option(5, "--episodes", min=1, help="Clean episodes whose states the IBP certificate covers."),
+    samples: int = typer.Option(0, "--samples", min=0, help="Random ball corners per state for a sampled TV (lower bound)."),
+    json_file: Path | None = typer.Option(None, "--json", help="Write the certificate here."),
+) -> None:
+    """Theorem 1's certified bound alpha * c * L~ * eps per checkpoint, and the per-state IBP certificate."""
+    from robustrl.policies.checkpoint import atomic_write_text, require_run_dir
+    from robustrl.report.prune import certify_table
+
+    _check_output_file(json_file, "--json")
+    require_run_dir(run)
+    from robustrl.prune.tools import certify_run
+
+    result = certify_run(run, eps=eps, r_max=r_max, episodes=episodes, samples=samples)
+    console.print(certify_table(result))
+    if json_file is not None:
+        atomic_write_text(json_file, json.dumps(result, indent=1))
 
 
 def parse_float_list(text: str, name: str) -> list[float]:
@@ -555,6 +650,81 @@ def demo(
             progress=progress,
         )
     console.print(robustness_table([report], [result.run_dir.name]))
+
+
+study_app = typer.Typer(no_args_is_help=True, help="Studies: a grid of runs from one spec, on a local pool or Ray.")
+app.add_typer(study_app, name="study")
+
+
+@study_app.command("run")
+def study_run(
+    spec: Path = typer.Argument(..., help="Study spec (.yaml or .toml; see studies/smoke.yaml)."),
+    out: Path | None = typer.Option(None, "--out", help="Study directory (default runs/studies/<name>)."),
+    backend: str = typer.Option("local", "--backend", help="local (process pool) or ray."),
+    workers: int | None = typer.Option(None, "--workers", help="Parallel tasks (default: the CPU count; Ray: its CPUs)."),
+    address: str | None = typer.Option(None, "--address", help="Ray cluster address (e.g. auto); default: a local Ray."),
+) -> None:
+    """Run every run and evaluation of SPEC that is not done yet (re-run to resume), then write the
+    results store (<dir>/results/) and print the status."""
+    from robustrl.experiments.results import collect_results
+    from robustrl.experiments.spec import load_spec
+    from robustrl.experiments.study import Study, make_executor
+
+    parsed = load_spec(spec)  # a bad spec fails here, before anything is written
+    directory = out or Path("runs") / "studies" / parsed.name
+    executor = make_executor(backend, workers, address)
+    study = Study.open(directory, spec)
+    console.print(f"study [bold]{parsed.name}[/]: {len(parsed.runs)} runs -> {directory} ({backend})")
+    try:
+        with _progress_bars(enabled=None, transient=False) as progress:
+            study.run(executor, progress)
+    finally:
+        executor.shutdown()
+    collect_results(study)
+    _print_study_status(directory)
+    if any(e.get("train") == "failed" or e.get("evaluate") == "failed" for e in study.status["runs"].values()):
+        raise _StoppedEarly
+
+
+@study_app.command("status")
+def study_status_command(directory: Path = typer.Argument(..., help="A study directory.")) -> None:
+    """What is done, running, failed (with the last error of each failed task)."""
+    _print_study_status(directory)
+
+
+def _print_study_status(directory: Path) -> None:
+    from rich.table import Table
+
+    from robustrl.experiments.study import study_status
+
+    status = study_status(directory)
+    table = Table(title=f"{directory} (runner {'running' if status['runner_alive'] else 'not running'})")
+    for column in ("run", "train", "evaluate", "error"):
+        table.add_column(column)
+    for name, entry in status["runs"].items():
+        error = entry.get("train_error") or entry.get("evaluate_error") or ""
+        table.add_row(name, entry.get("train", "pending"), entry.get("evaluate", "pending"), error.strip().splitlines()[-1] if error else "")
+    console.print(table)
+    console.print("  ".join(f"{task}: " + ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) for task, counts in status["counts"].items()))
+
+
+@app.command()
+def report(
+    directory: Path = typer.Argument(..., help="A study directory (after `robustrl study run`)."),
+    out: Path | None = typer.Option(None, "--out", help="Folder for tables and figures (default <dir>/report)."),
+) -> None:
+    """The BARPO paper's Table 2 for a study (median agent; mean and IQM with 95% bootstrap
+    intervals) as Markdown, LaTeX and CSV, and its figures (training curves, natural vs worst,
+    return vs eps) as PNG and SVG."""
+    from robustrl.report.study import write_study_report
+
+    if not (directory / "study.json").is_file():
+        raise InvalidArgumentError(f"{directory} is not a study directory (no study.json)")
+    written = write_study_report(directory, out)
+    if "table2_median" in written:
+        console.print(written["table2_median"].read_text(), markup=False, highlight=False)
+    for name, path in written.items():
+        console.print(f"{name}: {path}")
 
 
 def _command() -> Any:

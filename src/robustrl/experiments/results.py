@@ -45,8 +45,7 @@ def collect_results(study: Any) -> dict[str, Path]:
             for key, value in reversed(keys.items()):
                 frame.insert(0, key, value)
             metrics.append(frame)
-        report = study.report(run)
-        if report is not None:
+        for report in study.reports(run):
             for attack, result in report.get("results", {}).items():
                 if "mean" not in result:
                     continue
@@ -57,8 +56,26 @@ def collect_results(study: Any) -> dict[str, Path]:
                 })  # fmt: skip
     tables = {
         "runs": pd.DataFrame(runs),
-        "metrics": pd.concat(metrics, ignore_index=True) if metrics else pd.DataFrame(columns=["run", "label", "env", "seed"]),
-        "evaluations": pd.DataFrame(evaluations, columns=["run", "label", "env", "seed", "attack", "eps", "norm", "mean", "std", "episodes", "budget", "checkpoint"]),
+        "metrics": pd.concat(metrics, ignore_index=True)
+        if metrics
+        else pd.DataFrame(columns=["run", "label", "env", "seed"]),
+        "evaluations": pd.DataFrame(
+            evaluations,
+            columns=[
+                "run",
+                "label",
+                "env",
+                "seed",
+                "attack",
+                "eps",
+                "norm",
+                "mean",
+                "std",
+                "episodes",
+                "budget",
+                "checkpoint",
+            ],
+        ),
     }
     folder = Path(study.directory) / "results"
     folder.mkdir(parents=True, exist_ok=True)
@@ -71,7 +88,9 @@ def collect_results(study: Any) -> dict[str, Path]:
             written[name] = folder / f"{name}.parquet"
         except ImportError:  # pyarrow missing: CSV only (pip install pyarrow)
             pass
-    (folder / "README.json").write_text(json.dumps({"tables": list(TABLES), "see": "robustrl.experiments.results"}, indent=1))
+    (folder / "README.json").write_text(
+        json.dumps({"tables": list(TABLES), "see": "robustrl.experiments.results"}, indent=1)
+    )
     return written
 
 

@@ -42,21 +42,36 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from robustrl.errors import InvalidArgumentError
+from robustrl.errors import InvalidArgumentError, RobustRLError
 
 
 class StudySpecError(InvalidArgumentError):
     """A study spec is malformed; the message names the key."""
 
 
-TOP_KEYS = {"name", "methods", "envs", "seeds", "steps", "grid", "num_envs", "backend", "set", "set_robust", "evaluation", "retries", "description"}
+TOP_KEYS = {
+    "name",
+    "methods",
+    "envs",
+    "seeds",
+    "steps",
+    "grid",
+    "num_envs",
+    "backend",
+    "set",
+    "set_robust",
+    "evaluation",
+    "retries",
+    "description",
+}
 EVALUATION_KEYS = {"attacks", "eps", "norm", "episodes", "budgets", "attack_options", "median", "seed"}
 
 
 @dataclass(frozen=True)
 class EvaluationSpec:
     attacks: tuple[str, ...] = ("random", "critic", "mad", "rs")
-    eps: float | None = None
+    eps: float | None = None  # the table's eps (None: the papers' value per env)
+    eps_sweep: tuple[float, ...] = ()  # more eps values, cheap attacks only (return-vs-eps plots)
     norm: str = "inf"
     episodes: int = 20
     budgets: dict[str, int] = field(default_factory=dict)
@@ -163,6 +178,13 @@ def parse_spec(data: dict[str, Any], where: str = "spec") -> StudySpec:
     if not isinstance(methods, dict) or not methods:
         raise StudySpecError("methods must map labels to settings, e.g. {bar-ppo: {algo: bar-ppo, kappa: 0.3}}")
     envs = [str(e) for e in _as_list(data["envs"])]
+    from robustrl.envs.make import check_env_id
+
+    for env in envs:
+        try:
+            check_env_id(env, str(data.get("backend", "gymnasium")))
+        except RobustRLError as error:
+            raise StudySpecError(f"envs: {error}") from None
     seeds = []
     for seed in _as_list(data["seeds"]):
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
@@ -181,25 +203,41 @@ def parse_spec(data: dict[str, Any], where: str = "spec") -> StudySpec:
     for key, value in ppo_set.items():
         if key not in ppo_fields:
             raise StudySpecError(f"set.{key}: not a PPO knob; PPO knobs: {sorted(ppo_fields)}")
-        check_field_value(PPOConfig, key, tuple(value) if isinstance(value, list) else value, "set.")
+        try:
+            check_field_value(PPOConfig, key, tuple(value) if isinstance(value, list) else value, "set.")
+        except InvalidArgumentError as error:
+            raise StudySpecError(str(error)) from None
     from robustrl.config import RobustConfig
 
     robust_fields = {f.name for f in dataclasses.fields(RobustConfig)}
     for key in list(robust_set) + list(grid):
         if key not in robust_fields:
-            raise StudySpecError(f"{'grid' if key in grid else 'set_robust'}.{key}: not a robust knob; robust knobs: {sorted(robust_fields)}")
+            raise StudySpecError(
+                f"{'grid' if key in grid else 'set_robust'}.{key}: not a robust knob; robust knobs: {sorted(robust_fields)}"
+            )
     grid_axes = {key: _as_list(values) for key, values in grid.items()}
 
     runs: dict[str, RunSpec] = {}
     for label, settings in methods.items():
         settings = dict(settings or {})
         algo = settings.pop("algo", label)
+        settings.pop("paper", None)  # the paper's name for this method, read by the report
+        method_set = settings.pop("set", {}) or {}  # PPO knobs of this method only
+        if not isinstance(method_set, dict):
+            raise StudySpecError(f"methods.{label}.set must be a mapping of PPO knob -> value")
+        for key in method_set:
+            if key not in ppo_fields:
+                raise StudySpecError(f"methods.{label}.set.{key}: not a PPO knob; PPO knobs: {sorted(ppo_fields)}")
         if algo not in ALGORITHMS:
-            raise StudySpecError(f"methods.{label}.algo: unknown algorithm {algo!r}; available: {', '.join(ALGORITHMS)}")
+            raise StudySpecError(
+                f"methods.{label}.algo: unknown algorithm {algo!r}; available: {', '.join(ALGORITHMS)}"
+            )
         knobs = set(robust_knobs(algo))
         bad = sorted(set(settings) - robust_fields)
         if bad:
-            raise StudySpecError(f"methods.{label}: unknown key(s) {bad}; a method takes algo and robust knobs {sorted(robust_fields)}")
+            raise StudySpecError(
+                f"methods.{label}: unknown key(s) {bad}; a method takes algo and robust knobs {sorted(robust_fields)}"
+            )
         axes = {k: v for k, v in grid_axes.items() if k in knobs and k not in settings}
         for env, seed, total_steps, *values in itertools.product(envs, seeds, steps, *axes.values()):
             options = {k: v for k, v in robust_set.items() if k in knobs}
@@ -207,7 +245,7 @@ def parse_spec(data: dict[str, Any], where: str = "spec") -> StudySpec:
             options.update(dict(zip(axes, values)))
             try:
                 robust = robust_config_for(algo, options)
-                overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in ppo_set.items()}
+                overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in {**ppo_set, **method_set}.items()}
                 config = TrainConfig(
                     env_id=env, algo=algo, total_steps=total_steps, seed=seed, num_envs=num_envs, backend=backend,
                     ppo=ppo_defaults_for(env, **overrides), robust=robust,
@@ -240,13 +278,24 @@ def parse_evaluation(data: dict[str, Any]) -> EvaluationSpec:
         norm = parse_norm(data.get("norm", "inf"))
     except InvalidArgumentError as error:
         raise StudySpecError(f"evaluation: {error}") from None
-    eps = data.get("eps")
-    if eps is not None and (isinstance(eps, bool) or not isinstance(eps, (int, float)) or eps < 0 or not math.isfinite(eps)):
-        raise StudySpecError(f"evaluation.eps must be a number >= 0 or null, got {eps!r}")
+    eps_values = data.get("eps")
+    eps_values = eps_values if isinstance(eps_values, list) else [eps_values]
+    for eps in eps_values:
+        if eps is not None and (
+            isinstance(eps, bool) or not isinstance(eps, (int, float)) or eps < 0 or not math.isfinite(eps)
+        ):
+            raise StudySpecError(
+                f"evaluation.eps must be a number >= 0, a list of them (the first is the table's), or null; got {eps!r}"
+            )
+    if not eps_values or (None in eps_values and len(eps_values) > 1):
+        raise StudySpecError("evaluation.eps: a list of eps values cannot be empty or contain null")
+    eps = eps_values[0]
     budgets = {}
     for name, value in (data.get("budgets") or {}).items():
         if name not in ATTACKS or not ATTACKS[name].learned:
-            raise StudySpecError(f"evaluation.budgets.{name}: not a learned attack ({sorted(n for n, c in ATTACKS.items() if c.learned)})")
+            raise StudySpecError(
+                f"evaluation.budgets.{name}: not a learned attack ({sorted(n for n, c in ATTACKS.items() if c.learned)})"
+            )
         budgets[name] = _count(value, f"evaluation.budgets.{name}")
     options = data.get("attack_options") or {}
     for name, values in options.items():
@@ -254,12 +303,14 @@ def parse_evaluation(data: dict[str, Any]) -> EvaluationSpec:
             raise StudySpecError(f"evaluation.attack_options.{name}: expected an attack name mapping to its options")
         known = {f.name for f in dataclasses.fields(ATTACKS[name].Options)}
         if set(values) - known:
-            raise StudySpecError(f"evaluation.attack_options.{name}: unknown option(s) {sorted(set(values) - known)}; it takes {sorted(known)}")
+            raise StudySpecError(
+                f"evaluation.attack_options.{name}: unknown option(s) {sorted(set(values) - known)}; it takes {sorted(known)}"
+            )
     median = data.get("median", False)
     if not isinstance(median, bool):
         raise StudySpecError(f"evaluation.median must be true or false, got {median!r}")
     return EvaluationSpec(
-        attacks=tuple(attacks), eps=None if eps is None else float(eps), norm=norm,
+        attacks=tuple(attacks), eps=None if eps is None else float(eps), eps_sweep=tuple(float(e) for e in eps_values[1:]), norm=norm,
         episodes=_count(data.get("episodes", 20), "evaluation.episodes"), budgets=budgets,
         attack_options={k: dict(v) for k, v in options.items()}, median=median,
         seed=int(data.get("seed", 10_000)),

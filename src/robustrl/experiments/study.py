@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from robustrl.errors import InvalidArgumentError
-from robustrl.experiments.spec import EvaluationSpec, RunSpec, StudySpec, load_spec
+from robustrl.experiments.spec import RunSpec, StudySpec, load_spec
 from robustrl.policies.checkpoint import atomic_write_text
 from robustrl.progress import Progress
 
@@ -67,12 +67,15 @@ def train_task(run_dir: str, config: dict[str, Any]) -> dict[str, Any]:
                 result = train(train_config, run_dir)
         return {"ok": not result.interrupted, "iterations": result.iterations, "seconds": time.perf_counter() - start,
                 "error": "interrupted" if result.interrupted else None}  # fmt: skip
-    except BaseException:  # noqa: BLE001  (a KeyboardInterrupt in a worker is a failed attempt too)
+    except BaseException:
         return {"ok": False, "error": traceback.format_exc()}
 
 
-def evaluate_task(run_dir: str, env_id: str, evaluation: dict[str, Any], attacks: list[str]) -> dict[str, Any]:
-    """The robustness report of one run under ``attacks`` (resumes a partial report)."""
+def evaluate_task(
+    run_dir: str, env_id: str, evaluation: dict[str, Any], attacks: list[str], sweep_done: bool = False
+) -> dict[str, Any]:
+    """The robustness report of one run under ``attacks`` at the table's eps, then the cheap ones
+    at each eps of the sweep (each report resumes where a previous attempt stopped)."""
     try:
         _worker_setup()
         import warnings
@@ -82,18 +85,25 @@ def evaluate_task(run_dir: str, env_id: str, evaluation: dict[str, Any], attacks
         from robustrl.policies.checkpoint import load_policy
 
         start = time.perf_counter()
+        from robustrl.evaluate.reports import split_attacks
+
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             policy = load_policy(run_dir)
-            eps = evaluation["eps"]
-            report = robustness_report(
-                policy, env_id, attacks=attacks, eps=eps, norm=evaluation["norm"], episodes=evaluation["episodes"],
-                seed=evaluation["seed"], attack_options=evaluation["attack_options"],
-                budgets={k: v for k, v in evaluation["budgets"].items() if k in attacks}, source=run_dir,
-                json_path=report_path(Path(run_dir), eps if eps is not None else report_eps(env_id), evaluation["norm"]),
-            )  # fmt: skip
-        return {"ok": True, "seconds": time.perf_counter() - start, "worst": report.get("worst", {}).get("mean")}
-    except BaseException:  # noqa: BLE001
+            main = evaluation["eps"] if evaluation["eps"] is not None else report_eps(env_id)
+            worst = None
+            sweep = [] if sweep_done else [(eps, list(split_attacks(attacks)[0])) for eps in evaluation["eps_sweep"]]
+            for eps, names in [(main, attacks), *sweep]:
+                report = robustness_report(
+                    policy, env_id, attacks=names, eps=eps, norm=evaluation["norm"], episodes=evaluation["episodes"],
+                    seed=evaluation["seed"], attack_options=evaluation["attack_options"],
+                    budgets={k: v for k, v in evaluation["budgets"].items() if k in names}, source=run_dir,
+                    json_path=report_path(Path(run_dir), eps, evaluation["norm"]),
+                )  # fmt: skip
+                if eps == main:
+                    worst = report.get("worst", {}).get("mean")
+        return {"ok": True, "seconds": time.perf_counter() - start, "worst": worst}
+    except BaseException:
         return {"ok": False, "error": traceback.format_exc()}
 
 
@@ -132,7 +142,9 @@ class LocalExecutor:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_setup)
+        return ProcessPoolExecutor(
+            self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_setup
+        )
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Any:
         return self._pool.submit(fn, *args)
@@ -229,7 +241,9 @@ class Study:
             if saved.is_file():
                 previous = json.loads(saved.read_text())
                 if previous.get("name") != spec.name:
-                    raise InvalidArgumentError(f"{directory} holds study {previous.get('name')!r}, not {spec.name!r}; pick another --out")
+                    raise InvalidArgumentError(
+                        f"{directory} holds study {previous.get('name')!r}, not {spec.name!r}; pick another --out"
+                    )
         directory.mkdir(parents=True, exist_ok=True)
         expansion = {r.name: {"label": r.label, "config": r.config.to_dict()} for r in spec.runs}
         atomic_write_text(saved, json.dumps({"name": spec.name, "spec": spec.source, "runs": expansion}, indent=1))
@@ -247,7 +261,9 @@ class Study:
             except json.JSONDecodeError:
                 pass  # rebuilt from the run directories below
         for run in self.spec.runs:
-            entry = status["runs"].setdefault(run.name, {"label": run.label, "env": run.env_id, "seed": run.config.seed})
+            entry = status["runs"].setdefault(
+                run.name, {"label": run.label, "env": run.env_id, "seed": run.config.seed}
+            )
             for task in ("train", "evaluate"):
                 entry.setdefault(task, "pending")
                 entry.setdefault(f"{task}_attempts", 0)
@@ -257,8 +273,8 @@ class Study:
                 entry["train"] = entry["evaluate"] = "pending"  # the directory was removed or damaged
         return status
 
-    def save_status(self) -> None:
-        self.status["runner"] = {"pid": os.getpid(), "heartbeat": time.time()}
+    def save_status(self, finished: bool = False) -> None:
+        self.status["runner"] = {"pid": os.getpid(), "heartbeat": time.time(), "finished": finished}
         atomic_write_text(self.status_path, json.dumps(self.status, indent=1))
 
     def _set(self, run: RunSpec, task: str, state: str, error: str | None = None) -> None:
@@ -289,13 +305,19 @@ class Study:
             if entry["train"] != "done":
                 if entry["train"] != "failed" or entry["train_attempts"] <= self.spec.retries:
                     queue.append(("train", run.name))
-            elif entry["evaluate"] != "done" and (entry["evaluate"] != "failed" or entry["evaluate_attempts"] <= self.spec.retries):
+            elif entry["evaluate"] != "done" and (
+                entry["evaluate"] != "failed" or entry["evaluate_attempts"] <= self.spec.retries
+            ):
                 queue.append(("evaluate", run.name))
         if self.spec.evaluation.median:  # groups evaluated before a restart whose median still lacks its attacks
             for run in self.spec.runs:
                 median = self._median_ready(run)
                 report = self.report(runs[median]) if median else None
-                if median and ("median", median) not in queue and not all(a in (report or {}).get("results", {}) for a in self._median_attacks()):
+                if (
+                    median
+                    and ("median", median) not in queue
+                    and not all(a in (report or {}).get("results", {}) for a in self._median_attacks())
+                ):
                     queue.append(("median", median))
         running: dict[Any, tuple[str, str]] = {}
         lost = 0
@@ -306,7 +328,9 @@ class Study:
                 handle = executor.submit(train_task, str(self.run_dir(run)), run.config.to_dict())
             else:
                 attacks = self.evaluation_tasks(run) if task == "evaluate" else list(self._median_attacks())
-                handle = executor.submit(evaluate_task, str(self.run_dir(run)), run.env_id, evaluation, attacks)
+                handle = executor.submit(
+                    evaluate_task, str(self.run_dir(run)), run.env_id, evaluation, attacks, task == "median"
+                )
             running[handle] = (task, name)
             self._set(run, "evaluate" if task == "median" else task, "running")
 
@@ -350,7 +374,7 @@ class Study:
                 else:
                     self._set(run, key, "failed", result.get("error"))
         self._report(progress)
-        self.save_status()
+        self.save_status(finished=True)
         return self.status
 
     def _median_attacks(self) -> tuple[str, ...]:
@@ -375,12 +399,19 @@ class Study:
         self.status["runs"][median.name]["median_agent"] = True
         return median.name
 
-    def report(self, run: RunSpec) -> dict[str, Any] | None:
+    def report(self, run: RunSpec, eps: float | None = None) -> dict[str, Any] | None:
+        """The run's report at ``eps`` (default: the table's eps), or None before it exists."""
         from robustrl.evaluate.reports import report_path
 
-        eps = self.spec.evaluation.eps if self.spec.evaluation.eps is not None else report_eps(run.env_id)
+        if eps is None:
+            eps = self.spec.evaluation.eps if self.spec.evaluation.eps is not None else report_eps(run.env_id)
         path = report_path(self.run_dir(run), eps, self.spec.evaluation.norm)
         return json.loads(path.read_text()) if path.is_file() else None
+
+    def reports(self, run: RunSpec) -> list[dict[str, Any]]:
+        """Every report of the run: the table's eps, then the sweep's."""
+        found = [self.report(run)] + [self.report(run, eps) for eps in self.spec.evaluation.eps_sweep]
+        return [r for r in found if r is not None]
 
     def _report(self, progress: Progress | None) -> None:
         """One progress view for the whole study: env steps trained over all runs, tasks done."""
@@ -444,7 +475,7 @@ def study_status(directory: Path | str) -> dict[str, Any]:
     status = json.loads(path.read_text()) if path.is_file() else {"runs": {}}
     runner = status.get("runner", {})
     alive = False
-    if runner.get("pid"):
+    if runner.get("pid") and not runner.get("finished"):
         try:
             os.kill(int(runner["pid"]), 0)
             alive = time.time() - float(runner.get("heartbeat", 0)) < 24 * 3600

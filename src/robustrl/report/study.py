@@ -1,0 +1,360 @@
+"""Reports of a study, read only from its results store (:mod:`robustrl.experiments.results`).
+
+The BARPO paper's Table 2 layout per task: natural return, the return under each attack, the
+worst attack and the worst-case robustness (worst - natural) / |natural|, one row per method,
+best and second best of each column marked. Three aggregations over seeds:
+
+- ``median``: the median agent (BARPO App. F.3; :func:`robustrl.evaluate.robustness.median_agent`),
+  as the paper reports;
+- ``mean``: the mean over seeds with a 95% stratified-bootstrap interval;
+- ``iqm``: the interquartile mean with its interval (Agarwal et al. 2021, "Deep RL at the edge of
+  the statistical precipice", recommend IQM + stratified bootstrap).
+
+rliable implements the two estimators, but rliable 1.2 does not import under pandas 3 (its pinned
+``arch`` fails), so they are written here, once, and tested against hand computations.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+AGGREGATIONS = ("median", "mean", "iqm")
+PAPER_TABLES = ("table2_baselines_vs_bar_ppo", "table4_spo_arpo_barpo")
+
+
+# ---- estimators -------------------------------------------------------------------------------------
+def iqm(values: Sequence[float]) -> float:
+    """Interquartile mean: the mean of the values left after cutting ``int(0.25 n)`` from each end
+    of the sorted values (``scipy.stats.trim_mean(values, 0.25)``, which rliable uses)."""
+    x = np.sort(np.asarray(values, dtype=np.float64))
+    if x.size == 0:
+        return math.nan
+    cut = int(0.25 * x.size)
+    return float(x[cut : x.size - cut].mean())
+
+
+def stratified_bootstrap_ci(
+    scores: Mapping[str, Sequence[float]],
+    statistic: Callable[[np.ndarray], float] = np.mean,
+    *,
+    reps: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """(point estimate, low, high) of ``statistic`` over all scores, with a percentile interval
+    from the stratified bootstrap: each replicate resamples the runs of every task (stratum)
+    with replacement, keeping each task's run count (rliable's ``StratifiedBootstrap``)."""
+    strata = [np.asarray(v, dtype=np.float64) for v in scores.values() if len(v)]
+    if not strata:
+        return math.nan, math.nan, math.nan
+    point = float(statistic(np.concatenate(strata)))
+    rng = np.random.default_rng(seed)
+    replicates = np.empty(reps)
+    for k in range(reps):
+        sample = [s[rng.integers(0, s.size, s.size)] for s in strata]
+        replicates[k] = statistic(np.concatenate(sample))
+    tail = (1.0 - confidence) / 2.0 * 100.0
+    low, high = np.percentile(replicates, [tail, 100.0 - tail])
+    return point, float(low), float(high)
+
+
+# ---- the table ---------------------------------------------------------------------------------------
+def per_run_table(evaluations: pd.DataFrame, eps: float | None = None) -> pd.DataFrame:
+    """One row per run: natural, each attack, worst (min over attacks) and worst-case robustness."""
+    frame = evaluations if eps is None else evaluations[np.isclose(evaluations["eps"].astype(float), eps)]
+    wide = frame.pivot_table(index=["run", "label", "env", "seed"], columns="attack", values="mean", aggfunc="first")
+    attacks = [c for c in wide.columns if c != "natural"]
+    wide["worst"] = wide[attacks].min(axis=1) if attacks else wide["natural"]
+    wide["worst_case_robustness"] = (wide["worst"] - wide["natural"]) / wide["natural"].abs()
+    return wide.reset_index()
+
+
+def attack_columns(evaluations: pd.DataFrame) -> list[str]:
+    from robustrl.attacks import ALL
+
+    present = set(evaluations["attack"]) - {"natural"}
+    return ["natural", *[a for a in ALL if a in present], *sorted(present - set(ALL)), "worst", "worst_case_robustness"]
+
+
+def aggregate(per_run: pd.DataFrame, runs: pd.DataFrame, how: str, cheap: Sequence[str] = ()) -> pd.DataFrame:
+    """One row per (env, label): each column aggregated over seeds ``how``; for mean and IQM also
+    ``<column>_low`` / ``<column>_high`` (95% bootstrap interval) and ``seeds``."""
+    if how not in AGGREGATIONS:
+        raise ValueError(f"unknown aggregation {how!r}; choose from {AGGREGATIONS}")
+    columns = [c for c in per_run.columns if c not in ("run", "label", "env", "seed")]
+    rows = []
+    for (env, label), group in per_run.groupby(["env", "label"], sort=False):
+        row: dict[str, Any] = {"env": env, "label": label, "seeds": len(group)}
+        if how == "median":
+            index = _median_index(group, runs, cheap)
+            row.update({c: group.iloc[index][c] for c in columns})
+            row["run"] = group.iloc[index]["run"]
+        else:
+            statistic = np.mean if how == "mean" else iqm
+            for column in columns:
+                values = group[column].dropna().to_numpy()
+                point, low, high = stratified_bootstrap_ci(
+                    {env: values}, statistic, seed=_stable_seed(env, label, column)
+                )
+                row.update({column: point, f"{column}_low": low, f"{column}_high": high})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _stable_seed(*parts: str) -> int:
+    import zlib
+
+    return zlib.crc32("|".join(parts).encode())
+
+
+def _median_index(group: pd.DataFrame, runs: pd.DataFrame, cheap: Sequence[str]) -> int:
+    """The median agent of a (method, env) group: the run the study marked (it ran the expensive
+    attacks on it), else BARPO App. F.3's rule on the reports in the store."""
+    from robustrl.evaluate.robustness import median_agent
+
+    if "median_agent" in runs:
+        marked = set(runs.loc[runs["median_agent"].astype(bool), "run"])
+        hits = [i for i, run in enumerate(group["run"]) if run in marked]
+        if hits:
+            return hits[0]
+    attacks = [
+        c
+        for c in group.columns
+        if c not in ("run", "label", "env", "seed", "natural", "worst", "worst_case_robustness")
+    ]
+    reports = [
+        {"results": {a: {"mean": row[a]} for a in ["natural", *attacks] if not pd.isna(row[a])}}
+        for _, row in group.iterrows()
+    ]
+    return median_agent(reports, list(cheap) or attacks)
+
+
+def _marks(values: pd.Series) -> dict[int, str]:
+    """Best and second best of a column (higher is better for every column of Table 2)."""
+    order = values.dropna().sort_values(ascending=False).index.tolist()
+    return {**({order[0]: "best"} if order else {}), **({order[1]: "second"} if len(order) > 1 else {})}
+
+
+def _cell(value: Any, mark: str | None, style: str, low: Any = None, high: Any = None, robustness: bool = False) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    text = f"{value:+.3f}" if robustness else f"{value:.0f}"
+    if low is not None and not (isinstance(low, float) and math.isnan(low)):
+        text += f" [{low:+.3f}, {high:+.3f}]" if robustness else f" [{low:.0f}, {high:.0f}]"
+    if mark == "best":
+        return {"md": f"**{text}**", "tex": f"\\textbf{{{text}}}"}.get(style, text)
+    if mark == "second":
+        return {"md": f"_{text}_", "tex": f"\\underline{{{text}}}"}.get(style, text)
+    return text
+
+
+def format_table(table: pd.DataFrame, columns: list[str], style: str, paper: pd.DataFrame | None = None) -> str:
+    """Markdown (``md``) or LaTeX (``tex``) of an aggregated table, one block per env."""
+    headers = ["method", *[c.replace("_", " ") for c in columns]]
+    lines: list[str] = []
+    for env, group in table.groupby("env", sort=False):
+        marks = {c: _marks(group[c].astype(float)) for c in columns}
+        body = []
+        for index, row in group.iterrows():
+            cells = [str(row["label"]) + f" ({int(row['seeds'])})"]
+            for column in columns:
+                mark = marks[column].get(index)
+                cells.append(
+                    _cell(
+                        row.get(column),
+                        mark,
+                        style,
+                        row.get(f"{column}_low"),
+                        row.get(f"{column}_high"),
+                        column == "worst_case_robustness",
+                    )
+                )
+            body.append(cells)
+        if paper is not None:
+            for _, row in paper[paper["env"] == env].iterrows():
+                body.append(
+                    [
+                        f"paper: {row['label']}",
+                        *[_cell(row.get(c), None, style, robustness=c == "worst_case_robustness") for c in columns],
+                    ]
+                )
+        if style == "tex":
+            lines += [
+                f"% {env}",
+                "\\begin{tabular}{l" + "r" * len(columns) + "}",
+                " & ".join(headers) + " \\\\ \\hline",
+            ]
+            lines += [" & ".join(c.replace("%", "\\%") for c in cells) + " \\\\" for cells in body]
+            lines += ["\\end{tabular}", ""]
+        else:
+            lines += [f"### {env}", "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+            lines += ["| " + " | ".join(cells) + " |" for cells in body]
+            lines.append("")
+    return "\n".join(lines)
+
+
+def paper_rows(spec_methods: Mapping[str, Any], envs: Sequence[str], reference: Path) -> pd.DataFrame | None:
+    """The paper's numbers for the methods whose spec names a ``paper`` entry (e.g. ``paper: BAR``)."""
+    if not reference.is_file():
+        return None
+    from robustrl.config import env_family
+
+    tables = json.loads(reference.read_text())
+    rows = []
+    for label, settings in spec_methods.items():
+        name = (settings or {}).get("paper")
+        if not name:
+            continue
+        for env in envs:
+            for key in PAPER_TABLES:
+                entry = tables.get(key, {}).get(env_family(env).lower(), {}).get("methods", {}).get(name)
+                if entry:
+                    row = {"env": env, "label": f"{name} ({label})"}
+                    for column, value in entry.items():
+                        row[column.replace("sa_rl", "sa-rl").replace("pa_ad", "pa-ad")] = (
+                            value["mean"] if isinstance(value, dict) else value
+                        )
+                    rows.append(row)
+                    break
+    return pd.DataFrame(rows) if rows else None
+
+
+# ---- the whole report ----------------------------------------------------------------------------------
+def write_study_report(
+    directory: Path | str, out: Path | str | None = None, reference: Path | str | None = None
+) -> dict[str, Path]:
+    """Tables (Markdown, LaTeX, CSV per aggregation) and figures (PNG + SVG) of a study."""
+    from robustrl.evaluate.reports import split_attacks
+    from robustrl.experiments.results import read_results
+
+    directory = Path(directory)
+    out = Path(out) if out is not None else directory / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    runs, evaluations, metrics = (read_results(directory, t) for t in ("runs", "evaluations", "metrics"))
+    study = json.loads((directory / "study.json").read_text())
+    spec = study["spec"]
+    main_eps = _main_eps(spec)
+    written: dict[str, Path] = {}
+    if len(evaluations):
+        frame = evaluations if main_eps is None else evaluations[np.isclose(evaluations["eps"].astype(float), main_eps)]
+        per_run = per_run_table(frame)
+        columns = [c for c in attack_columns(frame) if c in per_run.columns]
+        cheap = split_attacks([c for c in columns if c not in ("natural", "worst", "worst_case_robustness")])[0]
+        paper = paper_rows(
+            spec.get("methods", {}), sorted(set(frame["env"])), Path(reference) if reference else _default_reference()
+        )
+        per_run.to_csv(out / "per_run.csv", index=False)
+        for how in AGGREGATIONS:
+            table = aggregate(per_run, runs, how, cheap)
+            table.to_csv(out / f"table2_{how}.csv", index=False)
+            caption = {"median": "median agent (BARPO App. F.3)", "mean": "mean over seeds [95% stratified-bootstrap interval]",
+                       "iqm": "interquartile mean [95% stratified-bootstrap interval]"}[how]  # fmt: skip
+            eps_text = f"eps {main_eps:g}" if main_eps is not None else "eps: the papers' value per task"
+            header = f"# {study['name']}: {caption}\n\nReturns, deterministic episodes, {eps_text}; (n) = seeds; **best**, _second best_ per column.\n\n"
+            (out / f"table2_{how}.md").write_text(
+                header + format_table(table, columns, "md", paper if how == "median" else None)
+            )
+            (out / f"table2_{how}.tex").write_text(
+                f"% {study['name']}: {caption}\n"
+                + format_table(table, columns, "tex", paper if how == "median" else None)
+            )
+            written[f"table2_{how}"] = out / f"table2_{how}.md"
+        written |= _plot_scatter(per_run, out)
+        if evaluations["eps"].nunique() > 1:
+            written |= _plot_eps(evaluations, out)
+    if len(metrics) and "mean_return" in metrics:
+        written |= _plot_curves(metrics, out)
+    return written
+
+
+def _main_eps(spec: Mapping[str, Any]) -> float | None:
+    eps = (spec.get("evaluation") or {}).get("eps")
+    if isinstance(eps, (list, tuple)):
+        return float(eps[0]) if eps else None
+    return None if eps is None else float(eps)
+
+
+def _default_reference() -> Path:
+    return Path(__file__).resolve().parents[4] / "shared" / "reference" / "barpo_tables.json"
+
+
+def _save(figure: Any, out: Path, stem: str) -> dict[str, Path]:
+    figure.savefig(out / f"{stem}.png", dpi=130, bbox_inches="tight")
+    figure.savefig(out / f"{stem}.svg", bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)
+    return {stem: out / f"{stem}.png"}
+
+
+def _plot_curves(metrics: pd.DataFrame, out: Path) -> dict[str, Path]:
+    """Training curves: mean return vs env steps per method, the band spanning the seeds (BARPO
+    Figure 6)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    envs = sorted(metrics["env"].unique())
+    figure, axes = plt.subplots(1, len(envs), figsize=(5.5 * len(envs), 4), squeeze=False)
+    for axis, env in zip(axes[0], envs):
+        for label, group in metrics[metrics["env"] == env].groupby("label", sort=False):
+            curve = (
+                group.pivot_table(index="global_step", columns="seed", values="mean_return")
+                .sort_index()
+                .interpolate(limit_area="inside")
+            )
+            steps = curve.index.to_numpy()
+            axis.plot(steps, curve.mean(axis=1), label=f"{label} ({curve.shape[1]})")
+            axis.fill_between(steps, curve.min(axis=1), curve.max(axis=1), alpha=0.2)
+        axis.set(title=env, xlabel="env steps", ylabel="mean return (last 100 episodes)")
+        axis.legend(fontsize=8)
+    figure.suptitle("training curves: mean over seeds, band = range of seeds")
+    return _save(figure, out, "training_curves")
+
+
+def _plot_scatter(per_run: pd.DataFrame, out: Path) -> dict[str, Path]:
+    """Natural vs worst-case return, one point per run (BARPO Figure 5)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    envs = sorted(per_run["env"].unique())
+    figure, axes = plt.subplots(1, len(envs), figsize=(5 * len(envs), 4.2), squeeze=False)
+    for axis, env in zip(axes[0], envs):
+        for label, group in per_run[per_run["env"] == env].groupby("label", sort=False):
+            axis.scatter(group["natural"], group["worst"], label=label, alpha=0.8)
+        low = min(per_run["worst"].min(), per_run["natural"].min())
+        high = max(per_run["worst"].max(), per_run["natural"].max())
+        axis.plot([low, high], [low, high], color="grey", lw=0.8, ls="--")
+        axis.set(title=env, xlabel="natural return", ylabel="worst-case return")
+        axis.legend(fontsize=8)
+    return _save(figure, out, "natural_vs_worst")
+
+
+def _plot_eps(evaluations: pd.DataFrame, out: Path) -> dict[str, Path]:
+    """Return vs eps per attack (mean over seeds), one panel per (env, method)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = list(evaluations.groupby(["env", "label"], sort=False))
+    figure, axes = plt.subplots(1, len(groups), figsize=(4.5 * len(groups), 3.8), squeeze=False)
+    for axis, ((env, label), group) in zip(axes[0], groups):
+        natural = group[group["attack"] == "natural"]["mean"].mean()
+        for attack, rows in group[group["attack"] != "natural"].groupby("attack"):
+            curve = rows.groupby("eps")["mean"].mean().sort_index()
+            axis.plot(curve.index, curve.values, marker="o", label=attack)
+        axis.axhline(natural, color="grey", lw=0.8, ls="--", label="natural")
+        axis.set(title=f"{label} on {env}", xlabel="eps", ylabel="return")
+        axis.legend(fontsize=8)
+    return _save(figure, out, "return_vs_eps")

@@ -1,0 +1,279 @@
+"""Studies: spec validation, grid expansion and hashing, the scheduler (resume, failures, dead
+workers, Ray), the results store and the report's estimators against hand computations."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from robustrl.experiments.results import read_results
+from robustrl.experiments.spec import StudySpecError, config_hash, load_spec, parse_spec
+from robustrl.experiments.study import LocalExecutor, Study, run_study, study_status
+from robustrl.report.study import aggregate, format_table, iqm, per_run_table, stratified_bootstrap_ci
+
+ROOT = Path(__file__).resolve().parent.parent
+SMOKE = ROOT / "studies" / "smoke.yaml"
+TINY = {"steps_per_iteration": 256, "num_minibatches": 4, "policy_epochs": 2, "value_epochs": 2}
+
+
+def spec(**changes):
+    base = {
+        "name": "t", "methods": {"ppo": {"algo": "ppo"}, "bar": {"algo": "bar-ppo"}}, "envs": ["Pendulum-v1"],
+        "seeds": [0], "steps": 512, "set": dict(TINY), "evaluation": {"attacks": ["random"], "episodes": 2, "eps": 0.1},
+    }  # fmt: skip
+    base.update(changes)
+    return base
+
+
+# ---- the spec ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "changes,message",
+    [
+        ({"sedes": [0]}, r"unknown key\(s\) \['sedes'\]"),
+        ({"methods": {"x": {"algo": "nope"}}}, r"methods.x.algo: unknown algorithm 'nope'"),
+        ({"methods": {"x": {"algo": "ppo", "kappa": 0.3}}}, r"methods.x on Pendulum-v1: ppo does not use kappa"),
+        ({"methods": {"x": {"algo": "bar-ppo", "kapa": 0.3}}}, r"methods.x: unknown key\(s\) \['kapa'\]"),
+        ({"set": {"polcy_lr": 1e-4}}, r"set.polcy_lr: not a PPO knob"),
+        ({"set": {"policy_lr": "fast"}}, r"set.policy_lr must be a finite number"),
+        ({"grid": {"kappo": [1]}}, r"grid.kappo: not a robust knob"),
+        ({"envs": ["Hoper-v5"]}, r"envs: unknown environment id 'Hoper-v5'.*Hopper-v5"),
+        ({"seeds": [-1]}, r"seeds must be whole numbers >= 0"),
+        ({"steps": 0}, r"steps must be a positive whole number"),
+        ({"evaluation": {"attacks": ["mda"]}}, r"evaluation: unknown attack"),
+        ({"evaluation": {"budgets": {"mad": 10}}}, r"evaluation.budgets.mad: not a learned attack"),
+        ({"evaluation": {"attack_options": {"mad": {"stepz": 3}}}}, r"evaluation.attack_options.mad: unknown option"),
+        ({"evaluation": {"eps": -0.1}}, r"evaluation.eps must be a number >= 0"),
+        ({"retries": -1}, r"retries must be a whole number >= 0"),
+    ],
+)
+def test_spec_errors_name_the_bad_key(changes, message):
+    with pytest.raises(StudySpecError, match=message):
+        parse_spec(spec(**changes))
+
+
+def test_bad_spec_files(tmp_path):
+    (tmp_path / "a.yaml").write_text("name: [unclosed")
+    with pytest.raises(StudySpecError, match="not valid YAML"):
+        load_spec(tmp_path / "a.yaml")
+    (tmp_path / "b.json").write_text("{}")
+    with pytest.raises(StudySpecError, match=r"\.yaml, \.yml or \.toml"):
+        load_spec(tmp_path / "b.json")
+    with pytest.raises(StudySpecError, match="no such study spec"):
+        load_spec(tmp_path / "missing.yaml")
+
+
+def test_toml_and_yaml_specs_expand_alike(tmp_path):
+    (tmp_path / "s.toml").write_text(
+        'name = "t"\nenvs = ["Pendulum-v1"]\nseeds = [0]\nsteps = 512\n[methods.ppo]\nalgo = "ppo"\n[set]\nsteps_per_iteration = 256\nnum_minibatches = 4\n'
+    )
+    (tmp_path / "s.yaml").write_text(
+        "name: t\nenvs: [Pendulum-v1]\nseeds: [0]\nsteps: 512\nmethods: {ppo: {algo: ppo}}\nset: {steps_per_iteration: 256, num_minibatches: 4}\n"
+    )
+    assert [r.name for r in load_spec(tmp_path / "s.toml").runs] == [
+        r.name for r in load_spec(tmp_path / "s.yaml").runs
+    ]
+
+
+def test_grid_expansion_and_config_hashing():
+    parsed = parse_spec(spec(seeds=[0, 1], grid={"kappa": [0.1, 1.0]}))
+    labels = sorted({r.label for r in parsed.runs})
+    # the kappa axis applies to the method that takes kappa only; ppo is not duplicated
+    assert labels == ["bar-kappa0.1", "bar-kappa1.0", "ppo"] and len(parsed.runs) == 6
+    again = parse_spec(spec(seeds=[0, 1], grid={"kappa": [0.1, 1.0]}))
+    assert [r.name for r in parsed.runs] == [r.name for r in again.runs]  # same config, same name
+    names = {r.name for r in parsed.runs}
+    assert len(names) == 6 and all(r.name.endswith(config_hash(r.config)) for r in parsed.runs)
+    bar = next(r for r in parsed.runs if r.label == "bar-kappa1.0")
+    assert bar.config.robust.kappa == 1.0 and bar.config.ppo.steps_per_iteration == 256
+    # a changed knob changes the hash
+    other = parse_spec(spec(set={**TINY, "policy_lr": 1e-4}))
+    assert {r.name for r in other.runs}.isdisjoint({r.name for r in parse_spec(spec()).runs})
+
+
+# ---- running --------------------------------------------------------------------------------------------
+def _checkpoint_times(directory: Path) -> dict[str, float]:
+    return {str(p): p.stat().st_mtime_ns for p in directory.glob("runs/*/checkpoints/*.safetensors")}
+
+
+def test_smoke_study_end_to_end_and_rerun_runs_nothing_twice(tmp_path):
+    run_study(SMOKE, tmp_path / "smoke", workers=2)
+    status = study_status(tmp_path / "smoke")
+    assert status["counts"] == {"train": {"done": 4}, "evaluate": {"done": 4}} and not status["runner_alive"]
+    evaluations = pd.read_parquet(tmp_path / "smoke" / "results" / "evaluations.parquet")
+    assert len(evaluations) == 4 * 4 and set(evaluations["attack"]) == {"natural", "random", "critic", "mad"}
+    metrics = read_results(tmp_path / "smoke", "metrics")
+    assert sorted(metrics.groupby("run")["iteration"].apply(list).map(tuple).unique()) == [(1, 2, 3)]
+    runs = read_results(tmp_path / "smoke", "runs")
+    assert set(runs["label"]) == {"ppo", "bar-ppo"} and (runs["train_status"] == "done").all()
+    before = _checkpoint_times(tmp_path / "smoke")
+    run_study(SMOKE, tmp_path / "smoke", workers=2)
+    assert _checkpoint_times(tmp_path / "smoke") == before
+    # the report reads only the store
+    from robustrl.report.study import write_study_report
+
+    written = write_study_report(tmp_path / "smoke")
+    assert {"table2_median", "table2_mean", "table2_iqm", "training_curves", "natural_vs_worst"} <= set(written)
+    assert (tmp_path / "smoke" / "report" / "training_curves.svg").is_file()
+    assert "| ppo (2) |" in written["table2_median"].read_text()
+
+
+def test_a_failing_run_is_recorded_while_the_others_finish(tmp_path):
+    path = tmp_path / "s.yaml"
+    exploding = {"algo": "ppo", "set": {"policy_lr": 1e12, "value_lr": 1e12, "max_grad_norm": 1e12}}
+    path.write_text(json.dumps(spec(methods={"ok": {"algo": "ppo"}, "exploding": exploding}, retries=1)))
+    path.rename(tmp_path / "s.yaml")
+    study = run_study(path, tmp_path / "study", workers=2)
+    entries = {e["label"]: e for e in study.status["runs"].values()}
+    assert entries["ok"]["train"] == "done" and entries["ok"]["evaluate"] == "done"
+    assert entries["exploding"]["train"] == "failed" and entries["exploding"]["train_attempts"] == 2
+    assert "non-finite" in entries["exploding"]["train_error"] and "Traceback" in entries["exploding"]["train_error"]
+    assert entries["exploding"]["evaluate"] == "pending"
+
+
+def test_a_killed_worker_loses_no_run_and_runs_none_twice(tmp_path):
+    """SIGKILL one worker mid-training: the pool is replaced, the run resumes from its last
+    checkpoint, and every run ends with each iteration logged exactly once."""
+    path = tmp_path / "s.yaml"
+    path.write_text(json.dumps(spec(seeds=[0, 1], steps=256 * 12)))
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "robustrl.cli", "study", "run", str(path), "--out", str(tmp_path / "study"), "--workers", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    try:
+        killed = None
+        deadline = time.time() + 240
+        while killed is None and time.time() < deadline:
+            logs = list((tmp_path / "study").glob("runs/*/progress.csv"))
+            if any(len(p.read_text().splitlines()) >= 3 for p in logs):  # a run is past its 2nd iteration
+                children = Path(f"/proc/{runner.pid}/task/{runner.pid}/children").read_text().split()
+                workers = [int(c) for c in children if "spawn_main" in Path(f"/proc/{c}/cmdline").read_text()]
+                if workers:
+                    killed = workers[0]
+                    os.kill(killed, signal.SIGKILL)
+            time.sleep(0.2)
+        assert killed is not None, "no worker to kill"
+        out, err = runner.communicate(timeout=600)
+    finally:
+        runner.kill()
+    assert runner.returncode == 0, err
+    status = study_status(tmp_path / "study")
+    assert status["counts"]["train"] == {"done": 4} and status["counts"]["evaluate"] == {"done": 4}
+    for log in (tmp_path / "study").glob("runs/*/progress.csv"):
+        iterations = [int(line.split(",")[0]) for line in log.read_text().splitlines()[1:]]
+        assert iterations == list(range(1, 13)), (log, iterations)
+
+
+@pytest.mark.skipif(
+    shutil.which("ray") is None and not __import__("importlib").util.find_spec("ray"), reason="ray not installed"
+)
+def test_ray_backend_equals_the_local_backend_on_the_smoke_spec(tmp_path):
+    import ray
+
+    run_study(SMOKE, tmp_path / "local", workers=2)
+    try:
+        run_study(SMOKE, tmp_path / "ray", backend="ray", workers=2)
+    finally:
+        ray.shutdown()
+    local = (
+        read_results(tmp_path / "local", "evaluations")
+        .drop(columns="checkpoint")
+        .sort_values(["run", "attack"])
+        .reset_index(drop=True)
+    )
+    remote = (
+        read_results(tmp_path / "ray", "evaluations")
+        .drop(columns="checkpoint")
+        .sort_values(["run", "attack"])
+        .reset_index(drop=True)
+    )
+    pd.testing.assert_frame_equal(local, remote)
+
+
+def test_study_directory_refuses_another_study(tmp_path):
+    Study.open(tmp_path / "d", SMOKE)
+    other = tmp_path / "other.yaml"
+    other.write_text(SMOKE.read_text().replace("name: smoke", "name: other"))
+    from robustrl.errors import InvalidArgumentError
+
+    with pytest.raises(InvalidArgumentError, match="holds study 'smoke'"):
+        Study.open(tmp_path / "d", other)
+    executor = LocalExecutor(1)
+    executor.shutdown()
+
+
+# ---- estimators and tables against hand computations ---------------------------------------------------
+def test_iqm_matches_hand_values():
+    assert iqm([1, 2, 3, 4]) == pytest.approx(2.5)  # cut 1 from each end: mean(2, 3)
+    assert iqm([1, 2, 3, 4, 100, 5, 6, 7]) == pytest.approx(np.mean([3, 4, 5, 6]))
+    assert iqm([4.0, 1.0, 7.0]) == pytest.approx(4.0)  # int(0.75) = 0: the plain mean
+
+
+def test_stratified_bootstrap_matches_a_hand_computation():
+    scores = {"a": [1.0, 2.0, 3.0], "b": [10.0, 20.0]}
+    point, low, high = stratified_bootstrap_ci(scores, np.mean, reps=500, seed=3)
+    rng = np.random.default_rng(3)
+    a, b = np.array(scores["a"]), np.array(scores["b"])
+    replicates = []
+    for _ in range(500):
+        sa, sb = a[rng.integers(0, 3, 3)], b[rng.integers(0, 2, 2)]
+        replicates.append(np.mean(np.concatenate([sa, sb])))
+    assert point == pytest.approx(np.mean([1, 2, 3, 10, 20]))
+    assert (low, high) == pytest.approx(tuple(np.percentile(replicates, [2.5, 97.5])))
+    # each replicate keeps 3 runs of a and 2 of b: the interval cannot reach a mean of a alone
+    assert low > 3.0
+
+
+def _fixture_evaluations() -> pd.DataFrame:
+    rows = []
+    values = {  # (label, seed): natural, random, mad
+        ("A", 0): (100, 90, 50), ("A", 1): (120, 100, 80), ("A", 2): (80, 70, 60),
+        ("B", 0): (110, 105, 100), ("B", 1): (90, 85, 30), ("B", 2): (130, 120, 110),
+    }  # fmt: skip
+    for (label, seed), (natural, random, mad) in values.items():
+        for attack, mean in (("natural", natural), ("random", random), ("mad", mad)):
+            rows.append(
+                {
+                    "run": f"{label}{seed}",
+                    "label": label,
+                    "env": "Hopper-v5",
+                    "seed": seed,
+                    "attack": attack,
+                    "eps": 0.075,
+                    "mean": mean,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def test_report_tables_match_hand_computed_values():
+    per_run = per_run_table(_fixture_evaluations())
+    a0 = per_run[per_run["run"] == "A0"].iloc[0]
+    assert a0["worst"] == 50 and a0["worst_case_robustness"] == pytest.approx((50 - 100) / 100)
+    runs = pd.DataFrame({"run": [], "median_agent": []})
+    mean = aggregate(per_run, runs, "mean").set_index("label")
+    assert mean.loc["A", "natural"] == pytest.approx(100) and mean.loc["B", "worst"] == pytest.approx(
+        (100 + 30 + 110) / 3
+    )
+    assert mean.loc["A", "natural_low"] <= 100 <= mean.loc["A", "natural_high"]
+    median = aggregate(per_run, runs, "median", cheap=["random", "mad"]).set_index("label")
+    # A: natural ranks (A0 1, A1 2, A2 0), worst ranks (A0 0, A1 2, A2 1): mean ranks 0.5, 2, 0.5;
+    # sorted by (rank, worst): A0 (0.5, 50), A2 (0.5, 60), A1: the median is A2
+    assert median.loc["A", "run"] == "A2" and median.loc["A", "natural"] == 80
+    markdown = format_table(median.reset_index(), ["natural", "random", "mad", "worst"], "md")
+    # B: natural ranks (1, 0, 2) and worst ranks (1, 0, 2): the median is B0 = (110, 105, 100)
+    assert (
+        "| A (3) | _80_ | _70_ | _60_ | _60_ |" in markdown
+        and "| B (3) | **110** | **105** | **100** | **100** |" in markdown
+    )
+    latex = format_table(median.reset_index(), ["natural", "worst"], "tex")
+    assert "\\textbf{" in latex and "\\underline{" in latex
