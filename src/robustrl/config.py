@@ -272,6 +272,60 @@ class RobustConfig:
         return default_eps(env_id) if self.eps is None else float(self.eps)
 
 
+PRUNE_STRATEGIES = ("none", "random", "magnitude", "magnitude-ste", "saliency")
+PRUNE_SCOPES = ("both", "actor", "critic")
+PRUNE_ALLOCATIONS = ("layer", "global", "erk")
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    """Element-wise pruning during training (``robustrl.prune``; "Pruning cannot hurt robustness",
+    Sections 4.4 and Appendix A). Sparsity follows the cubic schedule
+    s_t = s_f (1 - (1 - (t - t0) / (T - t0))^3) over optimiser steps t, from t0 = burn_in * T to
+    T = end * (the run's optimiser steps); masks are updated every ``prune_every`` steps."""
+
+    strategy: str = "none"  # none, random (ERK allocation), magnitude, magnitude-ste, saliency
+    sparsity: float = 0.0  # final fraction s_f of the pruned weights set to zero, in [0, 1)
+    prune_every: int = 20  # optimiser steps between mask updates ("micro-pruning"; the paper: 10-20 best)
+    burn_in: float = 0.25  # fraction of the run before pruning starts (the paper: 25%)
+    end: float = 1.0  # fraction of the run at which the schedule reaches s_f (the paper: the end)
+    scope: str = "both"  # which networks' weight matrices: both (the paper), actor or critic
+    # How the sparsity is spread over layers; None: each strategy's default (random: erk;
+    # magnitude, magnitude-ste, saliency: layer, i.e. s_f in every layer: a global threshold would
+    # empty the actor's output layer first, initialised 100x smaller; docs/methods.md)
+    allocation: str | None = None
+    # Max |reward| per step for the certified bound alpha = 2 (1 + gamma / (1 - gamma)^2) R_max;
+    # None: robustrl.prune.lipschitz.R_MAX (exact where the reward formula bounds it), else not logged
+    r_max: float | None = None
+    # One-shot pruning (robustrl prune): start from this checkpoint's policy and normaliser
+    initial_checkpoint: str | None = None
+
+    def validate(self) -> None:
+        check_field_types(self, "prune.")
+        if self.strategy not in PRUNE_STRATEGIES:
+            raise InvalidArgumentError(
+                f"unknown pruning strategy {self.strategy!r}; choose one of {', '.join(PRUNE_STRATEGIES)}"
+            )
+        if not 0.0 <= self.sparsity < 1.0:
+            raise InvalidArgumentError(f"prune sparsity must be in [0, 1), got {self.sparsity:g}")
+        if self.prune_every < 1:
+            raise InvalidArgumentError(f"prune_every must be a whole number of optimiser steps >= 1, got {self.prune_every}")
+        if not 0.0 <= self.burn_in <= 1.0:
+            raise InvalidArgumentError(f"prune burn_in must be a fraction in [0, 1], got {self.burn_in:g}")
+        if not self.burn_in <= self.end <= 1.0:
+            raise InvalidArgumentError(f"prune end must be in [burn_in, 1] = [{self.burn_in:g}, 1], got {self.end:g}")
+        if self.scope not in PRUNE_SCOPES:
+            raise InvalidArgumentError(f"prune scope must be one of {', '.join(PRUNE_SCOPES)}, got {self.scope!r}")
+        if self.allocation is not None and self.allocation not in PRUNE_ALLOCATIONS:
+            raise InvalidArgumentError(
+                f"prune allocation must be one of {', '.join(PRUNE_ALLOCATIONS)}, got {self.allocation!r}"
+            )
+        if self.r_max is not None and not self.r_max > 0:
+            raise InvalidArgumentError(f"prune r_max must be a positive number, got {self.r_max:g}")
+        if self.strategy == "none" and self.sparsity > 0:
+            raise InvalidArgumentError(f"sparsity {self.sparsity:g} needs a pruning strategy (prune.strategy is none)")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """A whole training run: what to train, where, for how long, and with which PPO knobs."""
@@ -285,6 +339,7 @@ class TrainConfig:
     checkpoint_every: int = 50  # iterations between checkpoints (one is always written at the end)
     ppo: PPOConfig = field(default_factory=PPOConfig)
     robust: RobustConfig = field(default_factory=RobustConfig)
+    prune: PruneConfig = field(default_factory=PruneConfig)  # absent from older config.json: no pruning
 
     @property
     def steps_per_env(self) -> int:
@@ -298,8 +353,9 @@ class TrainConfig:
     def validate(self) -> None:
         self.ppo.validate()
         self.robust.validate()
+        self.prune.validate()
         for f in fields(self):
-            if f.name not in ("ppo", "robust"):
+            if f.name not in ("ppo", "robust", "prune"):
                 check_field_value(type(self), f.name, getattr(self, f.name))
         if self.total_steps < 1:
             raise InvalidArgumentError(f"total steps must be >= 1, got {self.total_steps}")
@@ -339,11 +395,19 @@ class TrainConfig:
         unknown = set(robust_data) - {f.name for f in fields(RobustConfig)}
         if unknown:
             raise InvalidArgumentError(f"unknown robust config keys: {sorted(unknown)}")
+        prune_data = data.pop("prune", None)  # absent in runs written before pruning
+        if prune_data is not None and not isinstance(prune_data, dict):
+            raise InvalidArgumentError(f"prune config must be an object, got {_describe(prune_data)}")
+        unknown = set(prune_data or {}) - {f.name for f in fields(PruneConfig)}
+        if unknown:
+            raise InvalidArgumentError(f"unknown prune config keys: {sorted(unknown)}")
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
             raise InvalidArgumentError(f"unknown training config keys: {sorted(unknown)}")
-        return cls(ppo=PPOConfig(**ppo_data), robust=RobustConfig(**robust_data), **data)
+        return cls(
+            ppo=PPOConfig(**ppo_data), robust=RobustConfig(**robust_data), prune=PruneConfig(**(prune_data or {})), **data
+        )
 
     @classmethod
     def from_json(cls, text: str) -> TrainConfig:

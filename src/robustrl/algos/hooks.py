@@ -10,6 +10,10 @@ objective + a pruning mask + a regulariser. What a callback can do:
 - ``parameter_masks()``: 0/1 tensors multiplied into named parameters after every optimiser step.
   PPO applies them *inside* its compiled functional step (``ppo.compile``), so masking keeps
   several steps per compiled call;
+- ``dense_parameters()``: for masked parameters trained straight-through (STE), a dense shadow
+  of each: after every optimiser step (inside the compiled step too) the shadow takes the step on
+  every coordinate, pruned ones included, before the mask is multiplied into the parameter, so
+  pruned weights keep learning and can come back when the mask changes;
 - ``on_step(clock)``: Python code every ``step_interval`` optimiser steps (e.g. recompute masks);
   the compiled update groups steps so a call never crosses a multiple of ``step_interval``;
 - ``on_iteration(stats, clock)``: after each iteration (logging, schedules, early stops);
@@ -59,6 +63,16 @@ class Callback:
 
     def parameter_masks(self) -> dict[str, torch.Tensor]:
         """Parameter name (as in ``policy.named_parameters()``) -> 0/1 mask of the same shape."""
+        return {}
+
+    def dense_parameters(self) -> dict[str, torch.Tensor]:
+        """Parameter name -> dense shadow (same shape) of a parameter this callback masks, for the
+        straight-through estimator. Invariant the callback keeps: parameter == shadow * mask
+        before each step (so when it changes a mask it also sets the parameter to shadow * mask).
+        After the optimiser step PPO sets ``shadow <- shadow * (1 - mask) + parameter`` (= shadow
+        + the step's update on every coordinate), then ``parameter <- parameter * mask``. The
+        gradient the step used is dL/dw at the masked weights, i.e. the straight-through gradient
+        of the dense weights (Bengio et al. 2013), and Adam's moments are those of the shadow."""
         return {}
 
     def on_step(self, clock: Clock) -> None:

@@ -9,7 +9,8 @@ regression. Robust training methods never edit this file: they plug in through :
   ``robustrl.algos.objectives``). The policy loss becomes ``ppo_loss + kappa * term``, or ``term``
   alone when the objective's ``guidance`` is off.
 - ``eps_schedule``: the perturbation radius for iteration ``i`` of ``n`` (passed to the objective).
-- ``after_optimizer_step``: called after every optimiser step (pruning re-applies masks here).
+- ``callbacks``: objects with a clock and state (pruning masks, regularisers; ``algos/hooks.py``).
+- ``after_optimizer_step``: a plain function called after every optimiser step.
 - ``on_iteration``: called with each iteration's statistics (logging, checkpoints, early stop).
 
 Implementation notes, each a choice that does not change the algorithm:
@@ -105,6 +106,24 @@ def clip_coefficient(grads: list[torch.Tensor], max_norm: float) -> torch.Tensor
     """The factor ``min(1, max_norm / (||grads||_2 + 1e-6))`` that clips ``grads`` jointly."""
     norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
     return (max_norm / (norm + 1e-6)).clamp(max=1.0)
+
+
+# (parameters, masks, shadowed parameters, their dense shadows, their masks): what the callbacks'
+# parameter_masks() and dense_parameters() ask for, as lists the compiled step takes as arguments.
+Masks = tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]
+NO_MASKS: Masks = ([], [], [], [], [])
+
+
+def apply_masks(masks: Masks) -> None:
+    """After an optimiser step: straight-through shadows first take the step on every coordinate
+    (``shadow <- shadow * (1 - m) + p``, which adds the update since p was shadow * m before it),
+    then every mask is multiplied into its parameter. In place, under no_grad; eager and compiled."""
+    parameters, values, shadowed, shadows, shadow_masks = masks
+    if shadowed:
+        torch._foreach_sub_(shadows, torch._foreach_mul(shadows, shadow_masks))
+        torch._foreach_add_(shadows, shadowed)
+    if parameters:
+        torch._foreach_mul_(parameters, values)
 
 
 # Minibatch steps per call of the compiled update (ppo.compile): more steps per call amortise the
@@ -331,7 +350,7 @@ class PPO:
         train_value: bool,
         learning_rates: list[torch.Tensor],
         adam_state: list[tuple[list[torch.Tensor], ...]],
-        masks: tuple[list[torch.Tensor], list[torch.Tensor]] = ([], []),
+        masks: Masks = NO_MASKS,
     ) -> dict[str, torch.Tensor]:
         """One minibatch step written as a function of the parameters, for ``ppo.compile``: plain PPO,
         and objectives whose term is pure once their inner problem is solved per iteration
@@ -346,9 +365,10 @@ class PPO:
         Adam into one graph with no break (timings in docs/architecture.md). Checkpoints are
         unchanged. Only the
         networks being trained this epoch take an Adam step, as in the eager path (where an
-        unused network has no gradient and Adam skips it). ``masks`` = (parameters, 0/1 masks) of
-        the callbacks' :meth:`~robustrl.algos.hooks.Callback.parameter_masks`, multiplied in after
-        Adam inside the same graph (pruned weights stay zero without a Python hook per step).
+        unused network has no gradient and Adam skips it). ``masks``: the callbacks'
+        :meth:`~robustrl.algos.hooks.Callback.parameter_masks` (and straight-through shadows,
+        :meth:`~robustrl.algos.hooks.Callback.dense_parameters`), applied by :func:`apply_masks`
+        after Adam inside the same graph (pruned weights stay zero without a Python hook per step).
         """
         cfg = self.config.ppo
         loss_module = self._loss_module
@@ -374,8 +394,7 @@ class PPO:
                     amsgrad=False, beta1=beta1, beta2=beta2, lr=lr, weight_decay=self.optimizer.defaults["weight_decay"],
                     eps=self.optimizer.defaults["eps"], maximize=False,
                 )  # fmt: skip
-            if masks[0]:
-                torch._foreach_mul_(masks[0], masks[1])
+            apply_masks(masks)
         return metrics
 
     def functional_steps(
@@ -385,7 +404,7 @@ class PPO:
         train_value: bool,
         learning_rates: list[torch.Tensor],
         adam_state: list[tuple[list[torch.Tensor], ...]],
-        masks: tuple[list[torch.Tensor], list[torch.Tensor]] = ([], []),
+        masks: Masks = NO_MASKS,
     ) -> list[dict[str, torch.Tensor]]:
         """:meth:`functional_step` on each minibatch in turn: the unit ``ppo.compile`` compiles, so
         that one call (with its guard checks on ~60 tensor arguments) covers several steps."""
@@ -393,17 +412,31 @@ class PPO:
             self.functional_step(m, train_policy, train_value, learning_rates, adam_state, masks) for m in minibatches
         ]
 
-    def _masks(self, callbacks: list[Callback]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """(parameters, masks) of every callback's ``parameter_masks``; several on one parameter
-        multiply."""
+    def _masks(self, callbacks: list[Callback]) -> Masks:
+        """(parameters, masks) of every callback's ``parameter_masks`` (several on one parameter
+        multiply), then the straight-through shadows of ``dense_parameters`` with their masks."""
         parameters = dict(self.policy.named_parameters())
         combined: dict[str, torch.Tensor] = {}
+        shadows: dict[str, torch.Tensor] = {}
         for callback in callbacks:
             for name, mask in callback.parameter_masks().items():
                 if name not in parameters or mask.shape != parameters[name].shape:
                     raise ValueError(f"callback {callback.name!r}: mask for {name!r} does not match a policy parameter")
                 combined[name] = combined[name] * mask if name in combined else mask
-        return [parameters[n] for n in combined], list(combined.values())
+            for name, shadow in callback.dense_parameters().items():
+                if name in shadows or name not in parameters or shadow.shape != parameters[name].shape:
+                    raise ValueError(
+                        f"callback {callback.name!r}: dense shadow for {name!r} does not match a policy parameter "
+                        "(or another callback already keeps one)"
+                    )
+                shadows[name] = shadow
+        missing = sorted(set(shadows) - set(combined))
+        if missing:
+            raise ValueError(f"dense shadows for unmasked parameters {missing}: a shadow needs a mask")
+        return (
+            [parameters[n] for n in combined], list(combined.values()),
+            [parameters[n] for n in shadows], list(shadows.values()), [combined[n] for n in shadows],
+        )  # fmt: skip
 
     def _adam_state(self) -> list[tuple[list[torch.Tensor], ...]]:
         """Per parameter group: (parameters, exp_avgs, exp_avg_sqs, steps) of ``self.optimizer``,
@@ -485,9 +518,8 @@ class PPO:
                         for parameters in (self.policy_parameters, self.value_parameters):
                             clip_grad_norm(parameters, cfg.max_grad_norm)
                     self.optimizer.step()
-                    if masks[0]:
-                        with torch.no_grad():
-                            torch._foreach_mul_(masks[0], masks[1])
+                    with torch.no_grad():
+                        apply_masks(masks)
                     step_metrics = [minibatch_metrics]
                 for minibatch_metrics in step_metrics:
                     for name, value in minibatch_metrics.items():
@@ -651,7 +683,8 @@ class PPO:
 
 
 def hooks_for(config: TrainConfig, extra: PPOHooks | None = None) -> PPOHooks:
-    """The hooks of ``config.algo`` (its objective and eps schedule) plus the caller's: callbacks
+    """The hooks of ``config.algo`` (its objective and eps schedule), the pruning callback when
+    ``config.prune.strategy`` is not none, plus the caller's: callbacks
     are added, and a field the caller sets replaces the algorithm's. (Replacing the whole object
     would silently train plain PPO whenever a caller only wanted a progress callback.)"""
     from robustrl.algos import ALGORITHMS
@@ -660,6 +693,10 @@ def hooks_for(config: TrainConfig, extra: PPOHooks | None = None) -> PPOHooks:
     if config.algo not in ALGORITHMS:
         raise InvalidArgumentError(f"unknown algorithm {config.algo!r}; available: {', '.join(ALGORITHMS)}")
     hooks = ALGORITHMS[config.algo](config)
+    if config.prune.strategy != "none":  # pruning composes with every method (robustrl.prune)
+        from robustrl.prune.callback import prune_callback_for
+
+        hooks.callbacks.append(prune_callback_for(config))
     if extra is None:
         return hooks
     for name in ("objective", "eps_schedule", "after_optimizer_step"):
