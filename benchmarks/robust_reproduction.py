@@ -4,11 +4,11 @@
         [--methods ppo bar-ppo bar-ppo-nog ar-ppo ar-ppo-nog sa-ppo] [--kappa 0.3] [--num-envs 8]
         [--episodes 20] [--expensive | --expensive-every] [--attack-budget 1e6]
 
-Trains every (method, seed) into benchmarks/runs/repro-<env>-<method>-s<seed>-<steps>/ (resumable:
-re-run the same command), evaluates each with the cheap attacks (random, critic, MAD, RS), and,
-with --expensive, runs SA-RL and PA-AD on each method's median agent (BARPO App. F.3), with
---expensive-every on every agent (after all the training). Runs go seed
-by seed so a partial run still compares every method. Writes
+A thin wrapper over the study runner (`robustrl study run`; see studies/barpo_hopper.yaml for the
+same study as a spec): the options become a spec in benchmarks/runs/studies/, whose runs (named by
+their config hash; resumable: re-run the same command) are evaluated with the cheap attacks
+(random, critic, MAD, RS), with --expensive SA-RL and PA-AD on each method's median agent (BARPO
+App. F.3), with --expensive-every on every agent. Writes
 benchmarks/results/robust_reproduction.md (+ .json) side by side with the paper's tables.
 """
 
@@ -22,13 +22,13 @@ from datetime import date
 from pathlib import Path
 
 import torch
+import yaml
 
-from robustrl import TrainConfig, ppo_defaults_for, train
 from robustrl.attacks import ALL
-from robustrl.config import RobustConfig, default_eps
-from robustrl.evaluate.reports import report_path, split_attacks
-from robustrl.evaluate.robustness import median_agent, robustness_report
-from robustrl.experiments.run import is_run_dir, latest_checkpoint, load_policy
+from robustrl.config import default_eps
+from robustrl.evaluate.reports import split_attacks
+from robustrl.evaluate.robustness import median_agent
+from robustrl.experiments.study import Study, run_study
 from robustrl.report.plots import plot_method_comparison
 
 ROOT = Path(__file__).resolve().parent
@@ -45,17 +45,6 @@ METHODS = {
     "sa-ppo": ("sa-ppo", True),  # SA-PPO baseline
 }
 PAPER_NAMES = {"ppo": "SPO / PPO", "ar-ppo-nog": "ARPO", "ar-ppo": "ARPO w/ g", "bar-ppo-nog": "BARPO w/o g", "bar-ppo": "BARPO", "sa-ppo": "SA-PPO"}
-
-
-def run_dir(env: str, method: str, seed: int, steps: int) -> Path:
-    return ROOT / "runs" / f"repro-{env}-{method}-s{seed}-{steps}"
-
-
-def finished(directory: Path, config: TrainConfig) -> bool:
-    if not is_run_dir(directory):
-        return False
-    _, meta, _ = latest_checkpoint(directory)
-    return meta.get("iteration", 0) >= config.num_iterations
 
 
 # the paper's keys (barpo_tables.json) for the table's columns, in order
@@ -195,52 +184,42 @@ def main() -> None:
         "--compile", action="store_true", help="ppo.compile for new runs (PPO, AR-PPO, BAR-PPO: ~2.5x faster update)"
     )
     parser.add_argument("--report-only", action="store_true", help="no training: tabulate the finished runs")
+    parser.add_argument("--workers", type=int, default=1, help="parallel runs (the study runner's local pool)")
     parser.add_argument("--out", default=str(ROOT / "results" / "robust_reproduction"))
     args = parser.parse_args()
     torch.set_num_threads(1)
     eps = default_eps(args.env)
+    # A thin wrapper over the study runner (robustrl.experiments.study): the spec below is what
+    # this script's options mean; runs are named by their config hash under benchmarks/runs/studies/.
+    methods = {}
+    for method in args.methods:
+        algo, guidance = METHODS[method]
+        methods[method] = {"algo": algo} if algo == "ppo" else {"algo": algo, "kappa": args.kappa, "guidance": guidance}
+    expensive = args.expensive or args.expensive_every
+    spec = {
+        "name": f"repro-{args.env}-{args.steps}", "methods": methods, "envs": [args.env], "seeds": args.seeds,
+        "steps": args.steps, "num_envs": args.num_envs, "set": {"compile": bool(args.compile)},
+        "evaluation": {
+            "attacks": CHEAP + (EXPENSIVE if expensive else []), "eps": eps, "episodes": args.episodes,
+            "budgets": dict.fromkeys(EXPENSIVE, args.attack_budget) if expensive else {}, "median": bool(args.expensive and not args.expensive_every),
+        },
+    }  # fmt: skip
+    spec_path = ROOT / "runs" / "studies" / f"{spec['name']}.yaml"
+    spec_path.parent.mkdir(parents=True, exist_ok=True)
+    spec_path.write_text(yaml.safe_dump(spec))
+    directory = spec_path.with_suffix("")
+    start = time.perf_counter()
+    if args.report_only:
+        study = Study.open(directory, spec_path)
+    else:
+        study = run_study(spec_path, directory, workers=args.workers)
+    train_seconds = {"study": round(time.perf_counter() - start, 1)}
     reports: dict[str, dict[int, dict]] = {m: {} for m in args.methods}
-    train_seconds: dict[str, float] = {}
-    for seed in args.seeds:
-        for method in args.methods:
-            algo, guidance = METHODS[method]
-            robust = RobustConfig(kappa=args.kappa, guidance=guidance) if algo != "ppo" else RobustConfig()
-            config = TrainConfig(
-                env_id=args.env, algo=algo, total_steps=args.steps, seed=seed, num_envs=args.num_envs,
-                ppo=ppo_defaults_for(args.env, compile=args.compile), robust=robust,
-            )
-            directory = run_dir(args.env, method, seed, args.steps)
-            start = time.perf_counter()
-            if args.report_only and not finished(directory, config):
-                continue
-            if not finished(directory, config):
-                print(f"training {method} seed {seed} -> {directory}", flush=True)
-                if is_run_dir(directory):
-                    result = train(resume=directory, progress=False)
-                else:
-                    result = train(config, directory, progress=False)
-                if result.interrupted:  # Ctrl-C / SIGINT: checkpoint saved; do not evaluate a half-trained agent
-                    raise SystemExit(f"interrupted: {directory} saved; re-run the same command to resume")
-                train_seconds[f"{method}-s{seed}"] = round(time.perf_counter() - start, 1)
-            policy = load_policy(directory)
-            reports[method][seed] = robustness_report(
-                policy, args.env, attacks=CHEAP, eps=eps, episodes=args.episodes, source=directory,
-                json_path=report_path(directory, eps),
-            )
-            r = reports[method][seed]
-            print(f"{method} s{seed}: natural {r['results']['natural']['mean']:.0f}, worst {r['worst']['mean']:.0f} ({r['worst']['attack']})", flush=True)
-
-    if args.expensive_every:  # after the training loop, so a short session still trains every method first
-        for method, by_seed in reports.items():
-            for seed in sorted(by_seed):
-                directory = run_dir(args.env, method, seed, args.steps)
-                by_seed[seed] = robustness_report(
-                    load_policy(directory), args.env, attacks=CHEAP + EXPENSIVE, eps=eps, episodes=args.episodes,
-                    source=directory, json_path=report_path(directory, eps),
-                    budgets=dict.fromkeys(EXPENSIVE, args.attack_budget),
-                )  # fmt: skip
-                r = by_seed[seed]
-                print(f"{method} s{seed} full table: worst {r['worst']['mean']:.0f} ({r['worst']['attack']})", flush=True)
+    for run in study.spec.runs:
+        report = study.report(run)
+        if report is not None:
+            reports[run.label][run.config.seed] = report
+            print(f"{run.label} s{run.config.seed}: natural {report['results']['natural']['mean']:.0f}, worst {report['worst']['mean']:.0f} ({report['worst']['attack']})", flush=True)
 
     medians: dict[str, tuple[int, dict]] = {}
     for method, by_seed in reports.items():
@@ -250,13 +229,6 @@ def main() -> None:
         index = median_agent([by_seed[s] for s in seeds])
         seed = seeds[index]
         report = by_seed[seed]
-        if args.expensive and not args.expensive_every:
-            directory = run_dir(args.env, method, seed, args.steps)
-            report = robustness_report(
-                load_policy(directory), args.env, attacks=CHEAP + EXPENSIVE, eps=eps, episodes=args.episodes,
-                source=directory, json_path=report_path(directory, eps),
-                budgets=dict.fromkeys(EXPENSIVE, args.attack_budget),
-            )
         medians[method] = (seed, report)
 
     family = args.env.split("-v")[0]
