@@ -309,7 +309,9 @@ class PruneConfig:
         if not 0.0 <= self.sparsity < 1.0:
             raise InvalidArgumentError(f"prune sparsity must be in [0, 1), got {self.sparsity:g}")
         if self.prune_every < 1:
-            raise InvalidArgumentError(f"prune_every must be a whole number of optimiser steps >= 1, got {self.prune_every}")
+            raise InvalidArgumentError(
+                f"prune_every must be a whole number of optimiser steps >= 1, got {self.prune_every}"
+            )
         if not 0.0 <= self.burn_in <= 1.0:
             raise InvalidArgumentError(f"prune burn_in must be a fraction in [0, 1], got {self.burn_in:g}")
         if not self.burn_in <= self.end <= 1.0:
@@ -406,7 +408,10 @@ class TrainConfig:
         if unknown:
             raise InvalidArgumentError(f"unknown training config keys: {sorted(unknown)}")
         return cls(
-            ppo=PPOConfig(**ppo_data), robust=RobustConfig(**robust_data), prune=PruneConfig(**(prune_data or {})), **data
+            ppo=PPOConfig(**ppo_data),
+            robust=RobustConfig(**robust_data),
+            prune=PruneConfig(**(prune_data or {})),
+            **data,
         )
 
     @classmethod

@@ -47,7 +47,10 @@ SOFTMAX_C = 1.0 / (2.0 * math.sqrt(2.0))
 # locomotion rewards include a forward velocity and are unbounded: for them R_max must be given
 # (--r-max / prune.r_max) or is estimated from episodes (and then said to be empirical).
 R_MAX: dict[str, tuple[float, str]] = {
-    "Pendulum": (math.pi**2 + 0.1 * 8.0**2 + 0.001 * 2.0**2, "exact: pi^2 + 0.1 * 8^2 + 0.001 * 2^2 (max angle, speed, torque)"),
+    "Pendulum": (
+        math.pi**2 + 0.1 * 8.0**2 + 0.001 * 2.0**2,
+        "exact: pi^2 + 0.1 * 8^2 + 0.001 * 2^2 (max angle, speed, torque)",
+    ),
     "CartPole": (1.0, "exact: +1 per step"),
     "InvertedPendulum": (1.0, "exact: +1 per step"),
     "InvertedDoublePendulum": (10.0, "exact: alive bonus 10 minus non-negative penalties"),

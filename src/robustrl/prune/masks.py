@@ -28,9 +28,7 @@ def prunable_weights(policy: nn.Module, scope: str = "both") -> dict[str, nn.Par
     networks = {"both": ("actor.", "critic."), "actor": ("actor.",), "critic": ("critic.",)}
     if scope not in networks:
         raise InvalidArgumentError(f"prune scope must be both, actor or critic, got {scope!r}")
-    return {
-        name: p for name, p in policy.named_parameters() if p.ndim == 2 and name.startswith(networks[scope])
-    }
+    return {name: p for name, p in policy.named_parameters() if p.ndim == 2 and name.startswith(networks[scope])}
 
 
 def erk_densities(shapes: list[tuple[int, ...]], density: float) -> list[float]:

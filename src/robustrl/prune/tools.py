@@ -215,7 +215,9 @@ def prune_run(
     )  # fmt: skip
     prune.validate()
     if strategy == "none":
-        raise InvalidArgumentError("--strategy none prunes nothing; choose random, magnitude, magnitude-ste or saliency")
+        raise InvalidArgumentError(
+            "--strategy none prunes nothing; choose random, magnitude, magnitude-ste or saliency"
+        )
     if strategy == "saliency" and not finetune:
         raise InvalidArgumentError(
             "saliency scores |w * dL/dw| with training gradients; one-shot saliency needs --finetune STEPS"
