@@ -23,10 +23,9 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 
-from robustrl.attacks.base import policy_fingerprint, register
+from robustrl.attacks.base import load_fitted, register, save_fitted
 from robustrl.envs.multiagent import FrozenPolicy, OpponentPolicy, OpponentView
 from robustrl.errors import CheckpointError, InvalidArgumentError
-from robustrl.policies.checkpoint import load_checkpoint, save_checkpoint
 
 
 class PartialControl:
@@ -153,33 +152,16 @@ class ActionAttack(ABC):
         return {}
 
     def save(self, directory: Path | str) -> Path:
-        stem = Path(directory) / self.name
-        meta = {
-            "attack": self.name,
-            "side": self.side,
-            "eps_pi": self.eps_pi,
-            "seed": self.seed,
-            "options": dataclasses.asdict(self.options),
-            "game": self.game.label if self.game else None,
-            "victim_fingerprint": policy_fingerprint(self.victim),
-            "fit_budget": self.fit_budget,
-            **self._extra_meta(),
-        }
-        save_checkpoint(stem, self._tensors(), meta)
-        return stem
+        return save_fitted(
+            Path(directory) / self.name, self._tensors(), self.victim, seed=self.seed, options=self.options,
+            fit_budget=self.fit_budget, extra=self._extra_meta(), attack=self.name, side=self.side, eps_pi=self.eps_pi,
+            game=self.game.label if self.game else None,
+        )  # fmt: skip
 
     @classmethod
     def load(cls, directory: Path | str, victim: Any, game: TwoPlayerGame) -> ActionAttack:
         stem = Path(directory) / cls.name
-        tensors, meta = load_checkpoint(stem)
-        if meta.get("attack") != cls.name or meta.get("side") != "action":
-            raise CheckpointError(
-                f"{stem}.json holds attack {meta.get('attack')!r}, not the action attack {cls.name!r}"
-            )
-        if meta.get("victim_fingerprint") not in (None, policy_fingerprint(victim)):
-            raise CheckpointError(f"{stem}.json was fitted against a different victim policy; fit it again")
-        if meta.get("game") not in (None, game.label):
-            raise CheckpointError(f"{stem}.json was fitted in {meta.get('game')!r}, not {game.label!r}")
+        tensors, meta = load_fitted(stem, victim, attack=cls.name, side="action", game=game.label)
         options = {k: tuple(v) if isinstance(v, list) else v for k, v in meta.get("options", {}).items()}
         attack = cls(meta["eps_pi"], seed=meta.get("seed", 0), **options)
         attack.victim, attack.game, attack.fit_budget = victim, game, meta.get("fit_budget")

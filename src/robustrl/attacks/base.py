@@ -138,33 +138,17 @@ class Attack(ABC):
 
     def save(self, directory: Path | str) -> Path:
         """Write ``directory/<name>.safetensors`` + ``.json``; returns the stem."""
-        stem = Path(directory) / self.name
-        meta = {
-            "attack": self.name,
-            "eps": self.eps,
-            "norm": self.ball.norm,
-            "seed": self.seed,
-            "options": dataclasses.asdict(self.options),
-            "env_id": self.env_id,
-            "victim_fingerprint": policy_fingerprint(self.policy),
-            "fit_budget": self.fit_budget,
-            **self._extra_meta(),
-        }
-        save_checkpoint(stem, self._tensors(), meta)
-        return stem
+        return save_fitted(
+            Path(directory) / self.name, self._tensors(), self.policy, seed=self.seed, options=self.options,
+            fit_budget=self.fit_budget, extra=self._extra_meta(), attack=self.name, eps=self.eps, norm=self.ball.norm,
+            env_id=self.env_id,
+        )  # fmt: skip
 
     @classmethod
     def load(cls, directory: Path | str, policy: AttackablePolicy, env_id: str) -> Attack:
         """Load a saved attack for ``policy``; refuses an attack fitted against another victim."""
         stem = Path(directory) / cls.name
-        tensors, meta = load_checkpoint(stem)
-        if meta.get("attack") != cls.name:
-            raise CheckpointError(f"{stem}.json holds attack {meta.get('attack')!r}, not {cls.name!r}")
-        fingerprint = policy_fingerprint(policy)
-        if fingerprint is not None and meta.get("victim_fingerprint") not in (None, fingerprint):
-            raise CheckpointError(f"{stem}.json was fitted against a different victim policy; fit it again")
-        if meta.get("env_id") not in (None, env_id):
-            raise CheckpointError(f"{stem}.json was fitted on {meta.get('env_id')!r}, not {env_id!r}")
+        tensors, meta = load_fitted(stem, policy, attack=cls.name, env_id=env_id)
         try:
             options = {key: _tuples(value) for key, value in meta.get("options", {}).items()}
             # Options added after an attack was saved take the value that reproduces how it was fitted
@@ -177,6 +161,32 @@ class Attack(ABC):
         attack._load_tensors(tensors, meta)
         attack.fitted = True
         return attack
+
+
+def save_fitted(stem: Path, tensors: dict[str, Any], victim: Any, *, seed: int, options: Any, fit_budget: int | None,
+                extra: dict[str, Any], **identity: Any) -> Path:  # fmt: skip
+    """The cache format of every fitted attack, observation or action side: safetensors + JSON
+    holding ``identity`` (attack name, eps or eps_pi, env or game, ...), the options, the seed,
+    the budget and the victim's fingerprint."""
+    meta = {**identity, "seed": seed, "options": dataclasses.asdict(options), "victim_fingerprint": policy_fingerprint(victim),
+            "fit_budget": fit_budget, **extra}  # fmt: skip
+    save_checkpoint(stem, tensors, meta)
+    return stem
+
+
+def load_fitted(stem: Path, victim: Any, **identity: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Load what :func:`save_fitted` wrote, refusing a file fitted against another victim or with
+    another identity (a key the file lacks is accepted: it predates that key)."""
+    tensors, meta = load_checkpoint(stem)
+    if meta.get("attack") != identity.get("attack"):
+        raise CheckpointError(f"{stem}.json holds attack {meta.get('attack')!r}, not {identity.get('attack')!r}")
+    fingerprint = policy_fingerprint(victim)
+    if fingerprint is not None and meta.get("victim_fingerprint") not in (None, fingerprint):
+        raise CheckpointError(f"{stem}.json was fitted against a different victim policy; fit it again")
+    for key, value in identity.items():
+        if meta.get(key) not in (None, value):
+            raise CheckpointError(f"{stem}.json was fitted with {key} {meta.get(key)!r}, not {value!r}")
+    return tensors, meta
 
 
 def _tuples(value: Any) -> Any:
