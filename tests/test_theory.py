@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -378,3 +379,157 @@ def test_json_round_trip_and_bad_files(tmp_path):
         mdp.value([[0.5, 0.5], [1.0, 1.0], [0.5, 0.5]])
     with pytest.raises(InvalidArgumentError, match="must be one of spo, arpo, barpo"):
         policy_gradient(mdp, np.full((3, 2), 0.5), "minimax")
+
+
+# ---- the CLI ---------------------------------------------------------------------------------------------------
+def _cli(capsys, *args):
+    from robustrl.cli import main
+
+    capsys.readouterr()
+    code = main(["theory", *args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_cli_toy_basins_landscape_solve(tmp_path, capsys):
+    code, out, _ = _cli(capsys, "toy", "--json", str(tmp_path / "toy.json"))
+    assert code == 0 and "0.777175" in out and "holds" in out
+    summary = json.loads((tmp_path / "toy.json").read_text())
+    assert [round(v, 2) for v in summary["policies"]["pi_00"]["value"]] == [-0.95, -0.35]
+
+    code, out, _ = _cli(
+        capsys,
+        "basins",
+        "--objective",
+        "barpo",
+        "--grid",
+        "4",
+        "--lr",
+        "0.1",
+        "--steps",
+        "200",
+        "--json",
+        str(tmp_path / "b.json"),
+    )
+    assert code == 0 and "optimal (1.00, 1.00)" in out
+    result = json.loads((tmp_path / "b.json").read_text())
+    assert result["fractions"] == {"optimal (1.00, 1.00)": 1.0} and len(result["starts"]) == 16
+    assert result["settings"] | {"mdp": None} == {
+        "objective": "barpo",
+        "grid": 4,
+        "lr": 0.1,
+        "steps": 200,
+        "round_decimals": 2,
+        "mdp": None,
+    }
+    assert set(result["starts"][0]) >= {"alpha0", "beta0", "alpha", "beta", "value", "adversarial_value", "class"}
+
+    for name in ("land.png", "land.svg"):
+        code, out, _ = _cli(
+            capsys, "landscape", "--out", str(tmp_path / name), "--resolution", "11", "--paths", "1", "--steps", "20"
+        )
+        assert code == 0 and "arpo: FOSPs at (0.00, 0.00), (1.00, 1.00)" in out
+    assert (tmp_path / "land.png").read_bytes()[:4] == b"\x89PNG" and b"<svg" in (tmp_path / "land.svg").read_bytes()[
+        :1000
+    ]
+
+    code, _, _ = _cli(capsys, "random", "--out", str(tmp_path / "mdp.json"), "--states", "3", "--seed", "2")
+    assert code == 0
+    mdp = TabularISAMDP.load(tmp_path / "mdp.json")
+    pi = np.full((3, 2), 0.5)
+    (tmp_path / "pi.json").write_text(json.dumps({"policy": pi.tolist()}))
+    code, out, _ = _cli(
+        capsys,
+        "solve",
+        str(tmp_path / "mdp.json"),
+        "--policy",
+        str(tmp_path / "pi.json"),
+        "--json",
+        str(tmp_path / "s.json"),
+    )
+    assert code == 0
+    solved = json.loads((tmp_path / "s.json").read_text())
+    assert solved["strongest_adversary"] == mdp.strongest_adversary(pi).tolist()
+    np.testing.assert_allclose(solved["adversarial_value"], mdp.adversarial_value(pi), rtol=0, atol=1e-12)
+
+
+def _mdp_file(tmp_path, name="mdp.json", **change):
+    data = {**toy_isa_mdp().to_dict(), **change}
+    path = tmp_path / "in" / name
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("syntax", "is not valid JSON"),
+        ("sums", r"transitions\[s=1, a=0\] sums to 1.1, not 1"),
+        ("gamma", r"gamma must be in \[0, 1\)"),
+        ("empty", r"B\(0\) is empty"),
+        ("range", r"B\(1\) holds index 5"),
+        ("policy", r"pi.json: policy\[s=0\] sums to 0.5"),
+        ("suffix", "must end in .json"),
+        ("folder", "does not exist"),
+        ("objective", "objective must be one of spo, arpo, barpo"),
+        ("landscape-suffix", "must end in .png or .svg"),
+        ("slice", "alpha_state and beta_state must differ"),
+        ("grid", "grid must be an integer >= 1"),
+    ],
+)
+def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, case, message):
+    good = _mdp_file(tmp_path)
+    out_json = str(tmp_path / "out" / "r.json")
+    (tmp_path / "out").mkdir()
+    policy_file = tmp_path / "in" / "pi.json"
+    policy_file.write_text(json.dumps([[0.25, 0.25], [0.5, 0.5]]))
+    bad_transitions = [[[0.7, 0.3], [0.99, 0.01]], [[0.3, 0.8], [0.99, 0.01]]]
+    commands = {
+        "syntax": lambda: ["solve", str(_mdp_file(tmp_path, "syntax.json")), "--json", out_json],
+        "sums": lambda: [
+            "solve",
+            str(_mdp_file(tmp_path, "sums.json", transitions=bad_transitions)),
+            "--json",
+            out_json,
+        ],
+        "gamma": lambda: ["solve", str(_mdp_file(tmp_path, "gamma.json", gamma=1.5)), "--json", out_json],
+        "empty": lambda: [
+            "basins",
+            "--mdp",
+            str(_mdp_file(tmp_path, "empty.json", perturbation_sets=[[], [0, 1]])),
+            "--json",
+            out_json,
+        ],
+        "range": lambda: [
+            "solve",
+            str(_mdp_file(tmp_path, "range.json", perturbation_sets=[[0, 1], [5]])),
+            "--json",
+            out_json,
+        ],
+        "policy": lambda: ["solve", str(good), "--policy", str(policy_file), "--json", out_json],
+        "suffix": lambda: ["toy", "--json", str(tmp_path / "out" / "r.txt")],
+        "folder": lambda: ["toy", "--json", str(tmp_path / "nowhere" / "r.json")],
+        "objective": lambda: ["basins", "--objective", "minimax", "--json", out_json],
+        "landscape-suffix": lambda: ["landscape", "--out", str(tmp_path / "out" / "x.pdf")],
+        "slice": lambda: [
+            "landscape",
+            "--mdp",
+            str(good),
+            "--beta-state",
+            "0",
+            "--out",
+            str(tmp_path / "out" / "x.png"),
+        ],
+        "grid": lambda: ["basins", "--grid", "0", "--json", out_json],
+    }
+    args = commands[case]()
+    if case == "syntax":
+        (tmp_path / "in" / "syntax.json").write_text('{"rewards": [[0.0, ')
+    before = sorted(p.name for p in (tmp_path / "out").iterdir())
+    code, out, err = _cli(capsys, *args)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error:"), err
+    assert re.search(message, lines[0]), lines[0]
+    assert "Traceback" not in err + out
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == before == []

@@ -654,6 +654,9 @@ def demo(
 
 study_app = typer.Typer(no_args_is_help=True, help="Studies: a grid of runs from one spec, on a local pool or Ray.")
 app.add_typer(study_app, name="study")
+from robustrl.commands.theory import theory_app  # noqa: E402
+
+app.add_typer(theory_app, name="theory")
 from robustrl.commands.games import games_app  # noqa: E402
 
 app.add_typer(games_app, name="games")
