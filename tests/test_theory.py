@@ -533,3 +533,63 @@ def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, case, messag
     assert re.search(message, lines[0]), lines[0]
     assert "Traceback" not in err + out
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == before == []
+
+
+# ---- the Gymnasium bridge (torch) ------------------------------------------------------------------------------
+def test_bridge_env_follows_the_mdp_and_reads_policies_back():
+    gym = pytest.importorskip("gymnasium")
+    pytest.importorskip("torch")
+    from robustrl import TrainConfig, ppo_defaults_for
+    from robustrl.algos import PPO
+    from robustrl.attacks import make_attack
+    from robustrl.envs.tabular import (
+        TOY_CONTINUOUS_ENV_ID,
+        TOY_ENV_ID,
+        TabularISAEnv,
+        attack_as_adversary,
+        tabular_policy,
+    )
+
+    mdp = toy_isa_mdp()
+    # the env's transitions and rewards are the MDP's (empirical frequencies within 5 sigma)
+    env = gym.make(TOY_ENV_ID).unwrapped
+    env.reset(seed=0)
+    counts = np.zeros((2, 2, 2))
+    rng = np.random.default_rng(0)
+    for _ in range(4000):
+        s, a = env.state, int(rng.integers(2))
+        _, reward, terminated, _, info = env.step(a)
+        assert reward == mdp.rewards[s, a] and not terminated
+        counts[s, a, info["state"]] += 1
+        if env.t >= env.horizon:
+            env.reset()
+    n = counts.sum(-1, keepdims=True)
+    assert (
+        np.abs(counts / n - mdp.transitions) <= 5 * np.sqrt(mdp.transitions * (1 - mdp.transitions) / n) + 1e-12
+    ).all()
+    with pytest.raises(InvalidArgumentError, match=r"holds states \[0\], but B\(0\) = \[0, 1\]"):
+        TabularISAEnv(mdp, points=[[0.0], [1.0]], eps=0.5)
+
+    for env_id in (TOY_ENV_ID, TOY_CONTINUOUS_ENV_ID):
+        ppo = ppo_defaults_for(
+            "CartPole-v1", gamma=0.9, normalize_observations=False, steps_per_iteration=256, num_minibatches=2
+        )
+        trainer = PPO(TrainConfig(env_id=env_id, total_steps=256, seed=0, num_envs=2, ppo=ppo))
+        trainer.learn()
+        trainer.close()
+        policy = trainer.policy
+        pi = tabular_policy(policy)
+        np.testing.assert_allclose(pi.sum(-1), 1.0, atol=1e-12)
+        # pi[s, a] is the probability that the policy's sampled action is a in state s
+        import torch
+
+        obs = policy.normalize(np.repeat(np.array([[0.0], [1.0]], dtype=np.float32), 20000, 0))
+        with torch.no_grad():
+            sampled = policy.distribution(obs).sample().numpy().reshape(2, 20000, -1)
+        index = (sampled[..., 0] > 0).astype(int) if policy.continuous else sampled[..., 0].astype(int)
+        frequency = np.stack([(index == a).mean(1) for a in range(2)], -1)
+        assert (np.abs(frequency - pi) <= 5 * np.sqrt(pi * (1 - pi) / 20000) + 1e-9).all()
+        attack = make_attack("random", 1.0, seed=0).fit(policy, env_id)
+        result = attack_as_adversary(attack, policy, mdp)
+        assert mdp.perturbation_sets.contains(result["snapped"], np.arange(2)).all()
+        assert (np.abs(result["perturbed"] - [[0.0], [1.0]]) <= 1.0 + 1e-6).all()
