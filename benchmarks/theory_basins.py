@@ -30,7 +30,20 @@ def main() -> None:
         for objective in ("spo", "arpo", "barpo"):
             for lr, steps in settings:
                 out = Path(folder) / f"{objective}-{lr}-{steps}.json"
-                command = ["theory", "basins", "--objective", objective, "--grid", str(args.grid), "--lr", str(lr), "--steps", str(steps), "--json", str(out)]
+                command = [
+                    "theory",
+                    "basins",
+                    "--objective",
+                    objective,
+                    "--grid",
+                    str(args.grid),
+                    "--lr",
+                    str(lr),
+                    "--steps",
+                    str(steps),
+                    "--json",
+                    str(out),
+                ]
                 start = time.perf_counter()
                 subprocess.run(ROBUSTRL + command, check=True, capture_output=True, text=True)
                 seconds = time.perf_counter() - start
@@ -44,13 +57,19 @@ def main() -> None:
                         "optimal": fractions.get("optimal (1.00, 1.00)", 0.0),
                         "deceptive": fractions.get("deceptive (0.00, 0.00)", 0.0),
                         "not_converged": fractions.get("not converged", 0.0),
-                        "other": {k: v for k, v in fractions.items() if k not in ("optimal (1.00, 1.00)", "deceptive (0.00, 0.00)", "not converged")},
+                        "other": {
+                            k: v
+                            for k, v in fractions.items()
+                            if k not in ("optimal (1.00, 1.00)", "deceptive (0.00, 0.00)", "not converged")
+                        },
                         "hovering_deceptive": result["classes"].get("deceptive (0.00, 0.00)", {}).get("hovering", 0),
                         "seconds": round(seconds, 1),
                         "command": "robustrl " + " ".join(command[:-2]),
                     }
                 )
-                everything.append({"settings": result["settings"], "fractions": fractions, "classes": result["classes"]})
+                everything.append(
+                    {"settings": result["settings"], "fractions": fractions, "classes": result["classes"]}
+                )
     (RESULTS / "theory_basins.json").write_text(json.dumps({"claim": CLAIM, "runs": everything}, indent=1) + "\n")
     starts = args.grid**2
     lines = [
@@ -82,7 +101,11 @@ def main() -> None:
     ]
     (RESULTS / "theory_basins.md").write_text("\n".join(lines))
     for suffix in ("png", "svg"):
-        subprocess.run(ROBUSTRL + ["theory", "landscape", "--out", str(RESULTS / f"theory_landscape_toy.{suffix}")], check=True, capture_output=True)
+        subprocess.run(
+            [*ROBUSTRL, "theory", "landscape", "--out", str(RESULTS / f"theory_landscape_toy.{suffix}")],
+            check=True,
+            capture_output=True,
+        )
     print("\n".join(lines))
 
 

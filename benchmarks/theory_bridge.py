@@ -23,7 +23,8 @@ from robustrl import TrainConfig, ppo_defaults_for
 from robustrl.algos import ALGORITHMS, PPO
 from robustrl.attacks import make_attack
 from robustrl.config import RobustConfig
-from robustrl.envs.tabular import TOY_CONTINUOUS_ENV_ID as TOY_ENV_ID, TOY_EPS, TOY_POINTS, attack_as_adversary, tabular_policy
+from robustrl.envs.tabular import TOY_CONTINUOUS_ENV_ID as TOY_ENV_ID
+from robustrl.envs.tabular import TOY_EPS, TOY_POINTS, attack_as_adversary, tabular_policy
 from robustrl.theory import toy_isa_mdp
 
 RESULTS = Path(__file__).parent / "results"
@@ -31,13 +32,24 @@ ATTACK_OPTIONS = {
     "mad": {},
     "critic": {},
     "rs": {"iterations": 5, "steps_per_iteration": 1024, "num_envs": 4, "gamma": 0.9},
-    "sa-rl": {"num_envs": 4, "curriculum_scale": 1.0, "grid": ({"steps_per_iteration": 512, "num_minibatches": 4, "policy_lr": 3e-3, "gamma": 0.9},)},
+    "sa-rl": {
+        "num_envs": 4,
+        "curriculum_scale": 1.0,
+        "grid": ({"steps_per_iteration": 512, "num_minibatches": 4, "policy_lr": 3e-3, "gamma": 0.9},),
+    },
 }
 ATTACK_BUDGET = 20_000  # env steps for the learned attacks (RS's own iterations x steps are in its options)
 
 
 def train(algo: str, steps: int, seed: int):
-    ppo = ppo_defaults_for("CartPole-v1", gamma=0.9, normalize_observations=False, steps_per_iteration=512, num_minibatches=4, entropy_coef=0.0)
+    ppo = ppo_defaults_for(
+        "CartPole-v1",
+        gamma=0.9,
+        normalize_observations=False,
+        steps_per_iteration=512,
+        num_minibatches=4,
+        entropy_coef=0.0,
+    )
     robust = RobustConfig(eps=TOY_EPS, kappa=1.0, eps_warmup_fraction=0.3)
     config = TrainConfig(env_id=TOY_ENV_ID, algo=algo, total_steps=steps, seed=seed, num_envs=4, ppo=ppo, robust=robust)
     trainer = PPO(config, ALGORITHMS[algo](config))
@@ -89,7 +101,14 @@ def main() -> None:
                     "value_applied": mdp.expected(mdp.value(result["applied"])),
                 }
             rows.append(row)
-            print(json.dumps({k: v for k, v in row.items() if k != "attacks"}), {k: (v["snapped_adversary"], round(v["value_snapped"], 3), round(v["value_applied"], 3)) for k, v in row["attacks"].items()}, flush=True)
+            print(
+                json.dumps({k: v for k, v in row.items() if k != "attacks"}),
+                {
+                    k: (v["snapped_adversary"], round(v["value_snapped"], 3), round(v["value_applied"], 3))
+                    for k, v in row["attacks"].items()
+                },
+                flush=True,
+            )
     settings = {
         "env": "BARPO toy (Appendix D) as TabularISAEnv: s1 -> x=0, s2 -> x=1, eps 1 (l_inf), horizon 60, no observation normalisation",
         "train_steps": args.steps,
@@ -99,7 +118,9 @@ def main() -> None:
         "attack_options": ATTACK_OPTIONS,
         "learned_attack_budget": ATTACK_BUDGET,
     }
-    (RESULTS / "theory_bridge.json").write_text(json.dumps({"settings": settings, "runs": rows}, indent=1, default=str) + "\n")
+    (RESULTS / "theory_bridge.json").write_text(
+        json.dumps({"settings": settings, "runs": rows}, indent=1, default=str) + "\n"
+    )
     print("wrote", RESULTS / "theory_bridge.json")
 
 

@@ -78,13 +78,20 @@ def _objective(name: str) -> str:
     return check_objective(name)
 
 
-def _plane(mdp_path: Path | None, base: Path | None, alpha_state: int, beta_state: int, alpha_actions: str, beta_actions: str) -> tuple[Any, dict | None]:
+def _plane(
+    mdp_path: Path | None, base: Path | None, alpha_state: int, beta_state: int, alpha_actions: str, beta_actions: str
+) -> tuple[Any, dict | None]:
     from robustrl.theory import TOY_NAMES, PolicySlice
 
     mdp = _load_mdp(mdp_path)
     base_policy = None if base is None else _load_policy(base, mdp)
     plane = PolicySlice.build(
-        mdp, base_policy, alpha_state, beta_state, _pair(alpha_actions, "--alpha-actions"), _pair(beta_actions, "--beta-actions")
+        mdp,
+        base_policy,
+        alpha_state,
+        beta_state,
+        _pair(alpha_actions, "--alpha-actions"),
+        _pair(beta_actions, "--beta-actions"),
     )
     return plane, (TOY_NAMES if mdp_path is None else None)
 
@@ -93,7 +100,9 @@ _MDP_OPTION = typer.Option(None, "--mdp", help="ISA-MDP JSON (default: the BARPO
 _BASE_OPTION = typer.Option(None, "--base", help="Policy JSON for the rows outside the slice (default uniform).")
 _ALPHA_STATE = typer.Option(0, "--alpha-state", help="State whose row alpha sets.")
 _BETA_STATE = typer.Option(1, "--beta-state", help="State whose row beta sets.")
-_ALPHA_ACTIONS = typer.Option("0,1", "--alpha-actions", help="pi(a|s_alpha) = alpha on the first, 1 - alpha on the second.")
+_ALPHA_ACTIONS = typer.Option(
+    "0,1", "--alpha-actions", help="pi(a|s_alpha) = alpha on the first, 1 - alpha on the second."
+)
 _BETA_ACTIONS = typer.Option("0,1", "--beta-actions", help="Likewise for beta.")
 
 
@@ -132,8 +141,10 @@ def toy(json_file: Path | None = typer.Option(None, "--json", help="Write the nu
     )
     stationary = prop["stationary_at"]
     console.print(
-        "FOSP at (0, 0): " + ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in stationary["(0, 0)"].items())
-        + "; at (1, 1): " + ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in stationary["(1, 1)"].items())
+        "FOSP at (0, 0): "
+        + ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in stationary["(0, 0)"].items())
+        + "; at (1, 1): "
+        + ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in stationary["(1, 1)"].items())
     )
     if json_file is not None:
         _write_json(json_file, summary)
@@ -145,7 +156,9 @@ def basins_command(
     grid: int = typer.Option(20, "--grid", help="N: starts at the N x N cell centres of [0, 1]^2."),
     lr: float = typer.Option(0.01, "--lr", help="Step size of projected gradient ascent in (alpha, beta)."),
     steps: int = typer.Option(1000, "--steps", help="Gradient steps from each start."),
-    json_file: Path | None = typer.Option(None, "--json", help="Write settings, fractions, classes and every start here."),
+    json_file: Path | None = typer.Option(
+        None, "--json", help="Write settings, fractions, classes and every start here."
+    ),
     mdp_path: Path | None = _MDP_OPTION,
     base: Path | None = _BASE_OPTION,
     alpha_state: int = _ALPHA_STATE,
@@ -186,9 +199,13 @@ def basins_command(
 @theory_app.command("landscape")
 def landscape(
     out: Path = typer.Option(..., "--out", help="Figure file (.png or .svg)."),
-    objective: list[str] = typer.Option(["spo", "arpo", "barpo"], "--objective", help="Repeat for several panels: " + _OBJECTIVE_HELP),
+    objective: list[str] = typer.Option(
+        ["spo", "arpo", "barpo"], "--objective", help="Repeat for several panels: " + _OBJECTIVE_HELP
+    ),
     resolution: int = typer.Option(101, "--resolution", help="Grid points per axis."),
-    paths: int = typer.Option(4, "--paths", help="Draw gradient-ascent paths from a paths x paths grid of starts (0: none)."),
+    paths: int = typer.Option(
+        4, "--paths", help="Draw gradient-ascent paths from a paths x paths grid of starts (0: none)."
+    ),
     lr: float = typer.Option(0.05, "--lr", help="Step size of the drawn paths."),
     steps: int = typer.Option(400, "--steps", help="Steps of the drawn paths."),
     mdp_path: Path | None = _MDP_OPTION,
@@ -216,8 +233,18 @@ def landscape(
         fosps[name] = np.array([[entry["alpha"], entry["beta"]] for entry in found.values()])
     starts = grid_starts(paths) if paths else None
     drawn = landscape_figure(
-        plane, objectives, out, resolution=resolution, paths_from=starts, lr=lr, steps=steps, fosps=fosps,
-        labels=(f"alpha = pi(a{plane.alpha_actions[0]}|s{plane.alpha_state})", f"beta = pi(a{plane.beta_actions[0]}|s{plane.beta_state})"),
+        plane,
+        objectives,
+        out,
+        resolution=resolution,
+        paths_from=starts,
+        lr=lr,
+        steps=steps,
+        fosps=fosps,
+        labels=(
+            f"alpha = pi(a{plane.alpha_actions[0]}|s{plane.alpha_state})",
+            f"beta = pi(a{plane.beta_actions[0]}|s{plane.beta_state})",
+        ),
     )
     for name in objectives:
         points = drawn["objectives"][name].get("fosps", [])
@@ -227,7 +254,9 @@ def landscape(
 
 @theory_app.command("solve")
 def solve(
-    mdp_path: Path = typer.Argument(..., help="ISA-MDP JSON (keys rewards, transitions, gamma, perturbation_sets, initial_distribution)."),
+    mdp_path: Path = typer.Argument(
+        ..., help="ISA-MDP JSON (keys rewards, transitions, gamma, perturbation_sets, initial_distribution)."
+    ),
     policy: Path | None = typer.Option(None, "--policy", help="Policy JSON pi[s][a] (default: the optimal policy)."),
     json_file: Path | None = typer.Option(None, "--json", help="Write the results here."),
 ) -> None:

@@ -31,7 +31,15 @@ from robustrl.theory.mdp import TabularISAMDP
 from robustrl.theory.toy import toy_isa_mdp
 from robustrl.threat.finite import FiniteSet
 
-__all__ = ["TOY_CONTINUOUS_ENV_ID", "TOY_ENV_ID", "TOY_EPS", "TOY_POINTS", "TabularISAEnv", "attack_as_adversary", "tabular_policy"]
+__all__ = [
+    "TOY_CONTINUOUS_ENV_ID",
+    "TOY_ENV_ID",
+    "TOY_EPS",
+    "TOY_POINTS",
+    "TabularISAEnv",
+    "attack_as_adversary",
+    "tabular_policy",
+]
 
 TOY_ENV_ID = "RobustRLTheory/ToyISA-v0"  # Discrete(A) actions
 # Box(-1, 1) actions binned into the A actions (bin k = [-1 + 2k/A, -1 + 2(k+1)/A], tails to the end
