@@ -37,7 +37,7 @@ from robustrl.prune.lipschitz import (
     lipschitz_surrogate,
     tv_constant,
 )
-from robustrl.prune.masks import erk_densities, kept_counts, masks_from_scores, sparsity_of
+from robustrl.prune.masks import erk_densities, kept_counts, masks_from_scores, sparsity_of, top_k_mask
 from robustrl.prune.schedule import cubic_sparsity, schedule_steps
 
 compiler = pytest.mark.skipif(shutil.which("c++") is None, reason="torch.compile needs a C++ compiler")
@@ -190,6 +190,15 @@ def test_allocation_hits_the_target_sparsity_exactly(shapes, sparsity, allocatio
     scores = {f"l{i}": torch.rand(shape) for i, shape in enumerate(shapes)}
     masks = masks_from_scores(scores, sparsity, allocation)
     assert sum(int(m.sum()) for m in masks.values()) == round((1 - sparsity) * total)
+
+
+@given(st.lists(st.integers(0, 4), min_size=1, max_size=60), st.integers(0, 60))
+def test_top_k_mask_keeps_what_a_stable_descending_sort_keeps(values, k):
+    scores = torch.tensor(values, dtype=torch.float32)  # many ties
+    k = min(k, len(values))
+    expected = torch.zeros(len(values))
+    expected[torch.sort(scores, descending=True, stable=True).indices[:k]] = 1.0
+    assert torch.equal(top_k_mask(scores, k), expected)
 
 
 def test_erk_densities_follow_fan_in_plus_fan_out_and_cap_at_one():

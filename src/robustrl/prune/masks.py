@@ -87,14 +87,20 @@ def _apportion(ideal: list[float], sizes: list[int], total: int) -> list[int]:
 
 
 def top_k_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
-    """1 at the ``k`` largest scores, 0 elsewhere (ties broken by position, deterministically)."""
+    """1 at the ``k`` largest scores, 0 elsewhere; among equal scores at the threshold the first in
+    memory order win (what a stable descending sort would keep). O(n): a k-th value, no sort (a
+    sort of each layer at every mask update cost 10-15% of a compiled update)."""
     flat = scores.flatten()
-    mask = torch.zeros_like(flat)
-    if k > 0:
-        # stable sort: equal scores keep their order, so the same scores always give the same mask
-        order = torch.sort(flat, descending=True, stable=True).indices
-        mask[order[:k]] = 1.0
-    return mask.view_as(scores)
+    n = flat.numel()
+    if k <= 0:
+        return torch.zeros_like(scores)
+    if k >= n:
+        return torch.ones_like(scores)
+    threshold = torch.kthvalue(flat, n - k + 1).values  # the k-th largest
+    above = flat > threshold
+    ties = flat == threshold
+    take = ties & (torch.cumsum(ties, 0) <= k - int(above.sum()))
+    return (above | take).to(scores.dtype).view_as(scores)
 
 
 def masks_from_scores(scores: dict[str, torch.Tensor], sparsity: float, allocation: str) -> dict[str, torch.Tensor]:
