@@ -5,6 +5,11 @@ policy of the same seed, find each strategy's sweet spot.
     python benchmarks/prune_sweep.py [--env Hopper-v5] [--steps 3e5] [--seeds 0 1 2]
         [--strategies magnitude random] [--sparsities 0 0.3 0.5 0.7 0.9] [--num-envs 8]
         [--episodes 10] [--prune-every 20] [--compile] [--sa --kappa 0.3] [--report-only]
+        [--out benchmarks/results/prune_sweep]
+
+The SA-vs-no-SA comparison (the paper's Figure 4) is ``--sa`` with another ``--out``; the
+micro-pruning ablation (Figure 5) is ``--prune-every K`` with another ``--out`` (both share the
+unpruned runs of their kind).
 
 Runs go to benchmarks/runs/prune-<env>-<strategy>-<sparsity>-s<seed>-<steps>[-sa]/ (resumable:
 re-run the same command; finished runs and finished attacks are not redone), seed by seed so a
@@ -50,9 +55,12 @@ PAPER_HOPPER = {
 }
 
 
-def run_dir(env: str, strategy: str, sparsity: float, seed: int, steps: int, sa: bool) -> Path:
+def run_dir(env: str, strategy: str, sparsity: float, seed: int, steps: int, sa: bool, prune_every: int = 20) -> Path:
+    """The run's directory; a prune interval other than 20 (the micro-pruning ablation, the
+    paper's Figure 5) gets a -k<interval> suffix."""
     name = "none" if sparsity == 0 else strategy
-    return ROOT / "runs" / f"prune-{env}-{name}-{sparsity:g}-s{seed}-{steps}{'-sa' if sa else ''}"
+    interval = f"-k{prune_every}" if prune_every != 20 and sparsity > 0 else ""
+    return ROOT / "runs" / f"prune-{env}-{name}-{sparsity:g}-s{seed}-{steps}{'-sa' if sa else ''}{interval}"
 
 
 def finished(directory: Path, config: TrainConfig) -> bool:
@@ -138,7 +146,7 @@ def main() -> None:
         for sparsity in sparsities:
             for strategy in args.strategies if sparsity > 0 else args.strategies[:1]:
                 config = make_config(args, strategy, sparsity, seed)
-                directory = run_dir(args.env, strategy, sparsity, seed, args.steps, args.sa)
+                directory = run_dir(args.env, strategy, sparsity, seed, args.steps, args.sa, args.prune_every)
                 if not finished(directory, config):
                     if args.report_only:
                         continue
