@@ -125,7 +125,7 @@ def main() -> None:
     meta = {"date": str(date.today()), "machine": f"{platform.machine()}, {platform.platform()}"}
     (RESULTS / "games_rps.json").write_text(json.dumps({**meta, **rps_result}))
     start = time.perf_counter()
-    kuhn_result = kuhn(args.iterations, 0.1, 20.0, seeds, [0.3, 0.7, 1.0], [1.0, 2.0, 5.0, 20.0, 100.0], 10)
+    kuhn_result = kuhn(args.iterations, 0.1, 20.0, seeds, [0.3, 0.7, 1.0], [1.0, 2.0, 5.0, 20.0, 100.0, 1000.0], 10)
     kuhn_result["seconds"] = time.perf_counter() - start
     (RESULTS / "games_kuhn.json").write_text(json.dumps({**meta, **kuhn_result}))
     print(f"rps {rps_result['seconds']:.0f}s, kuhn {kuhn_result['seconds']:.0f}s")
