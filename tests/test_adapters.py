@@ -271,3 +271,234 @@ def test_sb3_zip_loads_without_sb3_installed(models):
     result = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "(1, 1)"
+
+
+# ---- gSDE (issue 18) -------------------------------------------------------------------------------
+# (name, class, env, kwargs, steps): full_std with several actions (SAC on Reacher), full_std=False
+# with expln (A2C on Reacher), squash_output (PPO), the defaults (PPO on Pendulum).
+GSDE = {
+    "ppo": (sb3.PPO, ENV, {"n_steps": 64, "batch_size": 32, "n_epochs": 1}, 64),
+    "ppo_squash": (sb3.PPO, ENV, {"n_steps": 64, "batch_size": 32, "n_epochs": 1,
+                                  "policy_kwargs": {"squash_output": True, "net_arch": [32]}}, 64),
+    "a2c_expln": (sb3.A2C, "Reacher-v5", {"policy_kwargs": {"use_expln": True, "full_std": False, "net_arch": [32, 32]}}, 20),
+    "sac": (sb3.SAC, "Reacher-v5", {"learning_starts": 20, "buffer_size": 200, "batch_size": 16,
+                                   "policy_kwargs": {"net_arch": [32, 32]}}, 40),
+}
+
+
+@pytest.fixture(scope="module")
+def gsde_models(tmp_path_factory):
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("gsde")
+    out = {}
+    for name, (cls, env_id, kwargs, steps) in GSDE.items():
+        model = cls("MlpPolicy", env_id, use_sde=True, seed=0, device="cpu", **kwargs)
+        model.learn(steps)
+        model.save(root / f"{name}.zip")
+        out[name] = (model, root / f"{name}.zip", env_id)
+    return out
+
+
+def _sb3_distribution(model, x):
+    """SB3's own Normal for a gSDE model (PPO/A2C: get_distribution; SAC: the actor's action_dist)."""
+    if isinstance(model, sb3.SAC):
+        mean, log_std, kwargs = model.actor.get_action_dist_params(x)
+        return model.actor.action_dist.proba_distribution(mean, log_std, **kwargs).distribution
+    return model.policy.get_distribution(x).distribution
+
+
+@pytest.mark.parametrize("name", list(GSDE))
+def test_sb3_gsde_matches_sb3(gsde_models, name):
+    model, path, env_id = gsde_models[name]
+    policy = load_model(path, env_id)
+    assert policy.gsde is not None and policy.algorithm == name[:3].upper()
+    obs = _observations(32, env_id)
+    expected, _ = model.predict(obs, deterministic=True)
+    np.testing.assert_allclose(policy.act(obs, deterministic=True), expected, atol=1e-5)
+    x = policy.normalize(obs)
+    with torch.no_grad():
+        reference = _sb3_distribution(model, x)
+        dist = policy.distribution(x)
+    np.testing.assert_allclose(dist.mean, reference.mean, atol=1e-5)
+    np.testing.assert_allclose(dist.stddev, reference.stddev, rtol=1e-5)
+    assert dist.stddev.std(0).max() > 0  # the std depends on the state
+    # stochastic actions follow the same per-state law: empirical std of 4000 draws at one state
+    one = x[:1].expand(4000, -1)
+    draws = policy.sample(one, np.random.default_rng(0))
+    np.testing.assert_allclose(draws.std(0), dist.stddev[0].numpy(), rtol=0.08)
+    # differentiable in the observation through the std too (what MAD and the learned attacks use)
+    x_grad = x.clone().requires_grad_(True)
+    policy.distribution(x_grad).stddev.sum().backward()
+    assert x_grad.grad is not None and x_grad.grad.abs().sum() > 0
+
+
+def test_sb3_gsde_is_attackable(gsde_models):
+    from robustrl.evaluate.robustness import robustness_report
+
+    _, path, env_id = gsde_models["ppo"]
+    report = robustness_report(load_model(path, env_id), env_id, attacks=["random", "mad"], eps=0.2, episodes=2)
+    assert set(report["results"]) == {"natural", "random", "mad"}
+    assert all(np.isfinite(r["mean"]) for r in report["results"].values())
+
+
+# ---- CleanRL (issue 18) -----------------------------------------------------------------------------
+class CleanRLAgent(nn.Module):
+    """CleanRL ppo_continuous_action.py's Agent, rebuilt from its published layer shapes: critic and
+    actor_mean are Linear-Tanh-Linear-Tanh-Linear (64 wide by default), actor_logstd is (1, actions)."""
+
+    def __init__(self, obs_dim, action_dim, hidden=(64, 64)):
+        super().__init__()
+
+        def mlp(out):
+            sizes, layers = [obs_dim, *hidden], []
+            for a, b in zip(sizes[:-1], sizes[1:]):
+                layers += [nn.Linear(a, b), nn.Tanh()]
+            return nn.Sequential(*layers, nn.Linear(sizes[-1], out))
+
+        self.critic = mlp(1)
+        self.actor_mean = mlp(action_dim)
+        self.actor_logstd = nn.Parameter(torch.zeros(1, action_dim))
+
+    def get_value(self, x):
+        return self.critic(x)
+
+    def get_action_and_value(self, x):
+        mean = self.actor_mean(x)
+        return Normal(mean, self.actor_logstd.expand_as(mean).exp())
+
+
+@pytest.mark.parametrize("hidden", [(64, 64), (32, 16, 8)])
+def test_cleanrl_agent(tmp_path, hidden):
+    from robustrl.policies.cleanrl import CleanRLPolicy
+
+    torch.manual_seed(0)
+    env_id = "Reacher-v5"  # 10 observations, 2 actions in [-1, 1]
+    agent = CleanRLAgent(10, 2, hidden)
+    with torch.no_grad():
+        agent.actor_logstd.copy_(torch.tensor([[-0.5, 0.3]]))
+    path = tmp_path / "ppo_continuous_action.cleanrl_model"
+    torch.save(agent.state_dict(), path)
+    obs = _observations(32, env_id).astype(np.float32)
+
+    policy = load_model(path, env_id)
+    assert isinstance(policy, CleanRLPolicy) and isinstance(policy, AttackablePolicy)
+    assert policy.perturbation_space == "raw observations (CleanRL saves no normaliser)"
+    x = torch.as_tensor(obs)
+    with torch.no_grad():
+        reference = agent.get_action_and_value(x)
+        np.testing.assert_allclose(policy.act(obs), np.clip(reference.mean.numpy(), -1, 1), atol=1e-6)
+        np.testing.assert_allclose(policy.distribution(x).stddev, reference.stddev, atol=1e-6)
+        np.testing.assert_allclose(policy.value(x), agent.get_value(x).squeeze(-1), atol=1e-6)
+
+    # with the observation statistics CleanRL's NormalizeObservation kept (clip 10, epsilon 1e-8)
+    mean, var = obs.mean(0), obs.var(0) + 0.5
+    stats = tmp_path / "obs_stats.npz"
+    np.savez(stats, obs_mean=mean, obs_var=var)
+    normalised = load_model(path, env_id, obs_stats=stats)
+    assert normalised.perturbation_space.startswith("normalised observations")
+    z = np.clip((obs - mean) / np.sqrt(var + 1e-8), -10, 10).astype(np.float32)
+    with torch.no_grad():
+        np.testing.assert_allclose(normalised.act(obs), np.clip(agent.actor_mean(torch.as_tensor(z)).numpy(), -1, 1), atol=1e-5)
+    assert run_episodes(normalised, env_id, 2).returns.shape == (2,)
+
+
+def test_cleanrl_bad_files(tmp_path):
+    env_id = "Reacher-v5"
+    agent = CleanRLAgent(10, 2)
+    wrong_env = tmp_path / "hopper.cleanrl_model"  # actor outputs 2 actions, Hopper takes 3
+    torch.save(agent.state_dict(), wrong_env)
+    with pytest.raises(CheckpointError, match=r"expected input size 11|outputs 2 values"):
+        load_model(wrong_env, "Hopper-v5")
+    unknown = tmp_path / "other.cleanrl_model"
+    torch.save({"encoder.weight": torch.zeros(4, 10), "head.weight": torch.zeros(2, 4)}, unknown)
+    with pytest.raises(CheckpointError, match="not a CleanRL PPO Agent state dict"):
+        load_model(unknown, env_id)
+    extra = tmp_path / "extra.cleanrl_model"
+    torch.save({**agent.state_dict(), "actor_mean.2.weight": torch.zeros(64, 32)}, extra)  # shapes do not chain
+    with pytest.raises(CheckpointError, match=r"layer actor_mean.2 has weight shape \(64, 32\), expected input size 64"):
+        load_model(extra, env_id)
+    with pytest.raises(InvalidArgumentError, match="environment id"):
+        load_model(unknown)
+    with pytest.raises(InvalidArgumentError, match="--obs-stats"):
+        load_model(unknown, env_id, vecnormalize=tmp_path / "x.npz")
+
+
+# ---- RL Zoo folders (issue 18) ----------------------------------------------------------------------
+def _zoo_yaml(path, pairs):
+    """What the Zoo writes: yaml.dump of an OrderedDict (a !!python/object/apply tag)."""
+    from collections import OrderedDict
+
+    import yaml
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.dump(OrderedDict(pairs)))
+
+
+@pytest.fixture(scope="module")
+def zoo_folder(models, tmp_path_factory):
+    """logs/ppo/Pendulum-v0_1/ as the Zoo leaves it: trained on a version Gymnasium no longer has."""
+    model, path, venv, pkl = models["ppo_vn"]
+    folder = tmp_path_factory.mktemp("zoo") / "ppo" / "Pendulum-v0_1"
+    (folder / "Pendulum-v0").mkdir(parents=True)
+    (folder / "Pendulum-v0.zip").write_bytes(path.read_bytes())
+    (folder / "best_model.zip").write_bytes(models["ppo"][1].read_bytes())  # another model: must not be chosen
+    (folder / "Pendulum-v0" / "vecnormalize.pkl").write_bytes(pkl.read_bytes())
+    _zoo_yaml(folder / "Pendulum-v0" / "config.yml", [("n_envs", 1), ("normalize", True), ("policy", "MlpPolicy")])
+    _zoo_yaml(folder / "Pendulum-v0" / "args.yml", [("algo", "ppo"), ("env", "Pendulum-v0"), ("seed", 0)])
+    return folder
+
+
+def test_zoo_folder(models, zoo_folder, tmp_path):
+    from robustrl.policies.zoo import find_zoo_model
+
+    model, _, venv, _ = models["ppo_vn"]
+    obs = _observations()
+    expected, _ = model.predict(venv.normalize_obs(obs), deterministic=True)
+    with pytest.raises(CheckpointError, match="--trust-pickle"):
+        load_model(zoo_folder)
+    with pytest.warns(UserWarning, match="trained on Pendulum-v0, which is not installed; running it on Pendulum-v1"):
+        policy = load_model(zoo_folder, trust_pickle=True)
+    assert policy.env_id == "Pendulum-v1" and policy.checkpoint.endswith("Pendulum-v0.zip")
+    np.testing.assert_allclose(policy.act(obs), expected, atol=1e-5)
+
+    # an export beside the pickle is read safely, without --trust-pickle
+    export = tmp_path / "export"
+    export.mkdir()
+    for item in zoo_folder.rglob("*"):
+        target = export / item.relative_to(zoo_folder)
+        target.mkdir(exist_ok=True) if item.is_dir() else target.write_bytes(item.read_bytes())
+    np.savez(export / "Pendulum-v0" / "vecnormalize.npz", obs_mean=venv.obs_rms.mean, obs_var=venv.obs_rms.var,
+             clip_obs=venv.clip_obs, epsilon=venv.epsilon)
+    found = find_zoo_model(export, "Pendulum-v1")  # --env given: no version notice
+    assert found.vecnormalize.name == "vecnormalize.npz" and found.trained_env_id == "Pendulum-v0"
+    assert found.algo == "ppo" and found.env_id == "Pendulum-v1"
+    np.testing.assert_allclose(load_model(export, "Pendulum-v1").act(obs), expected, atol=1e-5)
+
+
+def test_zoo_hub_layout_and_bad_folders(models, tmp_path):
+    from robustrl.policies.zoo import find_zoo_model
+
+    hub = tmp_path / "ppo-Pendulum-v1"  # a Hugging Face sb3/ppo-Pendulum-v1 download
+    hub.mkdir()
+    (hub / "ppo-Pendulum-v1.zip").write_bytes(models["ppo"][1].read_bytes())
+    _zoo_yaml(hub / "config.yml", [("normalize", False)])
+    found = find_zoo_model(hub)
+    assert (found.model.name, found.env_id, found.algo, found.vecnormalize) == ("ppo-Pendulum-v1.zip", "Pendulum-v1", "ppo", None)
+    np.testing.assert_allclose(load_model(hub).act(_observations(4)), models["ppo"][0].predict(_observations(4), deterministic=True)[0], atol=1e-5)
+
+    empty = tmp_path / "ppo" / "Pendulum-v1_2"  # the Zoo's folder, but the model was never saved
+    _zoo_yaml(empty / "Pendulum-v1" / "config.yml", [("normalize", False)])
+    with pytest.raises(CheckpointError, match="holds no model"):
+        load_model(empty)
+    normalised = tmp_path / "Pendulum-v1_3"  # trained with VecNormalize, statistics missing
+    normalised.mkdir()
+    (normalised / "Pendulum-v1.zip").write_bytes(models["ppo"][1].read_bytes())
+    _zoo_yaml(normalised / "Pendulum-v1" / "config.yml", [("normalize", "{'norm_obs': True}")])
+    with pytest.raises(CheckpointError, match="no vecnormalize.pkl"):
+        load_model(normalised)
+    several = tmp_path / "mine"
+    several.mkdir()
+    for name in ("a.zip", "b.zip"):
+        (several / name).write_bytes(models["ppo"][1].read_bytes())
+    with pytest.raises(CheckpointError, match="several models"):
+        load_model(several, "Pendulum-v1")

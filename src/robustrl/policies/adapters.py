@@ -1,7 +1,10 @@
 """Adapters that give foreign policies the :class:`~robustrl.policies.protocol.AttackablePolicy`
 face, so they can be evaluated and attacked exactly like ours.
 
-- :func:`load_sb3_zip`: Stable-Baselines3 PPO / SAC / TD3 ``.zip`` files (MlpPolicy).
+- :func:`load_sb3_zip`: Stable-Baselines3 PPO / A2C / SAC / TD3 ``.zip`` files (MlpPolicy), with
+  or without gSDE (generalised state-dependent exploration, Raffin et al. 2022).
+- :func:`robustrl.policies.zoo.find_zoo_model`: an RL Zoo folder (model, VecNormalize, env id).
+- :func:`robustrl.policies.cleanrl.load_cleanrl`: CleanRL ``ppo_continuous_action.py`` state dicts.
 - :class:`TorchModulePolicy`: any ``torch.nn.Module`` (for instance a TorchScript export).
 - :func:`load_model`: picks one of these from the path, or loads one of our own runs/checkpoints.
 
@@ -35,7 +38,9 @@ from robustrl.errors import CheckpointError, InvalidArgumentError
 
 PathLike = str | Path
 # SB3's defaults when policy_kwargs names no activation_fn (ActorCriticPolicy: Tanh; SAC/TD3: ReLU).
-_DEFAULT_ACTIVATION = {"PPO": "Tanh", "SAC": "ReLU", "TD3": "ReLU"}
+_DEFAULT_ACTIVATION = {"PPO": "Tanh", "A2C": "Tanh", "SAC": "ReLU", "TD3": "ReLU"}
+_ON_POLICY = ("PPO", "A2C")  # SB3's ActorCriticPolicy: same layout, same semantics
+_GSDE_EPSILON = 1e-6  # StateDependentNoiseDistribution's epsilon, added to the variance
 _ACTIVATIONS = {"Tanh", "ReLU", "ELU", "LeakyReLU", "GELU", "SiLU", "Sigmoid", "Softplus", "Mish"}
 _SAC_LOG_STD_RANGE = (-20.0, 2.0)  # SB3's LOG_STD_MIN / LOG_STD_MAX clamp
 _TORCHSCRIPT_SUFFIXES = (".pt", ".ts")
@@ -86,12 +91,21 @@ def _categorical_sample(logits: np.ndarray, rng: np.random.Generator) -> np.ndar
 
 # ---- Stable-Baselines3 ---------------------------------------------------------------------------
 class SB3Policy(_ForeignPolicy):
-    """A Stable-Baselines3 PPO, SAC or TD3 MlpPolicy rebuilt in plain torch.
+    """A Stable-Baselines3 PPO, A2C, SAC or TD3 MlpPolicy rebuilt in plain torch.
 
     Submodules are named as in SB3 so its ``policy.pth`` loads with ``strict=True``. Semantics:
 
-    - PPO: Gaussian with state-independent ``log_std`` (actions clipped to the space, as SB3 and
-      :class:`ActorCritic` do) or categorical; ``value`` is its value net.
+    - PPO / A2C: Gaussian with state-independent ``log_std`` (actions clipped to the space, as SB3
+      and :class:`ActorCritic` do) or categorical; ``value`` is its value net.
+    - gSDE (``use_sde=True``; PPO, A2C, SAC): the Gaussian's std depends on the state, as gSDE
+      defines it (Raffin et al. 2022, Eq. 3; SB3's ``StateDependentNoiseDistribution``):
+      ``std(s)^2 = latent(s)^2 @ sigma^2 + 1e-6``, where ``latent`` is the last hidden layer of the
+      policy net and ``sigma = exp(log_std)`` (or ``expln``). The deterministic action is the mean.
+      ``distribution`` is differentiable in the observation through ``latent`` too (SB3 detaches it
+      for PPO's training; the attacks need the policy as a function of the observation). Stochastic
+      ``sample`` draws from this per-state marginal with fresh noise every step (SB3 holds one
+      exploration matrix for ``sde_sample_freq`` steps; the marginal law of each action is the same).
+      PPO with ``squash_output=True`` squashes and rescales its actions as SAC does.
     - SAC: ``distribution`` is the *pre-tanh* Normal with state-dependent std; ``sample`` returns
       pre-tanh actions and ``to_env_action`` squashes and rescales them. KL divergences are the same
       before and after the (bijective) squashing, so KL-based attacks are exact; entropies and
@@ -107,25 +121,42 @@ class SB3Policy(_ForeignPolicy):
 
     def __init__(self, algorithm: str, observation_space: gym.spaces.Box, action_space: gym.spaces.Space,
                  state: dict[str, torch.Tensor], activation: str, normalizer: ObservationNormalizer | None,
-                 env_id: str, source: PathLike = "<SB3 model>"):
+                 env_id: str, source: PathLike = "<SB3 model>", gsde: dict[str, Any] | None = None):
+        """``gsde``: None, or the gSDE settings read from ``policy_kwargs``: ``use_expln``,
+        ``squash_output`` (PPO/A2C), ``clip_mean`` (SAC)."""
         super().__init__()
         self._set_spaces(observation_space, action_space, env_id)
         self.algorithm = algorithm
+        self.on_policy = algorithm in _ON_POLICY
+        self.gsde = dict(gsde) if gsde is not None else None
+        if self.gsde is not None and not self.continuous:
+            raise CheckpointError(f"{source}: gSDE needs a Box action space")
+        # tanh-squashed actions rescaled to the bounds: SAC always, PPO/A2C with gSDE's squash_output
+        self.squashed = algorithm == "SAC" or bool(self.gsde and self.gsde.get("squash_output"))
         n, act = self.obs_dim, getattr(nn, activation)
-        if algorithm == "PPO":
+        if self.on_policy:
             self.mlp_extractor = nn.Module()
             self.mlp_extractor.policy_net, pi_dim = _mlp(state, "mlp_extractor.policy_net.", n, act, source)
             self.mlp_extractor.value_net, vf_dim = _mlp(state, "mlp_extractor.value_net.", n, act, source)
             self.action_net = nn.Linear(pi_dim, self.action_dim)
             self.value_net = nn.Linear(vf_dim, 1)
-            if self.continuous:
+            if self.gsde is not None:
+                self.log_std = nn.Parameter(torch.zeros(_gsde_log_std_shape(state, "log_std", pi_dim, self.action_dim, source)))
+            elif self.continuous:
                 self.log_std = nn.Parameter(torch.zeros(self.action_dim))
         else:
             self.actor = nn.Module()
             if algorithm == "SAC":
                 self.actor.latent_pi, latent_dim = _mlp(state, "actor.latent_pi.", n, act, source)
-                self.actor.mu = nn.Linear(latent_dim, self.action_dim)
-                self.actor.log_std = nn.Linear(latent_dim, self.action_dim)
+                if self.gsde is not None:
+                    clip_mean = float(self.gsde.get("clip_mean", 2.0))
+                    mu = nn.Linear(latent_dim, self.action_dim)
+                    self.actor.mu = nn.Sequential(mu, nn.Hardtanh(-clip_mean, clip_mean)) if clip_mean > 0 else mu
+                    self.actor.log_std = nn.Parameter(
+                        torch.zeros(_gsde_log_std_shape(state, "actor.log_std", latent_dim, self.action_dim, source)))
+                else:
+                    self.actor.mu = nn.Linear(latent_dim, self.action_dim)
+                    self.actor.log_std = nn.Linear(latent_dim, self.action_dim)
             else:
                 self.actor.mu, _ = _mlp(state, "actor.mu.", n, act, source, last_activation=nn.Tanh)
             self.critic = nn.Module()
@@ -136,6 +167,7 @@ class SB3Policy(_ForeignPolicy):
             if n_critics == 0:
                 raise CheckpointError(f"{source}: {algorithm} model has no critic weights")
             self.n_critics = n_critics
+        if self.continuous:
             self.register_buffer("_low_t", torch.as_tensor(self._low), persistent=False)
             self.register_buffer("_high_t", torch.as_tensor(self._high), persistent=False)
         # Target networks only matter for training; everything else must match exactly.
@@ -156,7 +188,7 @@ class SB3Policy(_ForeignPolicy):
 
     def _actor_out(self, obs: torch.Tensor) -> torch.Tensor:
         """PPO: Gaussian mean or logits; SAC: pre-tanh mean; TD3: action in [-1, 1]."""
-        if self.algorithm == "PPO":
+        if self.on_policy:
             return self.action_net(self.mlp_extractor.policy_net(obs))
         if self.algorithm == "SAC":
             return self.actor.mu(self.actor.latent_pi(obs))
@@ -166,7 +198,25 @@ class SB3Policy(_ForeignPolicy):
         """[-1, 1] -> action bounds (SB3's ``unscale_action``)."""
         return self._low_t + 0.5 * (scaled + 1.0) * (self._high_t - self._low_t)
 
+    def _gsde_std(self, latent: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
+        """gSDE's state-dependent std: sqrt(latent^2 @ sigma^2 + epsilon) (SB3's get_std + proba_distribution)."""
+        if self.gsde.get("use_expln"):
+            safe = log_std * (log_std > 0) + _GSDE_EPSILON
+            sigma = torch.exp(log_std) * (log_std <= 0) + (torch.log1p(safe) + 1.0) * (log_std > 0)
+        else:
+            sigma = torch.exp(log_std)
+        sigma = sigma.expand(latent.shape[-1], self.action_dim)  # full_std=False: one column for all actions
+        return torch.sqrt((latent**2) @ (sigma**2) + _GSDE_EPSILON)
+
     def distribution(self, obs: torch.Tensor) -> Distribution:
+        if self.gsde is not None:
+            if self.on_policy:
+                latent = self.mlp_extractor.policy_net(obs)
+                mean, log_std = self.action_net(latent), self.log_std
+            else:
+                latent = self.actor.latent_pi(obs)
+                mean, log_std = self.actor.mu(latent), self.actor.log_std
+            return Normal(mean, self._gsde_std(latent, log_std), validate_args=False)
         if self.algorithm == "SAC":
             latent = self.actor.latent_pi(obs)
             log_std = self.actor.log_std(latent).clamp(*_SAC_LOG_STD_RANGE)
@@ -179,7 +229,7 @@ class SB3Policy(_ForeignPolicy):
         return Categorical(logits=out, validate_args=False)
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
-        if self.algorithm == "PPO":
+        if self.on_policy:
             return self.value_net(self.mlp_extractor.value_net(obs)).squeeze(-1)
         out = self._actor_out(obs)
         scaled_action = torch.tanh(out) if self.algorithm == "SAC" else out
@@ -189,9 +239,11 @@ class SB3Policy(_ForeignPolicy):
 
     def mean_action(self, obs: torch.Tensor) -> torch.Tensor:
         out = self._actor_out(obs)
-        if self.algorithm == "PPO":
+        if self.squashed:
+            return self._rescale(torch.tanh(out))
+        if self.on_policy:
             return out if self.continuous else out.argmax(-1)
-        return self._rescale(torch.tanh(out) if self.algorithm == "SAC" else out)
+        return self._rescale(out)
 
     def normalize(self, raw_obs: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(self.normalizer(raw_obs))
@@ -210,9 +262,9 @@ class SB3Policy(_ForeignPolicy):
     def to_env_action(self, actions: np.ndarray) -> np.ndarray:
         if not self.continuous:
             return actions
-        if self.algorithm == "PPO":
+        if self.on_policy and not self.squashed:
             return np.clip(actions, self._low, self._high)
-        scaled = np.tanh(actions) if self.algorithm == "SAC" else np.clip(actions, -1.0, 1.0)
+        scaled = np.tanh(actions) if self.squashed else np.clip(actions, -1.0, 1.0)
         return (self._low + 0.5 * (scaled + 1.0) * (self._high - self._low)).astype(np.float32)
 
 
@@ -245,6 +297,16 @@ def _mlp(state: dict[str, torch.Tensor], prefix: str, in_dim: int, activation: t
     if not indices and last_activation != "same":
         raise CheckpointError(f"{source}: no weights under {prefix!r}")
     return nn.Sequential(*layers), dim
+
+
+def _gsde_log_std_shape(state: dict[str, torch.Tensor], key: str, latent_dim: int, action_dim: int,
+                        source: PathLike) -> tuple[int, int]:
+    """gSDE's ``log_std`` is (latent, actions) with full_std, (latent, 1) without: read from the file."""
+    tensor = state.get(key)
+    if tensor is None or tensor.dim() != 2 or tensor.shape[0] != latent_dim or tensor.shape[1] not in (1, action_dim):
+        shape = None if tensor is None else tuple(tensor.shape)
+        raise CheckpointError(f"{source}: gSDE parameter {key} has shape {shape}, expected ({latent_dim}, {action_dim}) or ({latent_dim}, 1)")
+    return tuple(tensor.shape)
 
 
 def _first_line(error: BaseException) -> str:
@@ -292,18 +354,32 @@ def _read_sb3_zip(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
 
 
 def _identify(path: Path, data: dict[str, Any], state: dict[str, torch.Tensor]) -> str:
-    """PPO, SAC or TD3 from the state-dict layout (A2C and DDPG zips share PPO's and TD3's)."""
-    if data.get("use_sde") is True:
-        raise CheckpointError(f"{path}: models trained with gSDE (use_sde=True) are not supported")
+    """PPO, A2C, SAC or TD3 from the state-dict layout; PPO and A2C (one ActorCriticPolicy) differ
+    only in their saved hyperparameters (PPO's ``clip_range``). DDPG zips share TD3's layout."""
     if "action_net.weight" in state and any(k.startswith("mlp_extractor.") for k in state):
-        return "PPO"
-    if "actor.mu.weight" in state and "actor.log_std.weight" in state:
+        return "PPO" if "clip_range" in data or "n_epochs" in data else "A2C"
+    if any(k.startswith("actor.latent_pi.") for k in state) and ("actor.log_std.weight" in state or "actor.log_std" in state):
         return "SAC"
     if "actor.mu.0.weight" in state:
         return "TD3"
     module = data.get("policy_class", {}).get("__module__", "?") if isinstance(data.get("policy_class"), dict) else "?"
     raise CheckpointError(f"{path}: unsupported algorithm or policy (policy class from {module}; "
-                          f"parameters {sorted(state)[:3]}...); supported: PPO, SAC, TD3 with MlpPolicy")
+                          f"parameters {sorted(state)[:3]}...); supported: PPO, A2C, SAC, TD3 with MlpPolicy")
+
+
+def _gsde_settings(path: Path, data: dict[str, Any], algorithm: str) -> dict[str, Any] | None:
+    """None without gSDE; else the readable policy_kwargs that change its distribution."""
+    if data.get("use_sde") is not True:
+        return None
+    if algorithm == "TD3":
+        raise CheckpointError(f"{path}: use_sde=True on a TD3/DDPG model: SB3 has no gSDE for these")
+    kwargs = data.get("policy_kwargs") if isinstance(data.get("policy_kwargs"), dict) else {}
+    settings: dict[str, Any] = {"use_expln": bool(kwargs.get("use_expln", False))}
+    if algorithm == "SAC":
+        settings["clip_mean"] = float(kwargs.get("clip_mean", 2.0))
+    else:
+        settings["squash_output"] = bool(kwargs.get("squash_output", False))
+    return settings
 
 
 def _activation(path: Path, data: dict[str, Any], algorithm: str) -> str:
@@ -400,7 +476,8 @@ def load_vecnormalize_stats(path: PathLike, obs_shape: tuple[int, ...], *, trust
 
 def load_sb3_zip(path: PathLike, env_id: str, *, vecnormalize: PathLike | None = None,
                  trust_pickle: bool = False) -> SB3Policy:
-    """Load a Stable-Baselines3 PPO/SAC/TD3 MlpPolicy ``.zip`` without unpickling anything in it.
+    """Load a Stable-Baselines3 PPO/A2C/SAC/TD3 MlpPolicy ``.zip`` (gSDE or not) without unpickling
+    anything in it.
 
     ``vecnormalize``: the VecNormalize statistics the model was trained with (see
     :func:`load_vecnormalize_stats`; ``trust_pickle`` only concerns that file). Deterministic
@@ -420,7 +497,7 @@ def load_sb3_zip(path: PathLike, env_id: str, *, vecnormalize: PathLike | None =
     if vecnormalize is not None:
         normalizer = load_vecnormalize_stats(vecnormalize, observation_space.shape, trust_pickle=trust_pickle)
     return SB3Policy(algorithm, observation_space, action_space, state, _activation(path, data, algorithm),
-                     normalizer, env_id, path)
+                     normalizer, env_id, path, gsde=_gsde_settings(path, data, algorithm))
 
 
 # ---- plain torch modules -------------------------------------------------------------------------
@@ -512,11 +589,34 @@ class TorchModulePolicy(_ForeignPolicy):
 
 # ---- dispatch ------------------------------------------------------------------------------------
 def load_model(path: PathLike, env_id: str | None = None, *, vecnormalize: PathLike | None = None,
-               trust_pickle: bool = False):
-    """Any policy we can evaluate and attack: an SB3 ``.zip``, a TorchScript file (``.pt``/``.ts``,
-    module outputs deterministic actions), or one of our run directories / checkpoints."""
+               trust_pickle: bool = False, obs_stats: PathLike | None = None):
+    """Any policy we can evaluate and attack: an SB3 ``.zip``, an RL Zoo folder (model, statistics
+    and env id found in it, :mod:`robustrl.policies.zoo`), a CleanRL ``.cleanrl_model`` state dict
+    (``obs_stats``: its observation statistics, :mod:`robustrl.policies.cleanrl`), a TorchScript
+    file (``.pt``/``.ts``, module outputs deterministic actions), or one of our run directories /
+    checkpoints."""
     path = Path(path)
     suffix = path.suffix.lower()
+    if obs_stats is not None and suffix != ".cleanrl_model":
+        raise InvalidArgumentError(f"{path}: --obs-stats is for CleanRL models; SB3/TorchScript models take --vecnormalize")
+    if suffix == ".cleanrl_model":
+        if vecnormalize is not None:
+            raise InvalidArgumentError(f"{path}: a CleanRL model takes its observation statistics with --obs-stats")
+        if env_id is None:
+            raise InvalidArgumentError(f"{path}: give the environment id (--env); CleanRL saves only the weights")
+        from robustrl.policies.cleanrl import load_cleanrl
+
+        return load_cleanrl(path, env_id, obs_stats=obs_stats, trust_pickle=trust_pickle)
+    from robustrl.policies.zoo import find_zoo_model, is_zoo_folder
+
+    if is_zoo_folder(path):
+        found = find_zoo_model(path, env_id, trust_pickle=trust_pickle)
+        if found.env_id is None:
+            raise InvalidArgumentError(f"{path}: the folder records no env id (no args.yml, no <env>_<n> name): pass --env")
+        policy = load_sb3_zip(found.model, found.env_id, vecnormalize=vecnormalize or found.vecnormalize,
+                              trust_pickle=trust_pickle)
+        policy.checkpoint = str(found.model)
+        return policy
     if suffix == ".zip" or suffix in _TORCHSCRIPT_SUFFIXES:
         if env_id is None:
             raise InvalidArgumentError(f"{path}: give the environment id (--env); this file does not record its spaces safely")
