@@ -30,3 +30,7 @@ class NonFiniteError(RobustRLError):
 
 class NonFiniteObservationError(NonFiniteError):
     """The environment returned NaN or infinite observations."""
+
+
+class RendererUnavailableError(RobustRLError):
+    """No offscreen renderer for the environment (for MuJoCo: no EGL / OSMesa library)."""

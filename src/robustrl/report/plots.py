@@ -81,3 +81,63 @@ def plot_method_comparison(
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def plot_return_distributions(report: dict[str, Any], path: Path | str, title: str | None = None) -> Path:
+    """Per-column return distributions of one robustness report: a box (quartiles, whiskers at
+    1.5 IQR) and every episode as a dot, natural first, then each attack in the report's order."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    names = [n for n in report["returns"] if report["returns"][n]]
+    if not names:
+        raise ValueError("plot_return_distributions: the report holds no episode returns")
+    data = [np.asarray(report["returns"][n], dtype=float) for n in names]
+    fig, ax = plt.subplots(figsize=(max(4.8, 1.1 * len(names) + 2), 4.2))
+    ax.boxplot(data, showfliers=False, widths=0.55, medianprops={"color": "black"})
+    jitter = np.random.default_rng(0)  # fixed: the same report always draws the same picture
+    for i, values in enumerate(data, start=1):
+        color = "tab:blue" if names[i - 1] == "natural" else "tab:red"
+        ax.scatter(i + jitter.uniform(-0.15, 0.15, len(values)), values, s=12, alpha=0.6, color=color, zorder=3)
+    ax.set_xticks(range(1, len(names) + 1), [_TITLES.get(n, n) for n in names])
+    ax.set_ylabel(f"episode return ({report['mode']}, {len(data[0])} episodes)")
+    ax.set_title(title or f"{report['env_id']}, eps {report['eps']:g} (l_{report['norm']}): return per episode")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_perturbation(trace: Any, path: Path | str, perturbation_space: str = "", title: str | None = None) -> Path:
+    """Benign versus perturbed observations over one episode, one panel per observation dimension
+    (the pruning paper's Figures 12-13): which features an attack moves, and how far. ``trace`` is
+    an :class:`~robustrl.evaluate.render.EpisodeTrace` recorded under the attack; both lines are
+    in the policy's perturbation space, where eps is measured."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    clean, perturbed = np.asarray(trace.observations), np.asarray(trace.perturbed)
+    if clean.ndim != 2 or clean.shape != perturbed.shape or len(clean) == 0:
+        raise ValueError("plot_perturbation: the trace holds no observations")
+    dims = clean.shape[1]
+    columns = min(4, dims)
+    rows = -(-dims // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.0 * columns, 1.9 * rows + 0.6), sharex=True, squeeze=False)
+    steps = np.arange(len(clean))
+    for d in range(rows * columns):
+        ax = axes[d // columns][d % columns]
+        if d >= dims:
+            ax.axis("off")
+            continue
+        ax.plot(steps, clean[:, d], color="tab:blue", lw=1.0, label="benign")
+        ax.plot(steps, perturbed[:, d], color="tab:red", lw=0.8, alpha=0.8, label="perturbed")
+        ax.set_title(f"dim {d} (max |delta| {np.abs(perturbed[:, d] - clean[:, d]).max():.2g})", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    space = f" ({perturbation_space})" if perturbation_space else ""
+    fig.suptitle(title or f"{trace.label}: observations over one episode{space}", fontsize=10)
+    fig.supxlabel("step", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
