@@ -1,6 +1,7 @@
 """Overhead of pruning on training throughput: the same PPO run with and without a pruning callback
-(magnitude, prune-every 20, sparsity 0.5 from the first step, compiled update), iterations
-interleaved in one process so both see the same machine load.
+(magnitude, prune-every 20, sparsity 0.5 from the first step, compiled update), and with masks
+whose update comes once per iteration (every 320 steps: the cost of multiplying the masks in inside
+the compiled step alone), iterations interleaved in one process so all see the same machine load.
 
     python benchmarks/prune_overhead.py [--env Hopper-v5] [--iterations 12] [--num-envs 8] [--no-compile]
 
@@ -48,6 +49,10 @@ def main() -> None:
             f"magnitude 0.5, every {args.prune_every}",
             PruneConfig(strategy="magnitude", sparsity=0.5, prune_every=args.prune_every, burn_in=0.0),
         ),
+        (  # the masks' cost inside the compiled step alone: one mask update per iteration
+            "magnitude 0.5, every 320 (masks only)",
+            PruneConfig(strategy="magnitude", sparsity=0.5, prune_every=320, burn_in=0.0),
+        ),
     ):
         config = TrainConfig(
             args.env, total_steps=total, seed=0, num_envs=args.num_envs, ppo=ppo_defaults_for(args.env, compile=compiled),
@@ -63,7 +68,7 @@ def main() -> None:
                 seconds[label]["iteration"].append(time.perf_counter() - start)
                 seconds[label]["update"].append(stats.metrics["update_seconds"])
         print(f"iteration {index + 1}/{args.warmup + args.iterations}", flush=True)
-    sparsity = trainers[list(trainers)[1]].hooks.callbacks[-1].metrics()["sparsity"]
+    sparsity = trainers[list(trainers)[1]].hooks.callbacks[-1].metrics()["sparsity"]  # the every-20 run
     for trainer in trainers.values():
         trainer.close()
     base = next(iter(trainers))

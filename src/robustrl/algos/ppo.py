@@ -108,22 +108,28 @@ def clip_coefficient(grads: list[torch.Tensor], max_norm: float) -> torch.Tensor
     return (max_norm / (norm + 1e-6)).clamp(max=1.0)
 
 
-# (parameters, masks, shadowed parameters, their dense shadows, their masks): what the callbacks'
-# parameter_masks() and dense_parameters() ask for, as lists the compiled step takes as arguments.
-Masks = tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]
-NO_MASKS: Masks = ([], [], [], [], [])
+# What the callbacks' parameter_masks() and dense_parameters() ask for: (positions of the masked
+# parameters, their masks, positions of the shadowed ones, their dense shadows, their masks). A
+# position is (parameter group, index) in the optimiser: the compiled step finds the parameter in
+# its Adam-state arguments rather than receiving it twice (a duplicated tensor argument made each
+# compiled call markedly slower; benchmarks/results/prune_overhead.md).
+Position = tuple[int, int]
+Masks = tuple[tuple[Position, ...], list[torch.Tensor], tuple[Position, ...], list[torch.Tensor], list[torch.Tensor]]
+NO_MASKS: Masks = ((), [], (), [], [])
 
 
-def apply_masks(masks: Masks) -> None:
+def apply_masks(masks: Masks, groups: list[list[torch.Tensor]]) -> None:
     """After an optimiser step: straight-through shadows first take the step on every coordinate
     (``shadow <- shadow * (1 - m) + p``, which adds the update since p was shadow * m before it),
-    then every mask is multiplied into its parameter. In place, under no_grad; eager and compiled."""
-    parameters, values, shadowed, shadows, shadow_masks = masks
-    if shadowed:
+    then every mask is multiplied into its parameter. ``groups``: the parameters of each optimiser
+    group (positions index them). In place, under no_grad; eager and compiled."""
+    positions, values, shadow_positions, shadows, shadow_masks = masks
+    if shadow_positions:
+        shadowed = [groups[g][i] for g, i in shadow_positions]
         torch._foreach_sub_(shadows, torch._foreach_mul(shadows, shadow_masks))
         torch._foreach_add_(shadows, shadowed)
-    if parameters:
-        torch._foreach_mul_(parameters, values)
+    if positions:
+        torch._foreach_mul_([groups[g][i] for g, i in positions], values)
 
 
 # Minibatch steps per call of the compiled update (ppo.compile): more steps per call amortise the
@@ -202,6 +208,7 @@ class PPO:
             gae_lambda=cfg.gae_lambda,
             bootstrap_on_truncation=cfg.bootstrap_on_truncation,
             label=config.env_id,
+            fast=cfg.fast_rollout,
         )
         self.iteration = 0
         self.optimizer_step = 0
@@ -394,7 +401,7 @@ class PPO:
                     amsgrad=False, beta1=beta1, beta2=beta2, lr=lr, weight_decay=self.optimizer.defaults["weight_decay"],
                     eps=self.optimizer.defaults["eps"], maximize=False,
                 )  # fmt: skip
-            apply_masks(masks)
+            apply_masks(masks, [group[0] for group in adam_state])
         return metrics
 
     def functional_steps(
@@ -433,9 +440,12 @@ class PPO:
         missing = sorted(set(shadows) - set(combined))
         if missing:
             raise ValueError(f"dense shadows for unmasked parameters {missing}: a shadow needs a mask")
+        where = {
+            id(p): (g, i) for g, group in enumerate(self.optimizer.param_groups) for i, p in enumerate(group["params"])
+        }
         return (
-            [parameters[n] for n in combined], list(combined.values()),
-            [parameters[n] for n in shadows], list(shadows.values()), [combined[n] for n in shadows],
+            tuple(where[id(parameters[n])] for n in combined), list(combined.values()),
+            tuple(where[id(parameters[n])] for n in shadows), list(shadows.values()), [combined[n] for n in shadows],
         )  # fmt: skip
 
     def _adam_state(self) -> list[tuple[list[torch.Tensor], ...]]:
@@ -519,7 +529,7 @@ class PPO:
                             clip_grad_norm(parameters, cfg.max_grad_norm)
                     self.optimizer.step()
                     with torch.no_grad():
-                        apply_masks(masks)
+                        apply_masks(masks, [group["params"] for group in self.optimizer.param_groups])
                     step_metrics = [minibatch_metrics]
                 for minibatch_metrics in step_metrics:
                     for name, value in minibatch_metrics.items():
