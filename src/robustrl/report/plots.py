@@ -92,7 +92,7 @@ def plot_return_distributions(report: dict[str, Any], path: Path | str, title: s
     if not names:
         raise ValueError("plot_return_distributions: the report holds no episode returns")
     data = [np.asarray(report["returns"][n], dtype=float) for n in names]
-    fig, ax = plt.subplots(figsize=(max(4.8, 1.1 * len(names) + 2), 4.2))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(names) + 2), 4.2))
     ax.boxplot(data, showfliers=False, widths=0.55, medianprops={"color": "black"})
     jitter = np.random.default_rng(0)  # fixed: the same report always draws the same picture
     for i, values in enumerate(data, start=1):
@@ -100,7 +100,7 @@ def plot_return_distributions(report: dict[str, Any], path: Path | str, title: s
         ax.scatter(i + jitter.uniform(-0.15, 0.15, len(values)), values, s=12, alpha=0.6, color=color, zorder=3)
     ax.set_xticks(range(1, len(names) + 1), [_TITLES.get(n, n) for n in names])
     ax.set_ylabel(f"episode return ({report['mode']}, {len(data[0])} episodes)")
-    ax.set_title(title or f"{report['env_id']}, eps {report['eps']:g} (l_{report['norm']}): return per episode")
+    ax.set_title(title or f"{report['env_id']}, eps {report['eps']:g} (l_{report['norm']}): return per episode", fontsize=10)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -108,29 +108,35 @@ def plot_return_distributions(report: dict[str, Any], path: Path | str, title: s
     return path
 
 
-def plot_perturbation(trace: Any, path: Path | str, perturbation_space: str = "", title: str | None = None) -> Path:
+def plot_perturbation(trace: Any, path: Path | str, perturbation_space: str = "", title: str | None = None,
+                      steps: int | None = 200) -> Path:
     """Benign versus perturbed observations over one episode, one panel per observation dimension
     (the pruning paper's Figures 12-13): which features an attack moves, and how far. ``trace`` is
     an :class:`~robustrl.evaluate.render.EpisodeTrace` recorded under the attack; both lines are
-    in the policy's perturbation space, where eps is measured."""
+    in the policy's perturbation space, where eps is measured. ``steps``: show the first steps only
+    (200 by default, so single steps stay visible; None: the whole episode); the panel titles give
+    the largest change over the whole episode."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     clean, perturbed = np.asarray(trace.observations), np.asarray(trace.perturbed)
     if clean.ndim != 2 or clean.shape != perturbed.shape or len(clean) == 0:
         raise ValueError("plot_perturbation: the trace holds no observations")
+    largest = np.abs(perturbed - clean).max(0)
+    if steps is not None:
+        clean, perturbed = clean[:steps], perturbed[:steps]
     dims = clean.shape[1]
     columns = min(4, dims)
     rows = -(-dims // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(3.0 * columns, 1.9 * rows + 0.6), sharex=True, squeeze=False)
-    steps = np.arange(len(clean))
+    time = np.arange(len(clean))
     for d in range(rows * columns):
         ax = axes[d // columns][d % columns]
         if d >= dims:
             ax.axis("off")
             continue
-        ax.plot(steps, clean[:, d], color="tab:blue", lw=1.0, label="benign")
-        ax.plot(steps, perturbed[:, d], color="tab:red", lw=0.8, alpha=0.8, label="perturbed")
-        ax.set_title(f"dim {d} (max |delta| {np.abs(perturbed[:, d] - clean[:, d]).max():.2g})", fontsize=8)
+        ax.plot(time, clean[:, d], color="tab:blue", lw=1.0, label="benign")
+        ax.plot(time, perturbed[:, d], color="tab:red", lw=0.8, alpha=0.8, label="perturbed")
+        ax.set_title(f"dim {d} (max |delta| {largest[d]:.2g})", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
