@@ -502,3 +502,35 @@ def test_zoo_hub_layout_and_bad_folders(models, tmp_path):
         (several / name).write_bytes(models["ppo"][1].read_bytes())
     with pytest.raises(CheckpointError, match="several models"):
         load_model(several, "Pendulum-v1")
+
+
+def test_cli_foreign_policies(models, zoo_folder, tmp_path, capsys):
+    """The CLI on a Zoo folder (the version notice is one warning line) and bad foreign input (one
+    error line, exit 2, nothing written)."""
+    from robustrl.cli import main
+
+    def call(*args):
+        capsys.readouterr()
+        code = main(list(args))
+        return code, *capsys.readouterr()
+
+    code, out, err = call("evaluate", str(zoo_folder), "--trust-pickle", "--episodes", "2", "--mode", "deterministic")
+    assert code == 0, err
+    assert "Pendulum-v1" in out
+    assert [line for line in err.splitlines() if line.strip()] == [
+        "warning: the model was trained on Pendulum-v0, which is not installed; running it on Pendulum-v1"]
+
+    no_model = tmp_path / "ppo" / "Hopper-v3_1"
+    _zoo_yaml(no_model / "Hopper-v3" / "config.yml", [("normalize", False)])
+    unknown = tmp_path / "agent.cleanrl_model"
+    torch.save({"encoder.weight": torch.zeros(4, 3)}, unknown)
+    for args, message in [
+        ([str(no_model)], "holds no model"),
+        ([str(unknown), "--env", ENV], "not a CleanRL PPO Agent state dict"),
+        ([str(unknown), "--env", ENV, "--vecnormalize", str(unknown)], "--obs-stats"),
+    ]:
+        before = sorted(tmp_path.rglob("*"))
+        code, out, err = call("evaluate", *args, "--attacks", "random", "--episodes", "2")
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert code == 2 and len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], err
+        assert sorted(tmp_path.rglob("*")) == before
