@@ -38,8 +38,13 @@ def policy_from_model(model: BaseAlgorithm, env_id: str) -> SB3Policy:
         vec_normalize = model.get_vec_normalize_env()
         if vec_normalize is not None and getattr(vec_normalize, "norm_obs", False):
             stats = Path(directory) / "vecnormalize.npz"
-            np.savez(stats, obs_mean=vec_normalize.obs_rms.mean, obs_var=vec_normalize.obs_rms.var,
-                     clip_obs=vec_normalize.clip_obs, epsilon=vec_normalize.epsilon)
+            np.savez(
+                stats,
+                obs_mean=vec_normalize.obs_rms.mean,
+                obs_var=vec_normalize.obs_rms.var,
+                clip_obs=vec_normalize.clip_obs,
+                epsilon=vec_normalize.epsilon,
+            )
         policy = load_sb3_zip(zip_path, env_id, vecnormalize=stats)
     policy.checkpoint = None
     return policy
@@ -63,10 +68,20 @@ class RobustnessCallback(BaseCallback):
         attack_options, budgets: per attack name, as for :func:`robustrl.evaluate.robustness_report`.
     """
 
-    def __init__(self, env_id: str, attacks: Sequence[str] = ("random", "mad"), *, eps: float | None = None,
-                 every: int = 10_000, episodes: int = 5, seed: int = 10_000, norm: str = "inf",
-                 attack_options: dict[str, dict[str, Any]] | None = None, budgets: dict[str, int] | None = None,
-                 verbose: int = 0):
+    def __init__(
+        self,
+        env_id: str,
+        attacks: Sequence[str] = ("random", "mad"),
+        *,
+        eps: float | None = None,
+        every: int = 10_000,
+        episodes: int = 5,
+        seed: int = 10_000,
+        norm: str = "inf",
+        attack_options: dict[str, dict[str, Any]] | None = None,
+        budgets: dict[str, int] | None = None,
+        verbose: int = 0,
+    ):
         super().__init__(verbose)
         if every < 1 or episodes < 1:
             raise InvalidArgumentError(f"every and episodes must be >= 1, got every={every}, episodes={episodes}")

@@ -105,8 +105,10 @@ def open_render_env(env_id: str, size: tuple[int, int] = PANEL_SIZE) -> gym.Env:
         except (ImportError, OSError, RuntimeError, AttributeError, ValueError, gym.error.Error) as error:
             backend = os.environ.get("MUJOCO_GL", "default")
             first = " ".join(str(error).split())[:160] or type(error).__name__
-            message = (f"cannot render {env_id} offscreen (MUJOCO_GL={backend}: {type(error).__name__}: {first}); on "
-                       "Debian install libegl1 libegl-mesa0 libgl1-mesa-dri (classic-control envs need pygame)")
+            message = (
+                f"cannot render {env_id} offscreen (MUJOCO_GL={backend}: {type(error).__name__}: {first}); on "
+                "Debian install libegl1 libegl-mesa0 libgl1-mesa-dri (classic-control envs need pygame)"
+            )
         if message is not None and env is not None:
             try:
                 env.close()
@@ -144,7 +146,9 @@ def check_video_path(path: Path | str) -> Path:
         try:
             import imageio_ffmpeg  # noqa: F401
         except ImportError:
-            raise InvalidArgumentError("an .mp4 needs imageio-ffmpeg (pip install 'robustrl[render]'); or write a .gif") from None
+            raise InvalidArgumentError(
+                "an .mp4 needs imageio-ffmpeg (pip install 'robustrl[render]'); or write a .gif"
+            ) from None
     if path.is_dir():
         raise InvalidArgumentError(f"--render {path} is a directory; give a file name ending in .gif or .mp4")
     return path
@@ -204,8 +208,14 @@ def record_episode(
     finally:
         if owned:
             env.close()
-    return EpisodeTrace(label, np.array(clean, dtype=np.float32), np.array(seen, dtype=np.float32),
-                        np.array(rewards), frames, frame_steps)
+    return EpisodeTrace(
+        label,
+        np.array(clean, dtype=np.float32),
+        np.array(seen, dtype=np.float32),
+        np.array(rewards),
+        frames,
+        frame_steps,
+    )
 
 
 def attack_traces(
@@ -236,13 +246,31 @@ def attack_traces(
     check_attacks(attacks, eps, norm, attack_options, policy, env_id)
     attack_dir = attack_directory(Path(source), eps, norm) if source is not None else None
     env = open_render_env(env_id, size) if render else gym.make(env_id)  # one GL context for every episode
-    common = dict(seed=seed, deterministic=deterministic, render=render, max_steps=max_steps,
-                  frame_every=frame_every, size=size, env=env)
+    common = dict(
+        seed=seed,
+        deterministic=deterministic,
+        render=render,
+        max_steps=max_steps,
+        frame_every=frame_every,
+        size=size,
+        env=env,
+    )
     try:
         traces = [record_episode(policy, env_id, label="natural", **common)]
         for name in attacks:
-            attack, _, _ = _fitted_attack(name, eps, norm, policy, env_id, (attack_options or {}).get(name, {}),
-                                          (budgets or {}).get(name), attack_dir, False, None, seed + 50_000)
+            attack, _, _ = _fitted_attack(
+                name,
+                eps,
+                norm,
+                policy,
+                env_id,
+                (attack_options or {}).get(name, {}),
+                (budgets or {}).get(name),
+                attack_dir,
+                False,
+                None,
+                seed + 50_000,
+            )
             attack.generator.manual_seed(attack.seed)
             traces.append(record_episode(policy, env_id, perturb=attack.perturb, label=name, **common))
     finally:
@@ -353,5 +381,7 @@ def write_attack_pictures(
             written["returns"] = plot_return_distributions(report, figures / "returns.png")
         space = getattr(policy, "perturbation_space", "")
         for trace in traces[1:]:
-            written[f"perturbation-{trace.label}"] = plot_perturbation(trace, figures / f"perturbation-{trace.label}.png", space)
+            written[f"perturbation-{trace.label}"] = plot_perturbation(
+                trace, figures / f"perturbation-{trace.label}.png", space
+            )
     return written

@@ -44,36 +44,56 @@ class CleanRLPolicy(_ForeignPolicy):
     """CleanRL's PPO ``Agent`` (continuous: ``ppo_continuous_action.py``; discrete: ``ppo.py``),
     rebuilt from its state dict. Submodules carry CleanRL's names, so the file loads ``strict``."""
 
-    def __init__(self, state: dict[str, torch.Tensor], observation_space: gym.spaces.Box,
-                 action_space: gym.spaces.Space, normalizer: ObservationNormalizer | None, env_id: str,
-                 source: PathLike = "<CleanRL model>"):
+    def __init__(
+        self,
+        state: dict[str, torch.Tensor],
+        observation_space: gym.spaces.Box,
+        action_space: gym.spaces.Space,
+        normalizer: ObservationNormalizer | None,
+        env_id: str,
+        source: PathLike = "<CleanRL model>",
+    ):
         super().__init__()
         self._set_spaces(observation_space, action_space, env_id)
         actor_key = "actor_mean" if self.continuous else "actor"
         if f"{actor_key}.0.weight" not in state or "critic.0.weight" not in state:
-            kind = "continuous (ppo_continuous_action.py: actor_mean, actor_logstd, critic)" if self.continuous \
+            kind = (
+                "continuous (ppo_continuous_action.py: actor_mean, actor_logstd, critic)"
+                if self.continuous
                 else "discrete (ppo.py: actor, critic)"
-            raise CheckpointError(f"{source}: not a CleanRL PPO Agent state dict for {env_id}'s {kind} actions; "
-                                  f"it holds {sorted(state)[:4]}")
+            )
+            raise CheckpointError(
+                f"{source}: not a CleanRL PPO Agent state dict for {env_id}'s {kind} actions; "
+                f"it holds {sorted(state)[:4]}"
+            )
         actor, out_dim = _mlp(state, f"{actor_key}.", self.obs_dim, nn.Tanh, source, last_activation=None)
         setattr(self, actor_key, actor)
         self.critic, value_dim = _mlp(state, "critic.", self.obs_dim, nn.Tanh, source, last_activation=None)
         if out_dim != self.action_dim or value_dim != 1:
-            raise CheckpointError(f"{source}: the actor outputs {out_dim} values and the critic {value_dim}; "
-                                  f"{env_id} needs {self.action_dim} and 1")
+            raise CheckpointError(
+                f"{source}: the actor outputs {out_dim} values and the critic {value_dim}; "
+                f"{env_id} needs {self.action_dim} and 1"
+            )
         if self.continuous:
             self.actor_logstd = nn.Parameter(torch.zeros(1, self.action_dim))
         expected = self.state_dict()
         missing, extra = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
         if missing or extra:
-            raise CheckpointError(f"{source}: unexpected CleanRL Agent layout (missing {missing[:4]}, unexpected {extra[:4]})")
+            raise CheckpointError(
+                f"{source}: unexpected CleanRL Agent layout (missing {missing[:4]}, unexpected {extra[:4]})"
+            )
         for key, value in state.items():
             if value.shape != expected[key].shape:
-                raise CheckpointError(f"{source}: {key} has shape {tuple(value.shape)}, expected {tuple(expected[key].shape)}")
+                raise CheckpointError(
+                    f"{source}: {key} has shape {tuple(value.shape)}, expected {tuple(expected[key].shape)}"
+                )
         self.load_state_dict(state)
         self.normalizer = normalizer or ObservationNormalizer(observation_space.shape, enabled=False)
-        self.perturbation_space = ("normalised observations (the given CleanRL observation statistics)"
-                                   if self.normalizer.enabled else "raw observations (CleanRL saves no normaliser)")
+        self.perturbation_space = (
+            "normalised observations (the given CleanRL observation statistics)"
+            if self.normalizer.enabled
+            else "raw observations (CleanRL saves no normaliser)"
+        )
         self.eval()
 
     def _head(self, obs: torch.Tensor) -> torch.Tensor:
@@ -109,8 +129,9 @@ class CleanRLPolicy(_ForeignPolicy):
         return np.clip(actions, self._low, self._high) if self.continuous else actions
 
 
-def load_cleanrl(path: PathLike, env_id: str, *, obs_stats: PathLike | None = None,
-                 trust_pickle: bool = False) -> CleanRLPolicy:
+def load_cleanrl(
+    path: PathLike, env_id: str, *, obs_stats: PathLike | None = None, trust_pickle: bool = False
+) -> CleanRLPolicy:
     """Load a CleanRL PPO ``Agent`` state dict (``.cleanrl_model``) for ``env_id``.
 
     ``obs_stats``: the observation statistics it was trained with (see module docstring); without
@@ -124,7 +145,9 @@ def load_cleanrl(path: PathLike, env_id: str, *, obs_stats: PathLike | None = No
     except Exception as error:
         raise CheckpointError(f"{path} is not a weights-only torch state dict ({_first_line(error)})") from None
     if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"{path} is not a state dict of tensors (save it with torch.save(agent.state_dict(), ...))")
+        raise CheckpointError(
+            f"{path} is not a state dict of tensors (save it with torch.save(agent.state_dict(), ...))"
+        )
     bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     if bad:
         raise CheckpointError(f"{path}: tensor {bad[0]} holds NaN or inf")

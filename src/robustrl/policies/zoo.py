@@ -102,8 +102,9 @@ def nearest_env_id(env_id: str) -> str:
     if not versions:
         raise InvalidArgumentError(f"the model was trained on {env_id!r}, and Gymnasium has no version of {name}")
     chosen = min(versions, key=lambda v: (abs(v - version), -v))
-    warnings.warn(f"the model was trained on {env_id}, which is not installed; running it on {name}-v{chosen}",
-                  stacklevel=2)
+    warnings.warn(
+        f"the model was trained on {env_id}, which is not installed; running it on {name}-v{chosen}", stacklevel=2
+    )
     return f"{name}-v{chosen}"
 
 
@@ -119,8 +120,11 @@ def find_zoo_model(folder: Path | str, env_id: str | None = None, *, trust_pickl
     folder = Path(folder)
     if not folder.is_dir():
         raise CheckpointError(f"{folder} is not a folder")
-    params = [p for p in (folder, *sorted(q for q in folder.iterdir() if q.is_dir())) if (p / "config.yml").is_file()
-              or (p / "args.yml").is_file()]
+    params = [
+        p
+        for p in (folder, *sorted(q for q in folder.iterdir() if q.is_dir()))
+        if (p / "config.yml").is_file() or (p / "args.yml").is_file()
+    ]
     config = read_zoo_yaml(params[0] / "config.yml") if params and (params[0] / "config.yml").is_file() else {}
     args = read_zoo_yaml(params[0] / "args.yml") if params and (params[0] / "args.yml").is_file() else {}
     trained = args.get("env") if isinstance(args.get("env"), str) else None
@@ -145,13 +149,17 @@ def find_zoo_model(folder: Path | str, env_id: str | None = None, *, trust_pickl
     model = next((by_name[name] for name in preferred if name in by_name), None)
     if model is None:
         if len(zips) != 1:
-            raise CheckpointError(f"{folder} holds several models ({', '.join(z.name for z in zips[:5])}) and none "
-                                  f"named {preferred[0]}: pass the .zip you mean (with --env and --vecnormalize)")
+            raise CheckpointError(
+                f"{folder} holds several models ({', '.join(z.name for z in zips[:5])}) and none "
+                f"named {preferred[0]}: pass the .zip you mean (with --env and --vecnormalize)"
+            )
         model = zips[0]
     stats = _find_stats(folder, params, trust_pickle)
     if stats is None and config.get("normalize") not in (None, False, "false", "False"):
-        raise CheckpointError(f"{folder}: config.yml says the model was trained with normalize={config['normalize']!r}, "
-                              "but the folder has no vecnormalize.pkl (or .npz/.json export)")
+        raise CheckpointError(
+            f"{folder}: config.yml says the model was trained with normalize={config['normalize']!r}, "
+            "but the folder has no vecnormalize.pkl (or .npz/.json export)"
+        )
     run_env = env_id if env_id is not None else (nearest_env_id(trained) if trained else None)
     return ZooModel(model, stats, trained, run_env, algo)
 
@@ -171,6 +179,7 @@ def _find_stats(folder: Path, params: list[Path], trust_pickle: bool) -> Path | 
                     raise CheckpointError(
                         f"{pickle_path} is a pickle (SB3 VecNormalize) and unpickling runs code from the file: pass "
                         "--trust-pickle if you trust it, or export it beside it as vecnormalize.npz (keys obs_mean, "
-                        "obs_var, clip_obs, epsilon; see the README)")
+                        "obs_var, clip_obs, epsilon; see the README)"
+                    )
                 return pickle_path
     return None
