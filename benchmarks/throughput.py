@@ -11,7 +11,9 @@ burst of load from elsewhere on this noisy 2-core machine penalises no contender
 - SB3 PPO with the same hyperparameters (64-64 tanh, 2048 x 10 epochs x 64, 1 env, VecNormalize
   for observations and returns; SB3 always uses one optimiser and clips gradients);
 - robustrl PPO: gymnasium backend with 1 env, envpool backend with 1 and 8 envs, and 8 and 16 envs
-  with ``ppo.compile`` (the whole minibatch step compiled; its one-off compile is in the warm-up).
+  with ``ppo.compile`` (the whole minibatch step compiled; its one-off compile is in the warm-up);
+  all with the default ``ppo.fast_rollout`` (numpy actor in the rollout), and 8 envs + compile also
+  with ``fast_rollout=false`` (the step-by-step torch reference).
   The batch is always 2048 steps (16 envs x 128); benchmarks/results/ppo_reference_16envs_compile.md
   shows whether returns change.
 
@@ -86,7 +88,9 @@ def sb3_rate(env_id: str, iterations: int, threads: int) -> float:
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import VecNormalize
 
-    env = VecNormalize(make_vec_env(env_id, n_envs=1, seed=0), norm_obs=True, norm_reward=True, clip_obs=10.0, clip_reward=10.0)
+    env = VecNormalize(
+        make_vec_env(env_id, n_envs=1, seed=0), norm_obs=True, norm_reward=True, clip_obs=10.0, clip_reward=10.0
+    )
     model = PPO(
         "MlpPolicy", env, n_steps=2048, batch_size=64, n_epochs=10, learning_rate=3e-4, gamma=0.99, gae_lambda=0.95,
         clip_range=0.2, ent_coef=0.0, seed=0, device="cpu",
@@ -101,11 +105,13 @@ def sb3_rate(env_id: str, iterations: int, threads: int) -> float:
     return rate
 
 
-def robustrl_rate(env_id: str, iterations: int, backend: str, num_envs: int, compile_loss: bool = False) -> float:
+def robustrl_rate(
+    env_id: str, iterations: int, backend: str, num_envs: int, compile_loss: bool = False, fast: bool = True
+) -> float:
     from robustrl import TrainConfig, ppo_defaults_for
     from robustrl.algos.ppo import PPO
 
-    ppo = ppo_defaults_for(env_id, compile=compile_loss)
+    ppo = ppo_defaults_for(env_id, compile=compile_loss, fast_rollout=fast)
     config = TrainConfig(env_id, total_steps=2048 * (iterations + 1), num_envs=num_envs, backend=backend, ppo=ppo)
     trainer = PPO(config)
     trainer.train_iteration()  # warm-up, as for SB3 (and, with compile, the one-off compilation)
@@ -135,6 +141,7 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=6)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--memory-iterations", type=int, default=50)
+    parser.add_argument("--out", default=str(ROOT / "results" / "throughput.md"))
     args = parser.parse_args()
     default_threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -143,13 +150,22 @@ def main() -> None:
         "Gymnasium env, random actions": lambda: gymnasium_env_rate(args.env),
         "EnvPool env (1 env), random actions": lambda: envpool_env_rate(args.env, 1),
         "EnvPool env (8 envs), random actions": lambda: envpool_env_rate(args.env, 8),
-        f"SB3 PPO (1 env, torch default {default_threads} threads)": lambda: sb3_rate(args.env, args.iterations, default_threads),
+        f"SB3 PPO (1 env, torch default {default_threads} threads)": lambda: sb3_rate(
+            args.env, args.iterations, default_threads
+        ),
         "SB3 PPO (1 env, 1 thread)": lambda: sb3_rate(args.env, args.iterations, 1),
         "robustrl PPO, gymnasium, 1 env": lambda: robustrl_rate(args.env, args.iterations, "gymnasium", 1),
         "robustrl PPO, envpool, 1 env": lambda: robustrl_rate(args.env, args.iterations, "envpool", 1),
         "robustrl PPO, envpool, 8 envs": lambda: robustrl_rate(args.env, args.iterations, "envpool", 8),
-        "robustrl PPO, envpool, 8 envs, ppo.compile": lambda: robustrl_rate(args.env, args.iterations, "envpool", 8, True),
-        "robustrl PPO, envpool, 16 envs, ppo.compile": lambda: robustrl_rate(args.env, args.iterations, "envpool", 16, True),
+        "robustrl PPO, envpool, 8 envs, ppo.compile": lambda: robustrl_rate(
+            args.env, args.iterations, "envpool", 8, True
+        ),
+        "robustrl PPO, envpool, 8 envs, ppo.compile, fast_rollout=false (reference rollout)": lambda: robustrl_rate(
+            args.env, args.iterations, "envpool", 8, True, fast=False
+        ),
+        "robustrl PPO, envpool, 16 envs, ppo.compile": lambda: robustrl_rate(
+            args.env, args.iterations, "envpool", 16, True
+        ),
     }
     best: dict[str, float] = {}
     for repeat in range(args.repeats):
@@ -184,7 +200,7 @@ def write_results(args: argparse.Namespace, best: dict[str, float], memory: floa
         f"Peak resident memory of a robustrl {args.env} training process ({args.memory_iterations} iterations, "
         f"with CSV and TensorBoard logging and checkpoints): **{memory:.0f} MiB** (target < 1024 MiB).",
     ]
-    out = ROOT / "results" / "throughput.md"
+    out = Path(args.out)
     out.parent.mkdir(exist_ok=True)
     out.write_text("\n".join(lines) + "\n")
     print(out.read_text())

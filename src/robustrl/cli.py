@@ -770,7 +770,10 @@ def main(argv: list[str] | None = None) -> int:
     if "--help" in argv:
         _fill_registry_help(command)
     try:
-        with warnings.catch_warnings():
+        from robustrl.threads import torch_threads
+
+        # every command runs with a deliberate torch thread count (1; ROBUSTRL_TORCH_THREADS overrides)
+        with warnings.catch_warnings(), torch_threads(import_torch=False):
             warnings.showwarning = _show_warning
             code = command.main(args=argv, prog_name="robustrl", standalone_mode=False)
         # In non-standalone mode click turns a KeyboardInterrupt into a *returned* 130.

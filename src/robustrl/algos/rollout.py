@@ -83,8 +83,12 @@ def compute_gae(
 
 
 def require_finite(array: Any, what: str) -> None:
-    """Raise :class:`NonFiniteObservationError` ("non-finite <what>") if ``array`` holds NaN or inf."""
-    if not np.all(np.isfinite(np.asarray(array, dtype=np.float64))):
+    """Raise :class:`NonFiniteObservationError` ("non-finite <what>") if ``array`` holds NaN or inf.
+    Numeric arrays are checked as they are (no float64 copy: this runs three times per env step)."""
+    values = np.asarray(array)
+    if values.dtype.kind not in "fiub":
+        values = values.astype(np.float64)
+    if not np.isfinite(values).all():
         raise NonFiniteObservationError(f"non-finite {what} (NaN or inf)")
 
 
@@ -93,15 +97,19 @@ class TrajectoryBuffer:
 
     def __init__(self, policy: Any, steps: int, num_envs: int):
         self.policy = policy
-        self.obs = torch.zeros((steps, num_envs, policy.obs_dim))
+        # numpy (float32, as the torch buffer it replaces): one tensor view at the end instead of
+        # a torch write per step
+        self.obs = np.zeros((steps, num_envs, policy.obs_dim), dtype=np.float32)
         self.actions = np.zeros((steps, num_envs, *policy.action_space.shape), dtype=np.float32)
         self.rewards = np.zeros((steps, num_envs))
         self.terminated = np.zeros((steps, num_envs), dtype=bool)
         self.truncated = np.zeros((steps, num_envs), dtype=bool)
         self.final_obs: list[tuple[int, int, torch.Tensor]] = []  # (t, env, normalised obs) at truncations
 
-    def add(self, t: int, obs: torch.Tensor, actions: np.ndarray, rewards: np.ndarray, terminated, truncated) -> None:
-        self.obs[t] = obs
+    def add(
+        self, t: int, obs: torch.Tensor | np.ndarray, actions: np.ndarray, rewards: np.ndarray, terminated, truncated
+    ) -> None:
+        self.obs[t] = obs.numpy() if isinstance(obs, torch.Tensor) else obs
         self.actions[t] = actions.reshape(self.actions[t].shape)
         self.rewards[t] = rewards
         self.terminated[t], self.truncated[t] = terminated, truncated
@@ -114,7 +122,7 @@ class TrajectoryBuffer:
         """Old log-probs and values in one batched forward pass (not one per step), then GAE."""
         policy = self.policy
         steps, num_envs = self.rewards.shape
-        flat_obs = self.obs.reshape(steps * num_envs, -1)
+        flat_obs = torch.from_numpy(self.obs.reshape(steps * num_envs, -1))
         flat_actions = torch.as_tensor(self.actions.reshape(steps * num_envs, *policy.action_space.shape))
         values = policy.value(flat_obs).reshape(steps, num_envs).numpy().astype(np.float64)
         log_probs = policy.log_prob_and_entropy(flat_obs, flat_actions)[0]  # the update's formula: ratio 1 at start
@@ -194,6 +202,10 @@ class RolloutCollector:
         gamma, gae_lambda: discount and GAE lambda.
         bootstrap_on_truncation: bootstrap V(final obs) at time-limit ends (else treat as terminal).
         label: the env's name in error messages.
+        fast: run the actor in numpy on a snapshot of its weights taken at the start of each
+            ``collect`` (:class:`~robustrl.policies.actor_critic.NumpyMLP`; same actions up to
+            float rounding, same random stream); False, or a policy without a plain MLP actor,
+            steps the reference path through ``policy.sample``.
     """
 
     def __init__(
@@ -208,8 +220,10 @@ class RolloutCollector:
         gae_lambda: float,
         bootstrap_on_truncation: bool = True,
         label: str = "the environment",
+        fast: bool = False,
     ):
         self.env, self.policy, self.rng = env, policy, rng
+        self.fast = fast
         self.steps_per_env, self.num_envs = steps_per_env, env.num_envs
         self.reward_scaler = reward_scaler
         self.gamma, self.gae_lambda = gamma, gae_lambda
@@ -227,10 +241,16 @@ class RolloutCollector:
         policy, num_envs = self.policy, self.num_envs
         buffer = TrajectoryBuffer(policy, self.steps_per_env, num_envs)
         finished: list[float] = []
+        actor = policy.numpy_actor() if self.fast and hasattr(policy, "numpy_actor") else None
+        std = policy.log_std.exp().numpy() if actor is not None and policy.continuous else None
         for t in range(self.steps_per_env):
             policy.normalizer.update(self.obs)
-            obs = policy.normalize(self.obs)
-            actions = policy.sample(obs, self.rng)
+            if actor is not None:
+                obs = policy.normalizer(self.obs)  # numpy, the values policy.normalize wraps
+                actions = policy.sample_from_output(actor(obs), std, self.rng)
+            else:
+                obs = policy.normalize(self.obs)
+                actions = policy.sample(obs, self.rng)
             # blame the policy, not the env, when its own output is already broken
             require_finite(actions, f"action from the policy at step {self.global_step}: its parameters diverged")
             next_obs, reward, term, trunc, info = self.env.step(policy.to_env_action(actions))

@@ -26,6 +26,7 @@ import numpy as np
 from robustrl.attacks.base import load_fitted, register, save_fitted
 from robustrl.envs.multiagent import FrozenPolicy, OpponentPolicy, OpponentView
 from robustrl.errors import CheckpointError, InvalidArgumentError
+from robustrl.threads import torch_threads, with_torch_threads
 
 
 class PartialControl:
@@ -125,7 +126,8 @@ class ActionAttack(ABC):
             raise InvalidArgumentError("the victim and the attacker must sit in different seats")
         self.victim, self.game = victim, game
         self.fit_budget = None if budget is None else int(budget)
-        self._fit(budget, progress)
+        with torch_threads():  # a deliberate thread count (robustrl.threads), as the observation attacks
+            self._fit(budget, progress)
         return self
 
     @abstractmethod
@@ -234,6 +236,7 @@ class AdversarialPolicyAttack(ActionAttack):
         self._policy.eval()
 
 
+@with_torch_threads
 def evaluate_against(
     victim: Any,
     game: TwoPlayerGame,

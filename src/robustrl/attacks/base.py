@@ -30,6 +30,7 @@ from robustrl.errors import CheckpointError, InvalidArgumentError
 from robustrl.policies.checkpoint import load_checkpoint, save_checkpoint
 from robustrl.policies.protocol import AttackablePolicy
 from robustrl.progress import Progress
+from robustrl.threads import torch_threads
 from robustrl.threat import Ball
 
 
@@ -95,7 +96,8 @@ class Attack(ABC):
         self.bind(policy, env_id)
         if self.learned:
             self.fit_budget = None if budget is None else int(budget)
-            self._fit(budget, progress)
+            with torch_threads():  # a deliberate thread count (robustrl.threads), as train and evaluate
+                self._fit(budget, progress)
             self.fitted = True
         return self
 

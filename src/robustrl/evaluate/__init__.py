@@ -11,8 +11,10 @@ from robustrl.evaluate.rollout import EpisodeResults, run_episodes
 from robustrl.policies.checkpoint import atomic_write_text
 from robustrl.policies.protocol import AttackablePolicy
 from robustrl.progress import Progress
+from robustrl.threads import with_torch_threads
 
 
+@with_torch_threads
 def evaluate(
     policy_or_path: AttackablePolicy | Path | str,
     env_id: str | None = None,

@@ -16,6 +16,7 @@ from robustrl.config import default_eps
 from robustrl.errors import InvalidArgumentError
 from robustrl.policies.checkpoint import atomic_write_text
 from robustrl.progress import Progress
+from robustrl.threads import with_torch_threads
 from robustrl.threat import parse_norm
 
 MERGED_FORMAT = "robustrl-robustness-reports"
@@ -87,6 +88,7 @@ def labelled(progress: Progress | None, label: str) -> Progress | None:
     return report
 
 
+@with_torch_threads
 def evaluate_robustness(
     sources: list[Path | str],
     env_id: str | None = None,

@@ -30,6 +30,7 @@ from robustrl.evaluate.reports import labelled, report_path, split_attacks
 from robustrl.evaluate.rollout import run_episodes
 from robustrl.policies.checkpoint import atomic_write_text
 from robustrl.progress import Progress
+from robustrl.threads import with_torch_threads
 from robustrl.threat import parse_norm
 
 REPORT_FORMAT = "robustrl-robustness-report"
@@ -106,6 +107,7 @@ def _cached_report(json_path: Path | None, settings: dict[str, Any]) -> dict[str
     return previous
 
 
+@with_torch_threads
 def robustness_report(
     policy: Any,
     env_id: str,
@@ -283,6 +285,7 @@ def median_agent(reports: list[dict[str, Any]], attacks: list[str] | tuple[str, 
     return order[(len(order) - 1) // 2]
 
 
+@with_torch_threads
 def eps_sweep(
     policy: Any, env_id: str, eps_values: list[float], *, attacks: list[str], **options: Any
 ) -> list[dict[str, Any]]:
@@ -298,6 +301,7 @@ def eps_sweep(
     return reports
 
 
+@with_torch_threads
 def median_agent_protocol(
     sources: list[Path | str],
     env_id: str | None = None,

@@ -30,8 +30,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from robustrl.algos.learner import LEARNERS, IterationStats, Learner
 from robustrl.algos.ppo import PPO, PPOHooks, hooks_for
 from robustrl.config import TrainConfig
@@ -47,9 +45,13 @@ from robustrl.policies.checkpoint import (  # noqa: F401  (run-directory lookup 
     save_checkpoint,
 )
 from robustrl.progress import Progress
+from robustrl.threads import with_torch_threads
 
 # Columns every run has, first; then the learner's metrics in the order it reports them.
-LEADING_FIELDS = ("iteration", "global_step", "wall_seconds", "steps_per_second")
+# steps_per_second: the average since this process started the run (a compile or a slow first
+# iteration included); iteration_steps_per_second: this iteration's own rate (its env steps over
+# the wall time since the previous row, logging and checkpoints included).
+LEADING_FIELDS = ("iteration", "global_step", "wall_seconds", "steps_per_second", "iteration_steps_per_second")
 
 
 @dataclass
@@ -151,6 +153,7 @@ def _first_signal_requests_stop(request_stop: Callable[[], None]) -> Iterator[No
             signal.signal(signum, old)
 
 
+@with_torch_threads  # one torch thread (ROBUSTRL_TORCH_THREADS overrides): 64-unit MLPs gain nothing from more
 def train(
     config: TrainConfig | None = None,
     out: Path | str | None = None,
@@ -177,7 +180,6 @@ def train(
     A resumed run ends in the same state as an uninterrupted run with the same seed (for envs
     whose state :mod:`robustrl.envs.snapshot` can capture; others restart their episodes).
     """
-    torch.set_num_threads(1)  # 64-unit MLPs: threading costs more than it gains, and breaks exactness
     envs_restored: bool | None = None
     if resume is not None:
         run_dir = require_run_dir(resume)
@@ -238,6 +240,7 @@ def _run(
     checkpoint_every = int(saved_config.get("checkpoint_every", 50))
     log = _ProgressLog(run_dir, learner.iteration)
     start_time, start_step = time.perf_counter(), learner.global_step
+    previous_time, previous_step = start_time, start_step
     last_saved = -1
 
     def save() -> None:
@@ -254,20 +257,25 @@ def _run(
     report = _progress_callback(progress)
 
     def on_iteration(stats: IterationStats) -> None:
-        elapsed = time.perf_counter() - start_time
+        nonlocal previous_time, previous_step
+        now = time.perf_counter()
+        elapsed = now - start_time
         rate = (stats.global_step - start_step) / max(elapsed, 1e-9)
+        iteration_rate = (stats.global_step - previous_step) / max(now - previous_time, 1e-9)
         row = {
             "iteration": stats.iteration,
             "global_step": stats.global_step,
             "wall_seconds": round(elapsed, 3),
             "steps_per_second": round(rate, 1),
+            "iteration_steps_per_second": round(iteration_rate, 1),
             **stats.metrics,
         }
+        previous_time, previous_step = now, stats.global_step
         log.log(stats, row)
         if stats.iteration % checkpoint_every == 0:
             save()
         if report is not None:
-            report("train", stats.global_step, learner.total_steps, label=learner.label, rate=rate,
+            report("train", stats.global_step, learner.total_steps, label=learner.label, rate=iteration_rate,
                    mean_return=stats.metrics.get("mean_return", math.nan))  # fmt: skip
 
     learner.add_iteration_callback(on_iteration)

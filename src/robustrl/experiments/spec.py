@@ -106,8 +106,15 @@ class StudySpec:
 
 
 def config_hash(config: Any) -> str:
-    """First 10 hex digits of the SHA-256 of the config's canonical JSON."""
-    text = json.dumps(config.to_dict(), sort_keys=True, separators=(",", ":"))
+    """First 10 hex digits of the SHA-256 of the config's canonical JSON, without the speed
+    switches added after studies existed (``ppo.fast_rollout``: results equal up to float
+    rounding), so every existing study keeps its run names."""
+    from robustrl.config import LEGACY_PPO_VALUES
+
+    data = config.to_dict()
+    if isinstance(data.get("ppo"), dict):
+        data["ppo"] = {k: v for k, v in data["ppo"].items() if k not in LEGACY_PPO_VALUES}
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 

@@ -8,7 +8,7 @@ SA-PPO and its descendants), so attacks and robust objectives perturb the output
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -137,11 +137,17 @@ class ActorCritic(nn.Module):
     def sample(self, obs: torch.Tensor, rng: np.random.Generator, deterministic: bool = False) -> np.ndarray:
         """Draw actions for normalised observations with a numpy generator (so the random stream
         can be saved in a checkpoint as plain JSON). Returns unclipped actions."""
-        out = self.actor(obs).numpy()
+        std = self.log_std.exp().numpy() if self.continuous and not deterministic else None
+        return self.sample_from_output(self.actor(obs).numpy(), std, rng, deterministic)
+
+    def sample_from_output(
+        self, out: np.ndarray, std: np.ndarray | None, rng: np.random.Generator, deterministic: bool = False
+    ) -> np.ndarray:
+        """:meth:`sample` given the actor's output ``out`` (and the Gaussian's std), so a caller
+        that computed the forward pass another way (:class:`NumpyMLP`) draws the same actions."""
         if self.continuous:
             if deterministic:
                 return out
-            std = self.log_std.exp().numpy()
             return (out + std * rng.standard_normal(out.shape)).astype(np.float32)
         if deterministic:
             return out.argmax(-1)
@@ -150,13 +156,20 @@ class ActorCritic(nn.Module):
         draws = rng.random((out.shape[0], 1))
         return np.minimum((draws > cdf).sum(-1), self.action_dim - 1)
 
+    def numpy_actor(self) -> NumpyMLP | None:
+        """The actor MLP as numpy arrays (a snapshot of the current weights), or None if it is not
+        a plain Linear/Tanh/ReLU stack (e.g. a subclass changed it)."""
+        return NumpyMLP.of(self.actor)
+
     def to_env_action(self, actions: np.ndarray) -> np.ndarray:
         """Clip continuous actions to the action space (log-probs stay on the unclipped sample)."""
         if self.continuous:
             return np.clip(actions, self._action_low, self._action_high)
         return actions
 
-    def act(self, raw_obs: np.ndarray, deterministic: bool = True, rng: np.random.Generator | None = None) -> np.ndarray:
+    def act(
+        self, raw_obs: np.ndarray, deterministic: bool = True, rng: np.random.Generator | None = None
+    ) -> np.ndarray:
         """Env-ready actions for a batch of raw observations."""
         rng = rng if rng is not None else np.random.default_rng()
         return self.to_env_action(self.sample(self.normalize(raw_obs), rng, deterministic))
@@ -169,3 +182,71 @@ class ActorCritic(nn.Module):
             "normalize_observations": self.normalizer.enabled,
             "clip_observations": self.normalizer.clip,
         }
+
+
+class NumpyMLP:
+    """A snapshot of a Linear/Tanh/ReLU ``nn.Sequential`` evaluated with numpy (float32).
+
+    For the batches of a rollout step (1-16 rows) torch's per-op dispatch costs several times the
+    arithmetic: the 64-64 actor takes ~80 us through the modules and ~20 us here (Hopper, 8 rows;
+    benchmarks/results/profile.md). Outputs equal torch's up to float rounding (different GEMM
+    kernels; ~1e-9 on Hopper, tested). Take a new snapshot whenever the weights change.
+    """
+
+    def __init__(self, layers: list[tuple[str, np.ndarray | None, np.ndarray | None]]):
+        self.layers = layers
+
+    @classmethod
+    def of(cls, module: nn.Module) -> NumpyMLP | None:
+        layers: list[tuple[str, np.ndarray | None, np.ndarray | None]] = []
+        for layer in module.children() if isinstance(module, nn.Sequential) else [module]:
+            if type(layer) is nn.Linear:
+                weight = layer.weight.detach().numpy().T.copy()  # (in, out): x @ W + b
+                bias = None if layer.bias is None else layer.bias.detach().numpy().copy()
+                layers.append(("linear", weight, bias))
+            elif type(layer) is nn.Tanh:
+                layers.append(("tanh", None, None))
+            elif type(layer) is nn.ReLU:
+                layers.append(("relu", None, None))
+            else:
+                return None
+        return cls(layers)
+
+    def value_and_input_grad(
+        self, x: np.ndarray, loss: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``loss(output) -> (per-sample values, d sum(values) / d output)``; returns the values and
+        d sum(values) / d x by backpropagation written out (no autograd graph: the inner solvers of
+        the attacks take ten of these per env step on batches of ~10 rows)."""
+        outputs = []  # what each layer returned (tanh's derivative is 1 - output^2)
+        for kind, weight, bias in self.layers:
+            if kind == "linear":
+                x = x @ weight
+                if bias is not None:
+                    x += bias
+            elif kind == "tanh":
+                x = np.tanh(x)
+            else:
+                x = np.maximum(x, 0.0, dtype=x.dtype)
+            outputs.append(x)
+        values, grad = loss(x)
+        for (kind, weight, _), output in zip(reversed(self.layers), reversed(outputs)):
+            if kind == "linear":
+                grad = grad @ weight.T
+            elif kind == "tanh":
+                grad = grad * (1.0 - output * output)
+            else:
+                grad = grad * (output > 0)
+        return values, grad
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        for kind, weight, bias in self.layers:
+            if kind == "linear":
+                x = x @ weight
+                if bias is not None:
+                    x += bias
+            elif kind == "tanh":
+                x = np.tanh(x)
+            else:
+                x = np.maximum(x, 0.0, dtype=x.dtype)
+        return x

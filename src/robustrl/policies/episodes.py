@@ -20,6 +20,7 @@ import torch
 from robustrl.envs.make import make_env, require_finite
 from robustrl.errors import InvalidArgumentError
 from robustrl.policies.protocol import AttackablePolicy
+from robustrl.threads import with_torch_threads
 
 __all__ = ["EpisodeResults", "Perturbation", "run_episodes"]
 
@@ -51,6 +52,7 @@ class EpisodeResults:
         }
 
 
+@with_torch_threads
 def run_episodes(
     policy: AttackablePolicy,
     env_id: str,

@@ -4,7 +4,9 @@ Shared by the attacks (evaluation) and the robust training objectives (defence).
 ``objective(x_hat) -> per-sample values`` (shape (batch,)) and knows nothing about RL. Gradients
 are taken with ``torch.autograd.grad`` with respect to x_hat only, so no parameter gradients are
 accumulated in whatever network the objective calls: a defence can call a solver in the middle of
-its loss computation safely.
+its loss computation safely. An objective that knows its gradient in closed form may carry it as
+an attribute ``value_and_grad(x_hat) -> (values, d sum(values) / d x_hat)``; the solvers then use it
+instead of autograd (same iterates up to float rounding).
 
 - :func:`pgd`: projected gradient ascent/descent (Madry et al. 2018); sign steps for l_inf,
   normalised-gradient steps for l_2; optional uniform random start; returns the best iterate per
@@ -56,6 +58,12 @@ def _direction(grad: torch.Tensor, norm: str, rule: str) -> torch.Tensor:
 
 
 def _values_and_grad(objective: InnerObjective, x_hat: torch.Tensor, sign: float) -> tuple[torch.Tensor, torch.Tensor]:
+    # An objective may carry its own ``value_and_grad(x_hat) -> (values, d sum(values) / d x_hat)``
+    # (the attacks' hand-written backprop through a small MLP); else autograd.
+    value_and_grad = getattr(objective, "value_and_grad", None)
+    if value_and_grad is not None:
+        values, grad = value_and_grad(x_hat.detach())
+        return sign * values, sign * grad
     x_hat = x_hat.detach().requires_grad_(True)
     with torch.enable_grad():
         values = sign * objective(x_hat)
