@@ -726,13 +726,16 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
-def deployed_attacker(attack_run: Path | str, eps_pi: float | None = None, seed: int = 0) -> PartialControl:
+def deployed_attacker(
+    attack_run: Path | str, eps_pi: float | None = None, seed: int = 0, checkpoint: Path | str | None = None
+) -> PartialControl:
     """The deployed opponent of a ``sumo-attack`` run: ``PartialControl(benign, adversarial,
-    eps_pi)`` with the adversarial policy acting deterministically (its mean action)."""
+    eps_pi)`` with the adversarial policy acting deterministically (its mean action); from the
+    run's newest checkpoint or ``checkpoint`` (a stem in its checkpoints/ folder)."""
     import json
 
     config = json.loads((Path(attack_run) / "config.json").read_text())
-    adversarial = load_sumo_policy(attack_run)
+    adversarial = load_sumo_policy(checkpoint if checkpoint is not None else attack_run)
     benign = load_sumo_policy(config.get("benign") or config["victim"])
     eps = config["eps_pi"] if eps_pi is None else eps_pi
     return PartialControl(
