@@ -507,3 +507,24 @@ def test_one_shot_prune_writes_a_run_that_loads_and_leaves_the_source_alone(caps
     assert load_policy(out).actor[0].weight.shape == (64, 3)
     code, _, err = call(capsys, "certify", str(out), "--episodes", "1")
     assert code == 0, err
+
+
+def test_one_shot_prune_with_finetune_keeps_the_masks_while_training(capsys, trained_run):
+    out = trained_run.parent / "finetuned"
+    code, _, err = call(
+        capsys, "prune", str(trained_run), "--sparsity", "0.7", "--strategy", "saliency", "--finetune", "512",
+        "--prune-every", "2", "--out", str(out), "--no-progress",
+    )  # fmt: skip
+    assert code == 0, err
+    config = json.loads((out / "config.json").read_text())
+    assert config["prune"]["strategy"] == "saliency" and config["prune"]["initial_checkpoint"]
+    first, _ = load_checkpoint(list_checkpoints(out)[0])
+    source, _, _ = latest_checkpoint(trained_run)
+    assert torch.equal(first["obs_normalizer/mean"], source["obs_normalizer/mean"])  # started from the source
+    last, meta = load_checkpoint(list_checkpoints(out)[-1])
+    assert meta["iteration"] == 2
+    for layer in ("actor.0.weight", "actor.2.weight", "critic.2.weight"):
+        mask = last[f"callback/prune/mask/{layer.replace('.', '_')}"]
+        assert float((mask == 0).float().mean()) == pytest.approx(0.7, abs=0.02)
+        assert torch.all(last[f"policy/{layer}"][mask == 0] == 0)
+        assert not torch.equal(last[f"policy/{layer}"][mask == 1], source[f"policy/{layer}"][mask == 1])  # trained
