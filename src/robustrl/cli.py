@@ -425,10 +425,12 @@ def parse_attack_settings(budgets: list[str], options: list[str]) -> tuple[dict[
     return parsed_budgets, parsed_options
 
 
-def _load_any(path: Path, env: str | None, vecnormalize: Path | None, trust_pickle: bool) -> Any:
+def _load_any(
+    path: Path, env: str | None, vecnormalize: Path | None, trust_pickle: bool, obs_stats: Path | None = None
+) -> Any:
     from robustrl.policies.adapters import load_model
 
-    return load_model(path, env, vecnormalize=vecnormalize, trust_pickle=trust_pickle)
+    return load_model(path, env, vecnormalize=vecnormalize, trust_pickle=trust_pickle, obs_stats=obs_stats)
 
 
 @contextmanager
@@ -445,7 +447,8 @@ def _progress_bars(enabled: bool | None = None, transient: bool = True) -> Itera
 @app.command()
 def evaluate(
     paths: list[Path] = typer.Argument(
-        ..., help="Run directories, checkpoints, SB3 .zip models or TorchScript .pt files."
+        ...,
+        help="Run directories, checkpoints, SB3 .zip models, RL Zoo folders, CleanRL .cleanrl_model or TorchScript .pt files.",
     ),
     attacks: str | None = typer.Option(
         None,
@@ -488,6 +491,15 @@ def evaluate(
     ),
     json_file: Path | None = typer.Option(None, "--json", help="Write results (and every return) here."),
     markdown_file: Path | None = typer.Option(None, "--markdown", help="Write the table as markdown here."),
+    obs_stats: Path | None = typer.Option(
+        None, "--obs-stats", help="Observation statistics of a CleanRL model (.npz/.json: obs_mean, obs_var)."
+    ),
+    render: Path | None = typer.Option(
+        None, "--render", help="With --attacks: one episode clean and under each attack side by side (.gif/.mp4)."
+    ),
+    figures: Path | None = typer.Option(
+        None, "--figures", help="With --attacks: folder for return distributions and per-attack perturbation plots."
+    ),
 ) -> None:
     """Natural return, or the robustness table under attacks (BARPO Table 2), of trained policies."""
     from robustrl.policies.checkpoint import atomic_write_text
@@ -504,11 +516,17 @@ def evaluate(
     for path in paths:
         if not path.exists():
             raise InvalidArgumentError(f"{path} does not exist")
-    for path, option in ((json_file, "--json"), (markdown_file, "--markdown"), (plot, "--plot")):
+    for path, option in ((json_file, "--json"), (markdown_file, "--markdown"), (plot, "--plot"), (render, "--render")):
         _check_output_file(path, option)
+    loaded: dict[tuple[str, str | None], Any] = {}
 
     def load(path: Path | str, env_id: str | None) -> Any:
-        return _load_any(Path(path), env_id, vecnormalize, trust_pickle)
+        if (str(path), env_id) not in loaded:
+            loaded[str(path), env_id] = _load_any(Path(path), env_id, vecnormalize, trust_pickle, obs_stats)
+        return loaded[str(path), env_id]
+
+    if render is not None or figures is not None:
+        _check_pictures(paths, env, attacks, eps_sweep, median, render, figures, load)
 
     if attacks is None and eps_sweep is None:
         _evaluate_natural(paths, env, episodes, seed, modes[mode or "both"], json_file, markdown_file, load)
@@ -552,6 +570,38 @@ def evaluate(
     console.print(robustness_table(reports, labels))
     if markdown_file is not None:
         atomic_write_text(markdown_file, robustness_markdown(reports, labels))
+    if render is not None or figures is not None:
+        _pictures(paths[0], env, names, eps, reports[0], render, figures, load, common)
+
+
+def _check_pictures(paths, env, attacks, eps_sweep, median, render, figures, load) -> None:
+    """``--render``/``--figures``: refuse what cannot work (no renderer included) before any report is written."""
+    from robustrl.evaluate.render import check_renderer, check_video_path
+
+    if attacks is None or eps_sweep is not None or median or len(paths) != 1:
+        raise InvalidArgumentError(
+            "--render and --figures take one policy with --attacks (no --eps-sweep, no --median)"
+        )
+    if figures is not None and (figures.is_file() or not figures.parent.is_dir()):
+        raise InvalidArgumentError(f"--figures {figures}: give a folder (its parent must exist)")
+    if render is not None:
+        check_video_path(render)
+        policy = load(paths[0], env)
+        check_renderer(env or policy.env_id)
+
+
+def _pictures(path, env, names, eps, report, render, figures, load, common) -> None:
+    from robustrl.evaluate.render import write_attack_pictures
+
+    policy = load(path, env)
+    options = {k: common[k] for k in ("norm", "seed", "deterministic", "attack_options", "budgets")}
+    with console.status("rendering" if render is not None else "recording episodes"):
+        written = write_attack_pictures(
+            policy, env or policy.env_id, names, video=render, figures=figures, report=report, eps=eps, source=path,
+            **options,
+        )  # fmt: skip
+    for name, written_path in written.items():
+        console.print(f"{name}: {written_path}")
 
 
 def _evaluate_sweep(paths, env, names, eps_values, json_file, plot, load, common) -> None:
@@ -650,6 +700,26 @@ def demo(
             progress=progress,
         )
     console.print(robustness_table([report], [result.run_dir.name]))
+    _demo_video(result, env, eps, report, dict.fromkeys(split_attacks(ALL)[1], budget))
+
+
+def _demo_video(result: Any, env: str, eps: float, report: dict[str, Any], budgets: dict[str, int]) -> None:
+    """The demo's picture: one episode clean, under MAD and under the worst attack, side by side."""
+    from robustrl.errors import RendererUnavailableError
+    from robustrl.evaluate.render import check_renderer, write_attack_pictures
+
+    try:
+        check_renderer(env)
+    except RendererUnavailableError as error:
+        console.print(f"no video: {error}", highlight=False, markup=False)
+        return
+    attacks = list(dict.fromkeys(["mad", report.get("worst", {}).get("attack", "mad")]))
+    with console.status("rendering one episode clean and under " + ", ".join(attacks)):
+        written = write_attack_pictures(
+            result.policy, env, attacks, video=result.run_dir / "attacks.gif", eps=eps, source=result.run_dir,
+            attack_options={"rs": {"iterations": 10}}, budgets=budgets, frame_every=4,
+        )  # fmt: skip
+    console.print(f"video: {written['video']}")
 
 
 study_app = typer.Typer(no_args_is_help=True, help="Studies: a grid of runs from one spec, on a local pool or Ray.")
