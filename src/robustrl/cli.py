@@ -730,6 +730,9 @@ app.add_typer(theory_app, name="theory")
 from robustrl.commands.games import games_app  # noqa: E402
 
 app.add_typer(games_app, name="games")
+from robustrl.commands.sumo import sumo_app  # noqa: E402
+
+app.add_typer(sumo_app, name="sumo")
 
 
 @study_app.command("run")
