@@ -151,6 +151,9 @@ def main() -> None:
                     if args.report_only:
                         continue
                     print(f"training {directory.name}", flush=True)
+                    # Each PPO's compiled step is guarded on its own optimiser: after 8 trainers in one
+                    # process torch.compile hits its recompile limit and silently runs eager. Start clean.
+                    torch._dynamo.reset()
                     start = time.perf_counter()
                     result = train(resume=directory) if is_run_dir(directory) else train(config, directory)
                     if result.interrupted:
