@@ -87,10 +87,10 @@ def run(learner_fn, out: Path) -> dict:
     return {"run": str(out), "steps": result.global_step, "steps_this_call": result.global_step - start}
 
 
-def rates(victim_policy, opponent, matches, seed) -> dict:
+def rates(victim_policy, opponent, matches, seed, deterministic: bool = True) -> dict:
     from robustrl.games.sumo import play_matches, wilson_interval
 
-    played = play_matches(victim_policy, opponent, episodes=matches, seed=seed)
+    played = play_matches(victim_policy, opponent, episodes=matches, seed=seed, deterministic=deterministic)
     n = played["episodes"]
     out = {k: played[k] for k in ("episodes", "victim_wins", "draws", "victim_losses")}
     out["victim_win_rate"] = played["victim_win_rate"]
@@ -155,6 +155,7 @@ def stage_benign_eval() -> dict:
     initial = load_sumo_policy(RUNS / "benign" / "checkpoints" / "iter_000000")
     return {
         "benign_vs_random": rates(benign, RandomOpponent(space, seed=1), MATCHES, 30_000),
+        "benign_sampling_vs_random": rates(benign, RandomOpponent(space, seed=1), MATCHES, 30_000, deterministic=False),
         "untrained_vs_random": rates(initial, RandomOpponent(space, seed=1), MATCHES, 30_000),
     }
 
@@ -372,8 +373,9 @@ def write_report(store: dict) -> Path:
         b = store["benign_eval"]
         lines += ["## Benign agents (self-play)", ""]
         for key, label in (
-            ("benign_vs_random", f"self-play agent ({BENIGN_STEPS:.1e} steps)"),
-            ("untrained_vs_random", "untrained policy"),
+            ("benign_vs_random", f"self-play agent ({BENIGN_STEPS:.1e} steps), mean action"),
+            ("benign_sampling_vs_random", "the same agent sampling its actions"),
+            ("untrained_vs_random", "untrained policy, mean action"),
         ):
             e = b[key]
             lines.append(
