@@ -163,7 +163,7 @@ def stage_benign_eval() -> dict:
 def stage_attack(eps: float) -> dict:
     from robustrl.games.sumo import SumoAttackLearner
 
-    config = {"victim": str(RUNS / "benign"), "eps_pi": eps, "total_steps": ATTACK_STEPS, "num_envs": NUM_ENVS,
+    config = {"victim": str(RUNS / "benign"), "init": str(RUNS / "benign"), "eps_pi": eps, "total_steps": ATTACK_STEPS, "num_envs": NUM_ENVS,
               "seed": 0, "lr": 3e-4, "checkpoint_every": ATTACK_CHECKPOINT_EVERY}  # fmt: skip
     return run(lambda: SumoAttackLearner(config), RUNS / f"attack-eps{eps:g}")
 
@@ -219,14 +219,14 @@ def stage_defence(method: str) -> dict:
     from robustrl.games.sumo import SumoLearner
 
     config = {"method": method, "eps_pi": DEFENCE_EPS, "total_steps": DEFENCE_STEPS, "num_envs": NUM_ENVS, "seed": 0,
-              "victim_lr": 1e-4, "ratio": 10.0, "init": str(RUNS / "benign"), "checkpoint_every": 10}  # fmt: skip
+              "victim_lr": 1e-4, "ratio": 10.0, "init": str(RUNS / "benign"), "attacker_init": str(RUNS / "benign"), "checkpoint_every": 10}  # fmt: skip
     return run(lambda: SumoLearner(config), RUNS / f"defend-{method}")
 
 
 def stage_post_attack(method: str, eps: float) -> dict:
     from robustrl.games.sumo import SumoAttackLearner
 
-    config = {"victim": str(RUNS / f"defend-{method}"), "benign": str(RUNS / "benign"), "eps_pi": eps,
+    config = {"victim": str(RUNS / f"defend-{method}"), "benign": str(RUNS / "benign"), "init": str(RUNS / "benign"), "eps_pi": eps,
               "total_steps": POST_ATTACK_STEPS, "num_envs": NUM_ENVS, "seed": 0, "lr": 3e-4, "checkpoint_every": 5}  # fmt: skip
     result = run(lambda: SumoAttackLearner(config), RUNS / f"post-{method}-eps{eps:g}")
     from robustrl.games.sumo import deployed_attacker, load_sumo_policy
@@ -450,7 +450,8 @@ def write_report(store: dict) -> Path:
                 cells.append(f"{v['attacker_score']:.2f} (win {_pct(v['attacker_win_rate'])})")
             mean = f"{np.mean(values):.2f}" if len(values) == len(EPS_VALUES) else "-"
             lines.append(f"| {label} | " + " | ".join(cells) + f" | {mean} |")
-        lines.append("")
+        lines += ["| paper, Table E.4: no defence | 0.59 | 0.78 | 0.90 | 0.76 |",
+                  "| paper, Table E.4: two-timescale, defence budget 0.7 | 0.41 | 0.43 | 0.53 | 0.46 |", ""]  # fmt: skip
     if "defence_eval" in store:
         lines += [f"Defended victims against the benign agent ({POST_MATCHES} matches): " + ", ".join(
             f"{m} wins {_pct(v['victim_win_rate'])}" for m, v in store["defence_eval"].items() if isinstance(v, dict)) + ".", ""]  # fmt: skip
@@ -470,7 +471,14 @@ def claims(store: dict) -> list[str]:
         ok = e["victim_win_rate"] >= 0.9 and e["victim_win_ci"][0] >= 0.85
         out.append(
             f"- Benign agents beat a random policy nearly always (issue; rule: win rate >= 90% and the CI's lower end >= 85%): "
-            f"**{'holds' if ok else 'does not hold'}** ({_pct(e['victim_win_rate'])}, CI {_ci(e['victim_win_ci'])})."
+            f"**{'holds' if ok else 'does not hold'}** ({_pct(e['victim_win_rate'])}, CI {_ci(e['victim_win_ci'])})"
+            + (
+                f"; **but the test is uninformative here**: the untrained policy acting by its mean action (near zero "
+                f"torques: it stands still) wins {_pct(u['victim_win_rate'])}, because a random Ant falls or walks off "
+                "the ring by itself within about 40-70 steps. It does not show that self-play learned to fight: against a random opponent the self-play agent is no better than standing still."
+                if (u := store["benign_eval"]["untrained_vs_random"])["victim_win_rate"] >= e["victim_win_rate"]
+                else "."
+            )
         )
     if "stealth" in store:
         m = store["stealth"]["equal_win_rate"]

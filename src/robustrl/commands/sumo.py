@@ -122,6 +122,11 @@ def attack_command(
     benign: Path | None = typer.Option(
         None, "--benign", help="The benign opponent it partly replaces (default: the victim's run)."
     ),
+    init: Path | None = typer.Option(
+        None,
+        "--init",
+        help="Start the adversarial policy from this run (e.g. the benign agent; default fresh weights).",
+    ),
     steps: str = typer.Option("1e5", "--steps", help="Attacker training steps (the paper: 2e7)."),
     seed: int = typer.Option(0, "--seed", min=0),
     lr: float = typer.Option(3e-4, "--lr"),
@@ -137,12 +142,14 @@ def attack_command(
     if resume is None:
         _check_eps_pi(eps_pi)
         _run_dir(victim, "VICTIM")
-        if benign is not None:
-            _run_dir(benign, "--benign")
+        for path, option in ((benign, "--benign"), (init, "--init")):
+            if path is not None:
+                _run_dir(path, option)
         _split(steps_per_iteration, num_envs)
     total = _count(steps, "--steps")
     settings = json.loads((victim / "config.json").read_text()).get("settings", {}) if resume is None else {}
-    config = {"victim": str(victim), "benign": None if benign is None else str(benign), "eps_pi": eps_pi,
+    config = {"victim": str(victim), "benign": None if benign is None else str(benign),
+              "init": None if init is None else str(init), "eps_pi": eps_pi,
               "total_steps": total, "seed": seed, "lr": lr, "num_envs": num_envs,
               "steps_per_iteration": steps_per_iteration, "settings": settings}  # fmt: skip
     result = _train(lambda: SumoAttackLearner(config), out, resume, Path("runs") / f"sumo-attack-eps{eps_pi:g}-s{seed}")
@@ -163,6 +170,9 @@ def defend_command(
     steps: str = typer.Option("1e5", "--steps", help="Joint env steps (the paper: 3e7)."),
     victim_lr: float = typer.Option(1e-4, "--victim-lr", help="eta_nu."),
     ratio: float = typer.Option(10.0, "--ratio", help="eta_alpha / eta_nu (two-timescale, fictitious)."),
+    fresh_attacker: bool = typer.Option(
+        False, "--fresh-attacker", help="Start the attacker from fresh weights (default: from the benign agent)."
+    ),
     seed: int = typer.Option(0, "--seed", min=0),
     num_envs: int = typer.Option(4, "--num-envs"),
     steps_per_iteration: int = typer.Option(2048, "--steps-per-iteration"),
@@ -186,7 +196,7 @@ def defend_command(
     total = _count(steps, "--steps")
     settings = json.loads((benign / "config.json").read_text()).get("settings", {}) if resume is None else {}
     config = {"method": method, "eps_pi": eps_pi, "total_steps": total, "seed": seed, "victim_lr": victim_lr,
-              "ratio": ratio, "init": str(benign), "num_envs": num_envs, "steps_per_iteration": steps_per_iteration,
+              "ratio": ratio, "init": str(benign), "attacker_init": None if fresh_attacker else str(benign), "num_envs": num_envs, "steps_per_iteration": steps_per_iteration,
               "settings": settings}  # fmt: skip
     default = Path("runs") / f"sumo-defend-{method}-eps{eps_pi:g}-s{seed}"
     result = _train(lambda: SumoLearner(config), out, resume, default)

@@ -257,6 +257,7 @@ SUMO_DEFAULTS: dict[str, Any] = {
     "ratio": 10.0,  # eta_alpha / eta_nu for two-timescale and fictitious play
     "init": None,  # run dir or checkpoint the victim starts from (defence: the benign agent)
     "benign": None,  # the benign opponent the attacker partly replaces (default: init)
+    "attacker_init": None,  # run dir / checkpoint the attacker starts from (None: fresh weights)
     "settings": {},  # SumoSettings fields
     "checkpoint_every": 10,
     "ppo": {},  # further PPOConfig overrides
@@ -319,6 +320,8 @@ class SumoLearner:
                 self.total_steps, seed + 1, attacker_lr, num_envs=num_envs, steps_per_iteration=steps, **ppo
             )
             self.roles["attacker"] = ppo_for_seat(attacker_config, self.arena, ATTACKER)
+            if s["attacker_init"] is not None:
+                copy_policy(load_sumo_policy(s["attacker_init"]), self.roles["attacker"].policy)
             players = {VICTIM: self.roles["victim"].policy, ATTACKER: self.roles["attacker"].policy}
             if self.method in ("two-timescale", "single"):
                 self.collectors = {
@@ -371,7 +374,7 @@ class SumoLearner:
     def config_dict(self) -> dict[str, Any]:
         s = dict(self.settings_dict)
         s["settings"] = self.arena.to_dict()
-        for key in ("init", "benign"):
+        for key in ("init", "benign", "attacker_init"):
             if s[key] is not None:
                 s[key] = str(Path(s[key]).resolve())
         return s
@@ -543,6 +546,7 @@ register_learner(
 ATTACK_DEFAULTS: dict[str, Any] = {
     "victim": None,  # run dir / checkpoint of the victim (frozen, acting by its mean action)
     "benign": None,  # the benign opponent the attacker partly replaces (default: the victim's run)
+    "init": None,  # run dir / checkpoint the adversarial policy starts from (None: fresh weights)
     "eps_pi": 1.0,
     "total_steps": 100_000,
     "seed": 0,
@@ -591,6 +595,8 @@ class SumoAttackLearner:
         from robustrl.algos.ppo import PPO
 
         self.trainer = PPO(config_, env=seat)
+        if s["init"] is not None:  # e.g. the benign agent: the attacker starts from a policy that stands and walks
+            copy_policy(load_sumo_policy(s["init"]), self.trainer.policy)
         self.label = f"sumo attack eps_pi={self.eps_pi:g}"
 
         def add_outcomes(stats: IterationStats) -> None:
@@ -635,7 +641,7 @@ class SumoAttackLearner:
     def config_dict(self) -> dict[str, Any]:
         s = dict(self.settings_dict)
         s["settings"] = self.arena.to_dict()
-        for key in ("victim", "benign"):
+        for key in ("victim", "benign", "init"):
             if s[key] is not None:
                 s[key] = str(Path(s[key]).resolve())
         return s
