@@ -238,7 +238,7 @@ def write_report(args, results, sparsities, eps, timings, seconds) -> None:
         f"eval: {args.episodes} deterministic episodes per attack at eps {eps} (l_inf, normalised observations), "
         f"attacks {', '.join(ATTACKS)}"
     )
-    stamp = f"Machine: {machine}. Date: {date.today()}. Budget: {budget}. Wall time so far: {seconds / 60:.0f} min."
+    stamp = f"Machine: {machine}. Date: {date.today()}. Budget: {budget}. Wall time of this invocation: {seconds / 60:.0f} min (finished runs and attacks are not redone)."
     lines = [f"# Pruning sweet spots, {args.env} ({date.today()})", "", stamp, ""]
     lines += [
         "Normalised = divided by the unpruned run of the same seed, then mean ± standard error over seeds. "
