@@ -180,19 +180,20 @@ def stage_attack_eval() -> dict:
 
 
 def stage_stealth(store: dict) -> dict:
-    """Stealth at the final attackers, and at equal win rate: the eps_pi = 1 checkpoint whose win
-    rate is closest to the final eps_pi = 0.3 attacker's (the paper's comparison)."""
+    """Stealth at the final attackers, and at equal strength: the eps_pi = 1 checkpoint whose
+    attacker score (wins + draws / 2) is closest to the final eps_pi = 0.3 attacker's (the paper
+    matches win rates; here the attackers mostly force draws, so the score is what moves)."""
     from robustrl.games.sumo import deployed_attacker, load_sumo_policy, stealth_study
     from robustrl.policies.checkpoint import list_checkpoints
 
     finals = stealth_study(RUNS / "benign", [str(RUNS / f"attack-eps{e:g}") for e in EPS_VALUES], episodes=MATCHES)
-    target = finals["attacks"][str(RUNS / "attack-eps0.3")]["win_rate"]
+    target = finals["attacks"][str(RUNS / "attack-eps0.3")]["attacker_score"]
     victim = load_sumo_policy(RUNS / "benign")
     candidates = {}
     for stem in list_checkpoints(RUNS / "attack-eps1")[1:-1:2]:  # the final one is measured above
         opponent = deployed_attacker(RUNS / "attack-eps1", seed=1, checkpoint=stem)
-        candidates[stem.name] = rates(victim, opponent, 40, 50_000)["attacker_win_rate"]
-    candidates["final"] = finals["attacks"][str(RUNS / "attack-eps1")]["win_rate"]
+        candidates[stem.name] = rates(victim, opponent, 40, 50_000)["attacker_score"]
+    candidates["final"] = finals["attacks"][str(RUNS / "attack-eps1")]["attacker_score"]
     best = min(candidates, key=lambda name: abs(candidates[name] - target))
     if best == "final":
         entry = finals["attacks"][str(RUNS / "attack-eps1")]
@@ -206,6 +207,7 @@ def stage_stealth(store: dict) -> dict:
                 "sliced_w2",
                 "win_rate",
                 "non_loss_rate",
+                "attacker_score",
             )
         }
     else:
@@ -228,6 +230,7 @@ def _stealth_at(run_dir: Path, stem: Path, finals: dict) -> dict:
     report = stealth_report(reference["observations"][:, keep], played["observations"][:, keep], seed=seed)
     report["win_rate"] = played["win_rate"]
     report["non_loss_rate"] = played["non_loss_rate"]
+    report["attacker_score"] = played["attacker_score"]
     return report
 
 
@@ -421,15 +424,15 @@ def write_report(store: dict) -> Path:
         finals = s["finals"]
         lines += ["## Stealth (victim observations; the 10 highest-variance features of the unattacked play)", "",
                   f"Features compared (indices into the 125-number observation): {finals['features']}.", "",
-                  "| attacker | win rate | W2 (split-half baseline) | Gaussian KL | Hellinger | sliced W2 |", "|---|---|---|---|---|---|"]  # fmt: skip
+                  "| attacker | attacker score | win rate | W2 (split-half baseline) | Gaussian KL | Hellinger | sliced W2 |", "|---|---|---|---|---|---|---|"]  # fmt: skip
         for e in finals["attacks"].values():
             lines.append(
-                f"| eps_pi = {e['eps_pi']:g}, final | {_pct(e['win_rate'])} | {e['w2']:.3f} ({e['w2_split_half']:.3f}) | "
+                f"| eps_pi = {e['eps_pi']:g}, final | {e['attacker_score']:.2f} | {_pct(e['win_rate'])} | {e['w2']:.3f} ({e['w2_split_half']:.3f}) | "
                 f"{e['gaussian_kl']:.3f} | {e['gaussian_hellinger']:.3f} | {e['sliced_w2']:.3f} |"
             )
         m = s["equal_win_rate"]
         lines.append(
-            f"| eps_pi = 1 at {m['chosen']} (closest win rate to eps_pi = 0.3's {_pct(m['target'])}) | {_pct(m['win_rate'])} | "
+            f"| eps_pi = 1 at {m['chosen']} (closest attacker score to eps_pi = 0.3's {m['target']:.2f}) | {m['attacker_score']:.2f} | {_pct(m['win_rate'])} | "
             f"{m['w2']:.3f} ({m['w2_split_half']:.3f}) | {m['gaussian_kl']:.3f} | {m['gaussian_hellinger']:.3f} | {m['sliced_w2']:.3f} |"
         )
         lines += ["", f"Candidates for the equal-win-rate comparison (40 matches each; final: {MATCHES}): {m['candidates']}.", "",
@@ -499,13 +502,14 @@ def claims(store: dict) -> list[str]:
     if "stealth" in store:
         m = store["stealth"]["equal_win_rate"]
         local = store["stealth"]["finals"]["attacks"][str(RUNS / "attack-eps0.3")]
-        gap = abs(m["win_rate"] - local["win_rate"])
+        gap = abs(m["attacker_score"] - local["attacker_score"])
         keys = ("w2", "gaussian_kl", "gaussian_hellinger")
         smaller = [local[k] < m[k] for k in keys]
-        if local["win_rate"] < 0.1:
-            verdict = "not measurable at this budget (the eps_pi = 0.3 attacker wins under 10% of matches)"
+        base = store.get("attack_eval", {}).get("no_attack", {}).get("attacker_score", 0.0)
+        if local["attacker_score"] - base < 0.1:
+            verdict = "not measurable at this budget (the eps_pi = 0.3 attacker's score is within 0.1 of no attack)"
         elif gap > 0.1:
-            verdict = f"not measurable at this budget (no eps_pi = 1 checkpoint within 10 points of its win rate; gap {100 * gap:.0f})"
+            verdict = f"not measurable at this budget (no eps_pi = 1 checkpoint within 0.1 of its attacker score; gap {gap:.2f})"
         elif all(smaller):
             verdict = "holds"
         elif not any(smaller):
@@ -514,10 +518,12 @@ def claims(store: dict) -> list[str]:
             verdict = "does not hold (the measures disagree)"
         out.append(
             "- Q1, a constrained attack (eps_pi = 0.3) shifts the victim's observations less than an unconstrained one "
-            "(eps_pi = 1) at equal win rate (rule: W2, Gaussian KL and Hellinger all smaller, win rates within 10 points): "
+            "(eps_pi = 1) of equal strength (rule: W2, Gaussian KL and Hellinger all smaller; attacker scores within 0.1 "
+            "(the paper matches win rates; our attackers force draws, not wins)): "
             f"**{verdict}** (W2 {local['w2']:.3f} vs {m['w2']:.3f}, split-half baseline {local['w2_split_half']:.3f}; "
             f"KL {local['gaussian_kl']:.3f} vs {m['gaussian_kl']:.3f}; Hellinger {local['gaussian_hellinger']:.3f} vs "
-            f"{m['gaussian_hellinger']:.3f}; win rates {_pct(local['win_rate'])} vs {_pct(m['win_rate'])})."
+            f"{m['gaussian_hellinger']:.3f}; attacker scores {local['attacker_score']:.2f} vs {m['attacker_score']:.2f}, "
+            f"win rates {_pct(local['win_rate'])} vs {_pct(m['win_rate'])})."
         )
     if "defence_two-timescale" in store and "defence_single" in store:
         from robustrl.report.sumo import read_progress
