@@ -39,7 +39,7 @@ POST_ATTACK_STEPS = 20_480  # 10 iterations: the fresh attacker against each def
 EPS_VALUES = (0.3, 0.7, 1.0)
 METHODS = ("two-timescale", "single", "self-play", "fictitious")
 MATCHES = 100  # evaluation matches (victim stochastic, attacker deterministic)
-POST_MATCHES = 60
+POST_MATCHES = 40
 NUM_ENVS = 4
 ATTACK_CHECKPOINT_EVERY = 5
 
@@ -173,7 +173,11 @@ def stage_attack_eval() -> dict:
     from robustrl.games.sumo import deployed_attacker, load_sumo_policy
 
     victim = load_sumo_policy(RUNS / "benign")
-    out = {"no_attack": rates(victim, FrozenPolicy(load_sumo_policy(RUNS / "benign"), seed=1), MATCHES, 40_000)}
+    out = {
+        "no_attack": rates(
+            victim, FrozenPolicy(load_sumo_policy(RUNS / "benign"), deterministic=True, seed=1), MATCHES, 40_000
+        )
+    }
     for eps in EPS_VALUES:
         out[f"{eps:g}"] = rates(victim, deployed_attacker(RUNS / f"attack-eps{eps:g}", seed=1), MATCHES, 40_000)
     return out
@@ -223,7 +227,7 @@ def _stealth_at(run_dir: Path, stem: Path, finals: dict) -> dict:
     victim = load_sumo_policy(RUNS / "benign")
     keep = finals["features"]
     seed = 20_000
-    reference = play_matches(victim, FrozenPolicy(load_sumo_policy(RUNS / "benign"), seed=seed), episodes=MATCHES,
+    reference = play_matches(victim, FrozenPolicy(load_sumo_policy(RUNS / "benign"), deterministic=True, seed=seed), episodes=MATCHES,
                              seed=seed, record_observations=True)  # fmt: skip
     played = play_matches(victim, deployed_attacker(run_dir, seed=seed, checkpoint=stem), episodes=MATCHES, seed=seed,
                           record_observations=True)  # fmt: skip
@@ -277,7 +281,9 @@ def stage_defence_eval() -> dict:
     out = {}
     for method in METHODS:
         victim = load_sumo_policy(RUNS / f"defend-{method}")
-        out[method] = rates(victim, FrozenPolicy(load_sumo_policy(RUNS / "benign"), seed=1), POST_MATCHES, 70_000)
+        out[method] = rates(
+            victim, FrozenPolicy(load_sumo_policy(RUNS / "benign"), deterministic=True, seed=1), POST_MATCHES, 70_000
+        )
     return out
 
 
