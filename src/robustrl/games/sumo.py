@@ -57,7 +57,7 @@ OUTCOME_SCORE = {"win": 1.0, "draw": 0.5, "loss": 0.0}
 # Frozen, deployed policies (the victim under attack, the benign agent, the deployed attacker) act
 # by their mean action, as the papers evaluate; learners sample. Measured for issue 15: after 3e5
 # self-play steps the benign agent beat a random policy in 66% of 100 matches sampling its actions
-# (its policy's std was still large) and in 90% of 60 acting by its mean.
+# (its policy's std was still large) and in 93% acting by its mean.
 DEPLOYED_DETERMINISTIC = True
 
 
