@@ -231,7 +231,13 @@ def _stealth_at(run_dir: Path, stem: Path, finals: dict) -> dict:
                              seed=seed, record_observations=True)  # fmt: skip
     played = play_matches(victim, deployed_attacker(run_dir, seed=seed, checkpoint=stem), episodes=MATCHES, seed=seed,
                           record_observations=True)  # fmt: skip
-    report = stealth_report(reference["observations"][:, keep], played["observations"][:, keep], seed=seed)
+    from robustrl.games.sumo import subsample
+
+    report = stealth_report(
+        subsample(reference["observations"][:, keep], 2000, seed),
+        subsample(played["observations"][:, keep], 2000, seed + 1),
+        seed=seed,
+    )
     report["win_rate"] = played["win_rate"]
     report["non_loss_rate"] = played["non_loss_rate"]
     report["attacker_score"] = played["attacker_score"]
