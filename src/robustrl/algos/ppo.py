@@ -215,6 +215,10 @@ class PPO:
         self.optimizer_step = 0
         self.collector.reset(config.seed)
         self._stop_requested = False
+        # set per update (the callbacks and clock of that update); here so that minibatch_loss
+        # also works outside update() (tests, notebooks)
+        self._loss_callbacks = [c for c in self.hooks.callbacks if type(c).loss is not Callback.loss]
+        self._clock_now = self.clock()
         check_unique_names(self.hooks.callbacks)
         for callback in self.hooks.callbacks:
             callback.bind(self)

@@ -57,6 +57,13 @@ def train_task(run_dir: str, config: dict[str, Any]) -> dict[str, Any]:
 
         start = time.perf_counter()
         train_config = TrainConfig.from_dict(config)
+        if train_config.ppo.compile:
+            import torch
+
+            # a worker trains many runs; each run's compiled step is guarded on its own optimiser,
+            # so without a reset torch.compile hits its recompile limit after ~8 runs and silently
+            # falls back to eager
+            torch._dynamo.reset()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # no terminal in a worker: warnings would interleave
             if run_complete(Path(run_dir), train_config.num_iterations):
