@@ -244,7 +244,7 @@ def stealth_command(
 @sumo_app.command("render")
 def render_command(
     victim: Path = typer.Argument(..., help="The victim's run directory (seat player_0, red)."),
-    out: Path = typer.Option(..., "--out", help="The animation (.gif)."),
+    out: Path = typer.Option(..., "--out", help="The animation (.gif, or .mp4 with imageio-ffmpeg)."),
     opponents: list[Path] = typer.Option(
         [], "--opponent", help="Attack runs, one panel each (default: the benign agent)."
     ),
@@ -264,7 +264,10 @@ def render_command(
     _run_dir(victim, "VICTIM")
     for opponent in opponents:
         _run_dir(opponent, "--opponent")
-    _check_file(out, "--out", (".gif",))
+    from robustrl.evaluate.render import check_video_path
+
+    _check_file(out, "--out", (".gif", ".mp4"))
+    check_video_path(out)
     try:
         width, height = (int(v) for v in size.lower().split("x"))
         if width < 16 or height < 16:

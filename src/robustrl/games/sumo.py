@@ -835,17 +835,11 @@ def subsample(x: np.ndarray, n: int, seed: int) -> np.ndarray:
 
 # ---- pictures ----------------------------------------------------------------------------------------
 def write_gif(frames: list[np.ndarray], path: Path | str, fps: float = 20.0) -> Path:
-    """Frames (H, W, 3 uint8) as a looping GIF (imageio + Pillow), written atomically. A small
-    writer of our own: the shared video writer of issue 18 (evaluate/render.py) had not landed."""
-    import os
+    """Frames (H, W, 3 uint8) as a video (``.gif``, or ``.mp4`` with imageio-ffmpeg), written
+    atomically by the shared writer of issue 18 (:func:`robustrl.evaluate.render.write_video`)."""
+    from robustrl.evaluate.render import write_video
 
-    import imageio.v3 as iio
-
-    path = Path(path)
-    temporary = path.with_name(f".{path.stem}.tmp.gif")
-    iio.imwrite(temporary, np.stack(frames), extension=".gif", duration=1000.0 / fps, loop=0)
-    os.replace(temporary, path)
-    return path
+    return write_video(frames, path, fps)
 
 
 def _label(frame: np.ndarray, lines: list[str]) -> np.ndarray:
@@ -872,10 +866,8 @@ def render_matches(
     benign agent when ``opponents`` is empty), same seed, rendered side by side into a GIF."""
     import json
 
-    from robustrl import errors
+    from robustrl.errors import RendererUnavailableError
 
-    # issue 18's error class where it exists; any RobustRLError prints as one line in the CLI
-    renderer_unavailable = getattr(errors, "RendererUnavailableError", errors.RobustRLError)
     settings = dict(json.loads((Path(victim) / "config.json").read_text()).get("settings", {}))
     if max_steps is not None:
         settings["max_steps"] = max_steps
@@ -895,7 +887,7 @@ def render_matches(
         except Exception as error:  # no GL context: EGL libraries missing
             if isinstance(error, InvalidArgumentError):
                 raise
-            raise renderer_unavailable(
+            raise RendererUnavailableError(
                 f"cannot render the sumo arena offscreen ({type(error).__name__}: {str(error)[:160]}); on Debian "
                 "install libegl1 libegl-mesa0 libgl1-mesa-dri"
             ) from None
