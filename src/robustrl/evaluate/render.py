@@ -80,6 +80,15 @@ def _first_frame(env: gym.Env) -> np.ndarray:
 
         viewer = env.unwrapped.mujoco_renderer._get_viewer("rgb_array")
         viewer.scn.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
+        # Gymnasium's default camera is free: a Hopper or Walker walks out of the picture in a
+        # few seconds. Track the torso (the root body if there is none) at the same distance.
+        model = env.unwrapped.model
+        torso = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, "torso")
+        viewer.cam.type = mujoco.mjtCamera.mjCAMERA_TRACKING
+        viewer.cam.trackbodyid = torso if torso >= 0 else 1
+        if env.unwrapped.mujoco_renderer.camera_id == -1:
+            env.unwrapped.mujoco_renderer.camera_id = None  # -1 makes every render reset the camera to free
+        frame = env.render()
     except (AttributeError, ImportError, TypeError):  # not MuJoCo, or another Gymnasium version: keep defaults
         pass
     return frame
