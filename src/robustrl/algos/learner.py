@@ -66,6 +66,33 @@ class Learner(Protocol):
     def close(self) -> None: ...
 
 
+class StopAndCallbacks:
+    """The Learner protocol's stop request and iteration callbacks, for learners that have no
+    other place for them (PPO keeps its own: its callbacks live in its hooks). Call
+    :meth:`_init_stop_and_callbacks` in ``__init__`` and :meth:`_notify` after each iteration."""
+
+    def _init_stop_and_callbacks(self) -> None:
+        self._callbacks: list[Callable[[IterationStats], None]] = []
+        self._stop = False
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop
+
+    def request_stop(self) -> None:
+        self._stop = True
+
+    def clear_stop_request(self) -> None:
+        self._stop = False
+
+    def add_iteration_callback(self, callback: Callable[[IterationStats], None]) -> None:
+        self._callbacks.append(callback)
+
+    def _notify(self, stats: IterationStats) -> None:
+        for callback in self._callbacks:
+            callback(stats)
+
+
 # learner name -> fn(config dict from config.json, caller's extra hooks or None) -> Learner
 LEARNERS: dict[str, Callable[[dict[str, Any], Any], Learner]] = {}
 

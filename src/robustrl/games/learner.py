@@ -5,12 +5,11 @@ the victim's gradient norm and its exact exploitability) from :func:`robustrl.ex
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from robustrl.algos.learner import IterationStats, register_learner
+from robustrl.algos.learner import IterationStats, StopAndCallbacks, register_learner
 from robustrl.errors import InvalidArgumentError
 from robustrl.games.training import AdversarialTraining
 
@@ -44,7 +43,7 @@ def build_game(settings: dict[str, Any]) -> Any:
     return PartialControlMarkovGame(markov, np.asarray(benign, float), settings["eps_pi"])
 
 
-class GamesLearner:
+class GamesLearner(StopAndCallbacks):
     """One iteration of an :class:`~robustrl.games.training.AdversarialTraining` method per
     ``train_iteration``; settings as in :data:`DEFAULTS`."""
 
@@ -70,16 +69,11 @@ class GamesLearner:
         self.num_iterations = self.total_steps = iterations
         name = self.settings["game"] if isinstance(self.settings["game"], str) else "markov"
         self.label = f"{self.settings['method']} {name} eps_pi={self.settings['eps_pi']}"
-        self._callbacks: list[Callable[[IterationStats], None]] = []
-        self._stop = False
+        self._init_stop_and_callbacks()
 
     @property
     def done(self) -> bool:
         return self.iteration >= self.num_iterations
-
-    @property
-    def stop_requested(self) -> bool:
-        return self._stop
 
     def config_dict(self) -> dict[str, Any]:
         return dict(self.settings)
@@ -89,8 +83,7 @@ class GamesLearner:
         metrics["exploitability"] = self.trainer.exploitability()
         self.iteration = self.global_step = self.trainer.iteration
         stats = IterationStats(self.iteration, self.global_step, metrics, [])
-        for callback in self._callbacks:
-            callback(stats)
+        self._notify(stats)
         return stats
 
     def state(self) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -107,15 +100,6 @@ class GamesLearner:
     @property
     def policy(self) -> np.ndarray:
         return self.trainer.nu
-
-    def request_stop(self) -> None:
-        self._stop = True
-
-    def clear_stop_request(self) -> None:
-        self._stop = False
-
-    def add_iteration_callback(self, callback: Callable[[IterationStats], None]) -> None:
-        self._callbacks.append(callback)
 
     def close(self) -> None:
         pass

@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from robustrl.algos.learner import IterationStats, register_learner
+from robustrl.algos.learner import IterationStats, StopAndCallbacks, register_learner
 from robustrl.algos.rollout import Batch, MultiAgentCollector
 from robustrl.attacks.action import PartialControl, _CoinSeat, check_eps_pi
 from robustrl.config import TrainConfig, ppo_defaults_for
@@ -264,7 +264,7 @@ SUMO_DEFAULTS: dict[str, Any] = {
 }
 
 
-class SumoLearner:
+class SumoLearner(StopAndCallbacks):
     """Two seats of the sumo arena trained together (see the module docstring); meets the
     :class:`~robustrl.algos.learner.Learner` protocol. ``config``: keys of :data:`SUMO_DEFAULTS`."""
 
@@ -341,8 +341,7 @@ class SumoLearner:
                 }  # fmt: skip
         self.iteration = self.global_step = 0
         self.label = f"sumo {self.method}" + ("" if self.method == "self-play" else f" eps_pi={self.eps_pi:g}")
-        self._callbacks: list[Callable[[IterationStats], None]] = []
-        self._stop = False
+        self._init_stop_and_callbacks()
 
     def _env_fn(self, index: int) -> Callable[[], Any]:
         s = self.settings_dict
@@ -362,10 +361,6 @@ class SumoLearner:
     @property
     def done(self) -> bool:
         return self.iteration >= self.num_iterations
-
-    @property
-    def stop_requested(self) -> bool:
-        return self._stop
 
     @property
     def policy(self) -> Any:
@@ -435,8 +430,7 @@ class SumoLearner:
         self.iteration += 1
         self.global_step = sum(c.global_step for c in self.collectors.values())
         stats = IterationStats(self.iteration, self.global_step, metrics, returns)
-        for callback in self._callbacks:
-            callback(stats)
+        self._notify(stats)
         return stats
 
     # ---- state --------------------------------------------------------------------------------
@@ -501,15 +495,6 @@ class SumoLearner:
             )
         self.iteration, self.global_step = int(meta["iteration"]), int(meta["global_step"])
         return True
-
-    def request_stop(self) -> None:
-        self._stop = True
-
-    def clear_stop_request(self) -> None:
-        self._stop = False
-
-    def add_iteration_callback(self, callback: Callable[[IterationStats], None]) -> None:
-        self._callbacks.append(callback)
 
     def close(self) -> None:
         for collector in self.collectors.values():

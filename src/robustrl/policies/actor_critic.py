@@ -219,15 +219,8 @@ class NumpyMLP:
         d sum(values) / d x by backpropagation written out (no autograd graph: the inner solvers of
         the attacks take ten of these per env step on batches of ~10 rows)."""
         outputs = []  # what each layer returned (tanh's derivative is 1 - output^2)
-        for kind, weight, bias in self.layers:
-            if kind == "linear":
-                x = x @ weight
-                if bias is not None:
-                    x += bias
-            elif kind == "tanh":
-                x = np.tanh(x)
-            else:
-                x = np.maximum(x, 0.0, dtype=x.dtype)
+        for layer in self.layers:
+            x = _apply_layer(layer, x)
             outputs.append(x)
         values, grad = loss(x)
         for (kind, weight, _), output in zip(reversed(self.layers), reversed(outputs)):
@@ -240,13 +233,19 @@ class NumpyMLP:
         return values, grad
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        for kind, weight, bias in self.layers:
-            if kind == "linear":
-                x = x @ weight
-                if bias is not None:
-                    x += bias
-            elif kind == "tanh":
-                x = np.tanh(x)
-            else:
-                x = np.maximum(x, 0.0, dtype=x.dtype)
+        for layer in self.layers:
+            x = _apply_layer(layer, x)
         return x
+
+
+def _apply_layer(layer: tuple[str, np.ndarray | None, np.ndarray | None], x: np.ndarray) -> np.ndarray:
+    """One layer of :class:`NumpyMLP` (``"linear"``, ``"tanh"`` or ``"relu"``) on a batch."""
+    kind, weight, bias = layer
+    if kind == "linear":
+        x = x @ weight
+        if bias is not None:
+            x += bias
+        return x
+    if kind == "tanh":
+        return np.tanh(x)
+    return np.maximum(x, 0.0, dtype=x.dtype)
