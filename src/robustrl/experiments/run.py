@@ -123,11 +123,11 @@ def _cell(value: Any) -> str:
 
 
 @contextmanager
-def _first_signal_requests_stop(request_stop: Callable[[], None]) -> Iterator[None]:
+def _first_signal_requests_stop(request_stop: Callable[[], None], enabled: bool = True) -> Iterator[None]:
     """First Ctrl-C (SIGINT) or SIGTERM (what ``timeout``, schedulers and ``docker stop`` send):
     finish the iteration and save. A second one: abort at once (earlier checkpoints stay intact
     because every write is atomic)."""
-    if threading.current_thread() is not threading.main_thread():
+    if not enabled or threading.current_thread() is not threading.main_thread():
         yield
         return
     previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
@@ -162,6 +162,7 @@ def train(
     hooks: PPOHooks | None = None,
     learner: Learner | None = None,
     progress: bool | Progress | None = None,
+    handle_signals: bool = True,
     runs_root: Path | str = "runs",
 ) -> RunResult:
     """Train into a run directory; or continue one (``resume``).
@@ -176,6 +177,9 @@ def train(
             run's settings and its state is loaded from the checkpoint.
         progress: a :mod:`robustrl.progress` callback (``progress("train", steps, total,
             mean_return=...)``); True draws a rich bar on stderr (for notebooks and scripts).
+        handle_signals: SIGINT/SIGTERM finish the iteration and save (default). False where a
+            supervisor owns the process (a study's pool terminates its workers with SIGTERM and
+            resumes their runs elsewhere: a worker that kept training would race the resumed run).
 
     A resumed run ends in the same state as an uninterrupted run with the same seed (for envs
     whose state :mod:`robustrl.envs.snapshot` can capture; others restart their episodes).
@@ -230,11 +234,16 @@ def train(
         (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
         atomic_write_text(run_dir / "config.json", json.dumps(saved, indent=2))
         atomic_write_text(run_dir / "versions.json", json.dumps(package_versions(), indent=2))
-    return _run(learner, run_dir, saved, progress, envs_restored)
+    return _run(learner, run_dir, saved, progress, envs_restored, handle_signals)
 
 
 def _run(
-    learner: Learner, run_dir: Path, saved_config: dict[str, Any], progress: Any, envs_restored: bool | None
+    learner: Learner,
+    run_dir: Path,
+    saved_config: dict[str, Any],
+    progress: Any,
+    envs_restored: bool | None,
+    handle_signals: bool = True,
 ) -> RunResult:
     """The loop of a run directory: iterations, progress.csv, checkpoints, signals, progress."""
     checkpoint_every = int(saved_config.get("checkpoint_every", 50))
@@ -282,7 +291,7 @@ def _run(
     learner.clear_stop_request()  # before the signal handlers are installed, so no request is lost
     interrupted = False
     try:
-        with _first_signal_requests_stop(learner.request_stop), _drawn(progress) as drawer:
+        with _first_signal_requests_stop(learner.request_stop, handle_signals), _drawn(progress) as drawer:
             if drawer is not None:
                 report = drawer
             if report is not None:

@@ -69,9 +69,9 @@ def train_task(run_dir: str, config: dict[str, Any]) -> dict[str, Any]:
             if run_complete(Path(run_dir), train_config.num_iterations):
                 return {"ok": True, "skipped": True}
             if is_run_dir(run_dir):
-                result = train(resume=run_dir)
+                result = train(resume=run_dir, handle_signals=False)
             else:
-                result = train(train_config, run_dir)
+                result = train(train_config, run_dir, handle_signals=False)
         return {"ok": not result.interrupted, "iterations": result.iterations, "seconds": time.perf_counter() - start,
                 "error": "interrupted" if result.interrupted else None}  # fmt: skip
     except BaseException:
