@@ -91,7 +91,7 @@ class _ProgressLog:
         with open(self.path, newline="") as handle:
             reader = csv.DictReader(handle)
             self.fields += [f for f in reader.fieldnames or () if f not in self.fields]
-            return [row for row in reader if int(row["iteration"]) <= iteration]
+            return [row for row in reader if _iteration_of(row) <= iteration]
 
     def _rewrite(self, rows: list[dict[str, Any]]) -> None:
         lines = [",".join(self.fields)] + [",".join(_cell(row.get(f)) for f in self.fields) for row in rows]
@@ -116,6 +116,17 @@ class _ProgressLog:
     def close(self) -> None:
         self.handle.close()
         self.tensorboard.close()
+
+
+def _iteration_of(row: dict[str, Any]) -> float:
+    """A row's iteration; a row cut short by a kill mid-write (no number, missing cells) counts as
+    after the checkpoint, so it is dropped on resume instead of failing it."""
+    try:
+        if None in row.values():
+            return math.inf
+        return int(row["iteration"])
+    except (TypeError, ValueError, KeyError):
+        return math.inf
 
 
 def _cell(value: Any) -> str:
