@@ -94,6 +94,27 @@ def test_resume_equals_uninterrupted(tmp_path, env_id, num_envs):
     assert [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3", "4"]
 
 
+def test_a_run_killed_before_its_first_checkpoint_resumes_from_the_beginning(tmp_path):
+    """A kill between config.json and the initial checkpoint (seen in studies: a pool worker
+    killed just after starting a run) leaves a run directory with nothing to load; resuming it
+    trains from the beginning and ends as an uninterrupted run, each iteration logged once."""
+    import shutil
+
+    config = small_config(iterations=2)
+    full = train(config, tmp_path / "full", progress=False)
+    killed = tmp_path / "killed"
+    train(config, killed, progress=False)
+    shutil.rmtree(killed / "checkpoints")
+    (killed / "checkpoints").mkdir()
+    (killed / "progress.csv").write_text("iteration,global_step\n1,512\n")  # a row logged before the kill
+    with pytest.warns(UserWarning, match="no checkpoint yet"):
+        resumed = train(resume=killed, progress=False)
+    assert resumed.iterations == 2 and not resumed.interrupted
+    _assert_same_state(_final_state(full.run_dir), _final_state(killed))
+    rows = (killed / "progress.csv").read_text().strip().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["1", "2"]
+
+
 def test_run_directory_contents(tmp_path):
     result = train(small_config(iterations=2), tmp_path / "run", progress=False)
     names = {p.name for p in result.run_dir.iterdir()}

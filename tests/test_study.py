@@ -140,11 +140,12 @@ def test_a_failing_run_is_recorded_while_the_others_finish(tmp_path):
     assert entries["exploding"]["evaluate"] == "pending"
 
 
-@pytest.mark.skipif(
-    os.environ.get("CI") == "true",
-    reason="intermittent exit 130 under parallel load (2 of ~8 runs on a loaded machine; cause not found yet, "
-    "see the session 6 note); runs everywhere else",
-)
+def _errors(directory):
+    """The last error of each failed task (what a failing assertion should show)."""
+    status = json.loads((directory / "status.json").read_text())
+    return {n: (e.get("train_error") or e.get("evaluate_error") or "")[-800:] for n, e in status["runs"].items()}
+
+
 def test_a_killed_worker_loses_no_run_and_runs_none_twice(tmp_path):
     """SIGKILL one worker mid-training: the pool is replaced, the run resumes from its last
     checkpoint, and every run ends with each iteration logged exactly once."""
@@ -170,7 +171,7 @@ def test_a_killed_worker_loses_no_run_and_runs_none_twice(tmp_path):
         out, err = runner.communicate(timeout=600)
     finally:
         runner.kill()
-    assert runner.returncode == 0, err
+    assert runner.returncode == 0, (out[-2000:], _errors(tmp_path / "study"))
     status = study_status(tmp_path / "study")
     assert status["counts"]["train"] == {"done": 4} and status["counts"]["evaluate"] == {"done": 4}
     for log in (tmp_path / "study").glob("runs/*/progress.csv"):

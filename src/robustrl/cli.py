@@ -778,13 +778,20 @@ def _print_study_status(directory: Path) -> None:
 
     status = study_status(directory)
     table = Table(title=f"{directory} (runner {'running' if status['runner_alive'] else 'not running'})")
-    for column in ("run", "train", "evaluate", "error"):
+    for column in ("run", "train", "evaluate", "minutes", "error"):
         table.add_column(column)
     for name, entry in status["runs"].items():
         error = entry.get("train_error") or entry.get("evaluate_error") or ""
-        table.add_row(name, entry.get("train", "pending"), entry.get("evaluate", "pending"), error.strip().splitlines()[-1] if error else "")
+        minutes = (entry.get("train_seconds", 0.0) + entry.get("evaluate_seconds", 0.0)) / 60
+        table.add_row(name, entry.get("train", "pending"), entry.get("evaluate", "pending"), f"{minutes:.1f}" if minutes else "",
+                      error.strip().splitlines()[-1] if error else "")  # fmt: skip
     console.print(table)
     console.print("  ".join(f"{task}: " + ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) for task, counts in status["counts"].items()))
+    if status.get("wall_seconds"):
+        console.print(
+            f"wall-clock {status['wall_seconds'] / 3600:.2f} h over {status['invocations']} invocation(s); "
+            f"tasks {status['task_seconds'] / 3600:.2f} worker-hours"
+        )
 
 
 @app.command()

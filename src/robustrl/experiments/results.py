@@ -2,9 +2,13 @@
 
 ``<study>/results/`` holds three tables, each as Parquet (pyarrow) and CSV::
 
-    runs.parquet         one row per run: run, label, algo, env, seed, total_steps, num_envs,
-                         kappa, eps_train, guidance, config_hash, train_status, evaluate_status,
-                         median_agent
+    runs.parquet         one row per run: run, label, method (the spec's label), algo, env, seed, total_steps, num_envs,
+                         kappa, eps_train, guidance, prune_strategy, sparsity (the target),
+                         prune_every, config_hash, train_status, evaluate_status, median_agent;
+                         with ``evaluation.certify``: measured_sparsity (all pruned weights),
+                         lipschitz (Theorem 1's L~ of the actor), tv_bound (c L~ eps),
+                         certified_bound (alpha c L~ eps, NaN without R_max) and ibp_mean_tv_bound
+                         (the per-state IBP certificate, mean over visited states)
     metrics.parquet      one row per run and iteration: run, label, env, seed, then every column of
                          the run's progress.csv (iteration, global_step, mean_return, losses, ...)
     evaluations.parquet  one row per run and attack: run, label, env, seed, attack ("natural" for
@@ -34,10 +38,12 @@ def collect_results(study: Any) -> dict[str, Path]:
         config = run.config
         keys = {"run": run.name, "label": run.label, "env": config.env_id, "seed": config.seed}
         runs.append({
-            **keys, "algo": config.algo, "total_steps": config.total_steps, "num_envs": config.num_envs,
+            **keys, "method": run.method or run.label, "algo": config.algo, "total_steps": config.total_steps, "num_envs": config.num_envs,
             "kappa": config.robust.kappa, "eps_train": config.robust.eps, "guidance": config.robust.guidance,
+            "prune_strategy": config.prune.strategy, "sparsity": config.prune.sparsity, "prune_every": config.prune.prune_every,
             "config_hash": config_hash(config), "train_status": entry.get("train", "pending"),
             "evaluate_status": entry.get("evaluate", "pending"), "median_agent": bool(entry.get("median_agent", False)),
+            **_certificate_columns(study.run_dir(run)),
         })  # fmt: skip
         progress = study.run_dir(run) / "progress.csv"
         if progress.is_file() and progress.stat().st_size:
@@ -92,6 +98,26 @@ def collect_results(study: Any) -> dict[str, Path]:
         json.dumps({"tables": list(TABLES), "see": "robustrl.experiments.results"}, indent=1)
     )
     return written
+
+
+def _certificate_columns(run_dir: Path) -> dict[str, float]:
+    from robustrl.experiments.study import CERTIFICATE
+
+    path = run_dir / CERTIFICATE
+    if not path.is_file():
+        return {}
+    try:
+        certificate = json.loads(path.read_text())
+        bound = certificate["global"].get("bound")
+        return {
+            "measured_sparsity": float(certificate["layer_sparsity"]["all"]),
+            "lipschitz": float(certificate["global"]["lipschitz"]),
+            "tv_bound": float(certificate["global"]["tv_bound"]),
+            "certified_bound": float("nan") if bound is None else float(bound),
+            "ibp_mean_tv_bound": float(certificate["ibp"]["mean_tv_bound"]),
+        }
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+        return {}  # a damaged certificate is recomputed by the next evaluation
 
 
 def read_results(directory: Path | str, table: str) -> pd.DataFrame:

@@ -202,7 +202,11 @@ def train(
             saved = json.loads((run_dir / "config.json").read_text())
         except (json.JSONDecodeError, OSError) as error:
             raise RunDirectoryError(f"{run_dir}/config.json is unreadable: {error}") from None
-        tensors, meta, stem = latest_checkpoint(run_dir)
+        # A run killed before its first checkpoint (between writing config.json and saving the
+        # initial policy) has nothing to resume: it starts again from its saved config.
+        fresh = not list_checkpoints(run_dir)
+        if not fresh:
+            tensors, meta, stem = latest_checkpoint(run_dir)
         if learner is None:
             name = saved.get("learner", "ppo") if isinstance(saved, dict) else None
             if name not in LEARNERS:
@@ -214,8 +218,11 @@ def train(
                 learner = LEARNERS[name](saved, hooks)
             except (TypeError, KeyError) as error:
                 raise RunDirectoryError(f"{run_dir}/config.json is not a valid {name} config: {error}") from None
-        envs_restored = learner.load_state(tensors, meta, str(stem))
-        if not envs_restored:
+        if fresh:
+            warnings.warn(f"{run_dir} has no checkpoint yet: training it from the beginning", stacklevel=2)
+        else:
+            envs_restored = learner.load_state(tensors, meta, str(stem))
+        if not fresh and not envs_restored:
             warnings.warn(
                 f"{learner.label}: mid-episode state cannot be restored; resuming with fresh episodes", stacklevel=2
             )

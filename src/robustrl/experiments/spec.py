@@ -11,7 +11,10 @@ A spec (see ``studies/smoke.yaml``)::
     envs: [Pendulum-v1]
     seeds: [0, 1]
     steps: 4096               # or a list: one more grid axis
-    grid: {kappa: [0.1, 0.3]} # any robust knob as a list: a grid axis (methods that take the knob)
+    grid: {kappa: [0.1, 0.3]} # any robust knob as a list: a grid axis (methods that take the knob);
+                              # prune.<knob> (prune.sparsity, prune.strategy, prune.prune_every, ...)
+                              # is a pruning axis for every method (studies/pruning_hopper.yaml)
+    prune: {strategy: magnitude, prune_every: 20}  # pruning knobs for every run (a method may add its own)
     num_envs: 1
     backend: gymnasium
     set: {steps_per_iteration: 256}   # PPO knobs for every run (as `--set`)
@@ -24,11 +27,14 @@ A spec (see ``studies/smoke.yaml``)::
       budgets: {sa-rl: 1000000}
       attack_options: {rs: {iterations: 10}}
       median: false           # true: expensive attacks on each method's median agent only
+      certify: false          # true: Theorem 1's bound and the IBP certificate of each run
     retries: 1
 
 Expanded, each run is a :class:`~robustrl.config.TrainConfig` named
 ``<label>-<env>-s<seed>-<hash>``, where the hash is of the config itself: the same config always
-gets the same directory, so a study resumes and never runs a config twice.
+gets the same directory, so a study resumes and never runs a config twice. A run at sparsity 0 is
+the unpruned run whatever the other pruning knobs say (its config has no pruning), so every
+strategy and interval of a pruning grid shares one baseline per method, env and seed.
 """
 
 from __future__ import annotations
@@ -63,8 +69,12 @@ TOP_KEYS = {
     "evaluation",
     "retries",
     "description",
+    "prune",
 }
-EVALUATION_KEYS = {"attacks", "eps", "norm", "episodes", "budgets", "attack_options", "median", "seed"}
+EVALUATION_KEYS = {"attacks", "eps", "norm", "episodes", "budgets", "attack_options", "median", "seed", "certify"}
+PRUNE_PREFIX = "prune."
+# how a pruning axis reads in a run's label (``ppo-magnitude-sp0.5-k20``)
+PRUNE_LABELS = {"strategy": "{}", "sparsity": "sp{:g}", "prune_every": "k{}"}
 
 
 @dataclass(frozen=True)
@@ -78,6 +88,7 @@ class EvaluationSpec:
     attack_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     median: bool = False
     seed: int = 10_000
+    certify: bool = False
 
 
 @dataclass(frozen=True)
@@ -87,6 +98,7 @@ class RunSpec:
     name: str
     label: str
     config: Any  # TrainConfig
+    method: str = ""  # the spec's method label (``label`` adds the grid axes)
 
     @property
     def env_id(self) -> str:
@@ -168,7 +180,7 @@ def _count(value: Any, key: str) -> int:
 def parse_spec(data: dict[str, Any], where: str = "spec") -> StudySpec:
     """Validate ``data`` and expand its grid into runs."""
     from robustrl.algos import ALGORITHMS, robust_config_for, robust_knobs
-    from robustrl.config import PPOConfig, TrainConfig, check_field_value, ppo_defaults_for
+    from robustrl.config import PPOConfig, PruneConfig, TrainConfig, check_field_value, ppo_defaults_for
 
     if not isinstance(data, dict):
         raise StudySpecError(f"{where}: a study spec is a mapping")
@@ -217,12 +229,12 @@ def parse_spec(data: dict[str, Any], where: str = "spec") -> StudySpec:
     from robustrl.config import RobustConfig
 
     robust_fields = {f.name for f in dataclasses.fields(RobustConfig)}
-    for key in list(robust_set) + list(grid):
+    prune_fields = {f.name for f in dataclasses.fields(PruneConfig)} - {"initial_checkpoint"}
+    for key in robust_set:
         if key not in robust_fields:
-            raise StudySpecError(
-                f"{'grid' if key in grid else 'set_robust'}.{key}: not a robust knob; robust knobs: {sorted(robust_fields)}"
-            )
-    grid_axes = {key: _as_list(values) for key, values in grid.items()}
+            raise StudySpecError(f"set_robust.{key}: not a robust knob; robust knobs: {sorted(robust_fields)}")
+    prune_set = _prune_mapping(data.get("prune"), "prune", prune_fields)
+    grid_axes, prune_axes = _split_grid(grid, "grid", robust_fields, prune_fields)
 
     runs: dict[str, RunSpec] = {}
     for label, settings in methods.items():
@@ -230,6 +242,11 @@ def parse_spec(data: dict[str, Any], where: str = "spec") -> StudySpec:
         algo = settings.pop("algo", label)
         settings.pop("paper", None)  # the paper's name for this method, read by the report
         method_set = settings.pop("set", {}) or {}  # PPO knobs of this method only
+        method_prune = {**prune_set, **_prune_mapping(settings.pop("prune", None), f"methods.{label}.prune", prune_fields)}
+        method_grid = settings.pop("grid", {}) or {}  # axes of this method only (added to, or replacing, the study's)
+        if not isinstance(method_grid, dict):
+            raise StudySpecError(f"methods.{label}.grid must be a mapping of knob -> list of values")
+        own_axes, own_prune_axes = _split_grid(method_grid, f"methods.{label}.grid", robust_fields, prune_fields)
         if not isinstance(method_set, dict):
             raise StudySpecError(f"methods.{label}.set must be a mapping of PPO knob -> value")
         for key in method_set:
@@ -245,29 +262,76 @@ def parse_spec(data: dict[str, Any], where: str = "spec") -> StudySpec:
             raise StudySpecError(
                 f"methods.{label}: unknown key(s) {bad}; a method takes algo and robust knobs {sorted(robust_fields)}"
             )
-        axes = {k: v for k, v in grid_axes.items() if k in knobs and k not in settings}
-        for env, seed, total_steps, *values in itertools.product(envs, seeds, steps, *axes.values()):
+        axes = {k: v for k, v in grid_axes.items() if k in knobs and k not in settings} | own_axes
+        pruning_axes = {k: v for k, v in prune_axes.items() if k not in method_prune} | own_prune_axes
+        method_prune = {k: v for k, v in method_prune.items() if k not in own_prune_axes}
+        for env, seed, total_steps, *values in itertools.product(envs, seeds, steps, *axes.values(), *pruning_axes.values()):
+            robust_values, prune_values = values[: len(axes)], values[len(axes) :]
             options = {k: v for k, v in robust_set.items() if k in knobs}
             options.update(settings)
-            options.update(dict(zip(axes, values)))
+            options.update(dict(zip(axes, robust_values)))
+            pruning = {**method_prune, **dict(zip(pruning_axes, prune_values))}
             try:
                 robust = robust_config_for(algo, options)
                 overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in {**ppo_set, **method_set}.items()}
+                prune = _prune_config(pruning)
                 config = TrainConfig(
                     env_id=env, algo=algo, total_steps=total_steps, seed=seed, num_envs=num_envs, backend=backend,
-                    ppo=ppo_defaults_for(env, **overrides), robust=robust,
+                    ppo=ppo_defaults_for(env, **overrides), robust=robust, prune=prune,
                 )  # fmt: skip
                 config.validate()
-            except InvalidArgumentError as error:
+            except (InvalidArgumentError, TypeError) as error:
                 raise StudySpecError(f"methods.{label} on {env}: {error}") from None
-            axis_label = "".join(f"-{k}{v}" for k, v in zip(axes, values))
+            axis_label = "".join(f"-{k}{v}" for k, v in zip(axes, robust_values))
+            if pruning_axes:  # the unpruned run is one run, whatever the strategy or interval axes say
+                axis_label += "".join(
+                    "-" + PRUNE_LABELS.get(k, k + "{}").format(v) for k, v in zip(pruning_axes, prune_values)
+                ) if prune.sparsity > 0 else "-unpruned"  # fmt: skip
             run_name = f"{label}{axis_label}-{env.replace('/', '_')}-s{seed}-{config_hash(config)}"
-            runs.setdefault(run_name, RunSpec(run_name, label + axis_label, config))
+            runs.setdefault(run_name, RunSpec(run_name, label + axis_label, config, label))
     evaluation = parse_evaluation(data.get("evaluation", {}) or {})
     retries = data.get("retries", 1)
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise StudySpecError(f"retries must be a whole number >= 0, got {retries!r}")
     return StudySpec(name, tuple(runs.values()), evaluation, retries, json.loads(json.dumps(data, default=str)))
+
+
+def _split_grid(
+    grid: dict[str, Any], where: str, robust_fields: set[str], prune_fields: set[str]
+) -> tuple[dict[str, list[Any]], dict[str, list[Any]]]:
+    """A grid's robust axes (``kappa``) and pruning axes (``prune.sparsity`` -> ``sparsity``)."""
+    robust, prune = {}, {}
+    for key, values in grid.items():
+        if key.startswith(PRUNE_PREFIX):
+            if key[len(PRUNE_PREFIX) :] not in prune_fields:
+                raise StudySpecError(f"{where}.{key}: not a pruning knob; pruning knobs: {sorted(prune_fields)}")
+            prune[key[len(PRUNE_PREFIX) :]] = _as_list(values)
+        elif key in robust_fields:
+            robust[key] = _as_list(values)
+        else:
+            hint = f" (pruning axes are {PRUNE_PREFIX}<knob>, e.g. {PRUNE_PREFIX}sparsity)" if key in prune_fields else ""
+            raise StudySpecError(f"{where}.{key}: not a robust knob; robust knobs: {sorted(robust_fields)}{hint}")
+    return robust, prune
+
+
+def _prune_mapping(value: Any, key: str, fields: set[str]) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise StudySpecError(f"{key} must be a mapping of pruning knob -> value, e.g. {{strategy: magnitude, sparsity: 0.5}}")
+    unknown = sorted(set(value) - fields)
+    if unknown:
+        raise StudySpecError(f"{key}: unknown pruning knob(s) {unknown}; pruning knobs: {sorted(fields)}")
+    return dict(value)
+
+
+def _prune_config(values: dict[str, Any]) -> Any:
+    """The run's PruneConfig; sparsity 0 is no pruning (one shared baseline per method and seed)."""
+    from robustrl.config import PruneConfig
+
+    if not values or float(values.get("sparsity", 0.0) or 0.0) == 0.0:
+        return PruneConfig()
+    return PruneConfig(**values)
 
 
 def parse_evaluation(data: dict[str, Any]) -> EvaluationSpec:
@@ -316,9 +380,12 @@ def parse_evaluation(data: dict[str, Any]) -> EvaluationSpec:
     median = data.get("median", False)
     if not isinstance(median, bool):
         raise StudySpecError(f"evaluation.median must be true or false, got {median!r}")
+    certify = data.get("certify", False)
+    if not isinstance(certify, bool):
+        raise StudySpecError(f"evaluation.certify must be true or false, got {certify!r}")
     return EvaluationSpec(
         attacks=tuple(attacks), eps=None if eps is None else float(eps), eps_sweep=tuple(float(e) for e in eps_values[1:]), norm=norm,
         episodes=_count(data.get("episodes", 20), "evaluation.episodes"), budgets=budgets,
         attack_options={k: dict(v) for k, v in options.items()}, median=median,
-        seed=int(data.get("seed", 10_000)),
+        seed=int(data.get("seed", 10_000)), certify=certify,
     )  # fmt: skip

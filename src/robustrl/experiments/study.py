@@ -109,9 +109,31 @@ def evaluate_task(
                 )  # fmt: skip
                 if eps == main:
                     worst = report.get("worst", {}).get("mean")
+            if evaluation.get("certify") and not sweep_done:
+                certify_task_run(Path(run_dir), main, evaluation["norm"])
         return {"ok": True, "seconds": time.perf_counter() - start, "worst": worst}
     except BaseException:
         return {"ok": False, "error": traceback.format_exc()}
+
+
+CERTIFICATE = "certify.json"
+
+
+def certify_task_run(run_dir: Path, eps: float, norm: str) -> dict[str, Any]:
+    """Theorem 1's bound and the IBP certificate of the run's final policy at the table's eps
+    ("Pruning cannot hurt robustness"; robustrl.prune.tools.certify_run), kept in the run
+    directory as certify.json (computed once: the final checkpoint does not change)."""
+    from robustrl.prune.tools import certify_run
+
+    path = run_dir / CERTIFICATE
+    if path.is_file():
+        try:
+            return json.loads(path.read_text())
+        except json.JSONDecodeError:
+            pass  # a write cut short: compute again
+    certificate = certify_run(run_dir, eps=eps, norm=norm, episodes=2)
+    atomic_write_text(path, json.dumps(certificate, indent=1))
+    return certificate
 
 
 def report_eps(env_id: str) -> float:
@@ -281,7 +303,12 @@ class Study:
         return status
 
     def save_status(self, finished: bool = False) -> None:
-        self.status["runner"] = {"pid": os.getpid(), "heartbeat": time.time(), "finished": finished}
+        now = time.time()
+        if getattr(self, "_started", None) is not None:
+            # wall-clock the study has run, summed over invocations (a study interrupted and resumed
+            # in another session still says what it cost end to end)
+            self.status["wall_seconds"] = self._wall_before + now - self._started
+        self.status["runner"] = {"pid": os.getpid(), "heartbeat": now, "finished": finished}
         atomic_write_text(self.status_path, json.dumps(self.status, indent=1))
 
     def _set(self, run: RunSpec, task: str, state: str, error: str | None = None) -> None:
@@ -328,6 +355,9 @@ class Study:
                     queue.append(("median", median))
         running: dict[Any, tuple[str, str]] = {}
         lost = 0
+        self._started, self._wall_before = time.time(), float(self.status.get("wall_seconds", 0.0))
+        self.status["invocations"] = int(self.status.get("invocations", 0)) + 1
+        self.status.setdefault("workers", []).append(getattr(executor, "workers", None))
 
         def submit(task: str, name: str) -> None:
             run = runs[name]
@@ -365,6 +395,8 @@ class Study:
                     self._set(run, key, "pending")
                     break
                 entry = self.status["runs"][name]
+                # each task's own seconds, summed over attempts: the per-run cost a study's plan needs
+                entry[f"{key}_seconds"] = entry.get(f"{key}_seconds", 0.0) + float(result.get("seconds") or 0.0)
                 if result.get("ok"):
                     self._set(run, key, "done")
                     if task == "train":
@@ -495,4 +527,6 @@ def study_status(directory: Path | str) -> dict[str, Any]:
             if state == "running" and not alive:
                 state = "stopped"
             counts[task][state] = counts[task].get(state, 0) + 1
-    return {"runner_alive": alive, "counts": counts, "runs": status["runs"]}
+    return {"runner_alive": alive, "counts": counts, "runs": status["runs"],
+            "wall_seconds": status.get("wall_seconds"), "invocations": status.get("invocations", 0),
+            "task_seconds": sum(e.get("train_seconds", 0.0) + e.get("evaluate_seconds", 0.0) for e in status["runs"].values())}  # fmt: skip

@@ -267,6 +267,11 @@ def write_study_report(
             )
             written[f"table2_{how}"] = out / f"table2_{how}.md"
         written |= _plot_scatter(per_run, out)
+        from robustrl.report.sweet_spot import is_pruning_study, write_sweet_spot_report
+
+        if is_pruning_study(runs):
+            attacks = [c for c in columns if c not in ("natural", "worst", "worst_case_robustness")]
+            written |= write_sweet_spot_report(runs, per_run, attacks, out)
         if evaluations["eps"].nunique() > 1:
             written |= _plot_eps(evaluations, out)
     if len(metrics) and "mean_return" in metrics:
