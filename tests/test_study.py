@@ -179,6 +179,71 @@ def test_a_killed_worker_loses_no_run_and_runs_none_twice(tmp_path):
         assert iterations == list(range(1, 13)), (log, iterations)
 
 
+def test_ctrl_c_saves_every_running_run_and_the_study_resumes(tmp_path):
+    """Ctrl-C in a terminal (SIGINT to the runner and its workers): each running training
+    finishes its iteration and saves, nothing is booked as failed, exit 130; the next `study run`
+    completes every run with each iteration logged exactly once."""
+    from robustrl.policies.checkpoint import list_checkpoints
+
+    path = tmp_path / "s.yaml"
+    path.write_text(json.dumps(spec(seeds=[0], steps=256 * 12)))
+    command = [sys.executable, "-m", "robustrl.cli", "study", "run", str(path), "--out", str(tmp_path / "study"), "--workers", "2"]
+    runner = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"}, start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            logs = list((tmp_path / "study").glob("runs/*/progress.csv"))
+            if any(len(p.read_text().splitlines()) >= 3 for p in logs):
+                break
+            time.sleep(0.1)
+        os.killpg(runner.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole group
+        out, err = runner.communicate(timeout=120)
+    finally:
+        runner.kill()
+    assert runner.returncode == 130, (out[-2000:], err[-2000:])
+    assert "stopped; every run saved" in out
+    status = study_status(tmp_path / "study")
+    assert "failed" not in status["counts"]["train"], _errors(tmp_path / "study")
+    saved = [max(int(s.name.split("_")[1]) for s in list_checkpoints(d)) for d in (tmp_path / "study" / "runs").iterdir()]
+    assert max(saved) >= 2  # saved at the stop (the periodic checkpoints come every 50 iterations)
+    rerun = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600)
+    assert rerun.returncode == 0, rerun.stdout[-2000:]
+    for log in (tmp_path / "study").glob("runs/*/progress.csv"):
+        iterations = [int(line.split(",")[0]) for line in log.read_text().splitlines()[1:]]
+        assert iterations == list(range(1, 13)), (log, iterations)
+
+
+def test_workers_of_a_killed_runner_save_and_exit(tmp_path):
+    """SIGKILL the runner (OOM killer, closed terminal): its workers notice, save their runs at
+    the end of the iteration and exit instead of training on for nobody."""
+    from robustrl.policies.checkpoint import list_checkpoints
+
+    path = tmp_path / "s.yaml"
+    path.write_text(json.dumps(spec(seeds=[0], steps=256 * 40)))
+    command = [sys.executable, "-m", "robustrl.cli", "study", "run", str(path), "--out", str(tmp_path / "study"), "--workers", "2"]
+    runner = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+    deadline = time.time() + 240
+    while time.time() < deadline and not any(
+        len(p.read_text().splitlines()) >= 3 for p in (tmp_path / "study").glob("runs/*/progress.csv")
+    ):
+        time.sleep(0.1)
+    children = Path(f"/proc/{runner.pid}/task/{runner.pid}/children").read_text().split()
+    workers = [int(c) for c in children if "spawn_main" in Path(f"/proc/{c}/cmdline").read_text()]
+    runner.kill()
+    runner.wait()
+    deadline = time.time() + 120
+    while time.time() < deadline and any(Path(f"/proc/{w}").exists() and "spawn_main" in Path(f"/proc/{w}/cmdline").read_text() for w in workers):
+        time.sleep(0.5)
+    alive = [w for w in workers if Path(f"/proc/{w}").exists() and "spawn_main" in Path(f"/proc/{w}/cmdline").read_text()]
+    for w in alive:
+        os.kill(w, signal.SIGKILL)
+    assert workers and not alive, "the workers of a dead runner kept running"
+    saved = [max(int(s.name.split("_")[1]) for s in list_checkpoints(d)) for d in (tmp_path / "study" / "runs").iterdir()]
+    assert max(saved) >= 2 and max(saved) < 40  # saved at the stop, not run to the end
+
+
 @pytest.mark.skipif(
     shutil.which("ray") is None and not __import__("importlib").util.find_spec("ray"), reason="ray not installed"
 )

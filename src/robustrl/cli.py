@@ -754,13 +754,19 @@ def study_run(
     executor = make_executor(backend, workers, address)
     study = Study.open(directory, spec)
     console.print(f"study [bold]{parsed.name}[/]: {len(parsed.runs)} runs -> {directory} ({backend})")
+    stopped = False
     try:
         with _progress_bars(enabled=None, transient=False) as progress:
             study.run(executor, progress)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the running tasks saved and are pending
+        stopped = True
     finally:
         executor.shutdown()
     collect_results(study)
     _print_study_status(directory)
+    if stopped:
+        console.print(f"stopped; every run saved. Resume: robustrl study run {spec}" + (f" --out {out}" if out else ""))
+        raise _StoppedEarly
     if any(e.get("train") == "failed" or e.get("evaluate") == "failed" for e in study.status["runs"].values()):
         raise _StoppedEarly
 

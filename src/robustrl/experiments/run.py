@@ -23,7 +23,7 @@ import signal
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -134,14 +134,15 @@ def _cell(value: Any) -> str:
 
 
 @contextmanager
-def _first_signal_requests_stop(request_stop: Callable[[], None], enabled: bool = True) -> Iterator[None]:
+def _first_signal_requests_stop(request_stop: Callable[[], None], enabled: bool | Collection[int] = True) -> Iterator[None]:
     """First Ctrl-C (SIGINT) or SIGTERM (what ``timeout``, schedulers and ``docker stop`` send):
     finish the iteration and save. A second one: abort at once (earlier checkpoints stay intact
-    because every write is atomic)."""
-    if not enabled or threading.current_thread() is not threading.main_thread():
+    because every write is atomic). ``enabled``: True (both), False (neither) or the signals."""
+    signals = (signal.SIGINT, signal.SIGTERM) if enabled is True else tuple(enabled or ())
+    if not signals or threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    previous = {signum: signal.getsignal(signum) for signum in signals}
 
     def abort(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
@@ -173,8 +174,9 @@ def train(
     hooks: PPOHooks | None = None,
     learner: Learner | None = None,
     progress: bool | Progress | None = None,
-    handle_signals: bool = True,
+    handle_signals: bool | Collection[int] = True,
     runs_root: Path | str = "runs",
+    should_stop: Callable[[], bool] | None = None,
 ) -> RunResult:
     """Train into a run directory; or continue one (``resume``).
 
@@ -188,9 +190,13 @@ def train(
             run's settings and its state is loaded from the checkpoint.
         progress: a :mod:`robustrl.progress` callback (``progress("train", steps, total,
             mean_return=...)``); True draws a rich bar on stderr (for notebooks and scripts).
-        handle_signals: SIGINT/SIGTERM finish the iteration and save (default). False where a
-            supervisor owns the process (a study's pool terminates its workers with SIGTERM and
-            resumes their runs elsewhere: a worker that kept training would race the resumed run).
+        handle_signals: SIGINT/SIGTERM finish the iteration and save (default). False, or only
+            some signals, where a supervisor owns the process (a study's worker saves on SIGINT,
+            the runner's stop request, but dies on SIGTERM: the pool terminates the survivors of
+            a dead worker that way and resumes their runs elsewhere, and a worker that kept
+            training would race the resumed run).
+        should_stop: asked after every iteration; True stops and saves, as a first Ctrl-C does
+            (a supervisor's stop request that no number of repeats turns into an abort).
 
     A resumed run ends in the same state as an uninterrupted run with the same seed (for envs
     whose state :mod:`robustrl.envs.snapshot` can capture; others restart their episodes).
@@ -252,7 +258,7 @@ def train(
         (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
         atomic_write_text(run_dir / "config.json", json.dumps(saved, indent=2))
         atomic_write_text(run_dir / "versions.json", json.dumps(package_versions(), indent=2))
-    return _run(learner, run_dir, saved, progress, envs_restored, handle_signals)
+    return _run(learner, run_dir, saved, progress, envs_restored, handle_signals, should_stop)
 
 
 def _run(
@@ -261,7 +267,8 @@ def _run(
     saved_config: dict[str, Any],
     progress: Any,
     envs_restored: bool | None,
-    handle_signals: bool = True,
+    handle_signals: bool | Collection[int] = True,
+    should_stop: Callable[[], bool] | None = None,
 ) -> RunResult:
     """The loop of a run directory: iterations, progress.csv, checkpoints, signals, progress."""
     checkpoint_every = int(saved_config.get("checkpoint_every", 50))
@@ -321,7 +328,7 @@ def _run(
                     rate=0.0,
                     mean_return=math.nan,
                 )
-            while not learner.done and not learner.stop_requested:
+            while not learner.done and not learner.stop_requested and not (should_stop and should_stop()):
                 learner.train_iteration()
         interrupted = not learner.done
         save()

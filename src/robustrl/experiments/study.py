@@ -20,8 +20,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 import traceback
+from concurrent.futures import CancelledError
+from contextlib import contextmanager
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -33,49 +36,132 @@ from robustrl.policies.checkpoint import atomic_write_text
 from robustrl.progress import Progress
 
 BACKENDS = ("local", "ray")
+# The runner's stop request to a worker: not SIGINT, which a terminal's Ctrl-C also delivers to
+# every worker (two SIGINTs would read as "abort at once" instead of "save and stop")
+STOP_SIGNAL = signal.SIGUSR1
 
 
 # ---- the tasks (top-level functions: they run in worker processes or Ray workers) ---------------
+_STOP = None  # threading.Event: the runner asked this worker to stop (or the runner died)
+_RAISE_ON_STOP = False  # an evaluation is running: a stop request interrupts it at once
+
+
 def _worker_setup(threads: int = 1) -> None:
     """One torch thread per worker: two workers with torch's default threads each would fight
-    over the cores (and a fixed count keeps results reproducible)."""
+    over the cores (and a fixed count keeps results reproducible). A worker ignores SIGINT (a
+    Ctrl-C reaches the whole process group; the runner decides): the runner's stop request is
+    STOP_SIGNAL, which sets a flag a training reads after every iteration (it saves and
+    returns) and interrupts an evaluation; repeats change nothing, and a request that arrives
+    between tasks stops the next one before it starts."""
+    global _STOP
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     import torch
 
     torch.set_num_threads(threads)
+    if _STOP is not None:
+        return  # set up already (the pool's initializer; tasks call this too)
+    import threading
+
+    _STOP = threading.Event()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(STOP_SIGNAL, _on_stop_request)
+    _watch_runner(os.getppid())
+
+
+def _on_stop_request(signum: int = 0, frame: Any = None) -> None:
+    _STOP.set()
+    if _RAISE_ON_STOP:
+        raise KeyboardInterrupt
+
+
+def _stop_requested() -> bool:
+    return _STOP is not None and _STOP.is_set()
+
+
+def _watch_runner(runner_pid: int, poll_seconds: float = 1.0) -> None:
+    """A worker whose runner died (SIGKILL, a closed terminal) stops its task at a safe point and
+    exits, instead of training on for nobody and racing the run's resumed copy later."""
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == runner_pid:
+            time.sleep(poll_seconds)
+        os.kill(os.getpid(), STOP_SIGNAL)  # a training saves after its iteration; an evaluation stops
+        while _BUSY.is_set():
+            time.sleep(poll_seconds)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="robustrl-runner-watch", daemon=True).start()
+
+
+class _Busy:
+    """Whether a task is running in this worker (the runner watch exits only between tasks)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def is_set(self) -> bool:
+        return self.count > 0
+
+    def __enter__(self) -> None:
+        self.count += 1
+
+    def __exit__(self, *exc: Any) -> None:
+        self.count -= 1
+
+
+_BUSY = _Busy()
 
 
 def train_task(run_dir: str, config: dict[str, Any]) -> dict[str, Any]:
     """Train (or resume, or skip if complete) one run; never raises: failures come back as data."""
+    with _BUSY:
+        try:
+            _worker_setup()
+            import warnings
+
+            from robustrl.config import TrainConfig
+            from robustrl.experiments.run import train
+            from robustrl.policies.checkpoint import is_run_dir
+
+            start = time.perf_counter()
+            train_config = TrainConfig.from_dict(config)
+            if train_config.ppo.compile:
+                import torch
+
+                # a worker trains many runs; each run's compiled step is guarded on its own optimiser,
+                # so without a reset torch.compile hits its recompile limit after ~8 runs and silently
+                # falls back to eager
+                torch._dynamo.reset()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # no terminal in a worker: warnings would interleave
+                if run_complete(Path(run_dir), train_config.num_iterations):
+                    return {"ok": True, "skipped": True}
+                if _stop_requested():
+                    return {"ok": False, "error": "interrupted"}
+                # the runner's stop request: finish the iteration and save; SIGTERM stays fatal (the
+                # pool's way to end the survivors of a dead worker, whose runs resume elsewhere)
+                if is_run_dir(run_dir):
+                    result = train(resume=run_dir, handle_signals=False, should_stop=_stop_requested)
+                else:
+                    result = train(train_config, run_dir, handle_signals=False, should_stop=_stop_requested)
+            return {"ok": not result.interrupted, "iterations": result.iterations, "seconds": time.perf_counter() - start,
+                    "error": "interrupted" if result.interrupted else None}  # fmt: skip
+        except BaseException:
+            return {"ok": False, "error": traceback.format_exc()}
+
+
+@contextmanager
+def _interruptible() -> Any:
+    """A stop request raises KeyboardInterrupt inside the block (also one that came before it)."""
+    global _RAISE_ON_STOP
+    if _stop_requested():
+        raise KeyboardInterrupt
+    _RAISE_ON_STOP = True
     try:
-        _worker_setup()
-        import warnings
-
-        from robustrl.config import TrainConfig
-        from robustrl.experiments.run import train
-        from robustrl.policies.checkpoint import is_run_dir
-
-        start = time.perf_counter()
-        train_config = TrainConfig.from_dict(config)
-        if train_config.ppo.compile:
-            import torch
-
-            # a worker trains many runs; each run's compiled step is guarded on its own optimiser,
-            # so without a reset torch.compile hits its recompile limit after ~8 runs and silently
-            # falls back to eager
-            torch._dynamo.reset()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # no terminal in a worker: warnings would interleave
-            if run_complete(Path(run_dir), train_config.num_iterations):
-                return {"ok": True, "skipped": True}
-            if is_run_dir(run_dir):
-                result = train(resume=run_dir, handle_signals=False)
-            else:
-                result = train(train_config, run_dir, handle_signals=False)
-        return {"ok": not result.interrupted, "iterations": result.iterations, "seconds": time.perf_counter() - start,
-                "error": "interrupted" if result.interrupted else None}  # fmt: skip
-    except BaseException:
-        return {"ok": False, "error": traceback.format_exc()}
+        yield
+    finally:
+        _RAISE_ON_STOP = False
 
 
 def evaluate_task(
@@ -83,37 +169,40 @@ def evaluate_task(
 ) -> dict[str, Any]:
     """The robustness report of one run under ``attacks`` at the table's eps, then the cheap ones
     at each eps of the sweep (each report resumes where a previous attempt stopped)."""
-    try:
-        _worker_setup()
-        import warnings
+    start = time.perf_counter()
+    with _BUSY:
+        try:
+            _worker_setup()
+            import warnings
 
-        from robustrl.evaluate.reports import report_path
-        from robustrl.evaluate.robustness import robustness_report
-        from robustrl.policies.checkpoint import load_policy
+            from robustrl.evaluate.reports import report_path
+            from robustrl.evaluate.robustness import robustness_report
+            from robustrl.policies.checkpoint import load_policy
 
-        start = time.perf_counter()
-        from robustrl.evaluate.reports import split_attacks
+            from robustrl.evaluate.reports import split_attacks
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            policy = load_policy(run_dir)
-            main = evaluation["eps"] if evaluation["eps"] is not None else report_eps(env_id)
-            worst = None
-            sweep = [] if sweep_done else [(eps, list(split_attacks(attacks)[0])) for eps in evaluation["eps_sweep"]]
-            for eps, names in [(main, attacks), *sweep]:
-                report = robustness_report(
-                    policy, env_id, attacks=names, eps=eps, norm=evaluation["norm"], episodes=evaluation["episodes"],
-                    seed=evaluation["seed"], attack_options=evaluation["attack_options"],
-                    budgets={k: v for k, v in evaluation["budgets"].items() if k in names}, source=run_dir,
-                    json_path=report_path(Path(run_dir), eps, evaluation["norm"]),
-                )  # fmt: skip
-                if eps == main:
-                    worst = report.get("worst", {}).get("mean")
-            if evaluation.get("certify") and not sweep_done:
-                certify_task_run(Path(run_dir), main, evaluation["norm"])
-        return {"ok": True, "seconds": time.perf_counter() - start, "worst": worst}
-    except BaseException:
-        return {"ok": False, "error": traceback.format_exc()}
+            with warnings.catch_warnings(), _interruptible():  # a stopped report resumes from its finished attacks
+                warnings.simplefilter("ignore")
+                policy = load_policy(run_dir)
+                main = evaluation["eps"] if evaluation["eps"] is not None else report_eps(env_id)
+                worst = None
+                sweep = [] if sweep_done else [(eps, list(split_attacks(attacks)[0])) for eps in evaluation["eps_sweep"]]
+                for eps, names in [(main, attacks), *sweep]:
+                    report = robustness_report(
+                        policy, env_id, attacks=names, eps=eps, norm=evaluation["norm"], episodes=evaluation["episodes"],
+                        seed=evaluation["seed"], attack_options=evaluation["attack_options"],
+                        budgets={k: v for k, v in evaluation["budgets"].items() if k in names}, source=run_dir,
+                        json_path=report_path(Path(run_dir), eps, evaluation["norm"]),
+                    )  # fmt: skip
+                    if eps == main:
+                        worst = report.get("worst", {}).get("mean")
+                if evaluation.get("certify") and not sweep_done:
+                    certify_task_run(Path(run_dir), main, evaluation["norm"])
+            return {"ok": True, "seconds": time.perf_counter() - start, "worst": worst}
+        except KeyboardInterrupt:
+            return {"ok": False, "error": "interrupted", "seconds": time.perf_counter() - start}
+        except BaseException:
+            return {"ok": False, "error": traceback.format_exc()}
 
 
 CERTIFICATE = "certify.json"
@@ -197,8 +286,20 @@ class LocalExecutor:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._pool = self._new_pool()
 
-    def shutdown(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+    def interrupt(self) -> None:
+        """Ask every running task to stop at a safe point (a training saves its checkpoint)."""
+        # ProcessPoolExecutor has no public handle on its processes; _processes is stable since 3.2
+        for process in list(getattr(self._pool, "_processes", {}).values()):
+            try:
+                os.kill(process.pid, STOP_SIGNAL)
+            except (OSError, AttributeError):
+                pass
+
+    def shutdown(self, wait: bool = True) -> None:
+        if not wait:  # a second Ctrl-C: do not wait for anything
+            for process in list(getattr(self._pool, "_processes", {}).values()):
+                process.kill()
+        self._pool.shutdown(wait=wait, cancel_futures=True)
 
 
 class RayExecutor:
@@ -219,29 +320,63 @@ class RayExecutor:
                 options.update(num_cpus=num_cpus, object_store_memory=object_store_memory)
             ray.init(**options)
         self._remote = {}
+        self._submitted: set[Any] = set()
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Any:
         if fn not in self._remote:
             self._remote[fn] = self.ray.remote(num_cpus=1, max_retries=0)(fn)
-        return self._remote[fn].remote(*args)
+        handle = self._remote[fn].remote(*args)
+        self._submitted.add(handle)
+        return handle
 
     def wait(self, handles: list[Any], timeout: float) -> list[Any]:
         done, _ = self.ray.wait(handles, num_returns=1, timeout=timeout)
         return done
 
     def result(self, handle: Any) -> dict[str, Any]:
-        from ray.exceptions import RayError
+        from ray.exceptions import RayError, TaskCancelledError
 
+        self._submitted.discard(handle)
         try:
             return self.ray.get(handle)
+        except TaskCancelledError:  # our own interrupt(): the task resumes from its last checkpoint
+            return {"ok": False, "error": "interrupted"}
         except RayError:
             raise WorkerLost from None
 
     def recover(self) -> None:
         pass
 
-    def shutdown(self) -> None:
+    def interrupt(self) -> None:
+        """Cancel the running tasks (Ray raises KeyboardInterrupt in them; a training resumes
+        from its last checkpoint, so up to ``checkpoint_every`` iterations are redone)."""
+        for handle in list(self._submitted):
+            self.ray.cancel(handle)
+
+    def shutdown(self, wait: bool = True) -> None:
         pass
+
+
+STOP_GRACE_SECONDS = 600  # how long a stopped study waits for its tasks to reach a safe point
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Any:
+    """SIGTERM (schedulers, ``timeout``, ``kill``) stops a study as Ctrl-C does."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 # ---- the scheduler ----------------------------------------------------------------------------------
@@ -371,47 +506,84 @@ class Study:
             running[handle] = (task, name)
             self._set(run, "evaluate" if task == "median" else task, "running")
 
-        self.save_status()
-        while queue or running:
-            while queue and len(running) < getattr(executor, "workers", 10**9) + 2:  # a little ahead keeps workers busy
-                submit(*queue.pop(0))
-            self._report(progress)
-            done = executor.wait(list(running), timeout=poll_seconds) if running else []
-            for handle in done:
-                task, name = running.pop(handle)
-                run = runs[name]
-                key = "evaluate" if task == "median" else task
-                try:
-                    result = executor.result(handle)
-                except WorkerLost:
-                    lost += 1
-                    if lost > 3 * len(runs) + 3:
-                        raise RuntimeError("study workers keep dying; see status.json") from None
-                    executor.recover()
-                    # every task of the broken pool was lost with it: requeue them (they resume)
-                    for other in list(running):
-                        queue.insert(0, running.pop(other))
-                    queue.insert(0, (task, name))
+        def record(handle: Any, stopping: bool = False) -> bool:
+            """Book one finished task; False if its worker died (the pool was replaced)."""
+            nonlocal lost
+            task, name = running.pop(handle)
+            run = runs[name]
+            key = "evaluate" if task == "median" else task
+            try:
+                result = executor.result(handle)
+            except WorkerLost:
+                if stopping:
                     self._set(run, key, "pending")
-                    break
-                entry = self.status["runs"][name]
-                # each task's own seconds, summed over attempts: the per-run cost a study's plan needs
-                entry[f"{key}_seconds"] = entry.get(f"{key}_seconds", 0.0) + float(result.get("seconds") or 0.0)
-                if result.get("ok"):
-                    self._set(run, key, "done")
-                    if task == "train":
-                        queue.append(("evaluate", name))
-                    elif task == "evaluate" and self.spec.evaluation.median:
-                        median = self._median_ready(run)
-                        if median is not None:
-                            queue.append(("median", median))
-                    continue
-                entry[f"{key}_attempts"] += 1
-                if entry[f"{key}_attempts"] <= self.spec.retries and result.get("error") != "interrupted":
-                    self._set(run, key, "pending", result.get("error"))
-                    queue.append((task, name))
-                else:
-                    self._set(run, key, "failed", result.get("error"))
+                    return True
+                lost += 1
+                if lost > 3 * len(runs) + 3:
+                    raise RuntimeError("study workers keep dying; see status.json") from None
+                executor.recover()
+                # every task of the broken pool was lost with it: requeue them (they resume)
+                for other in list(running):
+                    queue.insert(0, running.pop(other))
+                queue.insert(0, (task, name))
+                self._set(run, key, "pending")
+                return False
+            except CancelledError:  # never started (submitted ahead of a free worker)
+                self._set(run, key, "pending")
+                return True
+            entry = self.status["runs"][name]
+            # each task's own seconds, summed over attempts: the per-run cost a study's plan needs
+            entry[f"{key}_seconds"] = entry.get(f"{key}_seconds", 0.0) + float(result.get("seconds") or 0.0)
+            if result.get("ok"):
+                self._set(run, key, "done")
+                if task == "train":
+                    queue.append(("evaluate", name))
+                elif task == "evaluate" and self.spec.evaluation.median:
+                    median = self._median_ready(run)
+                    if median is not None:
+                        queue.append(("median", median))
+                return True
+            if result.get("error") == "interrupted":  # stopped on request, saved: not an attempt
+                self._set(run, key, "pending")
+                return True
+            entry[f"{key}_attempts"] += 1
+            if entry[f"{key}_attempts"] <= self.spec.retries:
+                self._set(run, key, "pending", result.get("error"))
+                queue.append((task, name))
+            else:
+                self._set(run, key, "failed", result.get("error"))
+            return True
+
+        self.save_status()
+        try:
+            with _sigterm_as_interrupt():
+                while queue or running:
+                    while queue and len(running) < getattr(executor, "workers", 10**9) + 2:  # a little ahead keeps workers busy
+                        submit(*queue.pop(0))
+                    self._report(progress)
+                    done = executor.wait(list(running), timeout=poll_seconds) if running else []
+                    for handle in done:
+                        if not record(handle):
+                            break
+        except KeyboardInterrupt:
+            # Ctrl-C or SIGTERM: every running task stops at a safe point (a training finishes its
+            # iteration and saves), is booked as pending and resumes on the next `study run`; a
+            # second Ctrl-C stops at once (the runs resume from their last periodic checkpoint)
+            try:
+                for handle in list(running):
+                    if handle.cancel() if hasattr(handle, "cancel") else False:
+                        record(handle, stopping=True)
+                executor.interrupt()
+                deadline = time.time() + STOP_GRACE_SECONDS
+                while running and time.time() < deadline:
+                    for handle in executor.wait(list(running), timeout=1.0):
+                        record(handle, stopping=True)
+            except KeyboardInterrupt:
+                executor.shutdown(wait=False)
+            for task, name in running.values():
+                self._set(runs[name], "evaluate" if task == "median" else task, "pending")
+            self.save_status()
+            raise
         self._report(progress)
         self.save_status(finished=True)
         return self.status
