@@ -695,3 +695,35 @@ def test_second_ctrl_c_aborts_with_nonzero_exit(capsys, tmp_path):
     code, _, eval_err = call(capsys, "evaluate", str(run), "--episodes", "1", "--mode", "deterministic")
     assert code == 0, eval_err
     assert "warning" not in eval_err
+
+
+def test_fast_settings_by_default_for_long_runs_with_one_line_fallbacks(monkeypatch):
+    """Issue 16: the fast configuration is the default from FAST_MIN_STEPS on; short runs keep the
+    reference setting; a missing C++ compiler or EnvPool falls back with a notice."""
+    import importlib.util
+    import shutil
+
+    from robustrl.config import FAST_MIN_STEPS, fast_settings
+
+    assert fast_settings("Hopper-v5", FAST_MIN_STEPS - 1) == ({"num_envs": 1, "backend": "gymnasium", "compile": False}, [])
+    settings, notices = fast_settings("Hopper-v5", 2_000_000)
+    assert settings["num_envs"] == 8 and settings["compile"] is (shutil.which("c++") is not None or shutil.which("g++") is not None)
+    if importlib.util.find_spec("envpool") is not None:
+        assert settings["backend"] == "envpool" and not notices
+    assert fast_settings("Hopper-v5", 2_000_000, steps_per_iteration=1020)[0]["num_envs"] == 4  # 8 must divide the batch
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    settings, notices = fast_settings("Hopper-v5", 2_000_000)
+    assert settings["compile"] is False and any("no C++ compiler" in n for n in notices)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "envpool" else real(name, *a))
+    settings, notices = fast_settings("Hopper-v5", 2_000_000)
+    assert settings["backend"] == "gymnasium" and any("EnvPool is not installed" in n for n in notices)
+
+
+def test_reference_flag_and_the_configuration_line(tmp_path, capsys):
+    code, out, err = call(capsys, "train", "--env", ENV, *TINY, "--profile", "reference", "--out", str(tmp_path / "run"))
+    assert code == 0 and "configuration: 1 gymnasium env, eager update" in err
+    code, out, err = call(capsys, "train", "--resume", str(tmp_path / "run"), "--profile", "fast")
+    assert code == 2 and "drop --profile" in err
+    code, out, err = call(capsys, "train", "--env", ENV, *TINY, "--profile", "quick", "--out", str(tmp_path / "other"))
+    assert code == 2 and "--profile must be fast or reference" in err and not (tmp_path / "other").exists()

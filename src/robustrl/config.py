@@ -219,6 +219,42 @@ def default_total_steps(env_id: str) -> int:
     return DEFAULT_TOTAL_STEPS.get(env_family(env_id), DEFAULT_STEPS)
 
 
+# The fast configuration (issue 16): 8 EnvPool envs per 2048-step batch and the compiled update.
+# Measured equivalent to the reference on Hopper-v5 (benchmarks/results/ppo_reference_8envs_compile.md;
+# the BARPO reproductions use it) and ~2.5x its speed. Below FAST_MIN_STEPS the compile's one-off
+# cost (10-40 s) outweighs what it saves, so short runs (tests, demos) keep the reference setting.
+FAST_NUM_ENVS = 8
+FAST_MIN_STEPS = 100_000
+
+
+def fast_settings(env_id: str, total_steps: int, steps_per_iteration: int = 2048) -> tuple[dict[str, Any], list[str]]:
+    """(settings, notices): the fastest configuration this machine offers for a run of
+    ``total_steps`` on ``env_id``, as ``num_envs``, ``backend`` and ``compile``, with one line per
+    fallback (EnvPool missing or not offering the env, no C++ compiler for torch.compile)."""
+    import importlib.util
+    import shutil
+
+    if total_steps < FAST_MIN_STEPS:
+        return {"num_envs": 1, "backend": "gymnasium", "compile": False}, []
+    notices = []
+    num_envs = next(n for n in (FAST_NUM_ENVS, 4, 2, 1) if steps_per_iteration % n == 0)
+    backend = "gymnasium"
+    if importlib.util.find_spec("envpool") is None:
+        notices.append("EnvPool is not installed: Gymnasium's vector envs instead (pip install 'robustrl[envpool]')")
+    else:
+        from robustrl.envs.make import check_env_id
+
+        try:
+            check_env_id(env_id, "envpool")
+            backend = "envpool"
+        except InvalidArgumentError:
+            notices.append(f"EnvPool does not offer {env_id}: Gymnasium's vector envs instead")
+    compile_update = any(shutil.which(c) for c in ("c++", "g++", "clang++"))
+    if not compile_update:
+        notices.append("no C++ compiler found (torch.compile needs one): the eager update instead")
+    return {"num_envs": num_envs, "backend": backend, "compile": compile_update}, notices
+
+
 INNER_SOLVE = ("iteration", "minibatch")
 
 
