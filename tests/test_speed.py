@@ -203,13 +203,74 @@ def test_hand_written_attack_gradients_equal_autograd(name):
 def test_fast_attacks_perturb_as_the_autograd_reference(name, monkeypatch):
     """The whole attack (10 solver steps) lands on the same perturbation as with autograd, up to
     sign steps flipped by rounding on near-zero gradient coordinates (at most a few entries)."""
-    import robustrl.attacks.gradient as gradient
+    import robustrl.threat.objectives as objectives
     from robustrl.attacks import make_attack
 
     policy = _hopper_policy(1)
     obs = torch.randn(64, policy.obs_dim)
     fast = make_attack(name, 0.1, seed=5).fit(policy, "Hopper-v5").perturb(obs)
-    monkeypatch.setattr(gradient, "_plain_mlp", lambda policy, network: None)  # autograd everywhere
+    monkeypatch.setattr(objectives, "plain_mlp", lambda policy, network: None)  # autograd everywhere
     reference = make_attack(name, 0.1, seed=5).fit(policy, "Hopper-v5").perturb(obs)
     close = torch.isclose(fast, reference, rtol=1e-5, atol=1e-6)
     assert close.float().mean() >= 0.99, close.float().mean()
+
+
+def test_hand_written_defence_gradients_equal_autograd():
+    """The robust objectives' inner problems (issue 16, goal 4): SA-PPO/BARPO's 2 KL and ARPO's
+    clipped surrogate, values and input gradients by hand equal autograd's, with ratios inside
+    and outside the clip range and advantages of both signs."""
+    from robustrl.algos.objectives.common import clipped_surrogate, gaussian_mean_divergence
+    from robustrl.threat.objectives import clipped_surrogate_objective, divergence_objective
+
+    policy = _hopper_policy(2)
+    obs = torch.randn(256, policy.obs_dim)
+    obs_hat = obs + 0.3 * torch.randn_like(obs)
+    with torch.no_grad():
+        actions = policy.actor(obs) + policy.log_std.exp() * torch.randn(256, policy.action_dim)
+        log_probs = policy.log_prob_and_entropy(obs, actions)[0] + 0.3 * torch.randn(256)  # an older policy
+    advantages = torch.randn(256)
+
+    def surrogate(x):
+        ratio = (policy.log_prob_and_entropy(x, actions)[0] - log_probs).exp()
+        return clipped_surrogate(ratio, advantages, 0.2)
+
+    cases = [
+        (divergence_objective(policy, obs, scale=2.0), lambda x: gaussian_mean_divergence(policy, obs, x)),
+        (clipped_surrogate_objective(policy, actions, log_probs, advantages, 0.2, surrogate), surrogate),
+    ]
+    with torch.no_grad():
+        ratio = (policy.log_prob_and_entropy(obs_hat, actions)[0] - log_probs).exp()
+    assert ((ratio < 0.8) | (ratio > 1.2)).any() and ((ratio > 0.8) & (ratio < 1.2)).any()
+    for fast, reference in cases:
+        values, grad = fast.value_and_grad(obs_hat)
+        x = obs_hat.clone().requires_grad_(True)
+        expected = reference(x)
+        (expected_grad,) = torch.autograd.grad(expected.sum(), x)
+        torch.testing.assert_close(values, expected.detach(), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(grad, expected_grad, rtol=1e-3, atol=1e-5)
+
+
+@pytest.mark.parametrize("algo", ["bar-ppo", "ar-ppo", "sa-ppo"])
+def test_fast_inner_solutions_equal_the_autograd_reference(algo):
+    """ppo.fast_inner: the inner solution of a robust objective on a training batch lands where
+    the autograd reference does, up to sign steps flipped by rounding on near-zero gradients."""
+    from dataclasses import replace
+
+    from robustrl.algos import ALGORITHMS
+    from robustrl.algos.ppo import Batch
+
+    policy = _hopper_policy(3)
+    obs = torch.randn(512, policy.obs_dim)
+    with torch.no_grad():
+        actions = policy.actor(obs) + policy.log_std.exp() * torch.randn(512, policy.action_dim)
+        log_probs = policy.log_prob_and_entropy(obs, actions)[0]
+    batch = Batch(obs, actions, log_probs, torch.zeros(512), torch.randn(512), torch.zeros(512))
+    solutions = []
+    for fast_inner in (True, False):
+        config = TrainConfig("Hopper-v5", algo=algo, total_steps=2048, ppo=ppo_defaults_for("Hopper-v5", fast_inner=fast_inner))
+        objective = ALGORITHMS[algo](config).objective
+        objective.generator.manual_seed(7)
+        solutions.append(objective.solve_inner(replace(batch), policy, 0.1))
+    close = torch.isclose(solutions[0], solutions[1], rtol=1e-5, atol=1e-6)
+    assert close.float().mean() >= 0.99, close.float().mean()
+    assert not torch.equal(solutions[0], obs)

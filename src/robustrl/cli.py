@@ -156,7 +156,7 @@ def train(
         None, "--profile",
         help="fast: 8 EnvPool envs and the compiled update (measured to reach the same returns); reference: the "
         "papers' exact setting (1 env, eager). Default: fast from 100k steps, reference below (compile costs 10-40 s).",
-    ),  # fmt: skip
+    ),
     checkpoint_every: int | None = typer.Option(
         None, "--checkpoint-every", min=1, help="Iterations between checkpoints (default 50)."
     ),

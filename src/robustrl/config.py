@@ -95,7 +95,7 @@ def check_field_types(instance: Any, prefix: str = "") -> None:
 # PPO knobs added after run directories existed, with the value that reproduces what a config.json
 # lacking them meant (TrainConfig.from_dict fills them in; a new config gets the field default).
 # Speed switches among them stay out of study run names (robustrl.experiments.spec.config_hash).
-LEGACY_PPO_VALUES: dict[str, Any] = {"fast_rollout": False}
+LEGACY_PPO_VALUES: dict[str, Any] = {"fast_rollout": False, "fast_inner": False}
 
 
 @dataclass(frozen=True)
@@ -147,6 +147,11 @@ class PPOConfig:
     # same actions up to float rounding (~1e-9; tested); False is the step-by-step reference.
     # config.json files written before this knob existed load with False (their meaning).
     fast_rollout: bool = True
+    # The robust objectives' inner problems (BARPO's and SA-PPO's KL maximisation, ARPO's surrogate
+    # minimisation) take their input gradients by hand-written backprop through a numpy copy of
+    # the actor instead of autograd (robustrl.threat.objectives): the same iterates up to float
+    # rounding, several times cheaper. False is the autograd reference; older config.json: False.
+    fast_inner: bool = True
 
     def validate(self) -> None:
         check_field_types(self, "ppo.")

@@ -494,6 +494,9 @@ class PPO:
             and all(getattr(c, "compilable", False) for c in self._loss_callbacks)
         )
         steps_per_call = 1
+        # objectives that re-solve their inner problem for every minibatch (SA-PPO) do it before
+        # each compiled step, with that step's parameters: one step per call
+        presolve = compiled and getattr(objective, "solves_per_minibatch", False)
         if compiled:
             if self._compiled_steps is None:
                 self._compiled_steps = torch.compile(self.functional_steps, dynamic=False)
@@ -502,7 +505,7 @@ class PPO:
             # be baked into the compiled graph (one recompilation per iteration)
             learning_rates = [torch.tensor(group["lr"]) for group in self.optimizer.param_groups]
             # a call never crosses a step at which a callback's on_step is due
-            steps_per_call = next(
+            steps_per_call = 1 if presolve else next(
                 k for k in (STEPS_PER_COMPILED_CALL, 2, 1)
                 if cfg.num_minibatches % k == 0 and all(c.step_interval % k == 0 for c in stepped)
             )  # fmt: skip
@@ -520,6 +523,8 @@ class PPO:
                 minibatches = tuple(
                     shuffled.select(slice(s, s + minibatch_size)) for s in starts[first : first + steps_per_call]
                 )
+                if presolve:
+                    objective.presolve(minibatches[0], self.policy, eps)
                 if compiled:
                     step_metrics = self._compiled_steps(
                         minibatches, train_policy, train_value, learning_rates, adam_state, masks

@@ -23,9 +23,9 @@ import os
 import signal
 import time
 import traceback
+from collections.abc import Callable
 from concurrent.futures import CancelledError
 from contextlib import contextmanager
-from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -175,11 +175,9 @@ def evaluate_task(
             _worker_setup()
             import warnings
 
-            from robustrl.evaluate.reports import report_path
+            from robustrl.evaluate.reports import report_path, split_attacks
             from robustrl.evaluate.robustness import robustness_report
             from robustrl.policies.checkpoint import load_policy
-
-            from robustrl.evaluate.reports import split_attacks
 
             with warnings.catch_warnings(), _interruptible():  # a stopped report resumes from its finished attacks
                 warnings.simplefilter("ignore")

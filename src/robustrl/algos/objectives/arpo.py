@@ -31,6 +31,13 @@ class ARPPO(RobustObjective):
         def surrogate(obs_hat: torch.Tensor) -> torch.Tensor:
             return clipped_surrogate(ratio_at(policy, obs_hat, batch), batch.advantages, self.clip_eps)
 
+        if self.fast_inner:  # the same function, its gradient written out (robustrl.threat.objectives)
+            from robustrl.threat.objectives import clipped_surrogate_objective
+
+            surrogate = clipped_surrogate_objective(
+                policy, batch.actions, batch.log_probs, batch.advantages, self.clip_eps, surrogate
+            )
+
         return pgd(surrogate, batch.obs, self.ball(eps), maximize=False, **self.solver_options(eps))
 
     def loss(self, minibatch: Batch, policy: Any, eps: float) -> tuple[torch.Tensor, dict[str, float]]:

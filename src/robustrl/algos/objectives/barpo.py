@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from robustrl.algos.objectives.common import RobustObjective, gaussian_mean_divergence, surrogate_at
+from robustrl.algos.objectives.common import RobustObjective, surrogate_at
 from robustrl.algos.ppo import Batch
 from robustrl.threat import sgld
 
@@ -31,14 +31,12 @@ from robustrl.threat import sgld
 class BARPPO(RobustObjective):
     knobs = (*RobustObjective.knobs, "guidance", "temperature")
     pure_iteration_loss = True  # L(theta; s_hat) with s_hat fixed: ppo.compile can trace it
+    pure_minibatch_loss = True  # the inner KL reads no advantage: solved before each compiled step
 
     def solve_inner(self, batch: Batch, policy: Any, eps: float) -> torch.Tensor:
         """Step 8: SGLD maximisation of KL(pi(.|s) || pi(.|s')) over the ball."""
         clean = batch.obs
-
-        def divergence(obs_hat: torch.Tensor) -> torch.Tensor:
-            return gaussian_mean_divergence(policy, clean, obs_hat)
-
+        divergence = self.divergence_objective(policy, clean)  # KL(pi(s) || pi(s')), up to the factor 2
         return sgld(divergence, clean, self.ball(eps), temperature=self.robust.temperature, **self.solver_options(eps))
 
     def loss(self, minibatch: Batch, policy: Any, eps: float) -> tuple[torch.Tensor, dict[str, float]]:

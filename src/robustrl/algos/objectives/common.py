@@ -81,6 +81,10 @@ class RobustObjective(ABC):
     # term is a pure function of the parameters and the minibatch (no autograd calls, no random
     # draws, no eps): ``ppo.compile`` may then trace it into PPO's compiled functional step.
     pure_iteration_loss = False
+    # True when, with the inner problem solved for each minibatch just before its step (with the
+    # parameters of that step, outside the compiled graph: :meth:`presolve`), the minibatch term
+    # is pure as above: ``ppo.compile`` then traces it too (one step per compiled call).
+    pure_minibatch_loss = False
 
     def __init__(self, config: TrainConfig):
         robust = config.robust
@@ -92,6 +96,7 @@ class RobustObjective(ABC):
         self.inner_solve = robust.inner_solve or self.default_inner_solve
         self.seed = config.seed
         self.generator = torch.Generator().manual_seed(config.seed)
+        self.fast_inner = config.ppo.fast_inner
 
     @classmethod
     def unsupported(cls, robust: Any, continuous_actions: bool) -> str | None:
@@ -103,10 +108,33 @@ class RobustObjective(ABC):
 
     @property
     def compilable(self) -> bool:
-        return self.pure_iteration_loss and self.inner_solve == "iteration"
+        if self.inner_solve == "iteration":
+            return self.pure_iteration_loss
+        return self.solves_per_minibatch
+
+    @property
+    def solves_per_minibatch(self) -> bool:
+        """The compiled update calls :meth:`presolve` before every minibatch step."""
+        return self.inner_solve == "minibatch" and self.pure_minibatch_loss
+
+    def presolve(self, minibatch: Batch, policy: Any, eps: float) -> None:
+        """The inner solution of this minibatch at the current parameters, into its extras (what
+        the eager path computes inside the loss; the same solver draws in the same order)."""
+        minibatch.extras["obs_hat"] = self.solve_inner(minibatch, policy, eps).detach()
 
     def ball(self, eps: float) -> Ball:
         return Ball(eps, self.robust.norm)
+
+    def divergence_objective(self, policy: Any, clean: torch.Tensor) -> Any:
+        """``obs_hat -> gaussian_mean_divergence(policy, clean, obs_hat)`` (2 KL) for the inner
+        solvers; with ``ppo.fast_inner`` its gradient is written out
+        (:func:`robustrl.threat.objectives.divergence_objective`): the same iterates up to float
+        rounding without an autograd graph per solver step."""
+        if self.fast_inner:
+            from robustrl.threat.objectives import divergence_objective
+
+            return divergence_objective(policy, clean, scale=2.0)
+        return lambda obs_hat: gaussian_mean_divergence(policy, clean, obs_hat)
 
     def solver_options(self, eps: float) -> dict[str, Any]:
         return {"steps": self.robust.inner_steps, "step_size": self.robust.inner_step_size, "generator": self.generator}
@@ -124,7 +152,7 @@ class RobustObjective(ABC):
             batch.extras["obs_hat"] = self.solve_inner(view, policy, eps).detach()
 
     def obs_hat(self, minibatch: Batch, policy: Any, eps: float) -> torch.Tensor:
-        if self.inner_solve == "iteration":
+        if self.inner_solve == "iteration" or "obs_hat" in minibatch.extras:  # solved before the step
             return minibatch.extras["obs_hat"]
         return self.solve_inner(minibatch, policy, eps).detach()
 

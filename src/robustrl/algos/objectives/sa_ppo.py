@@ -46,13 +46,13 @@ class SAPPO(RobustObjective):
     def __init__(self, config: Any):
         super().__init__(config)
         self.solver = config.robust.solver or "sgld"
+        # given s_hat, kappa * divergence(pi(s), pi(s_hat)) is pure: ppo.compile traces it (the
+        # IBP bound reads eps, which would be baked into the graph as the eps schedule moves)
+        self.pure_minibatch_loss = self.pure_iteration_loss = self.solver != "ibp"
 
     def solve_inner(self, batch: Batch, policy: Any, eps: float) -> torch.Tensor:
         clean = batch.obs
-
-        def divergence(obs_hat: torch.Tensor) -> torch.Tensor:
-            return gaussian_mean_divergence(policy, clean, obs_hat)
-
+        divergence = self.divergence_objective(policy, clean)
         if self.solver == "pgd":
             return pgd(divergence, clean, self.ball(eps), **self.solver_options(eps))
         return sgld(divergence, clean, self.ball(eps), temperature=self.robust.temperature, **self.solver_options(eps))

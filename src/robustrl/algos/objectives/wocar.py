@@ -100,6 +100,8 @@ class WocaRPPO(SAPPO):
 
     def __init__(self, config: Any):
         super().__init__(config)
+        # its term trains the worst-case critic and reads eps inside the step: eager, not compiled
+        self.pure_minibatch_loss = self.pure_iteration_loss = False
         robust, ppo = config.robust, config.ppo
         self.guidance = False  # L_wocar already contains PPO's (worst-case-aware) surrogate
         self.q_weight = robust.q_weight

@@ -1,0 +1,134 @@
+"""Inner objectives of the threat model with their gradients written out: the divergence
+KL(pi(.|s) || pi(.|s_hat)) that MAD attacks and SA-PPO / BARPO defend, and the critic's value the
+critic attack minimises. For our :class:`~robustrl.policies.actor_critic.ActorCritic` (tanh/ReLU
+MLPs, Gaussian with state-independent std) each carries ``value_and_grad``, backprop through a
+numpy snapshot of the network (no autograd graph, no distribution objects), which the solvers of
+:mod:`robustrl.threat.solvers` use instead of autograd: the same values and gradients up to float
+rounding (tests/test_speed.py), several times faster on the small batches of an attack and on a
+training batch of 2048 rows (issue 16; benchmarks/results/robust_cost_fast.md)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from robustrl.policies.actor_critic import ActorCritic, NumpyMLP
+
+
+def action_divergence(policy, obs: torch.Tensor, obs_hat: torch.Tensor) -> torch.Tensor:
+    """KL(pi(.|s) || pi(.|s_hat)) per sample. For our Gaussian policies (state-independent std)
+    this is sum_i (mu_i(s) - mu_i(s_hat))^2 / (2 sigma_i^2): the std-normalised squared mean
+    difference SA-PPO's code uses; for anything else, torch's closed-form KL."""
+    with torch.no_grad():
+        clean = policy.distribution(obs)
+    perturbed = policy.distribution(obs_hat)
+    kl = torch.distributions.kl_divergence(clean, perturbed)
+    return kl.sum(-1) if kl.ndim > 1 else kl
+
+
+class GradientObjective:
+    """An inner objective with its gradient written out (see :mod:`robustrl.threat.solvers`)."""
+
+    def __init__(self, function, value_and_grad):
+        self.function, self.value_and_grad = function, value_and_grad
+
+    def __call__(self, obs_hat: torch.Tensor) -> torch.Tensor:
+        return self.function(obs_hat)
+
+
+def plain_mlp(policy, network: str) -> NumpyMLP | None:
+    """A numpy snapshot of our ActorCritic's ``actor`` / ``critic`` (not a subclass that changed
+    its distribution or value), else None."""
+    if not isinstance(policy, ActorCritic):
+        return None
+    overridden = any(
+        getattr(type(policy), name) is not getattr(ActorCritic, name)
+        for name in ("distribution", "value", "log_prob_and_entropy")
+    )
+    return None if overridden else NumpyMLP.of(getattr(policy, network))
+
+
+def divergence_objective(policy, obs: torch.Tensor, scale: float = 1.0):
+    """``obs_hat -> scale * KL(pi(.|obs) || pi(.|obs_hat))`` per sample, for the inner solver
+    (``scale=2``: :func:`robustrl.algos.objectives.common.gaussian_mean_divergence`, the form
+    SA-PPO and BARPO regularise).
+
+    For our Gaussian :class:`ActorCritic` (state-independent std) this is the closed form
+    sum_i (mu_i(s) - mu_i(s_hat))^2 / (2 sigma_i^2), with mu(s) computed once per batch and the
+    gradient by hand-written backprop through a numpy snapshot of the actor (no distribution
+    objects, no autograd graph): the same values and gradients as :func:`action_divergence` up to
+    float rounding (tested), at a fraction of the per-step cost (issue 16: MAD ran at 0.18x clean
+    evaluation). Anything else: :func:`action_divergence` with autograd.
+    """
+    mlp = plain_mlp(policy, "actor") if getattr(policy, "continuous", False) else None
+    if mlp is None:
+        return lambda obs_hat: scale * action_divergence(policy, obs, obs_hat)
+    with torch.no_grad():
+        clean_mean = policy.actor(obs)
+        half_precision = 0.5 * scale * torch.exp(-2.0 * policy.log_std.detach())  # scale / (2 sigma^2)
+    clean, weight = clean_mean.numpy(), half_precision.numpy()
+
+    def loss(mean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        difference = mean - clean
+        return (difference * difference * weight).sum(-1), 2.0 * difference * weight
+
+    def value_and_grad(obs_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        values, grad = mlp.value_and_input_grad(obs_hat.numpy(), loss)
+        return torch.from_numpy(values), torch.from_numpy(grad)
+
+    return GradientObjective(
+        lambda obs_hat: ((policy.actor(obs_hat) - clean_mean).pow(2) * half_precision).sum(-1), value_and_grad
+    )
+
+
+def value_objective(policy):
+    """``obs_hat -> V(obs_hat)``, with a hand-written gradient for our ActorCritic's critic."""
+    mlp = plain_mlp(policy, "critic")
+    if mlp is None:
+        return policy.value
+
+    def loss(value: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return value[:, 0], np.ones_like(value)
+
+    def value_and_grad(obs_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        values, grad = mlp.value_and_input_grad(obs_hat.numpy(), loss)
+        return torch.from_numpy(values), torch.from_numpy(grad)
+
+    return GradientObjective(policy.value, value_and_grad)
+
+
+def clipped_surrogate_objective(policy, actions: torch.Tensor, old_log_probs: torch.Tensor,
+                                advantages: torch.Tensor, clip_eps: float, function):  # fmt: skip
+    """``function`` (``obs_hat -> g(pi(a|obs_hat) / pi_old(a|s), A)`` per sample, PPO's clipped
+    surrogate: the inner objective ARPO minimises) with its gradient written out for our Gaussian
+    ActorCritic; ``function`` itself otherwise. With r = exp(log pi(a|s_hat) - log pi_old) and
+    log pi(a|s_hat) = -1/2 ||(a - mu(s_hat)) / sigma||^2 + const:
+
+        d g / d mu = A * [r A <= clip(r) A] * r * (a - mu) / sigma^2
+
+    (the min's derivative goes to the unclipped branch where it is the smaller; where the clipped
+    one is strictly smaller, r is outside the clip range and its derivative is 0)."""
+    mlp = plain_mlp(policy, "actor") if getattr(policy, "continuous", False) else None
+    if mlp is None:
+        return function
+    with torch.no_grad():
+        log_std = policy.log_std.detach()
+        constant = float(-(log_std.sum() + 0.5 * log_std.numel() * np.log(2.0 * np.pi)))
+    precision = torch.exp(-2.0 * log_std).numpy()
+    actions_, old, advantage = actions.numpy(), old_log_probs.numpy(), advantages.numpy()
+    low, high = 1.0 - clip_eps, 1.0 + clip_eps
+
+    def loss(mean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        difference = actions_ - mean
+        log_prob = -0.5 * (difference * difference * precision).sum(-1) + constant
+        ratio = np.exp(log_prob - old)
+        unclipped, clipped = ratio * advantage, np.clip(ratio, low, high) * advantage
+        d_ratio = advantage * (unclipped <= clipped)
+        grad = (d_ratio * ratio)[:, None] * difference * precision
+        return np.minimum(unclipped, clipped), grad.astype(np.float32)
+
+    def value_and_grad(obs_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        values, grad = mlp.value_and_input_grad(obs_hat.numpy(), loss)
+        return torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32)), torch.from_numpy(grad)
+
+    return GradientObjective(function, value_and_grad)
