@@ -274,3 +274,30 @@ def test_fast_inner_solutions_equal_the_autograd_reference(algo):
     close = torch.isclose(solutions[0], solutions[1], rtol=1e-5, atol=1e-6)
     assert close.float().mean() >= 0.99, close.float().mean()
     assert not torch.equal(solutions[0], obs)
+
+
+def test_pa_ad_hand_written_gradient_equals_autograd():
+    """PA-AD's actor objective (cosine to the director's direction + weighted action change):
+    value and input gradient by hand equal autograd's (issue 16, goal 3)."""
+    import torch.nn.functional as F
+
+    from robustrl.threat.objectives import direction_objective
+
+    policy = _hopper_policy(4)
+    obs = torch.randn(16, policy.obs_dim)
+    obs_hat = obs + 0.1 * torch.randn_like(obs)
+    direction = torch.randn(16, policy.action_dim)
+    with torch.no_grad():
+        clean = policy.mean_action(obs)
+
+    def reference(x):
+        change = policy.mean_action(x) - clean
+        return F.cosine_similarity(change, direction, dim=-1, eps=1e-8) + 0.7 * change.norm(dim=-1)
+
+    fast = direction_objective(policy, obs, direction, 0.7, reference)
+    values, grad = fast.value_and_grad(obs_hat)
+    x = obs_hat.clone().requires_grad_(True)
+    expected = reference(x)
+    (expected_grad,) = torch.autograd.grad(expected.sum(), x)
+    torch.testing.assert_close(values, expected.detach(), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(grad, expected_grad, rtol=1e-3, atol=1e-5)

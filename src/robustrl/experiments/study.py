@@ -467,15 +467,16 @@ class Study:
         evaluation = asdict(self.spec.evaluation)
         runs = {run.name: run for run in self.spec.runs}
         queue: list[tuple[str, str]] = []  # (task, run name) ready to submit
+        trainings = []
         for run in self.spec.runs:
             entry = self.status["runs"][run.name]
             if entry["train"] != "done":
                 if entry["train"] != "failed" or entry["train_attempts"] <= self.spec.retries:
-                    queue.append(("train", run.name))
+                    trainings.append(("train", run.name))
             elif entry["evaluate"] != "done" and (
                 entry["evaluate"] != "failed" or entry["evaluate_attempts"] <= self.spec.retries
             ):
-                queue.append(("evaluate", run.name))
+                queue.append(("evaluate", run.name))  # trained agents are attacked first
         if self.spec.evaluation.median:  # groups evaluated before a restart whose median still lacks its attacks
             for run in self.spec.runs:
                 median = self._median_ready(run)
@@ -486,6 +487,7 @@ class Study:
                     and not all(a in (report or {}).get("results", {}) for a in self._median_attacks())
                 ):
                     queue.append(("median", median))
+        queue += trainings
         running: dict[Any, tuple[str, str]] = {}
         lost = 0
         self._started, self._wall_before = time.time(), float(self.status.get("wall_seconds", 0.0))
@@ -534,12 +536,14 @@ class Study:
             entry[f"{key}_seconds"] = entry.get(f"{key}_seconds", 0.0) + float(result.get("seconds") or 0.0)
             if result.get("ok"):
                 self._set(run, key, "done")
+                # evaluations go first: they are short, and a study stopped early then still has
+                # whole rows (trained and attacked) rather than many trained, unattacked agents
                 if task == "train":
-                    queue.append(("evaluate", name))
+                    queue.insert(0, ("evaluate", name))
                 elif task == "evaluate" and self.spec.evaluation.median:
                     median = self._median_ready(run)
                     if median is not None:
-                        queue.append(("median", median))
+                        queue.insert(0, ("median", median))
                 return True
             if result.get("error") == "interrupted":  # stopped on request, saved: not an attempt
                 self._set(run, key, "pending")

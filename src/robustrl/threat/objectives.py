@@ -132,3 +132,34 @@ def clipped_surrogate_objective(policy, actions: torch.Tensor, old_log_probs: to
         return torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32)), torch.from_numpy(grad)
 
     return GradientObjective(function, value_and_grad)
+
+
+def direction_objective(policy, obs: torch.Tensor, direction: torch.Tensor, weight: float, function, mlp=None):
+    """``function`` (``obs_hat -> cos(mu(obs_hat) - mu(obs), d) + weight * ||mu(obs_hat) - mu(obs)||``
+    per sample: PA-AD's actor objective) with its gradient written out for our Gaussian
+    ActorCritic (``mlp``: a :class:`NumpyMLP` of its actor, taken once for a frozen victim); with
+    c = mu(obs_hat) - mu(obs):
+
+        d/dc = d / (|c| |d|) - cos(c, d) c / |c|^2 + weight * c / |c|
+
+    ``function`` itself for any other policy."""
+    mlp = mlp if mlp is not None else (plain_mlp(policy, "actor") if getattr(policy, "continuous", False) else None)
+    if mlp is None:
+        return function
+    with torch.no_grad():
+        clean = policy.actor(obs).numpy()
+    d = direction.detach().numpy().astype(np.float32)
+    d_norm = np.maximum(np.linalg.norm(d, axis=-1, keepdims=True), 1e-8)
+
+    def loss(mean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        change = mean - clean
+        c_norm = np.maximum(np.linalg.norm(change, axis=-1, keepdims=True), 1e-8)
+        cosine = (change * d).sum(-1, keepdims=True) / (c_norm * d_norm)
+        grad = d / (c_norm * d_norm) - cosine * change / (c_norm * c_norm) + weight * change / c_norm
+        return (cosine + weight * c_norm)[:, 0], grad.astype(np.float32)
+
+    def value_and_grad(obs_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        values, grad = mlp.value_and_input_grad(obs_hat.numpy(), loss)
+        return torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32)), torch.from_numpy(grad)
+
+    return GradientObjective(function, value_and_grad)
