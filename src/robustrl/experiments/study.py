@@ -175,9 +175,15 @@ def evaluate_task(
             _worker_setup()
             import warnings
 
+            import torch
+
             from robustrl.evaluate.reports import report_path, split_attacks
             from robustrl.evaluate.robustness import robustness_report
             from robustrl.policies.checkpoint import load_policy
+
+            # the learned attacks train compiled PPOs and a worker evaluates many runs: start clean,
+            # so torch.compile never reaches its recompile limit and silently falls back to eager
+            torch._dynamo.reset()
 
             with warnings.catch_warnings(), _interruptible():  # a stopped report resumes from its finished attacks
                 warnings.simplefilter("ignore")
