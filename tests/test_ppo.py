@@ -266,15 +266,18 @@ def test_compiled_update_equals_eager_update(settings):
 
 @pytest.mark.skipif(__import__("shutil").which("c++") is None, reason="torch.compile needs a C++ compiler")
 @pytest.mark.parametrize(
-    "algo,inner_solve", [("bar-ppo", None), ("ar-ppo", None), ("minimax-kl", None), ("sa-ppo", None), ("bar-ppo", "minibatch")]
-)
-def test_compiled_robust_update_equals_eager(algo, inner_solve):
+    "algo,inner_solve,solver",
+    [("bar-ppo", None, None), ("ar-ppo", None, None), ("minimax-kl", None, None), ("sa-ppo", None, None),
+     ("bar-ppo", "minibatch", None), ("radial-ppo", None, None), ("sa-ppo", None, "ibp")],
+)  # fmt: skip
+def test_compiled_robust_update_equals_eager(algo, inner_solve, solver):
     """AR-PPO, BAR-PPO and minimax-KL solve their inner problem once per iteration, so their
     minibatch term is pure and ppo.compile traces it too; SA-PPO (and BAR-PPO with
     inner_solve=minibatch) solve it before each compiled step, with that step's parameters: the
     same update as eager up to float rounding. (One iteration: from the second on, the sign steps
     of the inner solvers turn rounding differences of the parameters into different inner
     solutions, so runs drift apart as any two float orders would.)"""
+    from robustrl.algos import robust_config_for
     from robustrl.algos.objectives import OBJECTIVES
     from robustrl.config import RobustConfig
 
@@ -283,7 +286,9 @@ def test_compiled_robust_update_equals_eager(algo, inner_solve):
         config = small_config("Pendulum-v1", iterations=1, compile=compile_step)
         config = TrainConfig(
             config.env_id, algo=algo, total_steps=config.total_steps, ppo=config.ppo,
-            robust=RobustConfig(eps=0.2, kappa=1.0, inner_solve=inner_solve),
+            robust=robust_config_for(algo, {"eps": 0.2, **({"kappa": 1.0} if algo != "radial-ppo" else {}),
+                                            **({"inner_solve": inner_solve} if inner_solve else {}),
+                                            **({"solver": solver} if solver else {})}),  # fmt: skip
         )  # fmt: skip
         objective = OBJECTIVES[algo](config)
         assert objective.compilable
@@ -298,8 +303,8 @@ def test_compiled_robust_update_equals_eager(algo, inner_solve):
     # the robust term is in the compiled step (the KL regularisers move the near-zero initial
     # output layer little in one small iteration, but far beyond float rounding, ~1e-7)
     assert (plain_params - params[1]).abs().max() > (1e-3 if algo in ("bar-ppo", "ar-ppo") else 5e-6)
-    ibp = TrainConfig("Pendulum-v1", algo="sa-ppo", robust=RobustConfig(solver="ibp"))
-    assert not OBJECTIVES["sa-ppo"](ibp).compilable  # its bound reads eps: stays eager
+    wocar = TrainConfig("Pendulum-v1", algo="wocar-ppo", robust=RobustConfig(solver="ibp"))
+    assert not OBJECTIVES["wocar-ppo"](wocar).compilable  # trains its critic inside the step: eager
 
 
 @pytest.mark.skipif(__import__("shutil").which("c++") is None, reason="torch.compile needs a C++ compiler")

@@ -125,6 +125,15 @@ class RobustObjective(ABC):
     def ball(self, eps: float) -> Ball:
         return Ball(eps, self.robust.norm)
 
+    @staticmethod
+    def store_eps(batch: Batch, eps: float) -> None:
+        """eps as a column of the batch (``extras["eps"]``), sliced with every minibatch: a term
+        that reads it from there is a pure function of its inputs, so ``ppo.compile`` traces it
+        without baking eps into the graph (it moves every iteration of the warm-up). Not stored
+        at eps 0: the term then takes its exact eps-0 form (PPO's own loss, bit for bit)."""
+        if eps > 0:
+            batch.extras["eps"] = torch.full((len(batch),), float(eps))
+
     def divergence_objective(self, policy: Any, clean: torch.Tensor) -> Any:
         """``obs_hat -> gaussian_mean_divergence(policy, clean, obs_hat)`` (2 KL) for the inner
         solvers; with ``ppo.fast_inner`` its gradient is written out

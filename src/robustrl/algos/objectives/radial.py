@@ -72,6 +72,7 @@ class RADIALPPO(RobustObjective):
     """RADIAL-PPO's adversarial loss; see the module docstring."""
 
     knobs = ("eps", "norm", "eps_warmup_fraction", "radial_mix")  # no kappa, no inner solver: IBP bounds
+    pure_iteration_loss = True  # eps read from the batch (store_eps): ppo.compile traces the term
 
     def __init__(self, config: Any):
         super().__init__(config)
@@ -80,11 +81,14 @@ class RADIALPPO(RobustObjective):
 
     def prepare(self, batch: Batch, policy: Any, eps: float) -> None:
         """Nothing to solve ahead: the bounds are computed per minibatch with the current
-        parameters (they are differentiated through)."""
+        parameters (they are differentiated through). eps goes into the batch (store_eps)."""
+        self.store_eps(batch, eps)
 
-    def worst_surrogate(self, minibatch: Batch, policy: Any, eps: float) -> torch.Tensor:
-        """g_worst per sample: the clipped surrogate at the worst ratio the IBP box allows."""
-        lower, upper = interval_bounds(policy.actor, *self.ball(eps).bounds(minibatch.obs))
+    def worst_surrogate(self, minibatch: Batch, policy: Any, eps: float | torch.Tensor) -> torch.Tensor:
+        """g_worst per sample: the clipped surrogate at the worst ratio the IBP box allows
+        (``eps``: a number, or one radius per sample)."""
+        radius = eps[:, None] if isinstance(eps, torch.Tensor) else eps
+        lower, upper = interval_bounds(policy.actor, minibatch.obs - radius, minibatch.obs + radius)
         lowest, highest = log_likelihood_bounds(policy, lower, upper, minibatch.actions)
         advantages = minibatch.advantages
         # Select before exponentiating, so the unused bound never enters the backward pass.
@@ -95,8 +99,9 @@ class RADIALPPO(RobustObjective):
         log_prob, entropy = policy.log_prob_and_entropy(minibatch.obs, minibatch.actions)
         ratio = (log_prob - minibatch.log_probs).exp()
         clean = clipped_surrogate(ratio, minibatch.advantages, self.clip_eps)
-        if eps > 0 and self.mix > 0:
-            worst = self.worst_surrogate(minibatch, policy, eps)
+        rows = minibatch.extras.get("eps")  # set by prepare: no branch on its value (compiled graphs)
+        if self.mix > 0 and (rows is not None or eps > 0):
+            worst = self.worst_surrogate(minibatch, policy, rows if rows is not None else eps)
             surrogate = (1 - self.mix) * clean + self.mix * worst
             metrics = {"worst_surrogate": worst.mean().detach(), "clean_surrogate": clean.mean().detach()}
         else:

@@ -46,9 +46,17 @@ class SAPPO(RobustObjective):
     def __init__(self, config: Any):
         super().__init__(config)
         self.solver = config.robust.solver or "sgld"
-        # given s_hat, kappa * divergence(pi(s), pi(s_hat)) is pure: ppo.compile traces it (the
-        # IBP bound reads eps, which would be baked into the graph as the eps schedule moves)
-        self.pure_minibatch_loss = self.pure_iteration_loss = self.solver != "ibp"
+        # given s_hat, kappa * divergence(pi(s), pi(s_hat)) is pure: ppo.compile traces it; the IBP
+        # bound too, with eps read from the batch (store_eps)
+        self.pure_minibatch_loss = self.pure_iteration_loss = True
+
+    @property
+    def compilable(self) -> bool:
+        return self.solver == "ibp" or super().compilable
+
+    @property
+    def solves_per_minibatch(self) -> bool:
+        return self.solver != "ibp" and super().solves_per_minibatch
 
     def solve_inner(self, batch: Batch, policy: Any, eps: float) -> torch.Tensor:
         clean = batch.obs
@@ -60,16 +68,22 @@ class SAPPO(RobustObjective):
     def prepare(self, batch: Batch, policy: Any, eps: float) -> None:
         if self.solver != "ibp":
             super().prepare(batch, policy, eps)
+        else:
+            self.store_eps(batch, eps)
 
     def loss(self, minibatch: Batch, policy: Any, eps: float) -> tuple[torch.Tensor, dict[str, float]]:
         if self.solver == "ibp":
-            regulariser = self.ibp_bound(minibatch.obs, policy, eps)
+            rows = minibatch.extras.get("eps")
+            # no rows: eps 0 (a point box, bound 0), or a caller without prepare; inside a
+            # compiled step eps is nan and "nan > 0" is false: the eps-0 form
+            radius = rows[:, None] if rows is not None else (eps if eps > 0 else 0.0)
+            regulariser = self.ibp_bound(minibatch.obs, policy, radius)
         else:
             obs_hat = self.obs_hat(minibatch, policy, eps)
             regulariser = gaussian_mean_divergence(policy, minibatch.obs, obs_hat, detach_clean=self.detach_clean)
         return regulariser.mean(), {"state_divergence": regulariser.mean().detach()}
 
-    def ibp_bound(self, obs: torch.Tensor, policy: Any, eps: float) -> torch.Tensor:
+    def ibp_bound(self, obs: torch.Tensor, policy: Any, eps: float | torch.Tensor) -> torch.Tensor:
         """Upper bound of the divergence over the l_inf box (IBP through the policy MLP)."""
         if not policy.continuous:
             raise ValueError("sa-ppo with solver=ibp needs a Gaussian policy")

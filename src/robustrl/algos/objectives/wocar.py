@@ -95,6 +95,10 @@ class WocaRPPO(SAPPO):
     """WocaR-PPO; see the module docstring."""
 
     default_inner_solve = "minibatch"  # the regulariser's inner max, per minibatch as the reference
+
+    @property
+    def compilable(self) -> bool:
+        return False  # its term trains the worst-case critic with its own optimiser inside the step
     knobs = (*SAPPO.knobs, "q_weight", "q_lr", "q_epochs", "q_tau")
     continuous_actions_only = True  # the worst-attack critic Q_w(s, a) takes a continuous action
 
