@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from robustrl.experiments.spec import StudySpecError, parse_spec
-from robustrl.report.sweet_spot import bound_correlation, normalised_runs, sweep_table, sweet_spots
+from robustrl.report.sweet_spot import bound_correlation, claims, normalised_runs, sweep_table, sweet_spots
 
 TINY = {"steps_per_iteration": 256, "num_minibatches": 4, "policy_epochs": 2, "value_epochs": 2}
 
@@ -96,6 +96,11 @@ def test_sweet_spot_report_matches_hand_values():
     spots = sweet_spots(table).set_index("strategy")
     assert spots.loc["magnitude", "sparsity"] == 0.5  # 1.10 > the unpruned 1.00
     assert spots.loc["random", "sparsity"] == 0.0  # 0.75 < 1.00
+    lines = claims(sweet_spots(table), table)
+    assert "sweet spot at 30-50% sparsity: **holds** (50%)" in lines[2]
+    assert "1.1x-1.6x at the sweet spot: **holds" in lines[3]  # worst 1.2 on both seeds
+    assert "clean return >= 95% of unpruned at the sweet spot: **holds (within noise" in lines[4]  # 1.00 ± 0.10
+    assert "the largest worst-case gain with clean >= 95%: 50% sparsity" in lines[5]
     correlation = bound_correlation(normalised.reset_index())
     assert correlation["runs"] == 6 and -1 <= correlation["L~"] <= 1
 

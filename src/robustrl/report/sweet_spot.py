@@ -163,6 +163,7 @@ def format_markdown(table: pd.DataFrame, spots: pd.DataFrame, attacks: list[str]
             f"{_cell(row['norm_natural'], row['norm_natural_se'])} | {_cell(row['norm_worst'], row['norm_worst_se'])} | "
             f"{_cell(row['norm_attack_average'], row['norm_attack_average_se'])} | {theirs} |"
         )
+    lines += ["", *claims(spots, table)]
     lines += [
         "",
         "The paper's Table 2: 256-256 networks, fixed std 0.1, 50M steps on GPUs, SA-regularised training, 5 seeds, "
@@ -171,6 +172,63 @@ def format_markdown(table: pd.DataFrame, spots: pd.DataFrame, attacks: list[str]
         "",
     ]
     return "\n".join(lines)
+
+
+def _same_family(frame: pd.DataFrame, row: pd.Series) -> np.ndarray:
+    """Rows of ``frame`` in ``row``'s family (missing values, None or NaN, equal each other)."""
+    keep = np.ones(len(frame), dtype=bool)
+    for column in (c for c in FAMILY if c in frame):
+        values, wanted = frame[column], row[column]
+        keep &= (values.isna() & pd.isna(wanted)).to_numpy() | (values == wanted).to_numpy()
+    return keep
+
+
+def claims(spots: pd.DataFrame, table: pd.DataFrame | None = None) -> list[str]:
+    """The paper's Hopper claims (Sec. 4.5: magnitude's sweet spot at 30-50% sparsity, normalised
+    robust gain 1.1x-1.6x there, clean return >= 95% of the unpruned policy), each marked holds /
+    does not hold for every Hopper family of the study with magnitude pruning at the default
+    interval; "within noise" where the mean's standard error straddles the threshold."""
+    rows = spots[(spots["strategy"] == "magnitude") & spots["env"].astype(str).str.startswith("Hopper")]
+    if rows.empty:
+        return []
+    rows = rows[rows["prune_every"] == rows["prune_every"].mode().iloc[0]]
+    lines = ["## The paper's claims (Hopper, magnitude pruning)", ""]
+
+    def mark(mean: float, se: float, low: float, high: float = math.inf) -> str:
+        if low <= mean <= high:
+            inside = "holds"
+            if not math.isnan(se) and (mean - se < low or mean + se > high):
+                inside += " (within noise: one standard error reaches outside)"
+            return inside
+        if not math.isnan(se) and mean + se >= low and mean - se <= high:
+            return "does not hold, within noise"
+        return "does not hold"
+
+    for _, row in rows.iterrows():
+        where = f"{_family_title(row)}, seeds {row['seeds']}"
+        sweet = float(row["sparsity"])
+        lines.append(f"- {where}: sweet spot at 30-50% sparsity: **{'holds' if 0.3 <= sweet <= 0.5 else 'does not hold'}** ({sweet:.0%})")
+        lines.append(
+            f"- {where}: normalised worst-case return 1.1x-1.6x at the sweet spot: "
+            f"**{mark(row['norm_worst'], row['norm_worst_se'], 1.1, 1.6)}** ({_cell(row['norm_worst'], row['norm_worst_se'])})"
+        )
+        lines.append(
+            f"- {where}: clean return >= 95% of unpruned at the sweet spot: "
+            f"**{mark(row['norm_natural'], row['norm_natural_se'], 0.95)}** ({_cell(row['norm_natural'], row['norm_natural_se'])})"
+        )
+        if table is not None:  # the paper's reading of a sweet spot: robustness gained at no clean cost
+            same = table[(table["strategy"] == "magnitude") & (table["prune_every"] == row["prune_every"])]
+            same = same[_same_family(same, row)]
+            keep = same[(same["norm_natural"] >= 0.95) & (same["sparsity"] > 0)]
+            if len(keep):
+                best = keep.loc[keep["norm_worst"].idxmax()]
+                lines.append(
+                    f"- {where}: the largest worst-case gain with clean >= 95%: {best['sparsity']:.0%} sparsity, worst "
+                    f"{_cell(best['norm_worst'], best['norm_worst_se'])}x, clean {_cell(best['norm_natural'], best['norm_natural_se'])}"
+                )
+            else:
+                lines.append(f"- {where}: no pruned sparsity keeps clean >= 95%")
+    return lines
 
 
 def write_sweet_spot_report(runs: pd.DataFrame, per_run: pd.DataFrame, attacks: list[str], out: Path) -> dict[str, Path]:
@@ -226,13 +284,14 @@ def _pyplot() -> Any:
     return plt
 
 
-def _band(axis: Any, frame: pd.DataFrame, value: str, label: str, style: str = "-") -> None:
+def _band(axis: Any, frame: pd.DataFrame, value: str, label: str, style: str = "-", color: Any = None) -> Any:
     frame = frame.sort_values("sparsity")
     xs = 100 * frame["sparsity"].to_numpy()
     mean = frame[value].to_numpy(dtype=float)
     se = np.nan_to_num(frame[f"{value}_se"].to_numpy(dtype=float))
-    line = axis.plot(xs, mean, style, marker="o", label=label)[0]
+    line = axis.plot(xs, mean, style, marker="o", label=label, color=color)[0]
     axis.fill_between(xs, mean - se, mean + se, alpha=0.2, color=line.get_color())
+    return line.get_color()
 
 
 def _default_interval(table: pd.DataFrame) -> pd.DataFrame:
@@ -253,8 +312,8 @@ def _plot_frontier(table: pd.DataFrame, out: Path) -> dict[str, Path]:
     rows = _default_interval(table)
     figure, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for (algo, strategy), group in rows.groupby(["algo", "strategy"]):
-        _band(axes[0], group, "norm_natural", f"{algo} {strategy}: clean")
-        _band(axes[0], group, "norm_worst", f"{algo} {strategy}: worst case", "--")
+        color = _band(axes[0], group, "norm_natural", f"{algo} {strategy}: clean")
+        _band(axes[0], group, "norm_worst", f"{algo} {strategy}: worst case", "--", color)
         group = group.sort_values("sparsity")
         axes[1].plot(group["norm_natural"], group["norm_worst"], marker="o", label=f"{algo} {strategy}")
         for x, y, s in zip(group["norm_natural"], group["norm_worst"], group["sparsity"]):
@@ -293,8 +352,8 @@ def _plot_families(table: pd.DataFrame, out: Path) -> dict[str, Path]:
     figure, axes = plt.subplots(1, len(strategies), figsize=(5 * len(strategies), 4), squeeze=False)
     for axis, strategy in zip(axes[0], strategies):
         for algo, group in rows[rows["strategy"] == strategy].groupby("algo"):
-            _band(axis, group, "norm_worst", f"{algo}: worst case")
-            _band(axis, group, "norm_natural", f"{algo}: clean", "--")
+            color = _band(axis, group, "norm_worst", f"{algo}: worst case")
+            _band(axis, group, "norm_natural", f"{algo}: clean", "--", color)
         axis.set(title=strategy, xlabel="sparsity (%)", ylabel="normalised return")
         axis.legend(fontsize=7)
     return _save(figure, out, "prune_sa_vs_plain")
