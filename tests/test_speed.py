@@ -179,6 +179,17 @@ def _hopper_policy(seed: int = 0):
     return trainer.policy
 
 
+def _assert_value_and_grad(fast, reference, obs_hat, rtol=1e-3, atol=1e-5):
+    """``fast.value_and_grad`` (written out) equals the values and input gradients of autograd
+    through ``reference``."""
+    values, grad = fast.value_and_grad(obs_hat)
+    x = obs_hat.clone().requires_grad_(True)
+    expected = reference(x)
+    (expected_grad,) = torch.autograd.grad(expected.sum(), x)
+    torch.testing.assert_close(values, expected.detach(), rtol=min(rtol, 1e-4), atol=atol)
+    torch.testing.assert_close(grad, expected_grad, rtol=rtol, atol=atol)
+
+
 @pytest.mark.parametrize("name", ["mad", "critic"])
 def test_hand_written_attack_gradients_equal_autograd(name):
     from robustrl.attacks.gradient import action_divergence, divergence_objective, value_objective
@@ -190,13 +201,8 @@ def test_hand_written_attack_gradients_equal_autograd(name):
         fast, reference = divergence_objective(policy, obs), (lambda x: action_divergence(policy, obs, x))
     else:
         fast, reference = value_objective(policy), policy.value
-    values, grad = fast.value_and_grad(obs_hat)
-    x = obs_hat.clone().requires_grad_(True)
-    expected = reference(x)
-    (expected_grad,) = torch.autograd.grad(expected.sum(), x)
-    torch.testing.assert_close(values, expected.detach(), rtol=1e-4, atol=1e-6)
-    torch.testing.assert_close(grad, expected_grad, rtol=1e-4, atol=1e-6)
-    torch.testing.assert_close(fast(obs_hat), expected.detach(), rtol=1e-4, atol=1e-6)
+    _assert_value_and_grad(fast, reference, obs_hat, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(fast(obs_hat), reference(obs_hat).detach(), rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", ["mad", "critic"])
@@ -242,12 +248,7 @@ def test_hand_written_defence_gradients_equal_autograd():
         ratio = (policy.log_prob_and_entropy(obs_hat, actions)[0] - log_probs).exp()
     assert ((ratio < 0.8) | (ratio > 1.2)).any() and ((ratio > 0.8) & (ratio < 1.2)).any()
     for fast, reference in cases:
-        values, grad = fast.value_and_grad(obs_hat)
-        x = obs_hat.clone().requires_grad_(True)
-        expected = reference(x)
-        (expected_grad,) = torch.autograd.grad(expected.sum(), x)
-        torch.testing.assert_close(values, expected.detach(), rtol=1e-4, atol=1e-5)
-        torch.testing.assert_close(grad, expected_grad, rtol=1e-3, atol=1e-5)
+        _assert_value_and_grad(fast, reference, obs_hat)
 
 
 @pytest.mark.parametrize("algo", ["bar-ppo", "ar-ppo", "sa-ppo"])
@@ -294,10 +295,4 @@ def test_pa_ad_hand_written_gradient_equals_autograd():
         change = policy.mean_action(x) - clean
         return F.cosine_similarity(change, direction, dim=-1, eps=1e-8) + 0.7 * change.norm(dim=-1)
 
-    fast = direction_objective(policy, obs, direction, 0.7, reference)
-    values, grad = fast.value_and_grad(obs_hat)
-    x = obs_hat.clone().requires_grad_(True)
-    expected = reference(x)
-    (expected_grad,) = torch.autograd.grad(expected.sum(), x)
-    torch.testing.assert_close(values, expected.detach(), rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(grad, expected_grad, rtol=1e-3, atol=1e-5)
+    _assert_value_and_grad(direction_objective(policy, obs, direction, 0.7, reference), reference, obs_hat)
