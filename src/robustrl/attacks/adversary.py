@@ -115,7 +115,7 @@ def train_adversary(
     ppo_overrides: dict[str, Any],
     on_iteration: Callable[[int, float | None], None] | None = None,
     curriculum: Callable[[float], PerturbationFromAction] | None = None,
-    backend: str = "gymnasium",
+    backend: str | None = None,
 ) -> ActorCritic:
     """Train an adversary policy with our PPO on the adversary MDP; returns it (in eval mode).
 
@@ -128,8 +128,10 @@ def train_adversary(
     from robustrl.algos.ppo import PPO, PPOHooks
 
     total_steps = adversary_steps(env_id, ppo_overrides, total_steps)
-    if "compile" not in ppo_overrides:  # the fast configuration's compiled update, for budgets that earn it back
-        ppo_overrides = {**ppo_overrides, "compile": fast_settings(env_id, total_steps)[0]["compile"]}
+    # the fast configuration's compiled update and EnvPool envs, for budgets that earn them back
+    fast = fast_settings(env_id, total_steps)[0]
+    ppo_overrides = {"compile": fast["compile"], **ppo_overrides}
+    backend = backend or fast["backend"]
     ppo = ppo_defaults_for(env_id, **ppo_overrides)
     config = TrainConfig(
         env_id=env_id, algo="adversary", total_steps=total_steps, seed=seed, num_envs=num_envs, ppo=ppo
@@ -271,7 +273,6 @@ class LearnedAdversaryAttack(Attack):
                 ppo_overrides=overrides,
                 on_iteration=on_iteration,
                 curriculum=self._curriculum(),
-                backend=fast_settings(self.env_id, steps)[0]["backend"],  # EnvPool's threads where it earns back
             )
             candidates.append((overrides, adversary))
         best, means = select_strongest(

@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from robustrl.report.study import _save  # one figure writer (PNG + SVG) for every study report
+
 # Table 2 of the paper (Appendix C), Hopper rows: sweet-spot sparsity, normalised clean, normalised
 # robust (worst), normalised robust (average over attacks). 256-256 MLPs, sigma 0.1, 50M steps, SA on.
 PAPER_TABLE2 = {
@@ -298,12 +300,6 @@ def _default_interval(table: pd.DataFrame) -> pd.DataFrame:
     """The rows of each family's most common interval (the ablation's other intervals apart)."""
     counts = table.groupby("prune_every")["sparsity"].count()
     return table[table["prune_every"] == counts.idxmax()]
-
-
-def _save(figure: Any, out: Path, stem: str) -> dict[str, Path]:
-    from robustrl.report.study import _save as save
-
-    return save(figure, out, stem)
 
 
 def _plot_frontier(table: pd.DataFrame, out: Path) -> dict[str, Path]:
