@@ -347,3 +347,31 @@ def test_robust_resume_equals_uninterrupted(tmp_path, algo):
     resumed = train(resume=tmp_path / "part", progress=False)
     assert resumed.iterations == 4
     _assert_same_state(_final_state(full.run_dir), _final_state(resumed.run_dir))
+
+
+@pytest.mark.skipif(__import__("shutil").which("c++") is None, reason="torch.compile needs a C++ compiler")
+def test_fixed_std_stays_at_its_initial_value_eager_and_compiled(tmp_path):
+    """ppo.learn_std=False (the pruning paper's fixed std 0.1): the log-std is never optimised,
+    eager or compiled, the other weights train, and a resumed run keeps it fixed too."""
+    for compile_step in (False, True):
+        trainer = PPO(small_config("Pendulum-v1", iterations=2, compile=compile_step, initial_std=0.1, learn_std=False))
+        actor_before = trainer.policy.actor[0].weight.detach().clone()
+        trainer.learn()
+        torch.testing.assert_close(trainer.policy.log_std.detach(), torch.full((1,), float(np.log(0.1))), rtol=0, atol=0)
+        assert not torch.equal(trainer.policy.actor[0].weight.detach(), actor_before)
+        trainer.close()
+    learned = PPO(small_config("Pendulum-v1", iterations=2, initial_std=0.1))
+    learned.learn()
+    assert not torch.equal(learned.policy.log_std.detach(), torch.full((1,), float(np.log(0.1))))
+    learned.close()
+    config = small_config("Pendulum-v1", iterations=2, initial_std=0.1, learn_std=False)
+
+    def interrupt_after_first(stats):
+        if stats.iteration == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    part = train(config, tmp_path / "run", hooks=PPOHooks(on_iteration=[interrupt_after_first]), progress=False)
+    assert part.interrupted
+    assert train(resume=tmp_path / "run", progress=False).iterations == 2
+    policy = load_policy(tmp_path / "run")
+    torch.testing.assert_close(policy.log_std.detach(), torch.full((1,), float(np.log(0.1))), rtol=0, atol=0)

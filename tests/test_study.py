@@ -179,16 +179,19 @@ def test_a_killed_worker_loses_no_run_and_runs_none_twice(tmp_path):
         assert iterations == list(range(1, 13)), (log, iterations)
 
 
-def test_ctrl_c_saves_every_running_run_and_the_study_resumes(tmp_path):
-    """Ctrl-C in a terminal (SIGINT to the runner and its workers): each running training
-    finishes its iteration and saves, nothing is booked as failed, exit 130; the next `study run`
-    completes every run with each iteration logged exactly once."""
+@pytest.mark.parametrize("where", ["terminal", "background"])
+def test_ctrl_c_saves_every_running_run_and_the_study_resumes(tmp_path, where):
+    """Ctrl-C in a terminal (SIGINT to the runner and its workers), or `kill -INT` to a study
+    started in the background (`robustrl study run ... &`: the shell starts it with SIGINT
+    ignored): each running training finishes its iteration and saves, nothing is booked as
+    failed, exit 130; the next `study run` completes every run with each iteration logged once."""
     from robustrl.policies.checkpoint import list_checkpoints
 
     path = tmp_path / "s.yaml"
     path.write_text(json.dumps(spec(seeds=[0], steps=256 * 12)))
     command = [sys.executable, "-m", "robustrl.cli", "study", "run", str(path), "--out", str(tmp_path / "study"), "--workers", "2"]
-    runner = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    ignore_sigint = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if where == "background" else None
+    runner = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=ignore_sigint,
                               env={**os.environ, "OMP_NUM_THREADS": "1"}, start_new_session=True)  # fmt: skip
     try:
         deadline = time.time() + 240
@@ -197,7 +200,10 @@ def test_ctrl_c_saves_every_running_run_and_the_study_resumes(tmp_path):
             if any(len(p.read_text().splitlines()) >= 3 for p in logs):
                 break
             time.sleep(0.1)
-        os.killpg(runner.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole group
+        if where == "terminal":
+            os.killpg(runner.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole group
+        else:
+            os.kill(runner.pid, signal.SIGINT)  # kill -INT <runner>
         out, err = runner.communicate(timeout=120)
     finally:
         runner.kill()

@@ -95,7 +95,9 @@ def check_field_types(instance: Any, prefix: str = "") -> None:
 # PPO knobs added after run directories existed, with the value that reproduces what a config.json
 # lacking them meant (TrainConfig.from_dict fills them in; a new config gets the field default).
 # Speed switches among them stay out of study run names (robustrl.experiments.spec.config_hash).
-LEGACY_PPO_VALUES: dict[str, Any] = {"fast_rollout": False, "fast_inner": False}
+LEGACY_PPO_VALUES: dict[str, Any] = {"fast_rollout": False, "fast_inner": False, "learn_std": True}
+# The speed switches among them (results equal up to float rounding): never part of a run's name.
+SPEED_SWITCHES = ("fast_rollout", "fast_inner")
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,9 @@ class PPOConfig:
     hidden_sizes: tuple[int, ...] = (64, 64)  # SA-PPO CtsPolicy / ValueNet: 64-64
     activation: str = "tanh"  # SA-PPO "policy_activation"
     initial_std: float = 1.0  # SA-PPO: log-std initialised at 0 (HalfCheetah: 0.5, see ENV_DEFAULTS)
+    # False: the std stays at initial_std for the whole run (the pruning paper's "fixed std 0.1",
+    # App. F; its certificate's c = 1 / (sqrt(2 pi) sigma_min) is then constant). SA-PPO learns it.
+    learn_std: bool = True
     # --- optimisation --------------------------------------------------------------------------
     policy_lr: float = 3e-4  # SA-PPO "ppo_lr_adam" (Hopper); per-env values in ENV_DEFAULTS
     value_lr: float = 2.5e-4  # SA-PPO "val_lr" (Hopper)

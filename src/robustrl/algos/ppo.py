@@ -185,7 +185,11 @@ class PPO:
             cfg.clip_observations,
         )
         self.policy.env_id = config.env_id
-        self.policy_parameters = [p for n, p in self.policy.named_parameters() if not n.startswith("critic.")]
+        if not cfg.learn_std and self.policy.continuous:
+            self.policy.log_std.requires_grad_(False)  # ppo.learn_std: kept at initial_std, not optimised
+        self.policy_parameters = [
+            p for n, p in self.policy.named_parameters() if not n.startswith("critic.") and p.requires_grad
+        ]
         self.value_parameters = list(self.policy.critic.parameters())
         self._loss_module = _MinibatchLoss(self)
         names = {id(p): name for name, p in self._loss_module.named_parameters()}

@@ -366,7 +366,10 @@ STOP_GRACE_SECONDS = 600  # how long a stopped study waits for its tasks to reac
 
 @contextmanager
 def _sigterm_as_interrupt() -> Any:
-    """SIGTERM (schedulers, ``timeout``, ``kill``) stops a study as Ctrl-C does."""
+    """SIGTERM (schedulers, ``timeout``, ``kill``) stops a study as Ctrl-C does; so does SIGINT
+    when the study was started in the background (``robustrl study run ... &``: a shell starts
+    background jobs with SIGINT ignored, and Python then never installs its Ctrl-C handler, so
+    ``kill -INT`` did nothing; found stopping a nohup'd study)."""
     import threading
 
     if threading.current_thread() is not threading.main_thread():
@@ -377,10 +380,15 @@ def _sigterm_as_interrupt() -> Any:
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, handler)
+    previous_int = signal.getsignal(signal.SIGINT)
+    if previous_int is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if previous_int is signal.SIG_IGN:
+            signal.signal(signal.SIGINT, previous_int)
 
 
 # ---- the scheduler ----------------------------------------------------------------------------------
