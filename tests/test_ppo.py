@@ -272,9 +272,10 @@ def test_compiled_update_equals_eager_update(settings):
 )  # fmt: skip
 def test_compiled_robust_update_equals_eager(algo, inner_solve, solver):
     """AR-PPO, BAR-PPO and minimax-KL solve their inner problem once per iteration, so their
-    minibatch term is pure and ppo.compile traces it too; SA-PPO (and BAR-PPO with
-    inner_solve=minibatch) solve it before each compiled step, with that step's parameters: the
-    same update as eager up to float rounding. (One iteration: from the second on, the sign steps
+    minibatch term is pure and ppo.compile traces it too; SA-PPO solves it inside the compiled
+    step (SGLD, its random draws made before the call) and BAR-PPO with inner_solve=minibatch
+    before each compiled step, with that step's parameters: the same update as eager up to float
+    rounding. (One iteration: from the second on, the sign steps
     of the inner solvers turn rounding differences of the parameters into different inner
     solutions, so runs drift apart as any two float orders would.)"""
     from robustrl.algos import robust_config_for
@@ -293,6 +294,8 @@ def test_compiled_robust_update_equals_eager(algo, inner_solve, solver):
         objective = OBJECTIVES[algo](config)
         assert objective.compilable
         trainer = PPO(config, hooks=PPOHooks(objective=objective, eps_schedule=lambda i, n: 0.2))
+        # SA-PPO's SGLD runs inside the compiled step (its draws made before each call)
+        assert getattr(objective, "solves_in_graph", lambda p: False)(trainer.policy) == (algo == "sa-ppo" and solver is None)
         trainer.learn()
         params.append(torch.cat([p.detach().flatten() for p in trainer.policy.parameters()]))
         trainer.close()

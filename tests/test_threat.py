@@ -502,3 +502,33 @@ def test_ibp_of_a_point_is_the_output_and_is_differentiable():
 def test_ibp_rejects_non_monotone_layers():
     with pytest.raises(TypeError, match="unsupported layer"):
         interval_bounds(nn.Sequential(nn.Linear(2, 2), nn.Dropout()), torch.zeros(1, 2), torch.ones(1, 2))
+
+
+@pytest.mark.parametrize("norm", ["inf", "2"])
+@pytest.mark.parametrize("step_size", [None, 0.03])
+def test_sgld_with_its_draws_outside_equals_sgld(norm, step_size):
+    """SA-PPO's solve inside the compiled step (sgld_with_noise, torch-written input gradient,
+    draws made beforehand by draw_sgld_noise) takes sgld's iterates from the same generator."""
+    import gymnasium as gym
+
+    from robustrl.policies.actor_critic import ActorCritic
+    from robustrl.threat.objectives import divergence_input_grad, divergence_objective
+    from robustrl.threat.solvers import draw_sgld_noise, sgld_with_noise
+
+    torch.manual_seed(0)
+    policy = ActorCritic(gym.spaces.Box(-1, 1, (11,)), gym.spaces.Box(-1, 1, (3,)))
+    for parameter in policy.actor.parameters():
+        parameter.data.normal_(0, 0.5)  # far from the near-zero initial output layer
+    x = torch.randn(64, 11)
+    eps = torch.full((64,), 0.2)
+    eps[:8] = 0.05  # a per-row radius, as the batch column of the compiled step
+    reference = torch.cat([
+        sgld(divergence_objective(policy, x[rows], scale=2.0), x[rows], Ball(radius, norm), steps=10,
+             step_size=step_size, temperature=1e-5, generator=torch.Generator().manual_seed(3))
+        for rows, radius in ((slice(0, 8), 0.05), (slice(8, 64), 0.2))
+    ])  # fmt: skip
+    noise = torch.cat([draw_sgld_noise(x[rows].shape, 10, torch.Generator().manual_seed(3), x.dtype)
+                       for rows in (slice(0, 8), slice(8, 64))], dim=1)  # fmt: skip
+    solved = sgld_with_noise(divergence_input_grad(policy, x), x, eps, noise, norm=norm, step_size=step_size, temperature=1e-5)
+    assert (reference - x).abs().max() > 0.04  # the solve moved
+    torch.testing.assert_close(solved, reference, rtol=0, atol=1e-4)

@@ -500,7 +500,10 @@ class PPO:
         steps_per_call = 1
         # objectives that re-solve their inner problem for every minibatch (SA-PPO) do it before
         # each compiled step, with that step's parameters: one step per call
-        presolve = compiled and getattr(objective, "solves_per_minibatch", False)
+        # ... unless they solve it inside the compiled step (SA-PPO's SGLD), drawing its random
+        # numbers before each call: then several steps per call, as PPO
+        in_graph = compiled and getattr(objective, "solves_in_graph", lambda policy: False)(self.policy)
+        presolve = compiled and not in_graph and getattr(objective, "solves_per_minibatch", False)
         if compiled:
             if self._compiled_steps is None:
                 self._compiled_steps = torch.compile(self.functional_steps, dynamic=False)
@@ -529,6 +532,9 @@ class PPO:
                 )
                 if presolve:
                     objective.presolve(minibatches[0], self.policy, eps)
+                elif in_graph:
+                    for minibatch in minibatches:
+                        objective.predraw(minibatch, eps)
                 if compiled:
                     step_metrics = self._compiled_steps(
                         minibatches, train_policy, train_value, learning_rates, adam_state, masks

@@ -39,13 +39,17 @@ class GradientObjective:
 def plain_mlp(policy, network: str) -> NumpyMLP | None:
     """A numpy snapshot of our ActorCritic's ``actor`` / ``critic`` (not a subclass that changed
     its distribution or value), else None."""
+    return NumpyMLP.of(getattr(policy, network)) if _plain_actor_critic(policy) else None
+
+
+def _plain_actor_critic(policy) -> bool:
+    """Our ActorCritic itself, or a subclass that kept its distribution, value and log-probs."""
     if not isinstance(policy, ActorCritic):
-        return None
-    overridden = any(
+        return False
+    return not any(
         getattr(type(policy), name) is not getattr(ActorCritic, name)
         for name in ("distribution", "value", "log_prob_and_entropy")
     )
-    return None if overridden else NumpyMLP.of(getattr(policy, network))
 
 
 def divergence_objective(policy, obs: torch.Tensor, scale: float = 1.0):
@@ -163,3 +167,55 @@ def direction_objective(policy, obs: torch.Tensor, direction: torch.Tensor, weig
         return torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32)), torch.from_numpy(grad)
 
     return GradientObjective(function, value_and_grad)
+
+
+def torch_mlp_input_grad(network: torch.nn.Module, x: torch.Tensor, output_grad) -> torch.Tensor | None:
+    """d sum(loss) / d x for a Linear/Tanh/ReLU ``nn.Sequential``, by backprop written out in torch
+    ops on its (detached) weights: :meth:`NumpyMLP.value_and_input_grad` for compiled graphs
+    (inside torch.func's parameter gradient, a nested autograd call would cost a second graph).
+    ``output_grad(output) -> d sum(loss) / d output``. None for any other module."""
+    layers = list(network.children()) if isinstance(network, torch.nn.Sequential) else [network]
+    if not all(type(layer) in (torch.nn.Linear, torch.nn.Tanh, torch.nn.ReLU) for layer in layers):
+        return None
+    outputs = []
+    for layer in layers:
+        if type(layer) is torch.nn.Linear:
+            bias = None if layer.bias is None else layer.bias.detach()
+            x = torch.nn.functional.linear(x, layer.weight.detach(), bias)
+        elif type(layer) is torch.nn.Tanh:
+            x = torch.tanh(x)
+        else:
+            x = torch.relu(x)
+        outputs.append(x)
+    grad = output_grad(x)
+    for layer, output in zip(reversed(layers), reversed(outputs)):
+        if type(layer) is torch.nn.Linear:
+            grad = grad @ layer.weight.detach()
+        elif type(layer) is torch.nn.Tanh:
+            grad = grad * (1.0 - output * output)
+        else:
+            grad = grad * (output > 0)
+    return grad
+
+
+def has_written_out_actor(policy) -> bool:
+    """Our Gaussian ActorCritic with a Linear/Tanh/ReLU actor: :func:`divergence_input_grad` works."""
+    if not getattr(policy, "continuous", False) or not _plain_actor_critic(policy):
+        return False
+    layers = list(policy.actor.children()) if isinstance(policy.actor, torch.nn.Sequential) else [policy.actor]
+    return all(type(layer) in (torch.nn.Linear, torch.nn.Tanh, torch.nn.ReLU) for layer in layers)
+
+
+def divergence_input_grad(policy, obs: torch.Tensor, scale: float = 2.0):
+    """``obs_hat -> d sum(scale * KL(pi(.|obs) || pi(.|obs_hat))) / d obs_hat`` in torch ops for our
+    Gaussian ActorCritic (the gradient :func:`divergence_objective` computes in numpy), for a
+    solve inside a compiled graph; None for other policies."""
+    if not has_written_out_actor(policy):
+        return None
+    clean_mean = policy.actor(obs).detach()
+    weight = scale * torch.exp(-2.0 * policy.log_std.detach())  # 2 * scale / (2 sigma^2)
+
+    def input_grad(obs_hat: torch.Tensor) -> torch.Tensor:
+        return torch_mlp_input_grad(policy.actor, obs_hat, lambda mean: (mean - clean_mean) * weight)
+
+    return input_grad

@@ -28,6 +28,7 @@ import torch
 
 from robustrl.errors import InvalidArgumentError
 from robustrl.threat.ball import Ball
+from robustrl.threat.norms import parse_norm
 
 # objective(x_hat) -> one value per sample, shape (batch,): the inner problem's objective (not the
 # robust-training objectives of robustrl.algos.objectives, which build PPO loss terms)
@@ -167,3 +168,53 @@ def _keep_better(best: torch.Tensor, best_values: torch.Tensor, candidate: torch
     better = values > best_values
     best[better] = candidate.detach()[better]
     best_values[better] = values[better]
+
+
+def draw_sgld_noise(shape: torch.Size, steps: int, generator: torch.Generator | None, dtype: torch.dtype) -> torch.Tensor:
+    """The Gaussian draws :func:`sgld` makes on a batch of ``shape``, in its order (start, then
+    one per step), stacked: (steps + 1, *shape). With :func:`sgld_with_noise` they give the same
+    iterates, so a solve can move inside a compiled graph while its random numbers stay outside."""
+    return torch.stack([torch.randn(shape, generator=generator, dtype=dtype) for _ in range(steps + 1)])
+
+
+def sgld_with_noise(
+    input_grad: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    eps: torch.Tensor,
+    noise: torch.Tensor,
+    *,
+    norm: str = "inf",
+    step_size: float | None = None,
+    temperature: float = DEFAULT_TEMPERATURE,
+) -> torch.Tensor:
+    """:func:`sgld` (maximising, ``step_rule="auto"``, no box) as pure tensor operations, for
+    compiled graphs (SA-PPO's per-minibatch solve inside ``ppo.compile``'s step): ``eps`` is a
+    per-sample column (B,) instead of a float (the eps schedule moves every iteration; a float
+    would be baked into the graph), ``noise`` comes from :func:`draw_sgld_noise`, and
+    ``input_grad(x_hat) -> d sum(objective) / d x_hat`` is written out by the caller (no autograd
+    inside a graph that torch.func differentiates). The same iterates as :func:`sgld` with those
+    draws, up to float rounding (tests/test_threat.py)."""
+    norm = parse_norm(norm)
+    steps = noise.shape[0] - 1
+    radius = eps.reshape(-1, *([1] * (x.ndim - 1)))
+    step = radius / steps if step_size is None else torch.full_like(radius, float(step_size))
+    noise_scale = torch.sqrt(2.0 * step * temperature)
+
+    def direction(grad: torch.Tensor) -> torch.Tensor:
+        if norm == "inf":
+            return grad.sign()
+        return grad / grad.reshape(grad.shape[0], -1).norm(dim=-1).clamp_min(1e-12).reshape(radius.shape)
+
+    def project(x_hat: torch.Tensor) -> torch.Tensor:
+        delta = x_hat - x
+        if norm == "inf":
+            return x + torch.maximum(torch.minimum(delta, radius), -radius)
+        length = delta.reshape(delta.shape[0], -1).norm(dim=-1).reshape(radius.shape)
+        return x + delta * torch.clamp(radius / length.clamp_min(1e-12), max=1.0)
+
+    x = x.detach()
+    x_hat = project(x + step * direction(noise[0]))
+    for k in range(steps):
+        grad = input_grad(x_hat)
+        x_hat = project(x_hat + step * direction(grad + noise[k + 1] * (noise_scale / (k + 2))))
+    return x_hat.detach()

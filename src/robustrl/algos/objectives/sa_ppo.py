@@ -9,7 +9,8 @@ policies; see ``gaussian_mean_divergence``). As in that code (``get_state_kl_bou
 the clean action means), the gradient flows through pi(s') only: the perturbed policy is pulled
 towards a fixed pi(s). The minimax-KL ablation keeps the gradient through both.
 The inner max is solved per minibatch with the current parameters, as the reference code does:
-by SGLD (default, ``solver="sgld"``), PGD (``"pgd"``), or bounded from above by the convex
+by SGLD (default, ``solver="sgld"``; with ``ppo.compile`` inside the compiled step, its random
+draws made outside: :meth:`SAPPO.predraw`), PGD (``"pgd"``), or bounded from above by the convex
 relaxation (``"ibp"``): interval bound propagation of the policy mean over the ball (our own IBP,
 :mod:`robustrl.policies.ibp`; SA-PPO uses auto_LiRPA's CROWN-IBP, which does not install with our
 torch), giving max_i |mu_i(s') - mu_i(s)| <= max(u_i - mu_i, mu_i - l_i).
@@ -30,6 +31,8 @@ from robustrl.algos.objectives.common import RobustObjective, gaussian_mean_dive
 from robustrl.algos.ppo import Batch
 from robustrl.policies.ibp import interval_bounds
 from robustrl.threat import pgd, sgld
+from robustrl.threat.objectives import divergence_input_grad, has_written_out_actor
+from robustrl.threat.solvers import draw_sgld_noise, sgld_with_noise
 
 
 class SAPPO(RobustObjective):
@@ -65,10 +68,29 @@ class SAPPO(RobustObjective):
             return pgd(divergence, clean, self.ball(eps), **self.solver_options(eps))
         return sgld(divergence, clean, self.ball(eps), temperature=self.robust.temperature, **self.solver_options(eps))
 
+    def solves_in_graph(self, policy: Any) -> bool:
+        """SGLD per minibatch inside the compiled step (``ppo.compile``): its gradient written out
+        in torch ops (:func:`~robustrl.threat.objectives.divergence_input_grad`), its draws made
+        before the call (:meth:`predraw`). Several steps per compiled call instead of one step
+        and one solve outside the graph per minibatch (320 per iteration: per-call overhead)."""
+        return (
+            self.solver == "sgld" and self.fast_inner and self.inner_solve == "minibatch" and has_written_out_actor(policy)
+        )
+
+    def predraw(self, minibatch: Batch, eps: float) -> None:
+        """The SGLD draws of this minibatch's solve, from the objective's generator in the order
+        the eager solve makes them (so compiled and eager runs draw the same numbers)."""
+        if eps > 0:
+            minibatch.extras["sgld_noise"] = draw_sgld_noise(
+                minibatch.obs.shape, self.robust.inner_steps, self.generator, minibatch.obs.dtype
+            )
+        else:  # the eager solve at eps 0 returns the clean point and draws nothing
+            minibatch.extras["obs_hat"] = minibatch.obs
+
     def prepare(self, batch: Batch, policy: Any, eps: float) -> None:
         if self.solver != "ibp":
             super().prepare(batch, policy, eps)
-        else:
+        if self.solver == "ibp" or self.solves_in_graph(policy):
             self.store_eps(batch, eps)
 
     def loss(self, minibatch: Batch, policy: Any, eps: float) -> tuple[torch.Tensor, dict[str, float]]:
@@ -79,7 +101,14 @@ class SAPPO(RobustObjective):
             radius = rows[:, None] if rows is not None else (eps if eps > 0 else 0.0)
             regulariser = self.ibp_bound(minibatch.obs, policy, radius)
         else:
-            obs_hat = self.obs_hat(minibatch, policy, eps)
+            if "sgld_noise" in minibatch.extras:  # inside the compiled step (predraw)
+                obs_hat = sgld_with_noise(
+                    divergence_input_grad(policy, minibatch.obs), minibatch.obs, minibatch.extras["eps"],
+                    minibatch.extras["sgld_noise"], norm=self.robust.norm, step_size=self.robust.inner_step_size,
+                    temperature=self.robust.temperature,
+                )  # fmt: skip
+            else:
+                obs_hat = self.obs_hat(minibatch, policy, eps)
             regulariser = gaussian_mean_divergence(policy, minibatch.obs, obs_hat, detach_clean=self.detach_clean)
         return regulariser.mean(), {"state_divergence": regulariser.mean().detach()}
 
