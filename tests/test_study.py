@@ -354,3 +354,26 @@ def test_report_tables_match_hand_computed_values():
     )
     latex = format_table(median.reset_index(), ["natural", "worst"], "tex")
     assert "\\textbf{" in latex and "\\underline{" in latex
+
+
+def test_runs_dropped_from_the_spec_are_kept_on_record_but_not_counted(tmp_path):
+    """A spec edited between invocations (here: one seed fewer): the runs it no longer has are
+    kept in status.json under "retired" (their seconds still count towards the study's cost),
+    no longer counted as pending work; put back, they return with their state."""
+    from robustrl.experiments.study import Study
+
+    first, second = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    first.write_text(json.dumps(spec(seeds=[0, 1])))
+    second.write_text(json.dumps(spec(seeds=[0])))
+    study = Study.open(tmp_path / "study", first)
+    dropped = [r.name for r in study.spec.runs if r.config.seed == 1]
+    study.status["runs"][dropped[0]].update(train="done", train_seconds=60.0)
+    study.save_status()
+    Study.open(tmp_path / "study", second).save_status()
+    status = study_status(tmp_path / "study")
+    assert sorted(status["retired"]) == sorted(dropped)
+    assert status["counts"]["train"] == {"pending": 2}
+    assert status["task_seconds"] == 60.0
+    restored = Study.open(tmp_path / "study", first)
+    assert restored.status["runs"][dropped[0]]["train_seconds"] == 60.0 and not restored.status.get("retired")
+    assert restored.status["runs"][dropped[0]]["train"] == "pending"  # "done", but its directory is gone

@@ -831,6 +831,8 @@ def _print_study_status(directory: Path) -> None:
                       error.strip().splitlines()[-1] if error else "")  # fmt: skip
     console.print(table)
     console.print("  ".join(f"{task}: " + ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) for task, counts in status["counts"].items()))
+    if status["retired"]:
+        console.print(f"{len(status['retired'])} run(s) of an earlier version of the spec kept on record, not counted")
     if status.get("wall_seconds"):
         console.print(
             f"wall-clock {status['wall_seconds'] / 3600:.2f} h over {status['invocations']} invocation(s); "

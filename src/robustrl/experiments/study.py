@@ -436,6 +436,9 @@ class Study:
                 status = json.loads(self.status_path.read_text())
             except json.JSONDecodeError:
                 pass  # rebuilt from the run directories below
+        names = {run.name for run in self.spec.runs}
+        for name in [n for n in status.get("retired", {}) if n in names]:  # back in the spec
+            status["runs"][name] = status["retired"].pop(name)
         for run in self.spec.runs:
             entry = status["runs"].setdefault(
                 run.name, {"label": run.label, "env": run.env_id, "seed": run.config.seed}
@@ -447,6 +450,14 @@ class Study:
                     entry[task] = "pending"
             if entry["train"] == "done" and not run_complete(self.run_dir(run), run.config.num_iterations):
                 entry["train"] = entry["evaluate"] = "pending"  # the directory was removed or damaged
+        # runs of an earlier version of the spec (a method or axis changed): kept on record (their
+        # directories and seconds too), but no longer counted as the study's work
+        for name in [n for n in status["runs"] if n not in names]:
+            entry = status["runs"].pop(name)
+            for task in ("train", "evaluate"):
+                if entry.get(task) == "running":
+                    entry[task] = "pending"
+            status.setdefault("retired", {})[name] = entry
         return status
 
     def save_status(self, finished: bool = False) -> None:
@@ -574,7 +585,10 @@ class Study:
         try:
             with _sigterm_as_interrupt():
                 while queue or running:
-                    while queue and len(running) < getattr(executor, "workers", 10**9) + 2:  # a little ahead keeps workers busy
+                    # no task submitted ahead of a free worker: one queued inside the pool would
+                    # be reported as running, and a finished training's evaluation, which jumps
+                    # the queue, would wait behind it (wait() returns as soon as one task ends)
+                    while queue and len(running) < getattr(executor, "workers", 10**9):
                         submit(*queue.pop(0))
                     self._report(progress)
                     done = executor.wait(list(running), timeout=poll_seconds) if running else []
@@ -700,6 +714,10 @@ def study_status(directory: Path | str) -> dict[str, Any]:
     if not (directory / "study.json").is_file():
         raise InvalidArgumentError(f"{directory} is not a study directory (no study.json)")
     status = json.loads(path.read_text()) if path.is_file() else {"runs": {}}
+    current = json.loads((directory / "study.json").read_text()).get("runs", {})
+    if current:  # runs of an earlier version of the spec: on record, not counted (Study._read_status)
+        for name in [n for n in status["runs"] if n not in current]:
+            status.setdefault("retired", {})[name] = status["runs"].pop(name)
     runner = status.get("runner", {})
     alive = False
     if runner.get("pid") and not runner.get("finished"):
@@ -715,6 +733,7 @@ def study_status(directory: Path | str) -> dict[str, Any]:
             if state == "running" and not alive:
                 state = "stopped"
             counts[task][state] = counts[task].get(state, 0) + 1
-    return {"runner_alive": alive, "counts": counts, "runs": status["runs"],
+    every = [*status["runs"].values(), *status.get("retired", {}).values()]
+    return {"runner_alive": alive, "counts": counts, "runs": status["runs"], "retired": status.get("retired", {}),
             "wall_seconds": status.get("wall_seconds"), "invocations": status.get("invocations", 0),
-            "task_seconds": sum(e.get("train_seconds", 0.0) + e.get("evaluate_seconds", 0.0) for e in status["runs"].values())}  # fmt: skip
+            "task_seconds": sum(e.get("train_seconds", 0.0) + e.get("evaluate_seconds", 0.0) for e in every)}  # fmt: skip
