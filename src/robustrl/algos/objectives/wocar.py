@@ -42,6 +42,9 @@ Approximations and simplifications (each documented where it is made):
   ``weight_schedule="linear"`` over all iterations: it is a function of eps alone, so it needs no
   iteration counter. The paper's state-importance weights on the regulariser are not used, as in
   the official PPO code.
+- With ``ppo.compile`` the term is traced into PPO's compiled step (eps, the critic's values and
+  its loss are batch columns; the regulariser's SGLD runs inside the graph as SA-PPO's); the
+  critic's own fit stays eager, in ``prepare``.
 - The critic, its target and its optimiser are saved in the PPO checkpoint (``objective/...``
   tensors), so a resumed run equals an uninterrupted one.
 """
@@ -96,16 +99,14 @@ class WocaRPPO(SAPPO):
 
     default_inner_solve = "minibatch"  # the regulariser's inner max, per minibatch as the reference
 
-    @property
-    def compilable(self) -> bool:
-        return False  # its term trains the worst-case critic with its own optimiser inside the step
     knobs = (*SAPPO.knobs, "q_weight", "q_lr", "q_epochs", "q_tau")
     continuous_actions_only = True  # the worst-attack critic Q_w(s, a) takes a continuous action
 
     def __init__(self, config: Any):
         super().__init__(config)
-        # its term trains the worst-case critic and reads eps inside the step: eager, not compiled
-        self.pure_minibatch_loss = self.pure_iteration_loss = False
+        # The critic is fitted in prepare (outside the step); the term reads eps, the critic's
+        # values and its loss from batch columns (prepare), so with the regulariser solved per
+        # minibatch (SA-PPO's SGLD inside the compiled step) ppo.compile traces it like SA-PPO's.
         robust, ppo = config.robust, config.ppo
         self.guidance = False  # L_wocar already contains PPO's (worst-case-aware) surrogate
         self.q_weight = robust.q_weight
@@ -216,12 +217,21 @@ class WocaRPPO(SAPPO):
         assert self.target_network is not None
         with torch.no_grad():
             batch.extras["worst_q"] = self.target_network(batch.obs, batch.actions)
+        # columns sliced with every minibatch, so the term is a pure function of its inputs
+        self.store_eps(batch, eps)  # absent at eps 0: no worst-case weight, no regulariser
+        batch.extras["worst_q_loss"] = torch.full((len(batch),), self.last_q_loss)
 
     def loss(self, minibatch: Batch, policy: Any, eps: float) -> tuple[torch.Tensor, dict[str, float]]:
         worst_q = minibatch.extras["worst_q"]
-        weight = self.worst_case_weight(eps)
+        # eps of this iteration, one per row (prepare; absent at eps 0); a caller without prepare
+        # passes it (inside a compiled step the argument is nan and "nan > 0" is false)
+        rows = minibatch.extras.get("eps")
+        if rows is None and eps > 0:
+            rows = torch.tensor(float(eps))
         advantages = minibatch.advantages
-        if weight > 0:
+        weight = torch.zeros(())
+        if rows is not None and self.target_eps > 0 and self.q_weight > 0:
+            weight = self.q_weight * (rows / self.target_eps).clamp(max=1.0)  # worst_case_weight(eps)
             normalised_q = (worst_q - worst_q.mean()) / (worst_q.std() + 1e-8)
             advantages = advantages + weight * normalised_q
         log_prob, entropy = policy.log_prob_and_entropy(minibatch.obs, minibatch.actions)
@@ -229,13 +239,14 @@ class WocaRPPO(SAPPO):
         surrogate = clipped_surrogate(ratio, advantages, self.clip_eps)
         term = -surrogate.mean() - self.entropy_coef * entropy
         divergence = torch.zeros(())
-        if eps > 0 and self.kappa > 0:
+        if rows is not None and self.kappa > 0:
             divergence, _ = super().loss(minibatch, policy, eps)
             term = term + self.kappa * divergence
+        q_loss = minibatch.extras.get("worst_q_loss")
         metrics = {
             "worst_q": worst_q.mean(),
-            "worst_q_loss": self.last_q_loss,
-            "worst_q_weight": weight,
+            "worst_q_loss": q_loss.mean() if q_loss is not None else torch.tensor(self.last_q_loss),
+            "worst_q_weight": weight.mean(),
             "state_divergence": divergence.detach(),
         }
         return term, metrics
