@@ -433,13 +433,15 @@ def test_registry_holds_the_table_and_each_class_keeps_the_learned_contract():
     a learned attack without its own ``_fit`` / ``_tensors`` / ``_load_tensors`` (or a cheap one
     that overrides ``_fit``, which would never run) is a bug the registry would hide."""
     observation = {name: cls for name, cls in ATTACKS.items() if cls.side == "observation"}
-    assert set(observation) == set(ALL) and len(ALL) == len(set(ALL))
+    # the paper's six, and the held-out transfer attack (issue 17), which replays a fitted one
+    assert set(observation) == {*ALL, "transfer"} and len(ALL) == len(set(ALL))
     assert all(cls.side == "action" for name, cls in ATTACKS.items() if name not in observation)
     for name, cls in observation.items():
         for method in ("_fit", "_tensors", "_load_tensors"):
             overridden = getattr(cls, method) is not getattr(Attack, method)
             assert overridden == cls.learned, (name, method)
-        make_attack(name, 0.1)  # every option has a default
+        if name != "transfer":  # its source (another run's fitted adversary) has no default
+            make_attack(name, 0.1)  # every option has a default
 
 
 def test_register_refuses_a_second_attack_under_a_taken_name():
@@ -537,3 +539,26 @@ def test_curriculum_options_are_validated_and_old_attacks_load_without_one(victi
     meta_path.write_text(json.dumps(meta))
     loaded = ATTACKS["sa-rl"].load(tmp_path, victim, PENDULUM)
     assert loaded.options.curriculum_scale == 1.0
+
+
+def test_transfer_replays_an_adversary_fitted_on_another_victim(victim, fitted, tmp_path):
+    """The held-out transfer attack (issue 17): the SA-RL adversary fitted against one victim,
+    found through that victim's run directory, perturbs another victim's observations exactly as
+    it perturbs its own (the adversary is a function of the observation); bad sources are refused
+    with one clear message."""
+    source_run = tmp_path / "source-run"
+    fitted["sa-rl"].save(source_run / "attacks" / "eps0.1-linf")
+    other = random_victim(seed=1)
+    attack = make_attack("transfer", 0.1, source=str(source_run), attack="sa-rl").fit(other, PENDULUM)
+    obs = _obs(16, other.obs_dim, seed=4)
+    torch.testing.assert_close(attack.perturb(obs), fitted["sa-rl"].perturb(obs))
+    assert Ball(0.1).contains(attack.perturb(obs), obs).all()
+    assert (attack.perturb(obs) - obs).abs().max() > 1e-4  # it moves them (a tiny fit: small moves)
+    with pytest.raises(InvalidArgumentError, match="needs transfer.source"):
+        make_attack("transfer", 0.1)
+    with pytest.raises(InvalidArgumentError, match="learned observation attack"):
+        make_attack("transfer", 0.1, source=str(source_run), attack="mad")
+    with pytest.raises(InvalidArgumentError, match="no fitted pa-ad adversary"):
+        make_attack("transfer", 0.1, source=str(source_run), attack="pa-ad").fit(other, PENDULUM)
+    with pytest.raises(InvalidArgumentError, match="was fitted on Pendulum-v1"):
+        make_attack("transfer", 0.1, source=str(source_run)).fit(random_victim(INVERTED), INVERTED)

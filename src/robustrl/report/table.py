@@ -44,7 +44,7 @@ def natural_return_markdown(report: dict[str, Any]) -> str:
 
 # ---- the robustness table (BARPO paper, Table 2) ------------------------------------------------
 ATTACK_COLUMNS = ("random", "critic", "mad", "rs", "sa-rl", "pa-ad")
-_TITLES = {"natural": "Natural", "random": "Random", "critic": "Critic", "mad": "MAD", "rs": "RS", "sa-rl": "SA-RL", "pa-ad": "PA-AD"}
+_TITLES = {"natural": "Natural", "random": "Random", "critic": "Critic", "mad": "MAD", "rs": "RS", "sa-rl": "SA-RL", "pa-ad": "PA-AD", "transfer": "Transfer"}
 
 
 def _columns(reports: list[dict[str, Any]]) -> list[str]:
