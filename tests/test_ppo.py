@@ -268,7 +268,8 @@ def test_compiled_update_equals_eager_update(settings):
 @pytest.mark.parametrize(
     "algo,inner_solve,solver",
     [("bar-ppo", None, None), ("ar-ppo", None, None), ("minimax-kl", None, None), ("sa-ppo", None, None),
-     ("bar-ppo", "minibatch", None), ("radial-ppo", None, None), ("sa-ppo", None, "ibp"), ("wocar-ppo", None, None)],
+     ("bar-ppo", "minibatch", None), ("ar-ppo", "minibatch", None), ("radial-ppo", None, None), ("sa-ppo", None, "ibp"),
+     ("wocar-ppo", None, None)],
 )  # fmt: skip
 def test_compiled_robust_update_equals_eager(algo, inner_solve, solver):
     """AR-PPO, BAR-PPO and minimax-KL solve their inner problem once per iteration, so their

@@ -24,6 +24,22 @@ from robustrl.threat import pgd
 class ARPPO(RobustObjective):
     knobs = (*RobustObjective.knobs, "guidance")
     pure_iteration_loss = True  # L(theta; s_hat) with s_hat fixed: ppo.compile can trace it
+    pure_minibatch_loss = True  # solved before each compiled step (presolve), as BAR-PPO's
+
+    def __init__(self, config: Any):
+        super().__init__(config)
+        self.normalize_advantages = config.ppo.normalize_advantages
+
+    def presolve(self, minibatch: Batch, policy: Any, eps: float) -> None:
+        """The per-minibatch solve outside the compiled step, on the advantages the eager path's
+        solve sees inside the loss: normalised per minibatch as PPO does (the surrogate's sign
+        steps depend on them, unlike BAR-PPO's KL)."""
+        view = minibatch
+        if self.normalize_advantages:
+            advantages = minibatch.advantages
+            view = Batch(minibatch.obs, minibatch.actions, minibatch.log_probs, minibatch.values,
+                         (advantages - advantages.mean()) / (advantages.std() + 1e-8), minibatch.returns)  # fmt: skip
+        minibatch.extras["obs_hat"] = self.solve_inner(view, policy, eps).detach()
 
     def solve_inner(self, batch: Batch, policy: Any, eps: float) -> torch.Tensor:
         """Step 8: PGD minimisation of the clipped surrogate over the ball."""
