@@ -30,7 +30,7 @@ class PAADAttack(LearnedAdversaryAttack):
         budget: int = 1_000_000
         grid: tuple[dict[str, Any], ...] | None = None
         selection_episodes: int = 10
-        num_envs: int = 4
+        num_envs: int = 8  # as SA-RL's (5.3 min per 1M steps on Hopper instead of 9.1)
         action_change_weight: float = 1.0
         curriculum_scale: float = 4.0  # see SARLAttack.Options
         curriculum_fraction: float = 0.5
