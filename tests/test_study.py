@@ -19,7 +19,7 @@ import pytest
 from robustrl.experiments.results import read_results
 from robustrl.experiments.spec import StudySpecError, config_hash, load_spec, parse_spec
 from robustrl.experiments.study import LocalExecutor, Study, run_study, study_status
-from robustrl.report.study import aggregate, format_table, iqm, per_run_table, stratified_bootstrap_ci
+from robustrl.report.study import aggregate, format_kappa_grid, format_table, iqm, kappa_grid, per_run_table, stratified_bootstrap_ci
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = ROOT / "studies" / "smoke.yaml"
@@ -377,3 +377,19 @@ def test_runs_dropped_from_the_spec_are_kept_on_record_but_not_counted(tmp_path)
     restored = Study.open(tmp_path / "study", first)
     assert restored.status["runs"][dropped[0]]["train_seconds"] == 60.0 and not restored.status.get("retired")
     assert restored.status["runs"][dropped[0]]["train"] == "pending"  # "done", but its directory is gone
+
+
+def test_kappa_grid_picks_each_methods_kappa_by_the_median_agents_worst_case():
+    """Labels A and B are one algorithm with guidance at kappa 0.1 and 1.0 (C: no guidance, left
+    out): B's median agent has the higher worst case (100 vs 60), so kappa 1.0 is picked."""
+    per_run = per_run_table(_fixture_evaluations())
+    runs = pd.DataFrame({
+        "run": ["A0", "A1", "A2", "B0", "B1", "B2"], "label": ["A"] * 3 + ["B"] * 3, "algo": ["bar-ppo"] * 6,
+        "kappa": [0.1] * 3 + [1.0] * 3, "guidance": [True] * 6, "median_agent": [False] * 6,
+    })  # fmt: skip
+    grid = kappa_grid(aggregate(per_run, runs, "median", cheap=["random", "mad"]), runs)
+    assert list(grid["kappa"]) == [0.1, 1.0] and list(grid["worst"]) == [60, 100]
+    assert list(grid["best"]) == [False, True]
+    assert "| Hopper-v5 | bar-ppo (3) | 1 | 110 | 100 | **picked** |" in format_kappa_grid(grid)
+    no_guidance = runs.assign(guidance=False)
+    assert kappa_grid(aggregate(per_run, no_guidance, "median", cheap=["random", "mad"]), no_guidance).empty

@@ -108,6 +108,40 @@ def aggregate(per_run: pd.DataFrame, runs: pd.DataFrame, how: str, cheap: Sequen
     return pd.DataFrame(rows)
 
 
+def kappa_grid(median_table: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """The kappa grid (BARPO App. F.3: kappa picked per task from {0.1, 0.3, 1.0}; issue 17): one
+    row per (env, algorithm with guidance, kappa) that the study ran at more than one kappa, from
+    the median-agent table, and ``best`` marking each group's pick. The paper does not state its
+    rule; ours: the highest worst-case return of the median agent (ties: the higher natural).
+    Methods without guidance are left out: their loss is the robust term alone, kappa does not
+    enter it."""
+    columns = ["env", "algo", "kappa", "label", "seeds", "natural", "worst", "best"]
+    if not len(runs) or not {"algo", "kappa", "guidance"} <= set(runs.columns):
+        return pd.DataFrame(columns=columns)
+    methods = runs.drop_duplicates("label").set_index("label")[["algo", "kappa", "guidance"]]
+    table = median_table.join(methods, on="label")
+    table = table[table["guidance"].astype("boolean").fillna(False) & table["kappa"].notna()]
+    rows = []
+    for (env, algo), group in table.groupby(["env", "algo"], sort=False):
+        if group["kappa"].nunique() < 2:
+            continue
+        group = group.sort_values("kappa")
+        pick = group.sort_values(["worst", "natural"], ascending=False).index[0]
+        for index, row in group.iterrows():
+            rows.append({"env": env, "algo": algo, "kappa": float(row["kappa"]), "label": row["label"],
+                         "seeds": int(row["seeds"]), "natural": row["natural"], "worst": row["worst"],
+                         "best": index == pick})  # fmt: skip
+    return pd.DataFrame(rows, columns=columns)
+
+
+def format_kappa_grid(grid: pd.DataFrame) -> str:
+    lines = ["| task | method | kappa | natural | worst | |", "|---|---|---:|---:|---:|---|"]
+    for _, row in grid.iterrows():
+        lines.append(f"| {row['env']} | {row['algo']} ({row['seeds']}) | {row['kappa']:g} | {row['natural']:.0f} | "
+                     f"{row['worst']:.0f} | {'**picked**' if row['best'] else ''} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
 def _stable_seed(*parts: str) -> int:
     import zlib
 
@@ -266,6 +300,16 @@ def write_study_report(
                 + format_table(table, columns, "tex", paper if how == "median" else None)
             )
             written[f"table2_{how}"] = out / f"table2_{how}.md"
+        grid = kappa_grid(aggregate(per_run, runs, "median", cheap), runs)
+        if len(grid):
+            grid.to_csv(out / "kappa_grid.csv", index=False)
+            (out / "kappa_grid.md").write_text(
+                f"# {study['name']}: the kappa grid (median agents)\n\nEach method with guidance at every kappa "
+                "the study ran; **picked**: the highest worst-case return of the median agent (ties: the higher "
+                "natural; the paper does not state its rule). Without guidance kappa does not enter the loss.\n\n"
+                + format_kappa_grid(grid)
+            )
+            written["kappa_grid"] = out / "kappa_grid.md"
         written |= _plot_scatter(per_run, out)
         from robustrl.report.sweet_spot import is_pruning_study, write_sweet_spot_report
 
