@@ -19,7 +19,15 @@ import pytest
 from robustrl.experiments.results import read_results
 from robustrl.experiments.spec import StudySpecError, config_hash, load_spec, parse_spec
 from robustrl.experiments.study import LocalExecutor, Study, run_study, study_status
-from robustrl.report.study import aggregate, format_kappa_grid, format_table, iqm, kappa_grid, per_run_table, stratified_bootstrap_ci
+from robustrl.report.study import (
+    aggregate,
+    format_kappa_grid,
+    format_table,
+    iqm,
+    kappa_grid,
+    per_run_table,
+    stratified_bootstrap_ci,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = ROOT / "studies" / "smoke.yaml"
