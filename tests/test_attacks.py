@@ -562,3 +562,17 @@ def test_transfer_replays_an_adversary_fitted_on_another_victim(victim, fitted, 
         make_attack("transfer", 0.1, source=str(source_run), attack="pa-ad").fit(other, PENDULUM)
     with pytest.raises(InvalidArgumentError, match="was fitted on Pendulum-v1"):
         make_attack("transfer", 0.1, source=str(source_run)).fit(random_victim(INVERTED), INVERTED)
+
+
+def test_pa_ad_numpy_fgsm_equals_the_generic_solver(victim):
+    """PA-AD's per-step FGSM in numpy (l_inf ball, hand-written gradient) takes the same random
+    start from the attack's generator and lands where threat.fgsm with autograd does."""
+    fast = make_attack("pa-ad", 0.1, seed=5, **CHEAP["pa-ad"])
+    generic = make_attack("pa-ad", 0.1, seed=5, **CHEAP["pa-ad"])
+    fast.bind(victim, PENDULUM)
+    generic.bind(victim, PENDULUM)
+    generic._actor_mlp = None  # the autograd objective through threat.fgsm
+    obs, direction = _obs(32, victim.obs_dim, seed=6), torch.randn(32, victim.action_dim, generator=torch.Generator().manual_seed(7))
+    for _ in range(3):  # consecutive calls draw the same numbers in the same order
+        torch.testing.assert_close(fast.perturbation_from_action(obs, direction),
+                                   generic.perturbation_from_action(obs, direction), rtol=0, atol=1e-6)  # fmt: skip

@@ -150,8 +150,7 @@ def direction_objective(policy, obs: torch.Tensor, direction: torch.Tensor, weig
     mlp = mlp if mlp is not None else (plain_mlp(policy, "actor") if getattr(policy, "continuous", False) else None)
     if mlp is None:
         return function
-    with torch.no_grad():
-        clean = policy.actor(obs).numpy()
+    clean = mlp(obs.detach().numpy())  # the numpy forward: ~4x cheaper than the modules on ~8 rows
     d = direction.detach().numpy().astype(np.float32)
     d_norm = np.maximum(np.linalg.norm(d, axis=-1, keepdims=True), 1e-8)
 
