@@ -22,10 +22,12 @@ from robustrl.experiments.study import LocalExecutor, Study, run_study, study_st
 from robustrl.report.study import (
     aggregate,
     format_kappa_grid,
+    format_reliability,
     format_table,
     iqm,
     kappa_grid,
     per_run_table,
+    reliability,
     stratified_bootstrap_ci,
 )
 
@@ -401,3 +403,23 @@ def test_kappa_grid_picks_each_methods_kappa_by_the_median_agents_worst_case():
     assert "| Hopper-v5 | bar-ppo (3) | 1 | 110 | 100 | **picked** |" in format_kappa_grid(grid)
     no_guidance = runs.assign(guidance=False)
     assert kappa_grid(aggregate(per_run, no_guidance, "median", cheap=["random", "mad"]), no_guidance).empty
+
+
+def test_reliability_counts_the_agents_a_learned_attack_breaks():
+    """Issue 17: the fraction of seeds an SA-RL / PA-AD adversary breaks (worst < 50% of natural).
+    Fixture: "mad" plays the learned attack; A's agents keep 0.50, 0.67, 0.75 of natural (none
+    broken: 0.50 is not below half), B's 0.91, 0.33, 0.85 (one broken)."""
+    per_run = per_run_table(_fixture_evaluations())
+    table = reliability(per_run, ["mad"]).set_index("label")
+    assert table.loc["A", "broken"] == 0 and table.loc["A", "agents"] == 3
+    assert table.loc["B", "broken"] == 1 and table.loc["B", "broken_fraction"] == pytest.approx(1 / 3)
+    assert table.loc["B", "ratios"] == [0.909, 0.333, 0.846]
+    assert "| Hopper-v5 | B | 3 | 1 (33%) | 0.91, 0.33, 0.85 |" in format_reliability(table.reset_index(), ["mad"])
+    assert reliability(per_run, ["sa-rl"]).empty  # no learned attack in the table: nothing to say
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "studies").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_study_spec_loads(path):
+    """The one-command reproductions in studies/ stay valid as the knobs they name evolve."""
+    spec = load_spec(path)
+    assert spec.runs and len({run.name for run in spec.runs}) == len(spec.runs)

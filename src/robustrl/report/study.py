@@ -134,6 +134,40 @@ def kappa_grid(median_table: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
+BROKEN_FRACTION = 0.5  # an agent is broken when an attack leaves it < 50% of its natural return
+
+
+def reliability(per_run: pd.DataFrame, attacks: Sequence[str]) -> pd.DataFrame:
+    """Issue 17's reliability across seeds: per (env, method), how many of the agents that
+    ``attacks`` (the learned ones, SA-RL and PA-AD) were run on are broken by one of them (worst
+    of those attacks < 50% of the agent's natural return), and their worst-to-natural ratios. A
+    median tells nothing of the agent a seed gives you; this does (needs ``median: false``, so
+    the learned attacks run on every agent)."""
+    attacks = [a for a in attacks if a in per_run.columns]
+    columns = ["env", "label", "agents", "broken", "broken_fraction", "ratios"]
+    if not attacks:
+        return pd.DataFrame(columns=columns)
+    rows = []
+    for (env, label), group in per_run.groupby(["env", "label"], sort=False):
+        attacked = group.dropna(subset=attacks, how="all")
+        if not len(attacked):
+            continue
+        ratios = attacked[attacks].min(axis=1) / attacked["natural"].abs()
+        broken = int((ratios < BROKEN_FRACTION).sum())
+        rows.append({"env": env, "label": label, "agents": len(attacked), "broken": broken,
+                     "broken_fraction": broken / len(attacked), "ratios": [round(float(r), 3) for r in ratios]})  # fmt: skip
+    return pd.DataFrame(rows, columns=columns)
+
+
+def format_reliability(table: pd.DataFrame, attacks: Sequence[str]) -> str:
+    lines = [f"| task | method | agents attacked by {', '.join(attacks)} | broken (worst < 50% of natural) | worst / natural per agent |",
+             "|---|---|---:|---:|---|"]  # fmt: skip
+    for _, row in table.iterrows():
+        ratios = ", ".join(f"{r:.2f}" for r in row["ratios"])
+        lines.append(f"| {row['env']} | {row['label']} | {row['agents']} | {row['broken']} ({row['broken_fraction']:.0%}) | {ratios} |")
+    return "\n".join(lines) + "\n"
+
+
 def format_kappa_grid(grid: pd.DataFrame) -> str:
     lines = ["| task | method | kappa | natural | worst | |", "|---|---|---:|---:|---:|---|"]
     for _, row in grid.iterrows():
@@ -310,6 +344,17 @@ def write_study_report(
                 + format_kappa_grid(grid)
             )
             written["kappa_grid"] = out / "kappa_grid.md"
+        expensive = [c for c in columns if c not in cheap and c not in ("natural", "worst", "worst_case_robustness")]
+        table = reliability(per_run, expensive)
+        if len(table):
+            table.to_csv(out / "reliability.csv", index=False)
+            (out / "reliability.md").write_text(
+                f"# {study['name']}: reliability across seeds\n\nPer method, the agents the learned attacks "
+                f"({', '.join(expensive)}) ran on and how many of them one of those attacks broke (worst < 50% of "
+                "the agent's natural return). With `median: true` only each method's median agent is attacked.\n\n"
+                + format_reliability(table, expensive)
+            )
+            written["reliability"] = out / "reliability.md"
         written |= _plot_scatter(per_run, out)
         from robustrl.report.sweet_spot import is_pruning_study, write_sweet_spot_report
 
