@@ -282,7 +282,7 @@ def test_compiled_robust_update_equals_eager(algo, inner_solve, solver):
     from robustrl.algos import robust_config_for
     from robustrl.algos.objectives import OBJECTIVES
 
-    params = []
+    params, critics = [], []
     for compile_step in (False, True):
         config = small_config("Pendulum-v1", iterations=1, compile=compile_step)
         config = TrainConfig(
@@ -298,8 +298,14 @@ def test_compiled_robust_update_equals_eager(algo, inner_solve, solver):
         assert getattr(objective, "solves_in_graph", lambda p: False)(trainer.policy) == (algo in ("sa-ppo", "wocar-ppo") and solver is None)
         trainer.learn()
         params.append(torch.cat([p.detach().flatten() for p in trainer.policy.parameters()]))
+        if algo == "wocar-ppo":  # its worst-case critic's regression steps are compiled too
+            critics.append(torch.cat([p.detach().flatten() for p in [*objective.q_network.parameters(),
+                                                                     *objective.target_network.parameters()]]))  # fmt: skip
         trainer.close()
     torch.testing.assert_close(params[1], params[0], rtol=1e-4, atol=1e-5)
+    if critics:
+        assert objective._critic_step is not None
+        torch.testing.assert_close(critics[1], critics[0], rtol=1e-4, atol=1e-5)
     plain = PPO(small_config("Pendulum-v1", iterations=1, compile=True))
     plain.learn()
     plain_params = torch.cat([p.detach().flatten() for p in plain.policy.parameters()])
