@@ -26,6 +26,7 @@ Implementation notes, each a choice that does not change the algorithm:
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Callable
@@ -131,6 +132,26 @@ def apply_masks(masks: Masks, groups: list[list[torch.Tensor]]) -> None:
         torch._foreach_add_(shadows, shadowed)
     if positions:
         torch._foreach_mul_([groups[g][i] for g, i in positions], values)
+
+
+def compile_own(function: Callable[..., Any], **options: Any) -> Callable[..., Any]:
+    """``torch.compile(function)`` with a cache of its own. Dynamo keeps one list of compiled
+    graphs per *code object* and checks their guards in order on every call, so every trainer of
+    a process (a notebook, a benchmark interleaving methods) compiling the same method shared one
+    list: a trainer built later paid the failing guard checks of all earlier ones on each call
+    (measured: +0.5 ms per compiled call with three trainers, 40% of a PPO update). A copy of the
+    function with its own code object gets its own list. Bound methods stay bound."""
+    import types
+
+    bound = getattr(function, "__self__", None)
+    plain = getattr(function, "__func__", function)
+    code = plain.__code__.replace(co_name=f"{plain.__code__.co_name}_{next(_COMPILE_IDS)}")
+    copy = types.FunctionType(code, plain.__globals__, code.co_name, plain.__defaults__, plain.__closure__)
+    copy.__kwdefaults__ = plain.__kwdefaults__
+    return torch.compile(types.MethodType(copy, bound) if bound is not None else copy, **options)
+
+
+_COMPILE_IDS = itertools.count()  # unique names for compile_own's copies
 
 
 # Minibatch steps per call of the compiled update (ppo.compile): more steps per call amortise the
@@ -506,7 +527,7 @@ class PPO:
         presolve = compiled and not in_graph and getattr(objective, "solves_per_minibatch", False)
         if compiled:
             if self._compiled_steps is None:
-                self._compiled_steps = torch.compile(self.functional_steps, dynamic=False)
+                self._compiled_steps = compile_own(self.functional_steps, dynamic=False)
             adam_state = self._adam_state()
             # tensors, not floats: the annealed rate changes every iteration and a float would
             # be baked into the compiled graph (one recompilation per iteration)

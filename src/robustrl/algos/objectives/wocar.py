@@ -251,7 +251,9 @@ class WocaRPPO(SAPPO):
                     target_parameter.lerp_(parameter, tau)
             return loss.detach()
 
-        compiled = torch.compile(step, dynamic=False)
+        from robustrl.algos.ppo import compile_own
+
+        compiled = compile_own(step, dynamic=False)  # a cache per critic (see compile_own)
         states = [optimizer.state[p] for p in parameters]
 
         def call(obs, actions, next_obs, next_actions, rewards):
