@@ -40,7 +40,7 @@ from torch.optim.adam import adam as functional_adam
 
 from robustrl.algos.hooks import Callback, Clock, StepFunction, check_unique_names
 from robustrl.algos.learner import IterationStats, register_learner
-from robustrl.algos.rollout import Batch, RolloutCollector, compute_gae
+from robustrl.algos.rollout import Batch, RolloutCollector, compute_gae, normalized_advantages
 from robustrl.config import TrainConfig
 from robustrl.envs.make import make_env
 from robustrl.envs.normalization import RewardScaler
@@ -352,8 +352,7 @@ class PPO:
         if cfg.normalize_advantages:
             # a new Batch, not an attribute write: the caller's minibatch stays as it was (which
             # the functional, compiled step needs: nothing created under torch.func may escape)
-            advantages = minibatch.advantages
-            minibatch = replace(minibatch, advantages=(advantages - advantages.mean()) / (advantages.std() + 1e-8))
+            minibatch = replace(minibatch, advantages=normalized_advantages(minibatch.advantages))
         loss = torch.zeros(())
         metrics: dict[str, torch.Tensor] = {}
         if train_policy:

@@ -59,6 +59,12 @@ class Batch:
         return Batch(**columns, extras={key: value[indices] for key, value in self.extras.items()})
 
 
+def normalized_advantages(advantages: torch.Tensor) -> torch.Tensor:
+    """(A - mean A) / (std A + 1e-8): PPO's per-minibatch advantage normalisation (the reference
+    code's), shared by the loss, the robust objectives' inner solves and the sumo diagnostics."""
+    return (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+
+
 def compute_gae(
     rewards: np.ndarray,
     values: np.ndarray,

@@ -450,14 +450,7 @@ class Study:
                     entry[task] = "pending"
             if entry["train"] == "done" and not run_complete(self.run_dir(run), run.config.num_iterations):
                 entry["train"] = entry["evaluate"] = "pending"  # the directory was removed or damaged
-        # runs of an earlier version of the spec (a method or axis changed): kept on record (their
-        # directories and seconds too), but no longer counted as the study's work
-        for name in [n for n in status["runs"] if n not in names]:
-            entry = status["runs"].pop(name)
-            for task in ("train", "evaluate"):
-                if entry.get(task) == "running":
-                    entry[task] = "pending"
-            status.setdefault("retired", {})[name] = entry
+        _retire_runs(status, names)
         return status
 
     def save_status(self, finished: bool = False) -> None:
@@ -707,6 +700,17 @@ def run_study(spec_path: Path | str, directory: Path | str, *, backend: str = "l
     return study
 
 
+def _retire_runs(status: dict[str, Any], names: set[str]) -> None:
+    """Runs of an earlier version of the spec (a method or axis changed) move from ``runs`` to
+    ``retired``: kept on record (their directories and seconds too), no longer the study's work."""
+    for name in [n for n in status["runs"] if n not in names]:
+        entry = status["runs"].pop(name)
+        for task in ("train", "evaluate"):
+            if entry.get(task) == "running":
+                entry[task] = "pending"
+        status.setdefault("retired", {})[name] = entry
+
+
 def study_status(directory: Path | str) -> dict[str, Any]:
     """What is done, running, failed (a runner whose heartbeat is old is reported as stopped)."""
     directory = Path(directory)
@@ -715,9 +719,8 @@ def study_status(directory: Path | str) -> dict[str, Any]:
         raise InvalidArgumentError(f"{directory} is not a study directory (no study.json)")
     status = json.loads(path.read_text()) if path.is_file() else {"runs": {}}
     current = json.loads((directory / "study.json").read_text()).get("runs", {})
-    if current:  # runs of an earlier version of the spec: on record, not counted (Study._read_status)
-        for name in [n for n in status["runs"] if n not in current]:
-            status.setdefault("retired", {})[name] = status["runs"].pop(name)
+    if current:
+        _retire_runs(status, set(current))
     runner = status.get("runner", {})
     alive = False
     if runner.get("pid") and not runner.get("finished"):

@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 from robustrl.algos.learner import IterationStats, StopAndCallbacks, register_learner
-from robustrl.algos.rollout import Batch, MultiAgentCollector
+from robustrl.algos.rollout import Batch, MultiAgentCollector, normalized_advantages
 from robustrl.attacks.action import PartialControl, _CoinSeat, check_eps_pi
 from robustrl.config import TrainConfig, ppo_defaults_for
 from robustrl.envs.multiagent import FrozenPolicy, OpponentPolicy, OpponentView, RandomOpponent
@@ -202,7 +202,7 @@ def policy_gradient_norm(policy: Any, batch: Batch) -> float:
     """``|| grad_theta mean(log pi(a|s) A_hat) ||`` over the actor's parameters (advantages
     normalised as PPO does): the norm of the victim's policy-gradient estimate (Figure 4b)."""
     parameters = [p for n, p in policy.named_parameters() if not n.startswith("critic.")]
-    advantages = (batch.advantages - batch.advantages.mean()) / (batch.advantages.std() + 1e-8)
+    advantages = normalized_advantages(batch.advantages)
     log_prob, _ = policy.log_prob_and_entropy(batch.obs, batch.actions)
     grads = torch.autograd.grad((log_prob * advantages).mean(), parameters)
     return float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])))

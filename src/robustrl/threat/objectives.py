@@ -173,8 +173,8 @@ def torch_mlp_input_grad(network: torch.nn.Module, x: torch.Tensor, output_grad)
     ops on its (detached) weights: :meth:`NumpyMLP.value_and_input_grad` for compiled graphs
     (inside torch.func's parameter gradient, a nested autograd call would cost a second graph).
     ``output_grad(output) -> d sum(loss) / d output``. None for any other module."""
-    layers = list(network.children()) if isinstance(network, torch.nn.Sequential) else [network]
-    if not all(type(layer) in (torch.nn.Linear, torch.nn.Tanh, torch.nn.ReLU) for layer in layers):
+    layers = _plain_layers(network)
+    if layers is None:
         return None
     outputs = []
     for layer in layers:
@@ -199,10 +199,14 @@ def torch_mlp_input_grad(network: torch.nn.Module, x: torch.Tensor, output_grad)
 
 def has_written_out_actor(policy) -> bool:
     """Our Gaussian ActorCritic with a Linear/Tanh/ReLU actor: :func:`divergence_input_grad` works."""
-    if not getattr(policy, "continuous", False) or not _plain_actor_critic(policy):
-        return False
-    layers = list(policy.actor.children()) if isinstance(policy.actor, torch.nn.Sequential) else [policy.actor]
-    return all(type(layer) in (torch.nn.Linear, torch.nn.Tanh, torch.nn.ReLU) for layer in layers)
+    return bool(getattr(policy, "continuous", False)) and _plain_actor_critic(policy) and _plain_layers(policy.actor) is not None
+
+
+def _plain_layers(network: torch.nn.Module) -> list[torch.nn.Module] | None:
+    """The layers of a Linear/Tanh/ReLU ``nn.Sequential`` (or one such layer), else None: the
+    networks whose input gradient :func:`torch_mlp_input_grad` writes out (as NumpyMLP.of)."""
+    layers = list(network.children()) if isinstance(network, torch.nn.Sequential) else [network]
+    return layers if all(type(layer) in (torch.nn.Linear, torch.nn.Tanh, torch.nn.ReLU) for layer in layers) else None
 
 
 def divergence_input_grad(policy, obs: torch.Tensor, scale: float = 2.0):

@@ -18,6 +18,7 @@ import torch
 
 from robustrl.algos.objectives.common import RobustObjective, clipped_surrogate, ratio_at, surrogate_at
 from robustrl.algos.ppo import Batch
+from robustrl.algos.rollout import normalized_advantages
 from robustrl.threat import pgd
 
 
@@ -36,9 +37,8 @@ class ARPPO(RobustObjective):
         steps depend on them, unlike BAR-PPO's KL)."""
         view = minibatch
         if self.normalize_advantages:
-            advantages = minibatch.advantages
             view = Batch(minibatch.obs, minibatch.actions, minibatch.log_probs, minibatch.values,
-                         (advantages - advantages.mean()) / (advantages.std() + 1e-8), minibatch.returns)  # fmt: skip
+                         normalized_advantages(minibatch.advantages), minibatch.returns)  # fmt: skip
         minibatch.extras["obs_hat"] = self.solve_inner(view, policy, eps).detach()
 
     def solve_inner(self, batch: Batch, policy: Any, eps: float) -> torch.Tensor:

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from robustrl.algos.ppo import Batch
+from robustrl.algos.rollout import normalized_advantages
 from robustrl.config import TrainConfig
 from robustrl.threat import Ball
 
@@ -156,7 +157,7 @@ class RobustObjective(ABC):
         self.generator.manual_seed(self.seed * 1_000_003 + digest)
         if self.inner_solve == "iteration":
             with torch.no_grad():
-                advantages = (batch.advantages - batch.advantages.mean()) / (batch.advantages.std() + 1e-8)
+                advantages = normalized_advantages(batch.advantages)
             view = Batch(batch.obs, batch.actions, batch.log_probs, batch.values, advantages, batch.returns)
             batch.extras["obs_hat"] = self.solve_inner(view, policy, eps).detach()
 

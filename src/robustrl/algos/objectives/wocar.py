@@ -264,10 +264,9 @@ class WocaRPPO(SAPPO):
         return call
 
     # ---- the Objective protocol ---------------------------------------------------------------
-    def worst_case_weight(self, eps: float) -> float:
-        if self.target_eps <= 0:
-            return 0.0
-        return self.q_weight * min(1.0, eps / self.target_eps)
+    def worst_case_weight(self, eps: torch.Tensor) -> torch.Tensor:
+        """w_t = q_weight * min(1, eps_t / eps_target), per row of the eps column."""
+        return self.q_weight * (eps / self.target_eps).clamp(max=1.0)
 
     def prepare(self, batch: Batch, policy: Any, eps: float) -> None:
         super().prepare(batch, policy, eps)  # reseed; the regulariser's inner solve if "iteration"
@@ -291,7 +290,7 @@ class WocaRPPO(SAPPO):
         advantages = minibatch.advantages
         weight = torch.zeros(())
         if rows is not None and self.target_eps > 0 and self.q_weight > 0:
-            weight = self.q_weight * (rows / self.target_eps).clamp(max=1.0)  # worst_case_weight(eps)
+            weight = self.worst_case_weight(rows)
             normalised_q = (worst_q - worst_q.mean()) / (worst_q.std() + 1e-8)
             advantages = advantages + weight * normalised_q
         log_prob, entropy = policy.log_prob_and_entropy(minibatch.obs, minibatch.actions)
