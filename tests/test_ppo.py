@@ -8,7 +8,7 @@ import torch
 from robustrl import TrainConfig, load_policy, ppo_defaults_for, train
 from robustrl.algos.ppo import PPO, Batch, PPOHooks, compute_gae
 from robustrl.config import PPOConfig
-from robustrl.errors import InvalidArgumentError, NonFiniteObservationError
+from robustrl.errors import InvalidArgumentError, NonFiniteObservationError, RunDirectoryError
 from robustrl.experiments.run import list_checkpoints
 from robustrl.policies.checkpoint import load_checkpoint
 
@@ -92,6 +92,23 @@ def test_resume_equals_uninterrupted(tmp_path, env_id, num_envs):
     _assert_same_state(_final_state(full.run_dir), _final_state(resumed.run_dir))
     rows = (tmp_path / "part" / "progress.csv").read_text().strip().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3", "4"]
+
+
+def test_a_start_killed_before_its_config_is_written_starts_again(tmp_path):
+    """A kill between the checkpoints/ directory and config.json (seen in studies) leaves a
+    directory that is not a run; starting the run there again works, while a directory holding
+    anything else is still refused."""
+    config = small_config(iterations=1)
+    unstarted = tmp_path / "unstarted"
+    (unstarted / "checkpoints").mkdir(parents=True)
+    (unstarted / "config.json.tmp").write_text("{")
+    assert train(config, unstarted, progress=False).iterations == 1
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(RunDirectoryError, match="not empty"):
+        train(config, other, progress=False)
+    assert (other / "notes.txt").read_text() == "mine"
 
 
 def test_a_run_killed_before_its_first_checkpoint_resumes_from_the_beginning(tmp_path):

@@ -247,7 +247,7 @@ def train(
             else f"{learner.label.replace(' ', '-')}-{datetime.now():%Y%m%d-%H%M%S}"
         )
         run_dir = Path(out) if out is not None else Path(runs_root) / name_hint
-        if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+        if run_dir.exists() and (not run_dir.is_dir() or not _unstarted(run_dir)):
             what = "is a file" if not run_dir.is_dir() else "already exists and is not empty"
             raise RunDirectoryError(f"{run_dir} {what}; pick another --out or --resume it")
         if learner is None:
@@ -259,6 +259,19 @@ def train(
         atomic_write_text(run_dir / "config.json", json.dumps(saved, indent=2))
         atomic_write_text(run_dir / "versions.json", json.dumps(package_versions(), indent=2))
     return _run(learner, run_dir, saved, progress, envs_restored, handle_signals, should_stop)
+
+
+def _unstarted(run_dir: Path) -> bool:
+    """Empty, or holding only what a start killed before its config.json leaves (the empty
+    checkpoints/ made first, a config.json.tmp): nothing of a run to lose (seen in studies: a
+    pool worker killed in that instant left a directory the retry refused)."""
+    for entry in run_dir.iterdir():
+        if entry.name == "checkpoints" and entry.is_dir() and not any(entry.iterdir()):
+            continue
+        if entry.name == "config.json.tmp" and entry.is_file():
+            continue
+        return False
+    return True
 
 
 def _run(
