@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from robustrl import TrainConfig, load_policy, ppo_defaults_for, train
-from robustrl.algos.ppo import PPO, Batch, PPOHooks, compute_gae
+from robustrl.algos.ppo import PPO, Batch, PPOHooks, compute_gae, hooks_for
 from robustrl.config import PPOConfig
 from robustrl.errors import InvalidArgumentError, NonFiniteObservationError, RunDirectoryError
 from robustrl.experiments.run import list_checkpoints
@@ -399,3 +399,37 @@ def test_fixed_std_stays_at_its_initial_value_eager_and_compiled(tmp_path):
     assert train(resume=tmp_path / "run", progress=False).iterations == 2
     policy = load_policy(tmp_path / "run")
     torch.testing.assert_close(policy.log_std.detach(), torch.full((1,), float(np.log(0.1))), rtol=0, atol=0)
+
+
+@pytest.mark.skipif(__import__("shutil").which("c++") is None, reason="torch.compile needs a C++ compiler")
+@pytest.mark.parametrize("case", ["ppo-more-value-epochs", "pruned-with-burn-in", "bar-ppo-eps-ramp"])
+def test_skipping_guards_of_repeated_compiled_calls_changes_nothing(case):
+    """ppo.skip_guards runs the repeated calls of the compiled step without dynamo's guard checks
+    (GuardSkipper): bit-identical to checking every call, over iterations that anneal the rate,
+    switch between policy-and-value and value-only epochs, ramp eps, and grow pruning masks
+    mid-update (burn-in) and change them every eight steps (every second call)."""
+    import dataclasses
+
+    from robustrl.algos import robust_config_for
+    from robustrl.config import PruneConfig
+
+    params, skipped = {}, {}
+    for skip in (False, True):
+        config = small_config("Pendulum-v1", iterations=3, compile=True, skip_guards=skip,
+                              **({"policy_epochs": 2, "value_epochs": 3} if case == "ppo-more-value-epochs" else {}))  # fmt: skip
+        if case == "pruned-with-burn-in":
+            config = dataclasses.replace(
+                config, prune=PruneConfig(strategy="magnitude", sparsity=0.5, prune_every=8, burn_in=0.4)
+            )
+        if case == "bar-ppo-eps-ramp":
+            config = dataclasses.replace(config, algo="bar-ppo", robust=robust_config_for("bar-ppo", {"eps": 0.2, "kappa": 1.0}))
+        trainer = PPO(config, hooks_for(config))
+        trainer.learn()
+        params[skip] = [p.detach().clone() for p in trainer.policy.parameters()]
+        skipped[skip] = trainer._guards.skipped
+        trainer.close()
+    assert skipped[False] == 0 and skipped[True] > 0
+    for with_guards, without in zip(params[False], params[True]):
+        assert torch.equal(with_guards, without)
+    if case == "pruned-with-burn-in":
+        assert any(float((p == 0).float().mean()) > 0.4 for p in params[True] if p.ndim == 2)
