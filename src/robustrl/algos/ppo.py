@@ -26,7 +26,6 @@ Implementation notes, each a choice that does not change the algorithm:
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import math
 import time
