@@ -120,6 +120,7 @@ class WocaRPPO(SAPPO):
         self.q_optimizer: torch.optim.Optimizer | None = None
         self.last_q_loss = float("nan")
         self.compile = ppo.compile  # the critic's regression steps compiled too (_compiled_critic_step)
+        self.skip_guards = ppo.skip_guards
         self._critic_step: Any = None
 
     # ---- the worst-attack critic --------------------------------------------------------------
@@ -192,11 +193,16 @@ class WocaRPPO(SAPPO):
         tau = self.robust.q_tau
         losses = []
         step = self._compiled_critic_step() if self.compile else None
+        from robustrl.algos.ppo import GuardSkipper
+
+        guards = GuardSkipper(self.skip_guards)  # repeated calls of one minibatch size skip dynamo's guards
         for _ in range(self.robust.q_epochs):
             permutation = torch.randperm(len(rows), generator=self.generator)
             for index in permutation.tensor_split(self.num_minibatches):
                 if step is not None:
-                    losses.append(step(obs[index], actions[index], next_obs[index], next_actions[index], rewards[index]))
+                    losses.append(guards.call(
+                        (len(index),), step, obs[index], actions[index], next_obs[index], next_actions[index], rewards[index]
+                    ))  # fmt: skip
                     continue
                 with torch.no_grad():
                     target = rewards[index] + self.gamma * self.target_network(next_obs[index], next_actions[index])
