@@ -119,6 +119,8 @@ def test_smoke_study_end_to_end_and_rerun_runs_nothing_twice(tmp_path):
     run_study(SMOKE, tmp_path / "smoke", workers=2)
     status = study_status(tmp_path / "smoke")
     assert status["counts"] == {"train": {"done": 4}, "evaluate": {"done": 4}} and not status["runner_alive"]
+    done, total = status["train_steps"]
+    assert done == total == sum(r.config.total_steps for r in load_spec(SMOKE).runs)
     evaluations = pd.read_parquet(tmp_path / "smoke" / "results" / "evaluations.parquet")
     assert len(evaluations) == 4 * 4 and set(evaluations["attack"]) == {"natural", "random", "critic", "mad"}
     metrics = read_results(tmp_path / "smoke", "metrics")
@@ -221,6 +223,14 @@ def test_ctrl_c_saves_every_running_run_and_the_study_resumes(tmp_path, where):
     assert "stopped; every run saved" in out
     status = study_status(tmp_path / "study")
     assert "failed" not in status["counts"]["train"], _errors(tmp_path / "study")
+    # how far each interrupted training got, from its progress.csv: shown by `study status`
+    done, total = status["train_steps"]
+    assert 0 < done < total == 2 * 256 * 12
+    for name, entry in status["runs"].items():
+        logged = (tmp_path / "study" / "runs" / name / "progress.csv").read_text().splitlines()
+        assert entry["steps_done"] == (int(logged[-1].split(",")[1]) if len(logged) > 1 else 0)
+    shown = subprocess.run([*command[:4], "status", str(tmp_path / "study")], capture_output=True, text=True)
+    assert f"training: {done / 1e6:.2f}M of {total / 1e6:.2f}M env steps" in shown.stdout
     saved = [max(int(s.name.split("_")[1]) for s in list_checkpoints(d)) for d in (tmp_path / "study" / "runs").iterdir()]
     assert max(saved) >= 2  # saved at the stop (the periodic checkpoints come every 50 iterations)
     rerun = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600)

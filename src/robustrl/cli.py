@@ -827,9 +827,15 @@ def _print_study_status(directory: Path) -> None:
     for name, entry in status["runs"].items():
         error = entry.get("train_error") or entry.get("evaluate_error") or ""
         minutes = (entry.get("train_seconds", 0.0) + entry.get("evaluate_seconds", 0.0)) / 60
-        table.add_row(name, entry.get("train", "pending"), entry.get("evaluate", "pending"), f"{minutes:.1f}" if minutes else "",
+        train = entry.get("train", "pending")
+        if train != "done" and entry.get("steps_done"):  # how far a running or interrupted training is
+            train += f" {entry['steps_done'] / entry['steps_total']:.0%}"
+        table.add_row(name, train, entry.get("evaluate", "pending"), f"{minutes:.1f}" if minutes else "",
                       error.strip().splitlines()[-1] if error else "")  # fmt: skip
     console.print(table)
+    done, total = status["train_steps"]
+    if total:
+        console.print(f"training: {done / 1e6:.2f}M of {total / 1e6:.2f}M env steps ({done / total:.0%})")
     console.print("  ".join(f"{task}: " + ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) for task, counts in status["counts"].items()))
     if status["retired"]:
         console.print(f"{len(status['retired'])} run(s) of an earlier version of the spec kept on record, not counted")

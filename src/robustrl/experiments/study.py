@@ -362,6 +362,9 @@ class RayExecutor:
 
 
 STOP_GRACE_SECONDS = 600  # how long a stopped study waits for its tasks to reach a safe point
+# status.json is rewritten at least this often while tasks run, so `study status` on a running study
+# reads a current wall-clock (otherwise it changes only when a task starts or ends: hours apart)
+HEARTBEAT_SECONDS = 60.0
 
 
 @contextmanager
@@ -575,9 +578,13 @@ class Study:
             return True
 
         self.save_status()
+        saved = time.time()
         try:
             with _sigterm_as_interrupt():
                 while queue or running:
+                    if time.time() - saved >= HEARTBEAT_SECONDS:
+                        self.save_status()
+                        saved = time.time()
                     # no task submitted ahead of a free worker: one queued inside the pool would
                     # be reported as running, and a finished training's evaluation, which jumps
                     # the queue, would wait behind it (wait() returns as soon as one task ends)
@@ -711,8 +718,28 @@ def _retire_runs(status: dict[str, Any], names: set[str]) -> None:
         status.setdefault("retired", {})[name] = entry
 
 
+def training_progress(run_dir: Path) -> tuple[int, int] | None:
+    """(env steps done, env steps of the whole run) from the run's config.json and the last row of
+    its progress.csv; None where either is missing or unreadable (a run not started yet)."""
+    try:
+        total = int(json.loads((run_dir / "config.json").read_text())["total_steps"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    try:
+        with open(run_dir / "progress.csv", "rb") as log:
+            log.seek(0, os.SEEK_END)
+            log.seek(max(0, log.tell() - 4096))  # the last row is short; the file may be long
+            lines = log.read().decode(errors="replace").strip().splitlines()
+        done = int(lines[-1].split(",")[1]) if len(lines) > 1 or lines[-1][:1].isdigit() else 0
+    except (OSError, ValueError, IndexError):
+        done = 0
+    return min(done, total), total
+
+
 def study_status(directory: Path | str) -> dict[str, Any]:
-    """What is done, running, failed (a runner whose heartbeat is old is reported as stopped)."""
+    """What is done, running, failed (a runner whose heartbeat is old is reported as stopped), and
+    how far the trainings are: per run ``steps_done`` / ``steps_total`` and over the study
+    ``train_steps`` (done, total) in env steps."""
     directory = Path(directory)
     path = directory / "status.json"
     if not (directory / "study.json").is_file():
@@ -737,6 +764,17 @@ def study_status(directory: Path | str) -> dict[str, Any]:
                 state = "stopped"
             counts[task][state] = counts[task].get(state, 0) + 1
     every = [*status["runs"].values(), *status.get("retired", {}).values()]
+    steps_done = steps_total = 0
+    for name, entry in status["runs"].items():
+        done, total = training_progress(directory / "runs" / name) or (0, 0)
+        total = int(current.get(name, {}).get("config", {}).get("total_steps", total))  # runs not started too
+        if entry.get("train") == "done":
+            done = total
+        if not total:
+            continue
+        entry["steps_done"], entry["steps_total"] = min(done, total), total
+        steps_done, steps_total = steps_done + done, steps_total + total
     return {"runner_alive": alive, "counts": counts, "runs": status["runs"], "retired": status.get("retired", {}),
+            "train_steps": (steps_done, steps_total),
             "wall_seconds": status.get("wall_seconds"), "invocations": status.get("invocations", 0),
             "task_seconds": sum(e.get("train_seconds", 0.0) + e.get("evaluate_seconds", 0.0) for e in every)}  # fmt: skip
