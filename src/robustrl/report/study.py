@@ -365,6 +365,14 @@ def write_study_report(
             written |= _plot_eps(evaluations, out)
     if len(metrics) and "mean_return" in metrics:
         written |= _plot_curves(metrics, out)
+    if len(metrics) and "robust_term" in metrics and metrics["robust_term"].notna().any():
+        # the robust methods' own objective over training: beside the return curves it shows a
+        # natural return that stalls while the robust term is already small (issue 17's ARPO
+        # question; the deceptive-FOSP signature the theory lab shows on the toy MDP)
+        written |= _plot_curves(
+            metrics[metrics["robust_term"].notna()], out, "robust_term", "robust term (iteration mean)",
+            "robust_term_curves", "the robust methods' term",
+        )  # fmt: skip
     return written
 
 
@@ -388,9 +396,12 @@ def _save(figure: Any, out: Path, stem: str) -> dict[str, Path]:
     return {stem: out / f"{stem}.png"}
 
 
-def _plot_curves(metrics: pd.DataFrame, out: Path) -> dict[str, Path]:
-    """Training curves: mean return vs env steps per method, the band spanning the seeds (BARPO
-    Figure 6)."""
+def _plot_curves(
+    metrics: pd.DataFrame, out: Path, value: str = "mean_return", ylabel: str = "mean return (last 100 episodes)",
+    stem: str = "training_curves", what: str = "training curves",
+) -> dict[str, Path]:
+    """Training curves: ``value`` (the mean return: BARPO Figure 6) vs env steps per method, the
+    band spanning the seeds."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -401,17 +412,17 @@ def _plot_curves(metrics: pd.DataFrame, out: Path) -> dict[str, Path]:
     for axis, env in zip(axes[0], envs):
         for label, group in metrics[metrics["env"] == env].groupby("label", sort=False):
             curve = (
-                group.pivot_table(index="global_step", columns="seed", values="mean_return")
+                group.pivot_table(index="global_step", columns="seed", values=value)
                 .sort_index()
                 .interpolate(limit_area="inside")
             )
             steps = curve.index.to_numpy()
             axis.plot(steps, curve.mean(axis=1), label=f"{label} ({curve.shape[1]})")
             axis.fill_between(steps, curve.min(axis=1), curve.max(axis=1), alpha=0.2)
-        axis.set(title=env, xlabel="env steps", ylabel="mean return (last 100 episodes)")
+        axis.set(title=env, xlabel="env steps", ylabel=ylabel)
         axis.legend(fontsize=8)
-    figure.suptitle("training curves: mean over seeds, band = range of seeds")
-    return _save(figure, out, "training_curves")
+    figure.suptitle(f"{what}: mean over seeds, band = range of seeds")
+    return _save(figure, out, stem)
 
 
 def _plot_scatter(per_run: pd.DataFrame, out: Path) -> dict[str, Path]:
