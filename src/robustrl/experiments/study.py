@@ -367,31 +367,42 @@ STOP_GRACE_SECONDS = 600  # how long a stopped study waits for its tasks to reac
 HEARTBEAT_SECONDS = 60.0
 
 
+class _StopRequests:
+    """How many stop signals (Ctrl-C, SIGTERM) the runner has received."""
+
+    count = 0
+
+
 @contextmanager
-def _sigterm_as_interrupt() -> Any:
-    """SIGTERM (schedulers, ``timeout``, ``kill``) stops a study as Ctrl-C does; so does SIGINT
-    when the study was started in the background (``robustrl study run ... &``: a shell starts
-    background jobs with SIGINT ignored, and Python then never installs its Ctrl-C handler, so
-    ``kill -INT`` did nothing; found stopping a nohup'd study)."""
+def _stop_signals() -> Any:
+    """Ctrl-C and SIGTERM (schedulers, ``timeout``, ``kill``) stop a study at its next safe point.
+
+    Signals are only counted, and the runner's loops look every second: the first stops the study
+    at its tasks' next safe point, a second stops it at once (the runs resume from their last
+    checkpoint). Raising KeyboardInterrupt from the handler instead could land inside a lock of the
+    pool's waiting code, break it and escape as ``RuntimeError: release unlocked lock`` (found
+    with two SIGINTs a few milliseconds apart: ``timeout`` forwards the one ``pkill`` sends it);
+    only a third signal raises where it lands. SIGINT is taken over also when the study was started in the background
+    (``robustrl study run ... &``: a shell starts background jobs with SIGINT ignored, and Python
+    then never installs its Ctrl-C handler, so ``kill -INT`` did nothing)."""
     import threading
 
+    requests = _StopRequests()
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield requests
         return
 
     def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
+        requests.count += 1
+        if requests.count > 2:  # the runner's own loops did not answer the first two: raise wherever
+            raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, handler)
-    previous_int = signal.getsignal(signal.SIGINT)
-    if previous_int is signal.SIG_IGN:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        yield
+        yield requests
     finally:
-        signal.signal(signal.SIGTERM, previous)
-        if previous_int is signal.SIG_IGN:
-            signal.signal(signal.SIGINT, previous_int)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 # ---- the scheduler ----------------------------------------------------------------------------------
@@ -579,9 +590,11 @@ class Study:
 
         self.save_status()
         saved = time.time()
-        try:
-            with _sigterm_as_interrupt():
+        with _stop_signals() as stops:
+            try:
                 while queue or running:
+                    if stops.count:
+                        raise KeyboardInterrupt
                     if time.time() - saved >= HEARTBEAT_SECONDS:
                         self.save_status()
                         saved = time.time()
@@ -595,25 +608,27 @@ class Study:
                     for handle in done:
                         if not record(handle):
                             break
-        except KeyboardInterrupt:
-            # Ctrl-C or SIGTERM: every running task stops at a safe point (a training finishes its
-            # iteration and saves), is booked as pending and resumes on the next `study run`; a
-            # second Ctrl-C stops at once (the runs resume from their last periodic checkpoint)
-            try:
-                for handle in list(running):
-                    if handle.cancel() if hasattr(handle, "cancel") else False:
-                        record(handle, stopping=True)
-                executor.interrupt()
-                deadline = time.time() + STOP_GRACE_SECONDS
-                while running and time.time() < deadline:
-                    for handle in executor.wait(list(running), timeout=1.0):
-                        record(handle, stopping=True)
             except KeyboardInterrupt:
-                executor.shutdown(wait=False)
-            for task, name in running.values():
-                self._set(runs[name], "evaluate" if task == "median" else task, "pending")
-            self.save_status()
-            raise
+                # Ctrl-C or SIGTERM: every running task stops at a safe point (a training finishes its
+                # iteration and saves), is booked as pending and resumes on the next `study run`; a
+                # second Ctrl-C stops at once (the runs resume from their last periodic checkpoint)
+                try:
+                    for handle in list(running):
+                        if handle.cancel() if hasattr(handle, "cancel") else False:
+                            record(handle, stopping=True)
+                    executor.interrupt()
+                    deadline = time.time() + STOP_GRACE_SECONDS
+                    while running and time.time() < deadline and stops.count < 2:
+                        for handle in executor.wait(list(running), timeout=1.0):
+                            record(handle, stopping=True)
+                    if running and stops.count >= 2:  # a second Ctrl-C
+                        executor.shutdown(wait=False)
+                except (KeyboardInterrupt, RuntimeError):  # a third, raised wherever it landed
+                    executor.shutdown(wait=False)
+                for task, name in running.values():
+                    self._set(runs[name], "evaluate" if task == "median" else task, "pending")
+                self.save_status()
+                raise
         self._report(progress)
         self.save_status(finished=True)
         return self.status
