@@ -164,14 +164,20 @@ class GuardSkipper:
 
     Each call of the compiled step passes ~60 tensors, and checking their guards costs about as much
     as the maths (measured: the update 0.105-0.121 s -> 0.092-0.096 s per Hopper iteration without
-    them). ``torch.compiler.set_stance(skip_guard_eval_unsafe=True)`` runs only the guards that tell
-    the cached graphs apart, which is safe only when every call matches a graph already compiled
-    for it. So the first call of each shape of call (policy/value flags, steps per call) in an
-    update runs fully guarded, recompiling if anything it reads changed since the last update
-    (the annealed rate and eps are tensor arguments, so they never do), and the calls after it with
-    the same shape skip the guards. A callback's ``on_step`` may change Python state the step reads
-    (its masks, its coefficients): :meth:`reset` after it makes the next call guarded again.
-    Tested: compiled runs with and without skipping are bit-identical."""
+    them). Under ``torch.compiler.set_stance(skip_guard_eval_unsafe=True)`` dynamo checks only the
+    shapes of non-parameter tensors and the guards that failed at an earlier recompile, taking the
+    most recently used graph that passes: a Python value the step reads that changed without ever
+    causing a recompile goes unnoticed. So the first call of each key in an update runs fully
+    guarded (recompiling if anything it reads changed since the last update; the annealed rate and
+    eps are tensor arguments, so they never do) and moves its graph to the front of the cache; the
+    calls after it with the same key skip the guards. The key holds what may differ between calls
+    of one update: the policy/value flags, steps per call, the minibatch's extra columns and the
+    masks' positions (PPO; WocaR's critic: the minibatch size). A callback's ``on_step`` may change
+    Python state the step reads (its masks, its coefficients): :meth:`reset` after it makes the
+    next call guarded again. Anything else the step reads must not change within an update.
+    Skipping happens only under the default stance: a caller's ``force_eager`` or
+    ``fail_on_recompile`` stays in force. Tested: compiled runs with and without skipping are
+    bit-identical."""
 
     def __init__(self, enabled: bool = True):
         self.enabled = enabled
@@ -182,7 +188,9 @@ class GuardSkipper:
         self._checked.clear()
 
     def call(self, key: tuple[Any, ...], function: Callable[..., Any], *args: Any) -> Any:
-        if not self.enabled or key not in self._checked:
+        from torch._dynamo.eval_frame import _stance  # the caller's stance (no public getter)
+
+        if not self.enabled or key not in self._checked or _stance.stance != "default" or _stance.backend is not None:
             result = function(*args)
             self._checked.add(key)
             return result
@@ -591,7 +599,7 @@ class PPO:
                         objective.predraw(minibatch, eps)
                 if compiled:
                     step_metrics = guards.call(
-                        (train_policy, train_value, len(minibatches)),
+                        (train_policy, train_value, len(minibatches), tuple(minibatches[0].extras), masks[0], masks[2]),
                         self._compiled_steps, minibatches, train_policy, train_value, learning_rates, adam_state, masks,
                     )  # fmt: skip
                 else:

@@ -19,6 +19,7 @@ and its task resumes from its last checkpoint.
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import time
@@ -368,9 +369,12 @@ HEARTBEAT_SECONDS = 60.0
 
 
 class _StopRequests:
-    """How many stop signals (Ctrl-C, SIGTERM) the runner has received."""
+    """How many stop signals (Ctrl-C, SIGTERM) the runner has received; signals within a second
+    of the previous one count once (one intent: ``timeout`` forwards the SIGINT ``pkill`` sent it,
+    and a terminal's Ctrl-C reaches the runner as ``kill -INT`` from a script would)."""
 
     count = 0
+    last = -math.inf
 
 
 @contextmanager
@@ -378,8 +382,8 @@ def _stop_signals() -> Any:
     """Ctrl-C and SIGTERM (schedulers, ``timeout``, ``kill``) stop a study at its next safe point.
 
     Signals are only counted, and the runner's loops look every second: the first stops the study
-    at its tasks' next safe point, a second stops it at once (the runs resume from their last
-    checkpoint). Raising KeyboardInterrupt from the handler instead could land inside a lock of the
+    at its tasks' next safe point, a second (a second or more later) stops it at once (the runs
+    resume from their last checkpoint). Raising KeyboardInterrupt from the handler instead could land inside a lock of the
     pool's waiting code, break it and escape as ``RuntimeError: release unlocked lock`` (found
     with two SIGINTs a few milliseconds apart: ``timeout`` forwards the one ``pkill`` sends it);
     only a third signal raises where it lands. SIGINT is taken over also when the study was started in the background
@@ -393,7 +397,10 @@ def _stop_signals() -> Any:
         return
 
     def handler(signum: int, frame: Any) -> None:
-        requests.count += 1
+        now = time.monotonic()
+        if now - requests.last >= 1.0:
+            requests.count += 1
+        requests.last = now
         if requests.count > 2:  # the runner's own loops did not answer the first two: raise wherever
             raise KeyboardInterrupt
 
@@ -402,7 +409,8 @@ def _stop_signals() -> Any:
         yield requests
     finally:
         for sig, old in previous.items():
-            signal.signal(sig, old)
+            # None: a handler installed from C, which Python cannot reinstall
+            signal.signal(sig, old if old is not None else signal.SIG_DFL)
 
 
 # ---- the scheduler ----------------------------------------------------------------------------------
@@ -608,7 +616,9 @@ class Study:
                     for handle in done:
                         if not record(handle):
                             break
-            except KeyboardInterrupt:
+            except (KeyboardInterrupt, RuntimeError) as error:
+                if isinstance(error, RuntimeError) and not stops.count:
+                    raise  # a real error, not a third Ctrl-C that broke a lock it landed in
                 # Ctrl-C or SIGTERM: every running task stops at a safe point (a training finishes its
                 # iteration and saves), is booked as pending and resumes on the next `study run`; a
                 # second Ctrl-C stops at once (the runs resume from their last periodic checkpoint)
@@ -621,14 +631,14 @@ class Study:
                     while running and time.time() < deadline and stops.count < 2:
                         for handle in executor.wait(list(running), timeout=1.0):
                             record(handle, stopping=True)
-                    if running and stops.count >= 2:  # a second Ctrl-C
+                    if running:  # a second Ctrl-C, or tasks that did not stop within the grace period
                         executor.shutdown(wait=False)
                 except (KeyboardInterrupt, RuntimeError):  # a third, raised wherever it landed
                     executor.shutdown(wait=False)
                 for task, name in running.values():
                     self._set(runs[name], "evaluate" if task == "median" else task, "pending")
                 self.save_status()
-                raise
+                raise KeyboardInterrupt from None
         self._report(progress)
         self.save_status(finished=True)
         return self.status
@@ -689,9 +699,11 @@ def _last_global_step(run_dir: Path) -> int:
     try:
         with open(path, "rb") as handle:
             handle.seek(0, os.SEEK_END)
-            handle.seek(max(0, handle.tell() - 4096))
-            lines = handle.read().decode(errors="ignore").strip().splitlines()
-        return int(lines[-1].split(",")[1]) if len(lines) > 1 else 0
+            handle.seek(max(0, handle.tell() - 4096))  # the last rows are short; the file may be long
+            text = handle.read().decode(errors="ignore")
+        # complete rows only: the last one may be half written ("12,245" of "12,24576,...")
+        rows = [line for line in text.split("\n")[:-1] if line[:1].isdigit()]
+        return int(rows[-1].split(",")[1]) if rows else 0
     except (OSError, ValueError, IndexError):
         return 0
 
@@ -733,22 +745,16 @@ def _retire_runs(status: dict[str, Any], names: set[str]) -> None:
         status.setdefault("retired", {})[name] = entry
 
 
-def training_progress(run_dir: Path) -> tuple[int, int] | None:
-    """(env steps done, env steps of the whole run) from the run's config.json and the last row of
-    its progress.csv; None where either is missing or unreadable (a run not started yet)."""
+def planned_steps(config: dict[str, Any]) -> int:
+    """Env steps a run of this config trains: whole iterations (TrainConfig.num_iterations), as
+    the study's progress bar counts them; 0 for a config that does not load."""
+    from robustrl.config import TrainConfig
+
     try:
-        total = int(json.loads((run_dir / "config.json").read_text())["total_steps"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    try:
-        with open(run_dir / "progress.csv", "rb") as log:
-            log.seek(0, os.SEEK_END)
-            log.seek(max(0, log.tell() - 4096))  # the last row is short; the file may be long
-            lines = log.read().decode(errors="replace").strip().splitlines()
-        done = int(lines[-1].split(",")[1]) if len(lines) > 1 or lines[-1][:1].isdigit() else 0
-    except (OSError, ValueError, IndexError):
-        done = 0
-    return min(done, total), total
+        parsed = TrainConfig.from_dict(config)
+    except Exception:  # an old or hand-edited config: no progress shown for it, nothing fails
+        return 0
+    return parsed.num_iterations * parsed.ppo.steps_per_iteration
 
 
 def study_status(directory: Path | str) -> dict[str, Any]:
@@ -763,6 +769,8 @@ def study_status(directory: Path | str) -> dict[str, Any]:
     current = json.loads((directory / "study.json").read_text()).get("runs", {})
     if current:
         _retire_runs(status, set(current))
+    for name in current:  # runs of the spec the runner has not booked in status.json yet
+        status["runs"].setdefault(name, {"train": "pending", "evaluate": "pending"})
     runner = status.get("runner", {})
     alive = False
     if runner.get("pid") and not runner.get("finished"):
@@ -781,13 +789,17 @@ def study_status(directory: Path | str) -> dict[str, Any]:
     every = [*status["runs"].values(), *status.get("retired", {}).values()]
     steps_done = steps_total = 0
     for name, entry in status["runs"].items():
-        done, total = training_progress(directory / "runs" / name) or (0, 0)
-        total = int(current.get(name, {}).get("config", {}).get("total_steps", total))  # runs not started too
-        if entry.get("train") == "done":
-            done = total
+        config = current.get(name, {}).get("config")
+        if config is None:
+            try:
+                config = json.loads((directory / "runs" / name / "config.json").read_text())
+            except (OSError, ValueError):
+                continue
+        total = planned_steps(config)
         if not total:
             continue
-        entry["steps_done"], entry["steps_total"] = min(done, total), total
+        done = total if entry.get("train") == "done" else min(_last_global_step(directory / "runs" / name), total)
+        entry["steps_done"], entry["steps_total"] = done, total
         steps_done, steps_total = steps_done + done, steps_total + total
     return {"runner_alive": alive, "counts": counts, "runs": status["runs"], "retired": status.get("retired", {}),
             "train_steps": (steps_done, steps_total),

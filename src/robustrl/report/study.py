@@ -369,10 +369,7 @@ def write_study_report(
         # the robust methods' own objective over training: beside the return curves it shows a
         # natural return that stalls while the robust term is already small (issue 17's ARPO
         # question; the deceptive-FOSP signature the theory lab shows on the toy MDP)
-        written |= _plot_curves(
-            metrics[metrics["robust_term"].notna()], out, "robust_term", "robust term (iteration mean)",
-            "robust_term_curves", "the robust methods' term",
-        )  # fmt: skip
+        written |= _plot_robust_terms(metrics[metrics["robust_term"].notna()], out)
     return written
 
 
@@ -423,6 +420,36 @@ def _plot_curves(
         axis.legend(fontsize=8)
     figure.suptitle(f"{what}: mean over seeds, band = range of seeds")
     return _save(figure, out, stem)
+
+
+def _plot_robust_terms(metrics: pd.DataFrame, out: Path) -> dict[str, Path]:
+    """Each robust method's own term over training (mean over seeds, band = range), one panel per
+    (env, method) with its own y-axis: the terms are different quantities (BAR/AR-PPO's surrogate
+    at the worst observation, SA-PPO's KL regulariser ~1e-3, WocaR's whole loss) and would flatten
+    each other on a shared axis."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [(env, label) for env in sorted(metrics["env"].unique())
+              for label in metrics[metrics["env"] == env]["label"].unique()]  # fmt: skip
+    columns = min(3, len(panels))
+    rows = -(-len(panels) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(4.5 * columns, 3.2 * rows), squeeze=False)
+    for axis, (env, label) in zip(axes.flat, panels):
+        group = metrics[(metrics["env"] == env) & (metrics["label"] == label)]
+        curve = group.pivot_table(index="global_step", columns="seed", values="robust_term").sort_index()
+        curve = curve.apply(pd.to_numeric, errors="coerce").interpolate(limit_area="inside")
+        steps = curve.index.to_numpy()
+        axis.plot(steps, curve.mean(axis=1))
+        axis.fill_between(steps, curve.min(axis=1), curve.max(axis=1), alpha=0.2)
+        axis.set(title=f"{env}: {label} ({curve.shape[1]})", xlabel="env steps", ylabel="robust term")
+    for axis in list(axes.flat)[len(panels):]:
+        axis.set_visible(False)
+    figure.suptitle("the robust methods' own term over training: mean over seeds, band = range of seeds")
+    figure.tight_layout()
+    return _save(figure, out, "robust_term_curves")
 
 
 def _plot_scatter(per_run: pd.DataFrame, out: Path) -> dict[str, Path]:
