@@ -188,9 +188,12 @@ class GuardSkipper:
         self._checked.clear()
 
     def call(self, key: tuple[Any, ...], function: Callable[..., Any], *args: Any) -> Any:
-        from torch._dynamo.eval_frame import _stance  # the caller's stance (no public getter)
+        # the caller's stance (no public getter; set_stance rebinds the module attribute). Imported
+        # here: torch._dynamo loads only with torch.compile, and eager users should not pay for it
+        from torch._dynamo import eval_frame
 
-        if not self.enabled or key not in self._checked or _stance.stance != "default" or _stance.backend is not None:
+        stance = eval_frame._stance
+        if not self.enabled or key not in self._checked or stance.stance != "default" or stance.backend is not None:
             result = function(*args)
             self._checked.add(key)
             return result

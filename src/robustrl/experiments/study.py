@@ -383,12 +383,13 @@ def _stop_signals() -> Any:
 
     Signals are only counted, and the runner's loops look every second: the first stops the study
     at its tasks' next safe point, a second (a second or more later) stops it at once (the runs
-    resume from their last checkpoint). Raising KeyboardInterrupt from the handler instead could land inside a lock of the
-    pool's waiting code, break it and escape as ``RuntimeError: release unlocked lock`` (found
-    with two SIGINTs a few milliseconds apart: ``timeout`` forwards the one ``pkill`` sends it);
-    only a third signal raises where it lands. SIGINT is taken over also when the study was started in the background
-    (``robustrl study run ... &``: a shell starts background jobs with SIGINT ignored, and Python
-    then never installs its Ctrl-C handler, so ``kill -INT`` did nothing)."""
+    resume from their last checkpoint). Raising KeyboardInterrupt from the handler instead could
+    land inside a lock of the pool's waiting code, break it and escape as ``RuntimeError: release
+    unlocked lock`` (found with two SIGINTs a few milliseconds apart: ``timeout`` forwards the one
+    ``pkill`` sends it); only a third signal raises where it lands. SIGINT is taken over also when
+    the study was started in the background (``robustrl study run ... &``: a shell starts
+    background jobs with SIGINT ignored, and Python then never installs its Ctrl-C handler, so
+    ``kill -INT`` did nothing)."""
     import threading
 
     requests = _StopRequests()
