@@ -456,3 +456,39 @@ def test_progress_reads_only_complete_rows_of_a_log_being_written(tmp_path):
     assert _last_global_step(tmp_path) == 22528
     log.write_text("iteration,global_step,mean_return\n11,22528,10.0\n12,24576,11.0\n")
     assert _last_global_step(tmp_path) == 24576
+
+
+def test_a_second_ctrl_c_kills_the_ray_tasks_still_running():
+    """With Ray, the runner's tasks live in the cluster's workers, not in its own children: a
+    second Ctrl-C (shutdown(wait=False)) must cancel them with force, or they would keep training
+    after the runner has gone. A graceful shutdown leaves Ray (and anything else in it) alone."""
+    from robustrl.experiments.study import RayExecutor
+
+    cancelled = []
+
+    class FakeRay:
+        def cancel(self, handle, force=False):
+            cancelled.append((handle, force))
+            if handle == "finished":
+                raise ValueError("task already finished")
+
+    executor = RayExecutor.__new__(RayExecutor)  # no Ray instance: only the bookkeeping is tested
+    executor.ray, executor._remote = FakeRay(), {}
+    executor._submitted = {"training", "finished"}
+    executor.shutdown(wait=True)
+    assert cancelled == []
+    executor.shutdown(wait=False)
+    assert sorted(cancelled) == [("finished", True), ("training", True)]
+    assert executor._submitted == set()
+
+
+def test_progress_bar_and_status_count_a_finished_training_whole(tmp_path):
+    """A run booked done counts all its planned steps (its last row may stop short of the plan,
+    or its log may be gone); an unfinished one counts its last complete row, capped at the plan."""
+    from robustrl.experiments.study import _steps_trained
+
+    (tmp_path / "progress.csv").write_text("iteration,global_step\n1,2048\n2,4096\n")
+    assert _steps_trained(tmp_path, 6144, done=False) == 4096
+    assert _steps_trained(tmp_path, 6144, done=True) == 6144
+    assert _steps_trained(tmp_path, 3000, done=False) == 3000
+    assert _steps_trained(tmp_path / "missing", 3000, done=True) == 3000

@@ -20,12 +20,14 @@ Read one with ``pandas.read_parquet("study/results/evaluations.parquet")``.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from robustrl.experiments.spec import config_hash
+from robustrl.policies.checkpoint import atomic_write_text
 
 TABLES = ("runs", "metrics", "evaluations")
 
@@ -87,17 +89,27 @@ def collect_results(study: Any) -> dict[str, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     written = {}
     for name, frame in tables.items():
-        frame.to_csv(folder / f"{name}.csv", index=False)
-        written[name] = folder / f"{name}.csv"
+        written[name] = _replace(folder / f"{name}.csv", lambda tmp, f=frame: f.to_csv(tmp, index=False))
         try:
-            frame.to_parquet(folder / f"{name}.parquet", index=False)
-            written[name] = folder / f"{name}.parquet"
+            written[name] = _replace(folder / f"{name}.parquet", lambda tmp, f=frame: f.to_parquet(tmp, index=False))
         except ImportError:  # pyarrow missing: CSV only (pip install pyarrow)
             pass
-    (folder / "README.json").write_text(
-        json.dumps({"tables": list(TABLES), "see": "robustrl.experiments.results"}, indent=1)
+    atomic_write_text(
+        folder / "README.json", json.dumps({"tables": list(TABLES), "see": "robustrl.experiments.results"}, indent=1)
     )
     return written
+
+
+def _replace(path: Path, write: Any) -> Path:
+    """Write through a temporary file and rename: a Ctrl-C while the store is rebuilt leaves the
+    previous table whole (a truncated Parquet file would break every later `robustrl report`)."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
 
 
 def _certificate_columns(run_dir: Path) -> dict[str, float]:

@@ -27,7 +27,7 @@ import traceback
 from collections.abc import Callable
 from concurrent.futures import CancelledError
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -359,7 +359,18 @@ class RayExecutor:
             self.ray.cancel(handle)
 
     def shutdown(self, wait: bool = True) -> None:
-        pass
+        """``wait=False`` (a second Ctrl-C): kill the tasks still running (``force=True`` ends
+        their worker processes) rather than leave them training on the cluster after the runner
+        has gone; they resume from their last periodic checkpoint. ``wait=True`` leaves Ray up:
+        a notebook or a cluster may hold other work in it."""
+        if wait:
+            return
+        for handle in list(self._submitted):
+            try:
+                self.ray.cancel(handle, force=True)
+            except Exception:  # already finished, or its worker already gone
+                pass
+        self._submitted.clear()
 
 
 STOP_GRACE_SECONDS = 600  # how long a stopped study waits for its tasks to reach a safe point
@@ -368,13 +379,14 @@ STOP_GRACE_SECONDS = 600  # how long a stopped study waits for its tasks to reac
 HEARTBEAT_SECONDS = 60.0
 
 
+@dataclass
 class _StopRequests:
     """How many stop signals (Ctrl-C, SIGTERM) the runner has received; signals within a second
     of the previous one count once (one intent: ``timeout`` forwards the SIGINT ``pkill`` sent it,
     and a terminal's Ctrl-C reaches the runner as ``kill -INT`` from a script would)."""
 
-    count = 0
-    last = -math.inf
+    count: int = 0
+    last: float = -math.inf  # time.monotonic() of the last signal
 
 
 @contextmanager
@@ -684,13 +696,22 @@ class Study:
         """One progress view for the whole study: env steps trained over all runs, tasks done."""
         if progress is None:
             return
-        total = sum(r.config.num_iterations * r.config.ppo.steps_per_iteration for r in self.spec.runs)
-        steps = sum(_last_global_step(self.run_dir(r)) for r in self.spec.runs)
+        total = steps = 0
+        for run in self.spec.runs:
+            planned = _planned(run.config)
+            total += planned
+            steps += _steps_trained(self.run_dir(run), planned, self.status["runs"][run.name]["train"] == "done")
         entries = self.status["runs"].values()
         done = sum(e["train"] == "done" for e in entries) + sum(e["evaluate"] == "done" for e in entries)
         failed = sum(e["train"] == "failed" or e["evaluate"] == "failed" for e in entries)
         progress("study steps", min(steps, total), total, label=f"{self.spec.name}: env steps")
         progress("study tasks", done, 2 * len(self.spec.runs), label=f"{self.spec.name}: tasks ({failed} failed)")
+
+
+def _steps_trained(run_dir: Path, planned: int, done: bool) -> int:
+    """Env steps a run has trained, as the study's progress bar and `study status` count them: all
+    of its plan once its training is booked done, else its last complete progress row (capped)."""
+    return planned if done else min(_last_global_step(run_dir), planned)
 
 
 def _last_global_step(run_dir: Path) -> int:
@@ -755,7 +776,12 @@ def planned_steps(config: dict[str, Any]) -> int:
         parsed = TrainConfig.from_dict(config)
     except Exception:  # an old or hand-edited config: no progress shown for it, nothing fails
         return 0
-    return parsed.num_iterations * parsed.ppo.steps_per_iteration
+    return _planned(parsed)
+
+
+def _planned(config: Any) -> int:
+    """A TrainConfig's env steps in whole iterations (the last partial batch is not collected)."""
+    return config.num_iterations * config.ppo.steps_per_iteration
 
 
 def study_status(directory: Path | str) -> dict[str, Any]:
@@ -799,7 +825,7 @@ def study_status(directory: Path | str) -> dict[str, Any]:
         total = planned_steps(config)
         if not total:
             continue
-        done = total if entry.get("train") == "done" else min(_last_global_step(directory / "runs" / name), total)
+        done = _steps_trained(directory / "runs" / name, total, entry.get("train") == "done")
         entry["steps_done"], entry["steps_total"] = done, total
         steps_done, steps_total = steps_done + done, steps_total + total
     return {"runner_alive": alive, "counts": counts, "runs": status["runs"], "retired": status.get("retired", {}),
