@@ -4,6 +4,7 @@ workers, Ray), the results store and the report's estimators against hand comput
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -139,6 +140,10 @@ def test_smoke_study_end_to_end_and_rerun_runs_nothing_twice(tmp_path):
     # BAR-PPO logs its robust term: its curve beside the returns (PPO has none and is left out)
     assert (tmp_path / "smoke" / "report" / "robust_term_curves.svg").is_file() and "robust_term_curves" in written
     assert "| ppo (2) |" in written["table2_median"].read_text()
+    # the spec names the paper's methods: their claims checked on the seeds (no paper values for Pendulum)
+    claims = pd.read_csv(tmp_path / "smoke" / "report" / "claims.csv")
+    assert "claims" in written and list(claims["claim"]) == [1, 2] and set(claims["paper_verdict"]) == {"-"}
+    assert set(claims["verdict"]) <= {"holds", "does not hold", "within noise"}
 
 
 def test_a_failing_run_is_recorded_while_the_others_finish(tmp_path):
@@ -492,3 +497,51 @@ def test_progress_bar_and_status_count_a_finished_training_whole(tmp_path):
     assert _steps_trained(tmp_path, 6144, done=True) == 6144
     assert _steps_trained(tmp_path, 3000, done=False) == 3000
     assert _steps_trained(tmp_path / "missing", 3000, done=True) == 3000
+
+
+def test_difference_interval_matches_a_hand_bootstrap():
+    """mean(a) - mean(b) with each sample resampled independently, percentiles of the replicates.
+    By hand: a = (0, 10), b = (4,): a resample's mean is 0, 5 or 10 with probabilities 1/4, 1/2,
+    1/4, so the difference is -4, 1 or 6 and its 2.5th / 97.5th percentiles are -4 and 6; the
+    10th-90th interval is the same, the 30th-70th is (1, 1)."""
+    from robustrl.report.claims import difference_ci, verdict
+
+    assert difference_ci([0.0, 10.0], [4.0], reps=4000, seed=3) == (1.0, -4.0, 6.0)
+    assert difference_ci([0.0, 10.0], [4.0], reps=4000, confidence=0.4, seed=3) == (1.0, 1.0, 1.0)
+    assert verdict(-4.0, 6.0) == "within noise" and verdict(1.0, 1.0) == "holds" and verdict(-2, -1) == "does not hold"
+    assert all(math.isnan(v) for v in difference_ci([], [4.0]))  # nothing to compare
+    assert verdict(math.nan, math.nan) == "not run"
+
+
+def test_paper_claims_verdicts_from_seeds_and_from_the_papers_table():
+    """Claim 1 (BAR-PPO natural >= PPO's) holds when every resample agrees, claim 2 (highest worst
+    case) fails when one method beats BAR-PPO clearly, claims 3-4 are within noise when the seeds
+    overlap; the paper's own verdicts read its point values; a claim whose methods the study did
+    not run is left out."""
+    from robustrl.report.claims import check_claims, roles_of
+
+    rows = []
+    for label, naturals, worsts in [
+        ("ppo", [1000, 1100, 1200], [100, 120, 140]),
+        ("bar", [3000, 3100, 3200], [900, 1000, 1100]),
+        ("sa", [3000, 3000, 3000], [2000, 2100, 2200]),
+        ("bar-nog", [2000, 2500, 3000], [800, 1000, 1200]),
+        ("arpo", [2100, 2600, 2900], [700, 1100, 1300]),
+    ]:
+        for seed, (natural, worst) in enumerate(zip(naturals, worsts)):
+            rows.append({"run": f"{label}{seed}", "label": label, "env": "Hopper-v5", "seed": seed,
+                         "natural": natural, "worst": worst})  # fmt: skip
+    per_run = pd.DataFrame(rows)
+    roles = roles_of({"ppo": {"paper": "SPO"}, "bar": {"paper": "BAR"}, "sa": {"paper": "SA"},
+                      "bar-nog": {"paper": "BARPO (w/o g)"}, "arpo": {"paper": "ARPO"}, "other": {}})  # fmt: skip
+    assert roles == {"ppo": "spo", "bar": "barpo", "sa": "sa", "bar-nog": "barpo_nog", "arpo": "arpo"}
+    reference = json.loads((ROOT.parent / "shared" / "reference" / "barpo_tables.json").read_text())
+    table = check_claims(per_run, roles, reference).set_index("claim")
+    assert table.loc[1, "verdict"] == "holds" and "ppo 1100: +2000" in table.loc[1, "against"]
+    assert table.loc[2, "verdict"] == "does not hold"  # SA's worst case (2100) beats BAR's (1000)
+    assert table.loc[3, "verdict"] == "within noise" and table.loc[4, "verdict"] == "within noise"
+    # the paper's Hopper table: BAR 3684 > PPO 3081; BAR's worst 1340 above SA 1286, WocaR, RADIAL, PPO
+    assert table.loc[1, "paper_verdict"] == "holds" and table.loc[2, "paper_verdict"] == "holds"
+    assert "BAR 3684" in table.loc[1, "paper"]
+    only_bar = check_claims(per_run[per_run["label"].isin(["bar", "ppo"])], roles, reference).set_index("claim")
+    assert list(only_bar.index) == [1, 2] and only_bar.loc[1, "verdict"] == "holds"

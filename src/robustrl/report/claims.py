@@ -1,0 +1,174 @@
+"""The BARPO paper's claims, checked on a study's runs: holds / does not hold / within noise.
+
+The paper states, per task (Sec. 5 "BAR-PPO exhibits superior natural and robust performance"
+on Table 2; App. F.4 on Table 4):
+
+1. BAR-PPO's natural return is at least PPO's (SPO's): "outperforms vanilla PPO ... on Hopper and
+   Walker2d, and achieves comparable performance on Halfcheetah and Ant";
+2. BAR-PPO has the highest worst-case return of all methods (Table 2: "significantly surpasses
+   all baselines");
+3. BARPO without guidance beats ARPO in natural return, and 4. in worst-case return (Table 4:
+   "consistently and significantly outperforms ARPO in natural and robust returns");
+5. the SPO guidance improves BARPO's natural return, and 6. its worst case ("further improves the
+   overall performance").
+
+Each is a comparison "A > B" of a column between two methods of one task. Our verdict compares
+the means over seeds: the 95% percentile interval of mean(A) - mean(B) under a bootstrap that
+resamples each method's seeds independently (the two-sample form of the stratified bootstrap of
+:func:`robustrl.report.study.stratified_bootstrap_ci`): above 0 **holds**, below 0 **does not
+hold**, across 0 **within noise** (with 3 seeds a bootstrap interval is narrow for what it knows:
+read "holds" as "every resample agrees", not as a test at 95%). Claim 2 compares BAR-PPO with
+every other method of the task: it holds when every comparison holds, does not hold when one
+does not, else is within noise. Beside it, the paper's own table read the same way (point values:
+it gives no seeds).
+
+A run's worst case is the minimum over the attacks it ran. With the median-agent protocol the
+learned attacks (SA-RL, PA-AD) ran only on each method's median agent, so the other seeds' worst
+cases are over the cheap attacks (an upper bound): the claims table says which protocol it read.
+
+Methods are matched to the paper's by the ``paper:`` name of the study spec (``PPO`` / ``SPO``,
+``ARPO``, ``BARPO (w/o g)``, ``BARPO`` / ``BAR``, ``SA``, ``RADIAL``, ``WocaR``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+# the spec's `paper:` names (Table 2 and Table 4 name the same methods differently) -> one role
+ROLES = {"PPO": "spo", "SPO": "spo", "ARPO": "arpo", "BARPO (w/o g)": "barpo_nog", "BARPO": "barpo", "BAR": "barpo",
+         "SA": "sa", "RADIAL": "radial", "WocaR": "wocar"}  # fmt: skip
+# the name each role has in the reference JSON's two tables
+PAPER_NAMES = {"spo": ("PPO", "SPO"), "arpo": ("ARPO",), "barpo_nog": ("BARPO (w/o g)",), "barpo": ("BAR", "BARPO"),
+               "sa": ("SA",), "radial": ("RADIAL",), "wocar": ("WocaR",)}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Claim:
+    number: int
+    text: str
+    column: str  # natural or worst
+    better: str  # role
+    than: str  # role, or "*" for every other method of the task
+    source: str
+
+
+CLAIMS = (
+    Claim(1, "BAR-PPO's natural return is at least PPO's", "natural", "barpo", "spo", "Sec. 5, Table 2"),
+    Claim(2, "BAR-PPO has the highest worst-case return of all methods", "worst", "barpo", "*", "Sec. 5, Table 2"),
+    Claim(3, "BARPO w/o g beats ARPO in natural return", "natural", "barpo_nog", "arpo", "App. F.4, Table 4"),
+    Claim(4, "BARPO w/o g beats ARPO in worst-case return", "worst", "barpo_nog", "arpo", "App. F.4, Table 4"),
+    Claim(5, "the SPO guidance raises BARPO's natural return", "natural", "barpo", "barpo_nog", "App. F.4, Table 4"),
+    Claim(6, "the SPO guidance raises BARPO's worst-case return", "worst", "barpo", "barpo_nog", "App. F.4, Table 4"),
+)
+VERDICTS = ("holds", "does not hold", "within noise")
+
+
+def difference_ci(
+    a: Sequence[float], b: Sequence[float], *, reps: int = 2000, confidence: float = 0.95, seed: int = 0
+) -> tuple[float, float, float]:
+    """(mean(a) - mean(b), low, high): percentile interval of the difference of means when each
+    sample's values are resampled with replacement independently (two strata)."""
+    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if x.size == 0 or y.size == 0:
+        return math.nan, math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    replicates = x[rng.integers(0, x.size, (reps, x.size))].mean(1) - y[rng.integers(0, y.size, (reps, y.size))].mean(1)
+    tail = (1.0 - confidence) / 2.0 * 100.0
+    low, high = np.percentile(replicates, [tail, 100.0 - tail])
+    return float(x.mean() - y.mean()), float(low), float(high)
+
+
+def verdict(low: float, high: float) -> str:
+    if math.isnan(low) or math.isnan(high):
+        return "not run"
+    return "holds" if low > 0 else "does not hold" if high < 0 else "within noise"
+
+
+def _combine(verdicts: Sequence[str]) -> str:
+    if not verdicts or "not run" in verdicts:
+        return "not run"
+    if "does not hold" in verdicts:
+        return "does not hold"
+    return "holds" if all(v == "holds" for v in verdicts) else "within noise"
+
+
+def roles_of(methods: Mapping[str, Any]) -> dict[str, str]:
+    """label -> role, from the study spec's methods (their ``paper:`` entries)."""
+    found = {}
+    for label, settings in methods.items():
+        role = ROLES.get(str((settings or {}).get("paper", "")))
+        if role:
+            found[label] = role
+    return found
+
+
+def paper_values(reference: Mapping[str, Any], env: str) -> dict[str, dict[str, float]]:
+    """role -> {natural, worst} from the paper's Tables 2 and 4 for this task (first table wins)."""
+    from robustrl.config import env_family
+
+    family = env_family(env).lower()
+    values: dict[str, dict[str, float]] = {}
+    for table in ("table2_baselines_vs_bar_ppo", "table4_spo_arpo_barpo"):
+        methods = reference.get(table, {}).get(family, {}).get("methods", {})
+        for role, names in PAPER_NAMES.items():
+            for name in names:
+                if role not in values and name in methods:
+                    entry = methods[name]
+                    values[role] = {c: float(entry[c]["mean"] if isinstance(entry[c], dict) else entry[c])
+                                    for c in ("natural", "worst")}  # fmt: skip
+    return values
+
+
+def check_claims(
+    per_run: pd.DataFrame, roles: Mapping[str, str], reference: Mapping[str, Any] | None = None, *, seed: int = 0
+) -> pd.DataFrame:
+    """One row per (task, claim): our means, the interval of the difference, our verdict, the
+    paper's values and the paper's own verdict. ``per_run``: :func:`robustrl.report.study.per_run_table`."""
+    rows = []
+    for env, group in per_run.groupby("env", sort=False):
+        by_role = {roles[label]: g for label, g in group.groupby("label") if label in roles}
+        labels = {roles[label]: label for label in group["label"].unique() if label in roles}
+        paper = paper_values(reference or {}, env)
+        for claim in CLAIMS:
+            if claim.better not in by_role or (claim.than != "*" and claim.than not in by_role):
+                continue  # the study did not run the methods this claim compares
+            others = [r for r in by_role if r != claim.better] if claim.than == "*" else [claim.than]
+            ours, theirs, details = [], [], []
+            for other in others:
+                if other not in by_role:
+                    ours.append("not run")
+                    continue
+                a = by_role[claim.better][claim.column].dropna().to_numpy()
+                b = by_role[other][claim.column].dropna().to_numpy()
+                diff, low, high = difference_ci(a, b, seed=seed)
+                ours.append(verdict(low, high))
+                details.append(f"{labels[other]} {b.mean():.0f}: {diff:+.0f} [{low:+.0f}, {high:+.0f}]")
+                if claim.better in paper and other in paper:
+                    p = paper[claim.better][claim.column] - paper[other][claim.column]
+                    theirs.append("holds" if p > 0 else "does not hold")
+            a = by_role[claim.better][claim.column].dropna()
+            rows.append({
+                "env": env, "claim": claim.number, "text": claim.text, "source": claim.source, "column": claim.column,
+                "method": labels[claim.better], "seeds": len(a), "mean": float(a.mean()) if len(a) else math.nan,
+                "against": "; ".join(details), "verdict": _combine(ours),
+                "paper_verdict": _combine(theirs) if theirs else "-",
+                "paper": "; ".join(f"{PAPER_NAMES[r][0]} {paper[r][claim.column]:.0f}"
+                                   for r in [claim.better, *others] if r in paper),
+            })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def format_claims(table: pd.DataFrame) -> str:
+    lines = ["| task | claim | ours: mean over seeds | minus (mean, 95% interval of the difference) | verdict | paper | paper's own table |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for _, row in table.iterrows():
+        lines.append(f"| {row['env']} | {row['claim']}. {row['text']} ({row['source']}) | {row['method']} ({row['seeds']}) "
+                     f"{row['mean']:.0f} | {row['against'] or '-'} | **{row['verdict']}** | {row['paper'] or '-'} | "
+                     f"{row['paper_verdict']} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
