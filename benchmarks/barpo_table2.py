@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -114,7 +114,7 @@ def main() -> None:
     lines = [
         "# BARPO's Tables 2 and 4 beyond Hopper (issue 17)",
         "",
-        f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by `python benchmarks/barpo_table2.py "
+        f"Generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `python benchmarks/barpo_table2.py "
         + " ".join(str(s) for s in args.studies) + "`. Each study's full report (Markdown, LaTeX, CSV tables, "
         "claims, figures) is in `barpo_table2/<study>/`. Returns of deterministic episodes at the paper's eps per "
         "task (Hopper 0.075, Walker2d 0.05, HalfCheetah 0.15, Ant 0.15).",
