@@ -1,0 +1,130 @@
+"""Issue 17, item 6: attacks the agents were not tuned against, on a finished study.
+
+Two held-out attacks per agent of each (task, method) group:
+
+- ``transfer``: the SA-RL and PA-AD adversaries fitted on the group's median agent (the study's
+  median-agent protocol fits them there only), replayed unchanged on each other seed's agent: a
+  black-box attacker who trained against a surrogate of the same recipe;
+- ``critic`` with 50 PGD steps of eps/50 (the table's critic attack takes 10 of eps/10): a
+  longer-horizon solve of the same inner problem.
+
+Per agent, the worst case the study measured (for non-median agents: over the cheap attacks only)
+beside the held-out returns; an agent is flagged when a held-out attack lowers its worst case by
+more than 20% (issue 17's criterion). Reports are cached per run (``<run>/held-out-eps<e>.json``):
+a second invocation reruns nothing.
+
+    python benchmarks/held_out.py runs/studies/barpo_hopper [--episodes 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import warnings
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+from rich.progress import track
+
+from robustrl.evaluate.robustness import robustness_report
+from robustrl.experiments.results import read_results
+from robustrl.experiments.study import report_eps
+from robustrl.policies.checkpoint import load_policy
+from robustrl.report.study import per_run_table
+from robustrl.threads import torch_threads
+
+ROOT = Path(__file__).resolve().parents[1]
+LONG_CRITIC_STEPS = 50
+DROP = 0.2  # issue 17: flag a held-out attack that lowers an agent's worst case by more than 20%
+
+
+def held_out_reports(study: Path, episodes: int, methods: list[str] | None = None) -> pd.DataFrame:
+    runs = read_results(study, "runs")
+    if methods:
+        runs = runs[runs["label"].isin(methods)]
+    evaluations = read_results(study, "evaluations")
+    spec = json.loads((study / "study.json").read_text())["spec"]
+    main_eps = (spec.get("evaluation") or {}).get("eps")
+    per_run = per_run_table(evaluations if main_eps is None else evaluations[evaluations["eps"] == main_eps])
+    rows = []
+    jobs = []
+    for (env, label), group in runs.groupby(["env", "label"], sort=False):
+        medians = group[group["median_agent"].astype(bool)] if "median_agent" in group else group.iloc[:0]
+        median = medians.iloc[0]["run"] if len(medians) else None
+        for _, run in group.iterrows():
+            jobs.append((env, label, run["run"], median))
+    for env, label, name, median in track(jobs, description="held-out attacks"):
+        run_dir = study / "runs" / name
+        eps = float(main_eps) if main_eps is not None else report_eps(env)
+        attacks: dict[str, dict] = {"critic": {"steps": LONG_CRITIC_STEPS}}
+        names = ["critic"]
+        sources = []
+        if median is not None and median != name:
+            for learned in ("sa-rl", "pa-ad"):
+                cache = study / "runs" / median / "attacks" / f"eps{eps:g}-linf" / f"{learned}.json"
+                if cache.is_file():
+                    sources.append(learned)
+        policy = load_policy(run_dir)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            report = robustness_report(policy, env, attacks=names, eps=eps, episodes=episodes, attack_options=attacks,
+                                       json_path=run_dir / f"held-out-eps{eps:g}.json")  # fmt: skip
+            results = {f"critic-{LONG_CRITIC_STEPS}": report["results"]["critic"]["mean"]}
+            for learned in sources:
+                options = {"transfer": {"source": str(study / "runs" / median), "attack": learned}}
+                transfer = robustness_report(policy, env, attacks=["transfer"], eps=eps, episodes=episodes,
+                                             attack_options=options,
+                                             json_path=run_dir / f"held-out-{learned}-eps{eps:g}.json")  # fmt: skip
+                results[f"transfer {learned}"] = transfer["results"]["transfer"]["mean"]
+        measured = per_run[per_run["run"] == name]
+        worst = float(measured.iloc[0]["worst"]) if len(measured) else math.nan
+        natural = float(measured.iloc[0]["natural"]) if len(measured) else math.nan
+        held = min(results.values())
+        rows.append({"env": env, "label": label, "run": name, "median_agent": name == median, "natural": natural,
+                     "worst_measured": worst, **results, "held_out_worst": held,
+                     "drop": (worst - held) / abs(worst) if worst and not math.isnan(worst) else math.nan})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("study", type=Path)
+    parser.add_argument("--episodes", type=int, default=20)
+    parser.add_argument("--methods", nargs="*", default=None, help="only these method labels (default: all)")
+    parser.add_argument("--out", type=Path, default=None, help="default benchmarks/results/held_out_<study>.md")
+    args = parser.parse_args()
+    name = json.loads((args.study / "study.json").read_text())["name"]
+    out = args.out or ROOT / "benchmarks" / "results" / f"held_out_{name}.md"
+    with torch_threads():
+        table = held_out_reports(args.study, args.episodes, args.methods)
+    out.with_suffix(".json").write_text(json.dumps(table.to_dict("records"), indent=1))
+    columns = [c for c in table.columns if c.startswith(("critic-", "transfer"))]
+    lines = [
+        f"# Held-out attacks on `{name}` (issue 17, item 6)",
+        "",
+        f"Generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `python benchmarks/held_out.py {args.study} "
+        f"--episodes {args.episodes}`. critic-{LONG_CRITIC_STEPS}: the critic attack with {LONG_CRITIC_STEPS} PGD "
+        f"steps of eps/{LONG_CRITIC_STEPS} (the table's: 10 of eps/10); transfer: the SA-RL / PA-AD adversary fitted "
+        "on the method's median agent, replayed on the other seeds. Worst measured: the study's worst case (non-median "
+        f"agents: cheap attacks only). **Flagged**: a held-out attack lowers the worst case by more than {DROP:.0%}.",
+        "",
+        "| task | method | run | natural | worst measured | " + " | ".join(columns) + " | drop | |",
+        "|---|---|---|---:|---:|" + "---:|" * len(columns) + "---:|---|",
+    ]
+    for _, row in table.iterrows():
+        cells = " | ".join("-" if pd.isna(row.get(c)) else f"{row[c]:.0f}" for c in columns)
+        flag = "**flagged**" if row["drop"] > DROP else ""
+        median = " (median)" if row["median_agent"] else ""
+        lines.append(f"| {row['env']} | {row['label']} | {row['run'][-10:]}{median} | {row['natural']:.0f} | "
+                     f"{row['worst_measured']:.0f} | {cells} | {row['drop']:+.0%} | {flag} |")  # fmt: skip
+    flagged = table[table["drop"] > DROP]
+    lines += ["", f"{len(flagged)} of {len(table)} agents flagged: "
+              + (", ".join(f"{r.label} {r.run[-10:]}" for r in flagged.itertuples()) or "none") + "."]  # fmt: skip
+    out.write_text("\n".join(lines) + "\n")
+    print(out)
+
+
+if __name__ == "__main__":
+    main()
