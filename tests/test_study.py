@@ -111,6 +111,18 @@ def test_grid_expansion_and_config_hashing():
     assert {r.name for r in other.runs}.isdisjoint({r.name for r in parse_spec(spec()).runs})
 
 
+def test_steps_null_takes_each_envs_paper_budget_and_the_same_names():
+    """`steps: null` puts Table 2's four tasks in one spec (Ant trains 10M steps, the others 2M);
+    a run's config, hence its name, is the one the budget written out gives."""
+    data = spec(envs=["Hopper-v5", "Ant-v5"], steps=None)
+    parsed = parse_spec(data)
+    assert {(r.env_id, r.config.total_steps) for r in parsed.runs} == {("Hopper-v5", 2_000_000), ("Ant-v5", 10_000_000)}
+    written = parse_spec(spec(envs=["Hopper-v5"], steps=2_000_000))
+    assert {r.name for r in written.runs} == {r.name for r in parsed.runs if r.env_id == "Hopper-v5"}
+    with pytest.raises(StudySpecError, match="steps"):
+        parse_spec(spec(steps="lots"))
+
+
 # ---- running --------------------------------------------------------------------------------------------
 def _checkpoint_times(directory: Path) -> dict[str, float]:
     return {str(p): p.stat().st_mtime_ns for p in directory.glob("runs/*/checkpoints/*.safetensors")}

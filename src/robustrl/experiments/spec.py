@@ -10,7 +10,7 @@ A spec (see ``studies/smoke.yaml``)::
       bar-ppo-nog: {algo: bar-ppo, guidance: false}
     envs: [Pendulum-v1]
     seeds: [0, 1]
-    steps: 4096               # or a list: one more grid axis
+    steps: 4096               # or a list: one more grid axis; null: the papers' budget per env (2M; Ant 10M)
     grid: {kappa: [0.1, 0.3]} # any robust knob as a list: a grid axis (methods that take the knob);
                               # prune.<knob> (prune.sparsity, prune.strategy, prune.prune_every, ...)
                               # is a pruning axis for every method (studies/pruning_hopper.yaml)
@@ -184,7 +184,14 @@ def _count(value: Any, key: str) -> int:
 def parse_spec(data: dict[str, Any], where: str = "spec") -> StudySpec:
     """Validate ``data`` and expand its grid into runs."""
     from robustrl.algos import ALGORITHMS, robust_config_for, robust_knobs
-    from robustrl.config import PPOConfig, PruneConfig, TrainConfig, check_field_value, ppo_defaults_for
+    from robustrl.config import (
+        PPOConfig,
+        PruneConfig,
+        TrainConfig,
+        check_field_value,
+        default_total_steps,
+        ppo_defaults_for,
+    )
 
     if not isinstance(data, dict):
         raise StudySpecError(f"{where}: a study spec is a mapping")
@@ -213,7 +220,10 @@ def parse_spec(data: dict[str, Any], where: str = "spec") -> StudySpec:
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise StudySpecError(f"seeds must be whole numbers >= 0, got {seed!r}")
         seeds.append(seed)
-    steps = [_count(s, "steps") for s in _as_list(data["steps"])]
+    # null: each env's budget in the papers (robustrl.config.default_total_steps: 2M, Ant 10M), so
+    # one spec can hold Table 2's four tasks; resolved per env below, so the config (and its hash)
+    # is the same as with the number written out
+    steps = [None if s is None else _count(s, "steps") for s in _as_list(data["steps"])]
     num_envs = _count(data.get("num_envs", 1), "num_envs")
     backend = str(data.get("backend", "gymnasium"))
     ppo_set = data.get("set", {}) or {}
@@ -275,6 +285,8 @@ def parse_spec(data: dict[str, Any], where: str = "spec") -> StudySpec:
             options.update(settings)
             options.update(dict(zip(axes, robust_values)))
             pruning = {**method_prune, **dict(zip(pruning_axes, prune_values))}
+            if total_steps is None:
+                total_steps = default_total_steps(env)
             try:
                 robust = robust_config_for(algo, options)
                 overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in {**ppo_set, **method_set}.items()}
