@@ -30,6 +30,7 @@ from rich.progress import track
 
 from robustrl.evaluate.robustness import robustness_report
 from robustrl.experiments.results import read_results
+from robustrl.experiments.spec import parse_evaluation
 from robustrl.experiments.study import report_eps
 from robustrl.policies.checkpoint import load_policy
 from robustrl.report.study import per_run_table
@@ -38,16 +39,21 @@ from robustrl.threads import torch_threads
 ROOT = Path(__file__).resolve().parents[1]
 LONG_CRITIC_STEPS = 50
 DROP = 0.2  # issue 17: flag a held-out attack that lowers an agent's worst case by more than 20%
+COLUMNS = ["env", "label", "run", "median_agent", "natural", "worst_measured", "held_out_worst", "drop"]
 
 
 def held_out_reports(study: Path, episodes: int, methods: list[str] | None = None) -> pd.DataFrame:
     runs = read_results(study, "runs")
+    # trained agents only: a pending run's checkpoint is a half-trained agent (or there is none yet)
+    runs = runs[runs["train_status"] == "done"]
     if methods:
         runs = runs[runs["label"].isin(methods)]
     evaluations = read_results(study, "evaluations")
     spec = json.loads((study / "study.json").read_text())["spec"]
-    main_eps = (spec.get("evaluation") or {}).get("eps")
-    per_run = per_run_table(evaluations if main_eps is None else evaluations[evaluations["eps"] == main_eps])
+    # the study's own evaluation settings (eps may be a list: the table's first, then a sweep; the
+    # norm and seed the study's reports used), so the held-out returns compare with its worst case
+    evaluation = parse_evaluation(spec.get("evaluation") or {})
+    per_run = per_run_table(evaluations, evaluation.eps) if len(evaluations) else pd.DataFrame(columns=["run"])
     rows = []
     jobs = []
     for (env, label), group in runs.groupby(["env", "label"], sort=False):
@@ -57,25 +63,26 @@ def held_out_reports(study: Path, episodes: int, methods: list[str] | None = Non
             jobs.append((env, label, run["run"], median))
     for env, label, name, median in track(jobs, description="held-out attacks"):
         run_dir = study / "runs" / name
-        eps = float(main_eps) if main_eps is not None else report_eps(env)
+        eps = evaluation.eps if evaluation.eps is not None else report_eps(env)
         attacks: dict[str, dict] = {"critic": {"steps": LONG_CRITIC_STEPS}}
         names = ["critic"]
         sources = []
         if median is not None and median != name:
             for learned in ("sa-rl", "pa-ad"):
-                cache = study / "runs" / median / "attacks" / f"eps{eps:g}-linf" / f"{learned}.json"
+                cache = study / "runs" / median / "attacks" / f"eps{eps:g}-l{evaluation.norm}" / f"{learned}.json"
                 if cache.is_file():
                     sources.append(learned)
         policy = load_policy(run_dir)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            report = robustness_report(policy, env, attacks=names, eps=eps, episodes=episodes, attack_options=attacks,
+            report = robustness_report(policy, env, attacks=names, eps=eps, norm=evaluation.norm, episodes=episodes,
+                                       seed=evaluation.seed, attack_options=attacks,
                                        json_path=run_dir / f"held-out-eps{eps:g}.json")  # fmt: skip
             results = {f"critic-{LONG_CRITIC_STEPS}": report["results"]["critic"]["mean"]}
             for learned in sources:
                 options = {"transfer": {"source": str(study / "runs" / median), "attack": learned}}
-                transfer = robustness_report(policy, env, attacks=["transfer"], eps=eps, episodes=episodes,
-                                             attack_options=options,
+                transfer = robustness_report(policy, env, attacks=["transfer"], eps=eps, norm=evaluation.norm,
+                                             episodes=episodes, seed=evaluation.seed, attack_options=options,
                                              json_path=run_dir / f"held-out-{learned}-eps{eps:g}.json")  # fmt: skip
                 results[f"transfer {learned}"] = transfer["results"]["transfer"]["mean"]
         measured = per_run[per_run["run"] == name]
@@ -85,7 +92,7 @@ def held_out_reports(study: Path, episodes: int, methods: list[str] | None = Non
         rows.append({"env": env, "label": label, "run": name, "median_agent": name == median, "natural": natural,
                      "worst_measured": worst, **results, "held_out_worst": held,
                      "drop": (worst - held) / abs(worst) if worst and not math.isnan(worst) else math.nan})  # fmt: skip
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=COLUMNS)
 
 
 def main() -> None:
@@ -97,6 +104,7 @@ def main() -> None:
     args = parser.parse_args()
     name = json.loads((args.study / "study.json").read_text())["name"]
     out = args.out or ROOT / "benchmarks" / "results" / f"held_out_{name}.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
     with torch_threads():
         table = held_out_reports(args.study, args.episodes, args.methods)
     out.with_suffix(".json").write_text(json.dumps(table.to_dict("records"), indent=1))
@@ -105,20 +113,21 @@ def main() -> None:
         f"# Held-out attacks on `{name}` (issue 17, item 6)",
         "",
         f"Generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `python benchmarks/held_out.py {args.study} "
-        f"--episodes {args.episodes}`. critic-{LONG_CRITIC_STEPS}: the critic attack with {LONG_CRITIC_STEPS} PGD "
+        f"--episodes {args.episodes}{' --methods ' + ' '.join(args.methods) if args.methods else ''}`. critic-{LONG_CRITIC_STEPS}: the critic attack with {LONG_CRITIC_STEPS} PGD "
         f"steps of eps/{LONG_CRITIC_STEPS} (the table's: 10 of eps/10); transfer: the SA-RL / PA-AD adversary fitted "
         "on the method's median agent, replayed on the other seeds. Worst measured: the study's worst case (non-median "
         f"agents: cheap attacks only). **Flagged**: a held-out attack lowers the worst case by more than {DROP:.0%}.",
         "",
-        "| task | method | run | natural | worst measured | " + " | ".join(columns) + " | drop | |",
+        "| " + " | ".join(["task", "method", "run", "natural", "worst measured", *columns, "drop", ""]) + " |",
         "|---|---|---|---:|---:|" + "---:|" * len(columns) + "---:|---|",
     ]
     for _, row in table.iterrows():
         cells = " | ".join("-" if pd.isna(row.get(c)) else f"{row[c]:.0f}" for c in columns)
         flag = "**flagged**" if row["drop"] > DROP else ""
         median = " (median)" if row["median_agent"] else ""
+        drop = "-" if pd.isna(row["drop"]) else f"{row['drop']:+.0%}"
         lines.append(f"| {row['env']} | {row['label']} | {row['run'][-10:]}{median} | {row['natural']:.0f} | "
-                     f"{row['worst_measured']:.0f} | {cells} | {row['drop']:+.0%} | {flag} |")  # fmt: skip
+                     f"{row['worst_measured']:.0f} | {cells} | {drop} | {flag} |")  # fmt: skip
     flagged = table[table["drop"] > DROP]
     lines += ["", f"{len(flagged)} of {len(table)} agents flagged: "
               + (", ".join(f"{r.label} {r.run[-10:]}" for r in flagged.itertuples()) or "none") + "."]  # fmt: skip

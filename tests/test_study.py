@@ -549,11 +549,96 @@ def test_paper_claims_verdicts_from_seeds_and_from_the_papers_table():
     assert roles == {"ppo": "spo", "bar": "barpo", "sa": "sa", "bar-nog": "barpo_nog", "arpo": "arpo"}
     reference = json.loads((ROOT.parent / "shared" / "reference" / "barpo_tables.json").read_text())
     table = check_claims(per_run, roles, reference).set_index("claim")
-    assert table.loc[1, "verdict"] == "holds" and "ppo 1100: +2000" in table.loc[1, "against"]
+    assert table.loc[1, "verdict"] == "holds" and "ppo (3) 1100: +2000" in table.loc[1, "against"]
     assert table.loc[2, "verdict"] == "does not hold"  # SA's worst case (2100) beats BAR's (1000)
+    # claim 2 is Table 2's: BAR-PPO against its baselines, not against Table 4's ablations
+    assert [part.split(" (")[0] for part in table.loc[2, "against"].split("; ")] == ["ppo", "sa"]
     assert table.loc[3, "verdict"] == "within noise" and table.loc[4, "verdict"] == "within noise"
     # the paper's Hopper table: BAR 3684 > PPO 3081; BAR's worst 1340 above SA 1286, WocaR, RADIAL, PPO
     assert table.loc[1, "paper_verdict"] == "holds" and table.loc[2, "paper_verdict"] == "holds"
     assert "BAR 3684" in table.loc[1, "paper"]
     only_bar = check_claims(per_run[per_run["label"].isin(["bar", "ppo"])], roles, reference).set_index("claim")
     assert list(only_bar.index) == [1, 2] and only_bar.loc[1, "verdict"] == "holds"
+
+
+def test_paper_claim_2_is_read_on_table_2_and_one_seed_decides_nothing():
+    """The paper's own Walker2d and HalfCheetah tables give BARPO w/o g (Table 4) a higher worst
+    case than BAR-PPO, yet claim 2 ("surpasses all baselines", Table 2) holds there: the ablation
+    is no baseline. One seed against one resamples to a single value (an interval of width 0):
+    "too few seeds", never "holds"; a method evaluated without attacks yet has no worst case."""
+    from robustrl.report.claims import check_claims
+
+    reference = json.loads((ROOT.parent / "shared" / "reference" / "barpo_tables.json").read_text())
+    roles = {"ppo": "spo", "bar": "barpo", "bar-nog": "barpo_nog", "sa": "sa"}
+    rows = []
+    for env in ("Walker2d-v5", "HalfCheetah-v5"):
+        for label, worst in [("ppo", 100), ("bar", 1000), ("bar-nog", 2000), ("sa", 500)]:
+            for seed in range(3):
+                rows.append({"run": f"{label}{env}{seed}", "label": label, "env": env, "seed": seed,
+                             "natural": 3000.0 + seed, "worst": worst + 10.0 * seed})  # fmt: skip
+    table = check_claims(pd.DataFrame(rows), roles, reference)
+    claim2 = table[table["claim"] == 2].set_index("env")
+    assert list(claim2["paper_verdict"]) == ["holds", "holds"] and list(claim2["verdict"]) == ["holds", "holds"]
+    assert not claim2["against"].str.contains("bar-nog").any() and "BARPO (w/o g)" not in " ".join(claim2["paper"])
+    claim6 = table[table["claim"] == 6].set_index("env")  # the ablation's worst case is claim 6's business
+    assert list(claim6["paper_verdict"]) == ["does not hold", "does not hold"]
+    assert list(claim6["verdict"]) == ["does not hold", "does not hold"]
+
+    one = pd.DataFrame([
+        {"run": "p0", "label": "ppo", "env": "Hopper-v5", "seed": 0, "natural": 3000.0, "worst": 100.0},
+        {"run": "b0", "label": "bar", "env": "Hopper-v5", "seed": 0, "natural": 3001.0, "worst": math.nan},
+        {"run": "s0", "label": "sa", "env": "Hopper-v5", "seed": 0, "natural": 2000.0, "worst": 50.0},
+        {"run": "s1", "label": "sa", "env": "Hopper-v5", "seed": 1, "natural": 2100.0, "worst": 60.0},
+    ])  # fmt: skip
+    table = check_claims(one, roles, reference).set_index("claim")
+    assert table.loc[1, "verdict"] == "too few seeds" and table.loc[1, "seeds"] == 1
+    assert table.loc[2, "verdict"] == "not run" and table.loc[2, "against"] == ""  # BAR not attacked yet
+    # a refutation measured on enough seeds stands whatever the other comparisons lack
+    two = pd.concat([one.assign(worst=one["worst"].fillna(40.0)),
+                     one[one["label"] == "bar"].assign(run="b1", seed=1, worst=45.0)])  # fmt: skip
+    table = check_claims(two, roles, reference).set_index("claim")
+    assert "ppo (1)" in table.loc[2, "against"] and "sa (2)" in table.loc[2, "against"]
+    assert table.loc[2, "verdict"] == "does not hold"  # SA (2 seeds) beats BAR (2); PPO has 1 seed
+
+
+def test_results_store_tables_are_replaced_whole(tmp_path):
+    """A table is written beside its file and renamed over it: a write that fails (Ctrl-C, a full
+    disk, pyarrow missing) leaves the previous table as it was and no temporary file behind."""
+    from robustrl.experiments.results import _replace
+
+    table = tmp_path / "runs.csv"
+    _replace(table, lambda tmp: pd.DataFrame({"run": ["a"]}).to_csv(tmp, index=False))
+    assert pd.read_csv(table)["run"].tolist() == ["a"]
+
+    def broken(tmp):
+        tmp.write_text("run\nhalf")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _replace(table, broken)
+    assert pd.read_csv(table)["run"].tolist() == ["a"] and [p.name for p in tmp_path.iterdir()] == ["runs.csv"]
+
+
+def test_claims_page_states_the_protocol_the_spec_ran(tmp_path):
+    """claims.md says which worst cases the verdicts read, from the spec with its own defaults:
+    `median` is false unless set (every attack on every agent), and without SA-RL / PA-AD in the
+    attacks every worst case is over the cheap ones, whatever `median` says."""
+    from robustrl.report.study import _write_claims
+
+    per_run = pd.DataFrame([{"run": f"{label}{seed}", "label": label, "env": "Hopper-v5", "seed": seed,
+                             "natural": 1000.0 * (label == "bar") + seed, "worst": 500.0 + seed}
+                            for label in ("ppo", "bar") for seed in range(2)])  # fmt: skip
+    methods = {"ppo": {"algo": "ppo", "paper": "SPO"}, "bar": {"algo": "bar-ppo", "paper": "BARPO"}}
+    texts = {}
+    for key, evaluation in [("default", {"attacks": ["random", "sa-rl"]}),
+                            ("median", {"attacks": ["random", "sa-rl"], "median": True}),
+                            ("cheap", {"attacks": ["random", "critic"], "median": True})]:  # fmt: skip
+        out = tmp_path / key
+        out.mkdir()
+        study = {"name": "s", "spec": {"methods": methods, "evaluation": evaluation}}
+        assert _write_claims(study, per_run, tmp_path / "no-reference.json", out) == {"claims": out / "claims.md"}
+        texts[key] = (out / "claims.md").read_text()
+    assert "every attack ran on every agent" in texts["default"] and "median agent only" not in texts["default"]
+    assert "(sa-rl) ran on each method's median agent only" in texts["median"]
+    assert "no learned attack" in texts["cheap"] and "median agent only" not in texts["cheap"]
+    assert "| Hopper-v5 | 1. BAR-PPO's natural return is at least PPO's" in texts["default"]

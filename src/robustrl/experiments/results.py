@@ -103,7 +103,9 @@ def collect_results(study: Any) -> dict[str, Path]:
 def _replace(path: Path, write: Any) -> Path:
     """Write through a temporary file and rename: a Ctrl-C while the store is rebuilt leaves the
     previous table whole (a truncated Parquet file would break every later `robustrl report`)."""
-    tmp = path.with_name(path.name + ".tmp")
+    # one temporary name per process: `robustrl report` rebuilds the store of a study whose runner
+    # (or another report) may be rebuilding it too, and a shared name would mix their writes
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
         write(tmp)
         os.replace(tmp, path)

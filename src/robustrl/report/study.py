@@ -377,7 +377,9 @@ def write_study_report(
 def _write_claims(study: Mapping[str, Any], per_run: pd.DataFrame, reference: Path, out: Path) -> dict[str, Path]:
     """claims.md: the BARPO paper's claims per task, checked on the study's seeds
     (:mod:`robustrl.report.claims`); only for studies whose methods name the paper's."""
-    from robustrl.report.claims import check_claims, format_claims, roles_of
+    from robustrl.evaluate.reports import split_attacks
+    from robustrl.experiments.spec import parse_evaluation
+    from robustrl.report.claims import MIN_SEEDS, check_claims, format_claims, roles_of
 
     spec = study["spec"]
     roles = roles_of(spec.get("methods", {}))
@@ -385,17 +387,23 @@ def _write_claims(study: Mapping[str, Any], per_run: pd.DataFrame, reference: Pa
     if not len(table):
         return {}
     table.to_csv(out / "claims.csv", index=False)
-    median = (spec.get("evaluation") or {}).get("median", True)
-    protocol = (
-        "the learned attacks ran on each method's median agent only, so the other seeds' worst cases are over the "
-        "cheap attacks (an upper bound)" if median else "every attack ran on every agent"
-    )  # fmt: skip
+    # the spec's own defaults (median: false; no learned attack unless listed), not guesses
+    evaluation = parse_evaluation(spec.get("evaluation") or {})
+    learned = split_attacks(evaluation.attacks)[1]
+    if not learned:
+        protocol = "no learned attack (SA-RL, PA-AD) was in the study, so every worst case is over the cheap attacks"
+    elif evaluation.median:
+        protocol = (f"the learned attacks ({', '.join(learned)}) ran on each method's median agent only, so the "
+                    "other seeds' worst cases are over the cheap attacks (an upper bound)")  # fmt: skip
+    else:
+        protocol = "every attack ran on every agent"
     (out / "claims.md").write_text(
         f"# {study['name']}: the BARPO paper's claims\n\nOur verdict: the 95% bootstrap interval of the difference "
         "of means over seeds (each method's seeds resampled independently) above 0 **holds**, below 0 **does not "
-        "hold**, across 0 **within noise**. The paper's own table read the same way on its point values (median "
-        f"agents of 17 seeds). Worst case: the minimum over the attacks a run ran; {protocol}. See "
-        "robustrl.report.claims.\n\n" + format_claims(table)
+        "hold**, across 0 **within noise**; **too few seeds** when a method has fewer than "
+        f"{MIN_SEEDS} (one seed gives an interval of width 0). The paper's own verdict: the sign of the same "
+        "difference in its tables (point values of median agents of 17 seeds; no interval). Worst case: the "
+        f"minimum over the attacks a run ran; {protocol}. See robustrl.report.claims.\n\n" + format_claims(table)
     )
     return {"claims": out / "claims.md"}
 
