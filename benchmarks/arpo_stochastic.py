@@ -19,7 +19,7 @@ import argparse
 import json
 import math
 import warnings
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -75,7 +75,7 @@ def main() -> None:
     lines = [
         "# Policy width and sampled-action returns (issue 17, the ARPO question)",
         "",
-        f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by `python benchmarks/arpo_stochastic.py "
+        f"Generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `python benchmarks/arpo_stochastic.py "
         f"{args.study} --episodes {args.episodes}`. Action std: exp(log-std) of the final policy, mean over the "
         "action dimensions (every method starts at 1.0). Training return: the last 20 iterations' episodes "
         "(sampled actions, clean observations). Natural: deterministic episodes (the study's table: the mean "
