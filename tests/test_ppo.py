@@ -325,7 +325,9 @@ def test_compiled_robust_update_equals_eager(algo, inner_solve, solver):
     if critics:
         assert objective._critic_step is not None
         torch.testing.assert_close(critics[1], critics[0], rtol=1e-4, atol=1e-5)
-    plain = PPO(small_config("Pendulum-v1", iterations=1, compile=True))
+    # plain PPO, eager: it equals the compiled PPO step to float rounding (test_compiled_update_equals_
+    # eager_update), far below the margins here, and skips a 15-20 s compile per case
+    plain = PPO(small_config("Pendulum-v1", iterations=1, compile=False))
     plain.learn()
     plain_params = torch.cat([p.detach().flatten() for p in plain.policy.parameters()])
     # the robust term is in the compiled step (the KL regularisers move the near-zero initial
