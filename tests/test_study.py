@@ -642,3 +642,35 @@ def test_claims_page_states_the_protocol_the_spec_ran(tmp_path):
     assert "(sa-rl) ran on each method's median agent only" in texts["median"]
     assert "no learned attack" in texts["cheap"] and "median agent only" not in texts["cheap"]
     assert "| Hopper-v5 | 1. BAR-PPO's natural return is at least PPO's" in texts["default"]
+
+
+def test_a_changed_evaluation_reruns_only_the_missing_cells(tmp_path):
+    """A study re-run after its spec's evaluation changed: an attack added is computed on every
+    finished run (the others are read from the reports, not recomputed), and
+    `deterministic: false` writes sampled-action reports beside the deterministic ones, marked in
+    the store's `mode` column."""
+    import yaml
+
+    base = spec(steps=256, evaluation={"attacks": ["random"], "episodes": 2, "eps": 0.1})
+    first = tmp_path / "a.yaml"
+    first.write_text(yaml.safe_dump(base))
+    run_study(first, tmp_path / "study", workers=1)
+    reports = sorted((tmp_path / "study" / "runs").glob("*/eval-eps0.1.json"))
+    assert len(reports) == 2
+    random_before = {p: json.loads(p.read_text())["results"]["random"] for p in reports}
+    second = tmp_path / "b.yaml"
+    second.write_text(yaml.safe_dump({**base, "evaluation": {**base["evaluation"], "attacks": ["random", "critic"]}}))
+    run_study(second, tmp_path / "study", workers=1)
+    for path in reports:
+        results = json.loads(path.read_text())["results"]
+        assert "critic" in results and results["random"] == random_before[path]  # the report resumed
+    third = tmp_path / "c.yaml"
+    third.write_text(yaml.safe_dump({**base, "evaluation": {**base["evaluation"], "deterministic": False}}))
+    study = run_study(third, tmp_path / "study", workers=1)
+    assert all(e["evaluate"] == "done" for e in study.status["runs"].values())
+    assert len(list((tmp_path / "study" / "runs").glob("*/eval-eps0.1-sampled.json"))) == 2
+    assert len(list((tmp_path / "study" / "runs").glob("*/eval-eps0.1.json"))) == 2  # kept
+    evaluations = read_results(tmp_path / "study", "evaluations")
+    assert set(evaluations["mode"]) == {"stochastic"} and len(evaluations) == 2 * 2
+    with pytest.raises(StudySpecError, match="deterministic"):
+        parse_spec(spec(evaluation={"deterministic": "yes"}))

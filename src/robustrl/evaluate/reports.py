@@ -29,10 +29,13 @@ def report_directory(source: Path | str) -> Path:
     return source if source.is_dir() else source.parent
 
 
-def report_path(source: Path | str, eps: float, norm: str = "inf") -> Path:
+def report_path(source: Path | str, eps: float, norm: str = "inf", deterministic: bool = True) -> Path:
     """``<run dir>/eval-eps<e>.json`` for l_inf (the name every earlier report has), and
-    ``eval-eps<e>-l2.json`` for l_2, so the two balls of one eps never overwrite each other."""
-    return report_directory(source) / f"eval-eps{eps:g}{_norm_suffix(norm)}.json"
+    ``eval-eps<e>-l2.json`` for l_2, so the two balls of one eps never overwrite each other;
+    ``-sampled`` before ``.json`` for episodes with sampled actions (a study's
+    ``evaluation.deterministic: false``), so they never replace the deterministic report."""
+    mode = "" if deterministic else "-sampled"
+    return report_directory(source) / f"eval-eps{eps:g}{_norm_suffix(norm)}{mode}.json"
 
 
 def sweep_paths(source: Path | str, norm: str = "inf") -> tuple[Path, Path]:

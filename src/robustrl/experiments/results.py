@@ -12,7 +12,8 @@
     metrics.parquet      one row per run and iteration: run, label, env, seed, then every column of
                          the run's progress.csv (iteration, global_step, mean_return, losses, ...)
     evaluations.parquet  one row per run and attack: run, label, env, seed, attack ("natural" for
-                         the clean return), eps, norm, mean, std, episodes, budget, checkpoint
+                         the clean return), eps, norm, mode (deterministic or stochastic: how actions were
+                         taken), mean, std, episodes, budget, checkpoint
 
 Read one with ``pandas.read_parquet("study/results/evaluations.parquet")``.
 """
@@ -59,6 +60,7 @@ def collect_results(study: Any) -> dict[str, Path]:
                     continue
                 evaluations.append({
                     **keys, "attack": attack, "eps": report.get("eps"), "norm": report.get("norm"),
+                    "mode": report.get("mode", "deterministic"),
                     "mean": result["mean"], "std": result.get("std"), "episodes": len(result.get("returns", [])) or report.get("episodes"),
                     "budget": result.get("budget"), "checkpoint": report.get("checkpoint"),
                 })  # fmt: skip
@@ -77,6 +79,7 @@ def collect_results(study: Any) -> dict[str, Path]:
                 "attack",
                 "eps",
                 "norm",
+                "mode",
                 "mean",
                 "std",
                 "episodes",

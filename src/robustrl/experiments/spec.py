@@ -28,6 +28,7 @@ A spec (see ``studies/smoke.yaml``)::
       attack_options: {rs: {iterations: 10}}
       median: false           # true: expensive attacks on each method's median agent only
       certify: false          # true: Theorem 1's bound and the IBP certificate of each run
+      deterministic: true     # false: sampled actions (own report files)
     retries: 1
 
 Expanded, each run is a :class:`~robustrl.config.TrainConfig` named
@@ -71,7 +72,8 @@ TOP_KEYS = {
     "description",
     "prune",
 }
-EVALUATION_KEYS = {"attacks", "eps", "norm", "episodes", "budgets", "attack_options", "median", "seed", "certify"}
+EVALUATION_KEYS = {"attacks", "eps", "norm", "episodes", "budgets", "attack_options", "median", "seed", "certify",
+                   "deterministic"}  # fmt: skip
 PRUNE_PREFIX = "prune."
 # how a pruning axis reads in a run's label (``ppo-magnitude-sp0.5-k20``)
 PRUNE_LABELS = {"strategy": "{}", "sparsity": "sp{:g}", "prune_every": "k{}"}
@@ -89,6 +91,10 @@ class EvaluationSpec:
     median: bool = False
     seed: int = 10_000
     certify: bool = False
+    # False: sampled actions instead of the policy's mean (own report files, eval-eps<e>-sampled.json);
+    # a policy that stays wide scores its mean action far better than itself (benchmarks/results/
+    # arpo_stochastic.md), and the BARPO paper does not say which mode its tables report
+    deterministic: bool = True
 
 
 @dataclass(frozen=True)
@@ -399,9 +405,12 @@ def parse_evaluation(data: dict[str, Any]) -> EvaluationSpec:
     certify = data.get("certify", False)
     if not isinstance(certify, bool):
         raise StudySpecError(f"evaluation.certify must be true or false, got {certify!r}")
+    deterministic = data.get("deterministic", True)
+    if not isinstance(deterministic, bool):
+        raise StudySpecError(f"evaluation.deterministic must be true or false, got {deterministic!r}")
     return EvaluationSpec(
         attacks=tuple(attacks), eps=None if eps is None else float(eps), eps_sweep=tuple(float(e) for e in eps_values[1:]), norm=norm,
         episodes=_count(data.get("episodes", 20), "evaluation.episodes"), budgets=budgets,
         attack_options={k: dict(v) for k, v in options.items()}, median=median,
-        seed=int(data.get("seed", 10_000)), certify=certify,
+        seed=int(data.get("seed", 10_000)), certify=certify, deterministic=deterministic,
     )  # fmt: skip

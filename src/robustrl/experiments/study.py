@@ -197,7 +197,8 @@ def evaluate_task(
                         policy, env_id, attacks=names, eps=eps, norm=evaluation["norm"], episodes=evaluation["episodes"],
                         seed=evaluation["seed"], attack_options=evaluation["attack_options"],
                         budgets={k: v for k, v in evaluation["budgets"].items() if k in names}, source=run_dir,
-                        json_path=report_path(Path(run_dir), eps, evaluation["norm"]),
+                        deterministic=evaluation.get("deterministic", True),
+                        json_path=report_path(Path(run_dir), eps, evaluation["norm"], evaluation.get("deterministic", True)),
                     )  # fmt: skip
                     if eps == main:
                         worst = report.get("worst", {}).get("mean")
@@ -485,6 +486,10 @@ class Study:
                     entry[task] = "pending"
             if entry["train"] == "done" and not run_complete(self.run_dir(run), run.config.num_iterations):
                 entry["train"] = entry["evaluate"] = "pending"  # the directory was removed or damaged
+            elif entry["evaluate"] == "done" and not self._evaluated(run):
+                # the spec's evaluation changed (an attack added, sampled actions, another eps): the
+                # task runs again, and its report resumes, so only the missing cells are computed
+                entry["evaluate"] = "pending"
         _retire_runs(status, names)
         return status
 
@@ -505,6 +510,11 @@ class Study:
         elif state == "done":
             entry.pop(f"{task}_error", None)
         self.save_status()
+
+    def _evaluated(self, run: RunSpec) -> bool:
+        """Whether ``run``'s report at the table's eps holds every attack its evaluation task runs."""
+        report = self.report(run)
+        return report is not None and all(a in report.get("results", {}) for a in ["natural", *self.evaluation_tasks(run)])
 
     # ---- running ----
     def evaluation_tasks(self, run: RunSpec) -> list[str]:
@@ -684,8 +694,11 @@ class Study:
 
         if eps is None:
             eps = self.spec.evaluation.eps if self.spec.evaluation.eps is not None else report_eps(run.env_id)
-        path = report_path(self.run_dir(run), eps, self.spec.evaluation.norm)
-        return json.loads(path.read_text()) if path.is_file() else None
+        path = report_path(self.run_dir(run), eps, self.spec.evaluation.norm, self.spec.evaluation.deterministic)
+        try:
+            return json.loads(path.read_text()) if path.is_file() else None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return None  # damaged: the evaluation runs again (its report is replaced atomically)
 
     def reports(self, run: RunSpec) -> list[dict[str, Any]]:
         """Every report of the run: the table's eps, then the sweep's."""

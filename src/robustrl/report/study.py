@@ -325,7 +325,8 @@ def write_study_report(
             caption = {"median": "median agent (BARPO App. F.3)", "mean": "mean over seeds [95% stratified-bootstrap interval]",
                        "iqm": "interquartile mean [95% stratified-bootstrap interval]"}[how]  # fmt: skip
             eps_text = f"eps {main_eps:g}" if main_eps is not None else "eps: the papers' value per task"
-            header = f"# {study['name']}: {caption}\n\nReturns, deterministic episodes, {eps_text}; (n) = seeds; **best**, _second best_ per column.\n\n"
+            mode = "deterministic" if (spec.get("evaluation") or {}).get("deterministic", True) else "sampled-action"
+            header = f"# {study['name']}: {caption}\n\nReturns, {mode} episodes, {eps_text}; (n) = seeds; **best**, _second best_ per column.\n\n"
             (out / f"table2_{how}.md").write_text(
                 header + format_table(table, columns, "md", paper if how == "median" else None)
             )
