@@ -191,14 +191,15 @@ def evaluate_task(
                 policy = load_policy(run_dir)
                 main = evaluation["eps"] if evaluation["eps"] is not None else report_eps(env_id)
                 worst = None
+                deterministic = evaluation.get("deterministic", True)  # absent in a task queued by an older runner
                 sweep = [] if sweep_done else [(eps, list(split_attacks(attacks)[0])) for eps in evaluation["eps_sweep"]]
                 for eps, names in [(main, attacks), *sweep]:
                     report = robustness_report(
                         policy, env_id, attacks=names, eps=eps, norm=evaluation["norm"], episodes=evaluation["episodes"],
                         seed=evaluation["seed"], attack_options=evaluation["attack_options"],
                         budgets={k: v for k, v in evaluation["budgets"].items() if k in names}, source=run_dir,
-                        deterministic=evaluation.get("deterministic", True),
-                        json_path=report_path(Path(run_dir), eps, evaluation["norm"], evaluation.get("deterministic", True)),
+                        deterministic=deterministic,
+                        json_path=report_path(Path(run_dir), eps, evaluation["norm"], deterministic),
                     )  # fmt: skip
                     if eps == main:
                         worst = report.get("worst", {}).get("mean")
