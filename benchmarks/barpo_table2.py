@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from robustrl.config import env_family
 from robustrl.report.claims import paper_values
+from robustrl.report.paper import load_reference, paper_entries
 from robustrl.report.study import write_study_report
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,7 +42,7 @@ PROTOCOL = """## Protocol: ours against the paper's
 | tasks | MuJoCo v2-era (mujoco-py) | Gymnasium v5 (modern `mujoco`): same bodies, different contact solver and reset noise |
 | seeds | 17, median agent | 3 per method (issue 17 asks >= 5 on Hopper for its quality goal), median agent and mean with 95% stratified-bootstrap intervals |
 | episodes per cell | 50 | 20 deterministic episodes |
-| steps | 2M (Ant 10M) | the same (`steps: null`); 8 EnvPool envs per 2048-step batch, compiled update (same PPO hyperparameters as SA-PPO's MuJoCo configs) |
+| steps | 2M (Ant 10M) | the same (`steps: null`); 8 Gymnasium envs per 2048-step batch (one core per study worker), compiled update (same PPO hyperparameters as SA-PPO's MuJoCo configs) |
 | eps curriculum | linear warm-up | 0 -> eps over the first 75% of iterations |
 | kappa | grid {0.1, 0.3, 1.0} per task | 0.3 (`bar-ppo`, the row the quality goal reads); a kappa-grid study's other kappas are rows of their own, its pick (by the median agent's worst case) marked in "kappa grid" |
 | learned attacks | SA-RL, PA-AD on the median agent | the same, 1M steps each with a radius curriculum (benchmarks/results/attacks.md) |
@@ -118,7 +118,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "barpo_table2")
     parser.add_argument("--note", action="append", default=[], help="a line for the page's notes (budget, pauses)")
     args = parser.parse_args()
-    reference = json.loads(REFERENCE.read_text()) if REFERENCE.is_file() else {}
+    reference = load_reference(REFERENCE)
     args.out.mkdir(parents=True, exist_ok=True)
     medians, means, claims, per_runs, reliabilities, grids, sources = [], [], [], [], [], [], {}
     for study in args.studies:
@@ -150,7 +150,6 @@ def main() -> None:
         PROTOCOL,
     ]
     for env in TASKS:
-        family = env_family(env).lower()
         lines += [f"## {env}", ""]
         rows = median[median["env"] == env] if len(median) else median
         if not len(rows):
@@ -160,12 +159,8 @@ def main() -> None:
                   "| method (seeds) | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]  # fmt: skip
         for _, row in rows.iterrows():
             lines.append(f"| {_who(row, rows)} ({int(row['seeds'])}) | " + " | ".join(_cell(row.get(c)) for c in columns) + " |")
-        for table in ("table2_baselines_vs_bar_ppo", "table4_spo_arpo_barpo"):
-            for name, entry in reference.get(table, {}).get(family, {}).get("methods", {}).items():
-                cells = [entry.get(c.replace("-", "_"), {}) for c in columns]
-                values = [c.get("mean") if isinstance(c, dict) else c for c in cells]
-                tag = "Table 2" if table.startswith("table2") else "Table 4"
-                lines.append(f"| paper {tag}: {name} | " + " | ".join(_cell(v) for v in values) + " |")
+        for table, name, cells in paper_entries(reference, env):
+            lines.append(f"| paper {table}: {name} | " + " | ".join(_cell(cells.get(c)) for c in columns) + " |")
         lines += ["", "### Mean over seeds [95% stratified-bootstrap interval]", "",
                   "| method (seeds) | natural | worst |", "|---|---|---|"]  # fmt: skip
         means = mean[mean["env"] == env]

@@ -29,6 +29,7 @@ from robustrl.config import default_eps
 from robustrl.evaluate.reports import split_attacks
 from robustrl.evaluate.robustness import median_agent
 from robustrl.experiments.study import Study, run_study
+from robustrl.report.paper import load_reference, paper_entries, paper_method
 from robustrl.report.plots import plot_method_comparison
 
 ROOT = Path(__file__).resolve().parent
@@ -47,50 +48,28 @@ METHODS = {
 PAPER_NAMES = {"ppo": "SPO / PPO", "ar-ppo-nog": "ARPO", "ar-ppo": "ARPO w/ g", "bar-ppo-nog": "BARPO w/o g", "bar-ppo": "BARPO", "sa-ppo": "SA-PPO"}
 
 
-# the paper's keys (barpo_tables.json) for the table's columns, in order
-COLUMNS = ("natural", "random", "critic", "mad", "rs", "sa_rl", "pa_ad")
-
-
-# BARPO paper Table 3 (ARPO with SPO guidance; not in barpo_tables.json), typed from
-# shared/papers/barpo-tension-optimality-robustness.txt; columns as COLUMNS, then worst.
-PAPER_TABLE3_ARPO_WITH_GUIDANCE = {
-    "hopper": (3699, 3652, 3693, 3132, 1130, 1278, 1756, 1130),
-    "walker2d": (4206, 4231, 4283, 4226, 3139, 3565, 2496, 2496),
-    "halfcheetah": (4997, 4934, 5040, 2570, 3605, 1356, 1086, 1086),
-    "ant": (5390, 5227, 4768, 4059, 2670, 1185, 1757, 1185),
-}
+# the table's columns, in order (the paper's sa_rl / pa_ad read as ours: robustrl.report.paper)
+COLUMNS = ("natural", "random", "critic", "mad", "rs", "sa-rl", "pa-ad")
 
 
 def paper_rows(env_family: str) -> list[str]:
     """The paper's Tables 4, 3 and 2 for this task, in our column order."""
-    if not REFERENCE.is_file():
-        return []
-    tables = json.loads(REFERENCE.read_text())
+    entries = list(paper_entries(load_reference(REFERENCE), env_family))
     rows = []
-    for number, key in (("4", "table4_spo_arpo_barpo"), ("2", "table2_baselines_vs_bar_ppo")):
-        for name, entry in tables.get(key, {}).get(env_family.lower(), {}).get("methods", {}).items():
-            cells = " | ".join(f"{entry[k]['mean']:.0f}" if isinstance(entry.get(k), dict) else "-" for k in (*COLUMNS, "worst"))
-            rows.append(f"| paper Table {number}: {name} | {cells} |")
-        table3 = PAPER_TABLE3_ARPO_WITH_GUIDANCE.get(env_family.lower())
-        if number == "4" and table3:  # Table 3 sits between 4 and 2, as before
-            rows.append(f"| paper Table 3: ARPO (w g) | {' | '.join(str(v) for v in table3)} |")
+    for number in ("Table 4", "Table 3", "Table 2"):
+        for _, name, cells in (e for e in entries if e[0] == number):
+            values = " | ".join(f"{cells[k]:.0f}" if k in cells else "-" for k in (*COLUMNS, "worst"))
+            rows.append(f"| paper {number}: {name} | {values} |")
     return rows
 
 
 def paper_natural_and_worst(env_family: str) -> dict[str, tuple[float, float]]:
     """(natural, worst) of the paper's median agents, keyed by our method labels (PAPER_NAMES)."""
-    if not REFERENCE.is_file():
-        return {}
-    tables = json.loads(REFERENCE.read_text())
-    ours = {"SPO": "ppo", "ARPO": "ar-ppo-nog", "BARPO (w/o g)": "bar-ppo-nog", "BARPO": "bar-ppo", "SA": "sa-ppo"}
+    ours = {"SPO": "ppo", "ARPO": "ar-ppo-nog", "ARPO (w g)": "ar-ppo", "BARPO (w/o g)": "bar-ppo-nog", "BARPO": "bar-ppo", "SA": "sa-ppo"}
     found = {}
-    for table in ("table4_spo_arpo_barpo", "table2_baselines_vs_bar_ppo"):
-        for name, entry in tables.get(table, {}).get(env_family.lower(), {}).get("methods", {}).items():
-            if name in ours and "worst" in entry:
-                found[PAPER_NAMES[ours[name]]] = (entry["natural"]["mean"], entry["worst"]["mean"])
-    table3 = PAPER_TABLE3_ARPO_WITH_GUIDANCE.get(env_family.lower())
-    if table3:
-        found[PAPER_NAMES["ar-ppo"]] = (table3[0], table3[-1])
+    for _, name, cells in paper_entries(load_reference(REFERENCE), env_family):
+        if name in ours:
+            found.setdefault(PAPER_NAMES[ours[name]], (cells["natural"], cells["worst"]))
     return found
 
 
@@ -98,7 +77,7 @@ ATTACK_HEADER = "| natural | random | critic | MAD | RS | SA-RL | PA-AD | worst 
 
 
 def attack_cells(results: dict, worst: float) -> str:
-    cells = " | ".join(f"{results[k]['mean']:.0f}" if k in results else "-" for k in (c.replace("_", "-") for c in COLUMNS))
+    cells = " | ".join(f"{results[k]['mean']:.0f}" if k in results else "-" for k in COLUMNS)
     return f"{cells} | {worst:.0f}"
 
 
@@ -157,11 +136,10 @@ def claims(reports: dict[str, dict[int, dict]], env_family: str) -> list[str]:
     if None not in (natural_bar, natural_ppo, worst_bar, worst_ppo):
         lines.append(f"- BAR-PPO keeps PPO's natural return: {natural_bar:.0f} vs {natural_ppo:.0f} ({natural_bar / natural_ppo - 1:+.0%}).")
         paper = ""
-        if REFERENCE.is_file():
-            table2 = json.loads(REFERENCE.read_text())["table2_baselines_vs_bar_ppo"].get(env_family.lower())
-            if table2:
-                bar, ppo = (table2["methods"][m]["worst"]["mean"] for m in ("BAR", "PPO"))
-                paper = f"; paper {bar:.0f} vs {ppo:.0f} = {bar / ppo:.0f}x"
+        reference = load_reference(REFERENCE)
+        bar, ppo = (paper_method(reference, env_family, m) for m in ("BAR", "PPO"))
+        if bar and ppo:
+            paper = f"; paper {bar['worst']:.0f} vs {ppo['worst']:.0f} = {bar['worst'] / ppo['worst']:.0f}x"
         lines.append(f"- BAR-PPO's worst case against PPO's: {worst_bar:.0f} vs {worst_ppo:.0f} ({worst_bar / max(worst_ppo, 1e-9):.1f}x{paper}).")
     return lines
 

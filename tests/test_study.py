@@ -674,3 +674,22 @@ def test_a_changed_evaluation_reruns_only_the_missing_cells(tmp_path):
     assert set(evaluations["mode"]) == {"stochastic"} and len(evaluations) == 2 * 2
     with pytest.raises(StudySpecError, match="deterministic"):
         parse_spec(spec(evaluation={"deterministic": "yes"}))
+
+
+def test_the_papers_tables_are_read_in_one_place(tmp_path):
+    """robustrl.report.paper: every row of Tables 2 and 4 with our column names, a method from the
+    first table that has it, no tables when the file is absent, and a clear error for a corrupt one."""
+    from robustrl.errors import InvalidArgumentError
+    from robustrl.report.paper import load_reference, paper_entries, paper_method
+
+    reference = load_reference(ROOT.parent / "shared" / "reference" / "barpo_tables.json")
+    entries = list(paper_entries(reference, "Hopper-v5"))
+    assert {table for table, _, _ in entries} == {"Table 2", "Table 4"}
+    bar = paper_method(reference, "Hopper-v5", "BAR")
+    assert bar["natural"] == 3684 and bar["sa-rl"] == 1728 and bar["pa-ad"] == 1908 and "sa_rl" not in bar
+    assert paper_method(reference, "Hopper-v5", "BARPO (w/o g)")["worst"] == 1037  # only Table 4 has it
+    assert paper_method(reference, "Hopper-v5", "no such method") is None
+    assert load_reference(tmp_path / "absent.json") == {}
+    (tmp_path / "corrupt.json").write_text('{"table2": ')
+    with pytest.raises(InvalidArgumentError, match="corrupt.json: not the paper's tables"):
+        load_reference(tmp_path / "corrupt.json")

@@ -121,18 +121,13 @@ def roles_of(methods: Mapping[str, Any]) -> dict[str, str]:
 
 def paper_values(reference: Mapping[str, Any], env: str) -> dict[str, dict[str, float]]:
     """role -> {natural, worst} from the paper's Tables 2 and 4 for this task (first table wins)."""
-    from robustrl.config import env_family
+    from robustrl.report.paper import paper_method
 
-    family = env_family(env).lower()
     values: dict[str, dict[str, float]] = {}
-    for table in ("table2_baselines_vs_bar_ppo", "table4_spo_arpo_barpo"):
-        methods = reference.get(table, {}).get(family, {}).get("methods", {})
-        for role, names in PAPER_NAMES.items():
-            for name in names:
-                if role not in values and name in methods:
-                    entry = methods[name]
-                    values[role] = {c: float(entry[c]["mean"] if isinstance(entry[c], dict) else entry[c])
-                                    for c in ("natural", "worst")}  # fmt: skip
+    for role, names in PAPER_NAMES.items():
+        cells = next((c for c in (paper_method(reference, env, name) for name in names) if c), None)
+        if cells is not None:
+            values[role] = {c: cells[c] for c in ("natural", "worst")}
     return values
 
 

@@ -25,8 +25,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from robustrl.report.paper import default_reference, load_reference, paper_method
+
 AGGREGATIONS = ("median", "mean", "iqm")
-PAPER_TABLES = ("table2_baselines_vs_bar_ppo", "table4_spo_arpo_barpo")
 
 
 # ---- estimators -------------------------------------------------------------------------------------
@@ -270,27 +271,14 @@ def format_table(table: pd.DataFrame, columns: list[str], style: str, paper: pd.
 
 def paper_rows(spec_methods: Mapping[str, Any], envs: Sequence[str], reference: Path) -> pd.DataFrame | None:
     """The paper's numbers for the methods whose spec names a ``paper`` entry (e.g. ``paper: BAR``)."""
-    if not reference.is_file():
-        return None
-    from robustrl.config import env_family
-
-    tables = json.loads(reference.read_text())
+    tables = load_reference(reference)
     rows = []
     for label, settings in spec_methods.items():
         name = (settings or {}).get("paper")
-        if not name:
-            continue
-        for env in envs:
-            for key in PAPER_TABLES:
-                entry = tables.get(key, {}).get(env_family(env).lower(), {}).get("methods", {}).get(name)
-                if entry:
-                    row = {"env": env, "label": f"{name} ({label})"}
-                    for column, value in entry.items():
-                        row[column.replace("sa_rl", "sa-rl").replace("pa_ad", "pa-ad")] = (
-                            value["mean"] if isinstance(value, dict) else value
-                        )
-                    rows.append(row)
-                    break
+        for env in envs if name else ():
+            cells = paper_method(tables, env, name)
+            if cells is not None:
+                rows.append({"env": env, "label": f"{name} ({label})", **cells})
     return pd.DataFrame(rows) if rows else None
 
 
@@ -316,7 +304,7 @@ def write_study_report(
         columns = [c for c in attack_columns(frame) if c in per_run.columns]
         cheap = split_attacks([c for c in columns if c not in ("natural", "worst", "worst_case_robustness")])[0]
         paper = paper_rows(
-            spec.get("methods", {}), sorted(set(frame["env"])), Path(reference) if reference else _default_reference()
+            spec.get("methods", {}), sorted(set(frame["env"])), Path(reference) if reference else default_reference()
         )
         per_run.to_csv(out / "per_run.csv", index=False)
         for how in AGGREGATIONS:
@@ -356,7 +344,7 @@ def write_study_report(
                 + format_reliability(table, expensive)
             )
             written["reliability"] = out / "reliability.md"
-        written |= _write_claims(study, per_run, Path(reference) if reference else _default_reference(), out)
+        written |= _write_claims(study, per_run, Path(reference) if reference else default_reference(), out)
         written |= _plot_scatter(per_run, out)
         from robustrl.report.sweet_spot import is_pruning_study, write_sweet_spot_report
 
@@ -384,7 +372,7 @@ def _write_claims(study: Mapping[str, Any], per_run: pd.DataFrame, reference: Pa
 
     spec = study["spec"]
     roles = roles_of(spec.get("methods", {}))
-    table = check_claims(per_run, roles, json.loads(reference.read_text()) if reference.is_file() else None)
+    table = check_claims(per_run, roles, load_reference(reference))
     if not len(table):
         return {}
     table.to_csv(out / "claims.csv", index=False)
@@ -414,10 +402,6 @@ def _main_eps(spec: Mapping[str, Any]) -> float | None:
     if isinstance(eps, (list, tuple)):
         return float(eps[0]) if eps else None
     return None if eps is None else float(eps)
-
-
-def _default_reference() -> Path:
-    return Path(__file__).resolve().parents[4] / "shared" / "reference" / "barpo_tables.json"
 
 
 def _save(figure: Any, out: Path, stem: str) -> dict[str, Path]:
