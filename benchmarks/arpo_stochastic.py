@@ -8,7 +8,10 @@ trained as, sampled, does poorly; the paper does not say which mode its Table 4 
 finished run of a study: the final action std (exp of the state-independent log-std), the training
 return of its last 20 iterations (sampled actions), and the natural return over ``--episodes``
 deterministic episodes (from the study's report) and sampled ones (evaluated here, cached in
-``<run>/eval-stochastic.json``).
+``<run>/eval-stochastic.json``). And, from the runs' progress.csv alone, how each method moved
+through training (by fifths of its iterations: eps, training return, policy entropy, robust term)
+with a figure of the same (``arpo_stochastic.png``): the deceptive-FOSP signature the issue asks
+about is the natural return stalling while the policy widens to satisfy the robust term.
 
     python benchmarks/arpo_stochastic.py runs/studies/barpo_hopper [--episodes 20]
 """
@@ -59,6 +62,59 @@ def measure(study: Path, episodes: int) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+FIFTHS = 5
+DYNAMICS = {"eps": "eps", "mean_return": "training return", "entropy": "policy entropy", "robust_term": "robust term"}
+
+
+def _progress(study: Path, table: pd.DataFrame) -> dict[tuple[str, str], list[pd.DataFrame]]:
+    """(env, label) -> the progress.csv of each of its runs in ``table`` (the measured runs)."""
+    found: dict[tuple[str, str], list[pd.DataFrame]] = {}
+    for _, row in table.iterrows():
+        frame = pd.read_csv(study / "runs" / row["run"] / "progress.csv")
+        if len(frame):
+            found.setdefault((row["env"], row["label"]), []).append(frame)
+    return found
+
+
+def dynamics(progress: dict[tuple[str, str], list[pd.DataFrame]]) -> pd.DataFrame:
+    """Per (env, label, fifth of training): the mean over seeds of each DYNAMICS column, each run's
+    fifth averaged over its iterations first."""
+    rows = []
+    for (env, label), frames in progress.items():
+        for frame in frames:
+            fifth = (np.arange(len(frame)) * FIFTHS) // len(frame)
+            for f, part in frame.groupby(fifth):
+                rows.append({"env": env, "label": label, "fifth": int(f) + 1,
+                             **{c: float(part[c].mean()) for c in DYNAMICS if c in part}})  # fmt: skip
+    return pd.DataFrame(rows).groupby(["env", "label", "fifth"], sort=False).mean().reset_index()
+
+
+def plot_dynamics(progress: dict[tuple[str, str], list[pd.DataFrame]], out: Path) -> None:
+    """Training return and policy entropy against env steps, mean over seeds per method (one panel
+    pair per task; the seeds of a method share their iteration count)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    envs = list(dict.fromkeys(env for env, _ in progress))
+    figure, axes = plt.subplots(len(envs), 2, figsize=(11, 4 * len(envs)), squeeze=False)
+    for (env, label), frames in progress.items():
+        n = min(len(f) for f in frames)
+        steps = frames[0]["global_step"].to_numpy()[:n]
+        for axis, column in zip(axes[envs.index(env)], ("mean_return", "entropy")):
+            values = np.mean([f[column].to_numpy()[:n] for f in frames], axis=0)
+            axis.plot(steps, pd.Series(values).rolling(20, min_periods=1).mean(), label=f"{label} ({len(frames)})")
+    for row, env in zip(axes, envs):
+        row[0].set(title=env, xlabel="env steps", ylabel="training return (sampled actions)")
+        row[1].set(title=env, xlabel="env steps", ylabel="policy entropy (nats)")
+        row[1].legend(fontsize=8)
+    figure.suptitle("Mean over seeds, 20-iteration rolling mean; eps ramps from 0 to full over the first 75%")
+    figure.tight_layout()
+    figure.savefig(out, dpi=120)
+    plt.close(figure)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("study", type=Path)
@@ -94,6 +150,22 @@ def main() -> None:
     for _, row in table.iterrows():
         lines.append(f"| {row['label']} | {row['seed']} | {row['action_std']:.2f} | {row['training_return']:.0f} | "
                      f"{row['natural_deterministic']:.0f} | {row['natural_sampled']:.0f} |")  # fmt: skip
+    progress = _progress(args.study, table)
+    moves = dynamics(progress)
+    plot_dynamics(progress, args.out.with_suffix(".png"))
+    lines += ["", "## How each method moved through training (mean over seeds, by fifths of its iterations)", "",
+              f"From progress.csv; figure: {args.out.with_suffix('.png').name}. Robust term: the objective's own "
+              "(ARPO: minus the adversarial surrogate; BARPO: its KL-bounded term; SA-PPO: the KL regulariser).", ""]  # fmt: skip
+    for column, title in DYNAMICS.items():
+        if column not in moves:
+            continue
+        lines += [f"**{title}**", "", "| task | method | " + " | ".join(f"fifth {f}" for f in range(1, FIFTHS + 1)) + " |",
+                  "|---|---" + "|---:" * FIFTHS + "|"]  # fmt: skip
+        for (env, label), part in moves.groupby(["env", "label"], sort=False):
+            cells = [part.loc[part["fifth"] == f, column] for f in range(1, FIFTHS + 1)]
+            cells = [f"{c.iloc[0]:.3g}" if len(c) and not pd.isna(c.iloc[0]) else "-" for c in cells]
+            lines.append(f"| {env} | {label} | " + " | ".join(cells) + " |")
+        lines.append("")
     args.out.write_text("\n".join(lines) + "\n")
     print(args.out)
 
