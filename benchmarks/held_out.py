@@ -39,6 +39,8 @@ from robustrl.threads import torch_threads
 ROOT = Path(__file__).resolve().parents[1]
 LONG_CRITIC_STEPS = 50
 DROP = 0.2  # issue 17: flag a held-out attack that lowers an agent's worst case by more than 20%
+BROKEN = 0.5  # issue 17, item 5: an agent is broken when an attack takes it below half its natural return
+LEARNED = ("sa-rl", "pa-ad")
 COLUMNS = ["env", "label", "run", "median_agent", "natural", "worst_measured", "held_out_worst", "drop"]
 
 
@@ -89,10 +91,41 @@ def held_out_reports(study: Path, episodes: int, methods: list[str] | None = Non
         worst = float(measured.iloc[0]["worst"]) if len(measured) else math.nan
         natural = float(measured.iloc[0]["natural"]) if len(measured) else math.nan
         held = min(results.values())
+        # the learned attacks' worst on this agent: fitted on it (the median agent, in the study's
+        # table) or transferred from the median agent (the others)
+        if name == median and len(measured):
+            learned = [float(measured.iloc[0][c]) for c in LEARNED if c in measured and not pd.isna(measured.iloc[0][c])]
+        else:
+            learned = [results[f"transfer {c}"] for c in LEARNED if f"transfer {c}" in results]
         rows.append({"env": env, "label": label, "run": name, "median_agent": name == median, "natural": natural,
                      "worst_measured": worst, **results, "held_out_worst": held,
+                     "learned_worst": min(learned) if learned else math.nan,
                      "drop": (worst - held) / abs(worst) if worst and not math.isnan(worst) else math.nan})  # fmt: skip
     return pd.DataFrame(rows) if rows else pd.DataFrame(columns=COLUMNS)
+
+
+def reliability_lines(table: pd.DataFrame) -> list[str]:
+    """Issue 17, item 5: per (task, method), how many of its seeds a learned attack breaks (worst
+    below BROKEN x natural), counting the attack fitted on the median agent and the transferred
+    ones on the others: every seed attacked, at the cost of fitting on one."""
+    if not len(table) or "learned_worst" not in table:
+        return []
+    lines = [f"## Reliability: seeds broken (an attack below {BROKEN:.0%} of the agent's natural return)", "",
+             "Learned: SA-RL / PA-AD fitted on the median agent (the study's table) or transferred from it (the other "
+             "seeds), so every seed meets a learned attack; a transferred adversary is weaker than one fitted on the "
+             "agent, so these counts are lower bounds. Any: the learned ones, the held-out critic and the study's cheap "
+             "attacks.", "",
+             "| task | method | seeds | broken by a learned attack | broken by any attack | lowest worst / natural |",
+             "|---|---|---:|---:|---:|---:|"]  # fmt: skip
+    for (env, label), group in table.groupby(["env", "label"], sort=False):
+        natural = group["natural"]
+        any_worst = group[["worst_measured", "held_out_worst", "learned_worst"]].min(axis=1)
+        learned = group["learned_worst"] < BROKEN * natural
+        broken = any_worst < BROKEN * natural
+        attacked = int(group["learned_worst"].notna().sum())
+        lines.append(f"| {env} | {label} | {len(group)} | {int(learned.sum())} of {attacked} | {int(broken.sum())} of "
+                     f"{len(group)} | {(any_worst / natural).min():.2f} |")  # fmt: skip
+    return lines
 
 
 def main() -> None:
@@ -131,6 +164,7 @@ def main() -> None:
     flagged = table[table["drop"] > DROP]
     lines += ["", f"{len(flagged)} of {len(table)} agents flagged: "
               + (", ".join(f"{r.label} {r.run[-10:]}" for r in flagged.itertuples()) or "none") + "."]  # fmt: skip
+    lines += ["", *reliability_lines(table)]
     out.write_text("\n".join(lines) + "\n")
     print(out)
 
