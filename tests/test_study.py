@@ -694,3 +694,28 @@ def test_the_papers_tables_are_read_in_one_place(tmp_path):
     (tmp_path / "corrupt.json").write_text('{"table2": ')
     with pytest.raises(InvalidArgumentError, match="corrupt.json: not the paper's tables"):
         load_reference(tmp_path / "corrupt.json")
+
+
+def test_dry_run_lists_what_is_left_and_writes_nothing(tmp_path):
+    """`study run --dry-run`: a fresh directory is not created and every run is new; after one run
+    of a two-run spec is done, the dry run says so and counts only the other's steps."""
+    from typer.testing import CliRunner
+
+    from robustrl.cli import app
+
+    path = tmp_path / "s.yaml"
+    path.write_text(json.dumps(spec(methods={"ppo": {"algo": "ppo"}})))
+    fresh = tmp_path / "fresh"
+    result = CliRunner().invoke(app, ["study", "run", str(path), "--out", str(fresh), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert not fresh.exists() and "new" in result.output and "to train: 512 env steps" in result.output
+    assert "to evaluate: 1 run(s)" in result.output
+    run_study(path, tmp_path / "study", workers=1)
+    path.write_text(json.dumps(spec()))  # the same run and a BAR-PPO one
+    before = sorted(p.name for p in (tmp_path / "study").rglob("*"))
+    result = CliRunner().invoke(app, ["study", "run", str(path), "--out", str(tmp_path / "study"), "--dry-run", "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    assert "done" in result.output and "new" in result.output  # the PPO run, the BAR-PPO run
+    assert "to train: 512 env steps" in result.output and "to evaluate: 1 run(s)" in result.output
+    assert "worker-hours at this study's rate" in result.output
+    assert sorted(p.name for p in (tmp_path / "study").rglob("*")) == before

@@ -780,6 +780,7 @@ def study_run(
     backend: str = typer.Option("local", "--backend", help="local (process pool) or ray."),
     workers: int | None = typer.Option(None, "--workers", help="Parallel tasks (default: the CPU count; Ray: its CPUs)."),
     address: str | None = typer.Option(None, "--address", help="Ray cluster address (e.g. auto); default: a local Ray."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List the runs and what is left to do; write nothing."),
 ) -> None:
     """Run every run and evaluation of SPEC that is not done yet (re-run to resume), then write the
     results store (<dir>/results/) and print the status."""
@@ -789,6 +790,9 @@ def study_run(
 
     parsed = load_spec(spec)  # a bad spec fails here, before anything is written
     directory = out or Path("runs") / "studies" / parsed.name
+    if dry_run:
+        _print_study_plan(parsed, directory, workers)
+        return
     executor = make_executor(backend, workers, address)
     study = Study.open(directory, spec)
     console.print(f"study [bold]{parsed.name}[/]: {len(parsed.runs)} runs -> {directory} ({backend})")
@@ -807,6 +811,42 @@ def study_run(
         raise _StoppedEarly
     if any(e.get("train") == "failed" or e.get("evaluate") == "failed" for e in study.status["runs"].values()):
         raise _StoppedEarly
+
+
+def _print_study_plan(parsed: Any, directory: Path, workers: int | None) -> None:
+    """``study run --dry-run``: each run of the spec with what is left of it in ``directory`` (read,
+    never written), the env steps left to train and, when the directory has finished trainings, the
+    wall-clock they imply at this study's own measured rate."""
+    import os
+
+    from rich.table import Table
+
+    from robustrl.experiments.study import study_status
+
+    status = study_status(directory)["runs"] if (directory / "study.json").is_file() else {}
+    table = Table(title=f"{parsed.name}: {len(parsed.runs)} runs -> {directory} (dry run: nothing written)")
+    for column in ("run", "steps", "train", "evaluate"):
+        table.add_column(column)
+    left = done_steps = done_seconds = 0.0
+    to_evaluate = 0
+    for run in parsed.runs:
+        entry = status.get(run.name, {})
+        train, evaluate = entry.get("train", "new"), entry.get("evaluate", "new")
+        steps = run.config.total_steps
+        if train == "done":
+            done_steps, done_seconds = done_steps + steps, done_seconds + entry.get("train_seconds", 0.0)
+        else:
+            left += steps - entry.get("steps_done", 0)
+        to_evaluate += evaluate != "done"
+        table.add_row(run.name, f"{steps / 1e6:g}M", train, evaluate)
+    console.print(table)
+    workers = workers or os.cpu_count() or 1
+    amount = f"{left / 1e6:.2f}M" if left >= 1e6 else f"{left:,.0f}"
+    line = f"to train: {amount} env steps; to evaluate: {to_evaluate} run(s)"
+    if done_steps and done_seconds:
+        hours = left * done_seconds / done_steps / 3600
+        line += f"; training ~{hours:.1f} worker-hours at this study's rate so far, ~{hours / workers:.1f} h on {workers} workers"
+    console.print(line)
 
 
 @study_app.command("status")
