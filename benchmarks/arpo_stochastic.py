@@ -155,7 +155,8 @@ def main() -> None:
     plot_dynamics(progress, args.out.with_suffix(".png"))
     lines += ["", "## How each method moved through training (mean over seeds, by fifths of its iterations)", "",
               f"From progress.csv; figure: {args.out.with_suffix('.png').name}. Robust term: the objective's own "
-              "(ARPO: minus the adversarial surrogate; BARPO: its KL-bounded term; SA-PPO: the KL regulariser).", ""]  # fmt: skip
+              "(ARPO and BARPO: minus the clipped surrogate at the inner solution, the adversarial surrogate; SA-PPO: its KL "
+              "regulariser).", ""]  # fmt: skip
     for column, title in DYNAMICS.items():
         if column not in moves:
             continue

@@ -70,7 +70,7 @@ def held_out_reports(study: Path, episodes: int, methods: list[str] | None = Non
         names = ["critic"]
         sources = []
         if median is not None and median != name:
-            for learned in ("sa-rl", "pa-ad"):
+            for learned in LEARNED:
                 cache = study / "runs" / median / "attacks" / f"eps{eps:g}-l{evaluation.norm}" / f"{learned}.json"
                 if cache.is_file():
                     sources.append(learned)
@@ -91,12 +91,11 @@ def held_out_reports(study: Path, episodes: int, methods: list[str] | None = Non
         worst = float(measured.iloc[0]["worst"]) if len(measured) else math.nan
         natural = float(measured.iloc[0]["natural"]) if len(measured) else math.nan
         held = min(results.values())
-        # the learned attacks' worst on this agent: fitted on it (the median agent, in the study's
-        # table) or transferred from the median agent (the others)
-        if name == median and len(measured):
-            learned = [float(measured.iloc[0][c]) for c in LEARNED if c in measured and not pd.isna(measured.iloc[0][c])]
-        else:
-            learned = [results[f"transfer {c}"] for c in LEARNED if f"transfer {c}" in results]
+        # the learned attacks' worst on this agent: fitted on it (the study's table: the median
+        # agent, or every agent without the median protocol) and transferred from the median agent
+        learned = [results[f"transfer {c}"] for c in LEARNED if f"transfer {c}" in results]
+        if len(measured):
+            learned += [float(measured.iloc[0][c]) for c in LEARNED if c in measured and not pd.isna(measured.iloc[0][c])]
         rows.append({"env": env, "label": label, "run": name, "median_agent": name == median, "natural": natural,
                      "worst_measured": worst, **results, "held_out_worst": held,
                      "learned_worst": min(learned) if learned else math.nan,
@@ -106,8 +105,9 @@ def held_out_reports(study: Path, episodes: int, methods: list[str] | None = Non
 
 def reliability_lines(table: pd.DataFrame) -> list[str]:
     """Issue 17, item 5: per (task, method), how many of its seeds a learned attack breaks (worst
-    below BROKEN x natural), counting the attack fitted on the median agent and the transferred
-    ones on the others: every seed attacked, at the cost of fitting on one."""
+    below BROKEN x natural), counting the attacks fitted on an agent (the median agent's, with the
+    median protocol) and those transferred from the median agent: every seed attacked, at the cost
+    of fitting on one."""
     if not len(table) or "learned_worst" not in table:
         return []
     lines = [f"## Reliability: seeds broken (an attack below {BROKEN:.0%} of the agent's natural return)", "",
@@ -123,8 +123,10 @@ def reliability_lines(table: pd.DataFrame) -> list[str]:
         learned = group["learned_worst"] < BROKEN * natural
         broken = any_worst < BROKEN * natural
         attacked = int(group["learned_worst"].notna().sum())
+        # a ratio to the natural return reads only for agents that earn a positive one
+        ratio = (any_worst / natural)[natural > 0]
         lines.append(f"| {env} | {label} | {len(group)} | {int(learned.sum())} of {attacked} | {int(broken.sum())} of "
-                     f"{len(group)} | {(any_worst / natural).min():.2f} |")  # fmt: skip
+                     f"{len(group)} | {f'{ratio.min():.2f}' if len(ratio) else '-'} |")  # fmt: skip
     return lines
 
 

@@ -68,7 +68,7 @@ def paper_natural_and_worst(env_family: str) -> dict[str, tuple[float, float]]:
     ours = {"SPO": "ppo", "ARPO": "ar-ppo-nog", "ARPO (w g)": "ar-ppo", "BARPO (w/o g)": "bar-ppo-nog", "BARPO": "bar-ppo", "SA": "sa-ppo"}
     found = {}
     for _, name, cells in paper_entries(load_reference(REFERENCE), env_family):
-        if name in ours:
+        if name in ours and "worst" in cells:
             found.setdefault(PAPER_NAMES[ours[name]], (cells["natural"], cells["worst"]))
     return found
 

@@ -697,25 +697,32 @@ def test_the_papers_tables_are_read_in_one_place(tmp_path):
 
 
 def test_dry_run_lists_what_is_left_and_writes_nothing(tmp_path):
-    """`study run --dry-run`: a fresh directory is not created and every run is new; after one run
-    of a two-run spec is done, the dry run says so and counts only the other's steps."""
+    """`study run --dry-run` prints the runner's own plan (Study.plan): a fresh directory is not
+    created and its one run is to train; after that run is done and a BAR-PPO run is added, only
+    the new run trains, and a changed evaluation (an attack added) queues the done run's
+    evaluation again; no file of the study is touched; another study's directory is refused."""
     from typer.testing import CliRunner
 
     from robustrl.cli import app
 
+    def dry_run(out):
+        result = CliRunner().invoke(app, ["study", "run", str(path), "--out", str(out), "--dry-run", "--workers", "1"])
+        # an error reaches the user through robustrl.cli.main's handler; invoked bare, it is the exception
+        return result.exit_code, result.output + str(result.exception or "")
+
     path = tmp_path / "s.yaml"
     path.write_text(json.dumps(spec(methods={"ppo": {"algo": "ppo"}})))
-    fresh = tmp_path / "fresh"
-    result = CliRunner().invoke(app, ["study", "run", str(path), "--out", str(fresh), "--dry-run"])
-    assert result.exit_code == 0, result.output
-    assert not fresh.exists() and "new" in result.output and "to train: 512 env steps" in result.output
-    assert "to evaluate: 1 run(s)" in result.output
+    code, output = dry_run(tmp_path / "fresh")
+    assert code == 0, output
+    assert not (tmp_path / "fresh").exists() and "to train: 512 env steps in 1 run(s)" in output
     run_study(path, tmp_path / "study", workers=1)
-    path.write_text(json.dumps(spec()))  # the same run and a BAR-PPO one
-    before = sorted(p.name for p in (tmp_path / "study").rglob("*"))
-    result = CliRunner().invoke(app, ["study", "run", str(path), "--out", str(tmp_path / "study"), "--dry-run", "--workers", "1"])
-    assert result.exit_code == 0, result.output
-    assert "done" in result.output and "new" in result.output  # the PPO run, the BAR-PPO run
-    assert "to train: 512 env steps" in result.output and "to evaluate: 1 run(s)" in result.output
-    assert "worker-hours at this study's rate" in result.output
-    assert sorted(p.name for p in (tmp_path / "study").rglob("*")) == before
+    files = {p: p.read_bytes() for p in (tmp_path / "study").rglob("*") if p.is_file()}
+    path.write_text(json.dumps(spec(evaluation={"attacks": ["random", "mad"], "episodes": 2, "eps": 0.1})))
+    code, output = dry_run(tmp_path / "study")
+    assert code == 0, output
+    assert "to train: 512 env steps in 1 run(s)" in output and "evaluations of trained runs: 1" in output
+    assert "worker-hours at this study's rate" in output
+    assert {p: p.read_bytes() for p in (tmp_path / "study").rglob("*") if p.is_file()} == files
+    path.write_text(json.dumps(spec(name="other")))
+    code, output = dry_run(tmp_path / "study")
+    assert code != 0 and "holds study 't', not 'other'" in output

@@ -814,38 +814,49 @@ def study_run(
 
 
 def _print_study_plan(parsed: Any, directory: Path, workers: int | None) -> None:
-    """``study run --dry-run``: each run of the spec with what is left of it in ``directory`` (read,
-    never written), the env steps left to train and, when the directory has finished trainings, the
-    wall-clock they imply at this study's own measured rate."""
+    """``study run --dry-run``: the tasks ``study run`` would start with (Study.plan: the runner's
+    own queue, so a changed evaluation, a median agent still missing its learned attacks or a
+    damaged run show as they would run), the env steps left to train and, when the directory has
+    finished trainings, the wall-clock they imply at this study's own rate. Reads ``directory``,
+    never writes it."""
     import os
 
     from rich.table import Table
 
-    from robustrl.experiments.study import study_status
+    from robustrl.experiments.study import Study
 
-    status = study_status(directory)["runs"] if (directory / "study.json").is_file() else {}
+    study = Study.inspect(directory, parsed)
+    tasks: dict[str, list[str]] = {}
+    for task, name in study.plan():
+        tasks.setdefault(name, []).append({"median": "learned attacks"}.get(task, task))
     table = Table(title=f"{parsed.name}: {len(parsed.runs)} runs -> {directory} (dry run: nothing written)")
-    for column in ("run", "steps", "train", "evaluate"):
+    for column in ("run", "trained", "train", "evaluate", "next"):
         table.add_column(column)
     left = done_steps = done_seconds = 0.0
-    to_evaluate = 0
+    trainings = 0
     for run in parsed.runs:
-        entry = status.get(run.name, {})
-        train, evaluate = entry.get("train", "new"), entry.get("evaluate", "new")
-        steps = run.config.total_steps
-        if train == "done":
-            done_steps, done_seconds = done_steps + steps, done_seconds + entry.get("train_seconds", 0.0)
-        else:
-            left += steps - entry.get("steps_done", 0)
-        to_evaluate += evaluate != "done"
-        table.add_row(run.name, f"{steps / 1e6:g}M", train, evaluate)
+        entry = study.status["runs"][run.name]
+        trained, planned = study.steps_trained(run)
+        if "train" in tasks.get(run.name, []):
+            left, trainings = left + planned - trained, trainings + 1
+        elif entry["train"] == "done":
+            done_steps, done_seconds = done_steps + planned, done_seconds + entry.get("train_seconds", 0.0)
+        table.add_row(run.name, f"{trained / planned:.0%} of {planned / 1e6:.3g}M" if planned else "-", entry["train"],
+                      entry["evaluate"], ", ".join(tasks.get(run.name, [])) or "nothing")  # fmt: skip
     console.print(table)
-    workers = workers or os.cpu_count() or 1
+    count = lambda task: sum(task in t for t in tasks.values())  # noqa: E731
     amount = f"{left / 1e6:.2f}M" if left >= 1e6 else f"{left:,.0f}"
-    line = f"to train: {amount} env steps; to evaluate: {to_evaluate} run(s)"
-    if done_steps and done_seconds:
+    line = (f"to train: {amount} env steps in {trainings} run(s), each evaluated after; evaluations of trained runs: "
+            f"{count('evaluate')}; "
+            f"learned attacks on {count('learned attacks')} median agent(s)")  # fmt: skip
+    if parsed.evaluation.median and study._median_attacks():
+        # groups with a run still to train or evaluate get their median agent's attacks afterwards
+        later = {(r.label, r.env_id) for r in parsed.runs if {"train", "evaluate"} & set(tasks.get(r.name, []))}
+        line += f", then on {len(later)} more once their groups are evaluated" if later else ""
+    if left and done_steps and done_seconds:
         hours = left * done_seconds / done_steps / 3600
-        line += f"; training ~{hours:.1f} worker-hours at this study's rate so far, ~{hours / workers:.1f} h on {workers} workers"
+        parallel = max(1, min(workers or os.cpu_count() or 1, trainings))
+        line += f"; training ~{hours:.1f} worker-hours at this study's rate so far, ~{hours / parallel:.1f} h on {parallel} workers"
     console.print(line)
 
 

@@ -429,6 +429,16 @@ def _stop_signals() -> Any:
 
 
 # ---- the scheduler ----------------------------------------------------------------------------------
+def _check_same_study(directory: Path, spec: StudySpec) -> None:
+    saved = directory / "study.json"
+    if saved.is_file():
+        previous = json.loads(saved.read_text())
+        if previous.get("name") != spec.name:
+            raise InvalidArgumentError(
+                f"{directory} holds study {previous.get('name')!r}, not {spec.name!r}; pick another --out"
+            )
+
+
 class Study:
     """A study directory and its runs (see module docstring)."""
 
@@ -451,19 +461,26 @@ class Study:
             spec = parse_spec(json.loads(saved.read_text())["spec"], where=str(saved))
         else:
             spec = load_spec(spec_path)
-            if saved.is_file():
-                previous = json.loads(saved.read_text())
-                if previous.get("name") != spec.name:
-                    raise InvalidArgumentError(
-                        f"{directory} holds study {previous.get('name')!r}, not {spec.name!r}; pick another --out"
-                    )
+            _check_same_study(directory, spec)
         directory.mkdir(parents=True, exist_ok=True)
         expansion = {r.name: {"label": r.label, "config": r.config.to_dict()} for r in spec.runs}
         atomic_write_text(saved, json.dumps({"name": spec.name, "spec": spec.source, "runs": expansion}, indent=1))
         return cls(directory, spec)
 
+    @classmethod
+    def inspect(cls, directory: Path | str, spec: StudySpec) -> Study:
+        """The study in ``directory`` as ``study run`` with ``spec`` would find it, read only (a
+        dry run): the same check as :meth:`open`, nothing created or written."""
+        _check_same_study(Path(directory), spec)
+        return cls(directory, spec)
+
     def run_dir(self, run: RunSpec) -> Path:
         return self.directory / "runs" / run.name
+
+    def steps_trained(self, run: RunSpec) -> tuple[int, int]:
+        """(env steps trained, env steps planned) of ``run``, as the progress bar counts them."""
+        planned = _planned(run.config)
+        return _steps_trained(self.run_dir(run), planned, self.status["runs"][run.name]["train"] == "done"), planned
 
     # ---- status ----
     def _read_status(self) -> dict[str, Any]:
@@ -526,11 +543,13 @@ class Study:
         attacks = list(self.spec.evaluation.attacks)
         return list(split_attacks(attacks)[0]) if self.spec.evaluation.median else attacks
 
-    def run(self, executor: Any, progress: Progress | None = None, poll_seconds: float = 1.0) -> dict[str, Any]:
-        """Run every pending task to completion or failure; returns the status."""
-        evaluation = asdict(self.spec.evaluation)
+    def plan(self) -> list[tuple[str, str]]:
+        """The (task, run name) pairs an invocation starts with, in order: the evaluations of trained
+        runs (trained agents are attacked first), the median agents' learned attacks still missing,
+        then the trainings; failed tasks past ``retries`` are left out. ``study run --dry-run``
+        prints it."""
         runs = {run.name: run for run in self.spec.runs}
-        queue: list[tuple[str, str]] = []  # (task, run name) ready to submit
+        queue: list[tuple[str, str]] = []
         trainings = []
         for run in self.spec.runs:
             entry = self.status["runs"][run.name]
@@ -551,7 +570,13 @@ class Study:
                     and not all(a in (report or {}).get("results", {}) for a in self._median_attacks())
                 ):
                     queue.append(("median", median))
-        queue += trainings
+        return queue + trainings
+
+    def run(self, executor: Any, progress: Progress | None = None, poll_seconds: float = 1.0) -> dict[str, Any]:
+        """Run every pending task to completion or failure; returns the status."""
+        evaluation = asdict(self.spec.evaluation)
+        runs = {run.name: run for run in self.spec.runs}
+        queue = self.plan()  # (task, run name) ready to submit
         running: dict[Any, tuple[str, str]] = {}
         lost = 0
         self._started, self._wall_before = time.time(), float(self.status.get("wall_seconds", 0.0))

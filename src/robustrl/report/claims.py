@@ -120,7 +120,8 @@ def roles_of(methods: Mapping[str, Any]) -> dict[str, str]:
 
 
 def paper_values(reference: Mapping[str, Any], env: str) -> dict[str, dict[str, float]]:
-    """role -> {natural, worst} from the paper's Tables 2 and 4 for this task (first table wins)."""
+    """role -> {natural, worst} from the paper's Tables 2 and 4 for this task: the first of the
+    role's PAPER_NAMES the tables hold, from the first table that holds it."""
     from robustrl.report.paper import paper_method
 
     values: dict[str, dict[str, float]] = {}
