@@ -19,3 +19,15 @@ def _single_thread():
     # The library uses one thread for its tiny MLPs; tests match so results are reproducible.
     torch.set_num_threads(1)
     yield
+
+
+@pytest.fixture
+def aot_eager_compile(monkeypatch):
+    """``torch.compile`` with the ``aot_eager`` backend: dynamo's tracing and guards and AOT
+    autograd's functional graph (what our compiled steps rely on: torch.func gradients, the
+    functional Adam, masks, the inner solves traced in), without Inductor's C++ code generation,
+    which takes 40-130 s per compiled step on a cold cache on 2 cores. Tests of compiled-vs-eager
+    equality that check *our* graph (a config variant, one more objective) use it; the reference
+    PPO step, BAR-PPO and SA-PPO (SGLD in the graph) keep Inductor, what users run."""
+    original = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda *args, **options: original(*args, **{**options, "backend": "aot_eager"}))

@@ -259,11 +259,14 @@ def test_clip_grad_norm_matches_torch():
     [{}, {"policy_epochs": 2, "value_epochs": 3, "max_grad_norm": None}, {"policy_epochs": 3, "value_epochs": 1}],
     ids=["reference", "more-value-epochs-no-clip", "more-policy-epochs"],
 )
-def test_compiled_update_equals_eager_update(settings):
+def test_compiled_update_equals_eager_update(settings, request):
     """ppo.compile=True (one compiled functional step: torch.func gradients, clipping, functional
     Adam) is a speed switch: the same run up to float rounding, the same Adam state (so checkpoints
     of either mode resume in the other), also when one network trains for more epochs than the
-    other (the idle network must not take Adam steps on zero gradients)."""
+    other (the idle network must not take Adam steps on zero gradients). The reference settings
+    compile with Inductor; the variants check our graph through dynamo and AOT autograd only."""
+    if settings:
+        request.getfixturevalue("aot_eager_compile")
     params, optimizer_states = [], []
     for compile_step in (False, True):
         trainer = PPO(small_config("Pendulum-v1", iterations=2, compile=compile_step, **settings))
@@ -281,6 +284,11 @@ def test_compiled_update_equals_eager_update(settings):
         torch.testing.assert_close(compiled["exp_avg_sq"], eager["exp_avg_sq"], rtol=1e-3, atol=1e-9)
 
 
+# the robust steps compiled with Inductor, as users run them, in the test below; the others trace
+# the same way through dynamo and AOT autograd (the aot_eager_compile fixture)
+INDUCTOR_ROBUST_CASES = {("bar-ppo", None, None), ("sa-ppo", None, None)}
+
+
 @pytest.mark.skipif(__import__("shutil").which("c++") is None, reason="torch.compile needs a C++ compiler")
 @pytest.mark.parametrize(
     "algo,inner_solve,solver",
@@ -288,7 +296,7 @@ def test_compiled_update_equals_eager_update(settings):
      ("bar-ppo", "minibatch", None), ("ar-ppo", "minibatch", None), ("radial-ppo", None, None), ("sa-ppo", None, "ibp"),
      ("wocar-ppo", None, None)],
 )  # fmt: skip
-def test_compiled_robust_update_equals_eager(algo, inner_solve, solver):
+def test_compiled_robust_update_equals_eager(algo, inner_solve, solver, request):
     """AR-PPO, BAR-PPO and minimax-KL solve their inner problem once per iteration, so their
     minibatch term is pure and ppo.compile traces it too; SA-PPO solves it inside the compiled
     step (SGLD, its random draws made before the call) and BAR-PPO with inner_solve=minibatch
@@ -299,6 +307,8 @@ def test_compiled_robust_update_equals_eager(algo, inner_solve, solver):
     from robustrl.algos import robust_config_for
     from robustrl.algos.objectives import OBJECTIVES
 
+    if (algo, inner_solve, solver) not in INDUCTOR_ROBUST_CASES:
+        request.getfixturevalue("aot_eager_compile")  # our graph, without Inductor's C++ compile
     params, critics = [], []
     for compile_step in (False, True):
         config = small_config("Pendulum-v1", iterations=1, compile=compile_step)
