@@ -23,11 +23,11 @@ from pathlib import Path
 import pandas as pd
 
 from robustrl.report.claims import paper_values
-from robustrl.report.paper import load_reference, paper_entries
+from robustrl.report.paper import default_reference, load_reference, paper_entries
 from robustrl.report.study import write_study_report
 
 ROOT = Path(__file__).resolve().parents[1]
-REFERENCE = ROOT.parent / "shared" / "reference" / "barpo_tables.json"
+REFERENCE = default_reference()
 TASKS = ("Hopper-v5", "Walker2d-v5", "HalfCheetah-v5", "Ant-v5")
 # issue 17's seeds for the quality goal: >= 5 on Hopper, >= 3 elsewhere
 GOAL_SEEDS = {"Hopper-v5": 5}

@@ -29,11 +29,11 @@ from robustrl.config import default_eps
 from robustrl.evaluate.reports import split_attacks
 from robustrl.evaluate.robustness import median_agent
 from robustrl.experiments.study import Study, run_study
-from robustrl.report.paper import load_reference, paper_entries, paper_method
+from robustrl.report.paper import default_reference, load_reference, paper_entries, paper_method
 from robustrl.report.plots import plot_method_comparison
 
 ROOT = Path(__file__).resolve().parent
-REFERENCE = ROOT.parent.parent / "shared" / "reference" / "barpo_tables.json"
+REFERENCE = default_reference()
 # the papers' six attacks; the learned-adversary ones (SA-RL, PA-AD) are the expensive ones
 CHEAP, EXPENSIVE = (list(names) for names in split_attacks(ALL))
 # method label -> (algo, guidance); labels follow the paper (Table 4 names in brackets)

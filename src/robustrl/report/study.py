@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from robustrl.report.paper import default_reference, load_reference, paper_method
+from robustrl.report.paper import load_reference, paper_method
 
 AGGREGATIONS = ("median", "mean", "iqm")
 
@@ -269,9 +269,9 @@ def format_table(table: pd.DataFrame, columns: list[str], style: str, paper: pd.
     return "\n".join(lines)
 
 
-def paper_rows(spec_methods: Mapping[str, Any], envs: Sequence[str], reference: Path) -> pd.DataFrame | None:
-    """The paper's numbers for the methods whose spec names a ``paper`` entry (e.g. ``paper: BAR``)."""
-    tables = load_reference(reference)
+def paper_rows(spec_methods: Mapping[str, Any], envs: Sequence[str], tables: Mapping[str, Any]) -> pd.DataFrame | None:
+    """The paper's numbers (``tables``: robustrl.report.paper.load_reference) for the methods whose
+    spec names a ``paper`` entry (e.g. ``paper: BAR``)."""
     rows = []
     for label, settings in spec_methods.items():
         name = (settings or {}).get("paper")
@@ -303,9 +303,8 @@ def write_study_report(
         per_run = per_run_table(frame)
         columns = [c for c in attack_columns(frame) if c in per_run.columns]
         cheap = split_attacks([c for c in columns if c not in ("natural", "worst", "worst_case_robustness")])[0]
-        paper = paper_rows(
-            spec.get("methods", {}), sorted(set(frame["env"])), Path(reference) if reference else default_reference()
-        )
+        tables = load_reference(reference)  # read once: the paper rows and the claims
+        paper = paper_rows(spec.get("methods", {}), sorted(set(frame["env"])), tables)
         per_run.to_csv(out / "per_run.csv", index=False)
         for how in AGGREGATIONS:
             table = aggregate(per_run, runs, how, cheap)
@@ -344,7 +343,7 @@ def write_study_report(
                 + format_reliability(table, expensive)
             )
             written["reliability"] = out / "reliability.md"
-        written |= _write_claims(study, per_run, Path(reference) if reference else default_reference(), out)
+        written |= _write_claims(study, per_run, tables, out)
         written |= _plot_scatter(per_run, out)
         from robustrl.report.sweet_spot import is_pruning_study, write_sweet_spot_report
 
@@ -363,7 +362,7 @@ def write_study_report(
     return written
 
 
-def _write_claims(study: Mapping[str, Any], per_run: pd.DataFrame, reference: Path, out: Path) -> dict[str, Path]:
+def _write_claims(study: Mapping[str, Any], per_run: pd.DataFrame, tables: Mapping[str, Any], out: Path) -> dict[str, Path]:
     """claims.md: the BARPO paper's claims per task, checked on the study's seeds
     (:mod:`robustrl.report.claims`); only for studies whose methods name the paper's."""
     from robustrl.evaluate.reports import split_attacks
@@ -372,7 +371,7 @@ def _write_claims(study: Mapping[str, Any], per_run: pd.DataFrame, reference: Pa
 
     spec = study["spec"]
     roles = roles_of(spec.get("methods", {}))
-    table = check_claims(per_run, roles, load_reference(reference))
+    table = check_claims(per_run, roles, tables)
     if not len(table):
         return {}
     table.to_csv(out / "claims.csv", index=False)
