@@ -781,17 +781,21 @@ def study_run(
     workers: int | None = typer.Option(None, "--workers", help="Parallel tasks (default: the CPU count; Ray: its CPUs)."),
     address: str | None = typer.Option(None, "--address", help="Ray cluster address (e.g. auto); default: a local Ray."),
     dry_run: bool = typer.Option(False, "--dry-run", help="List the runs and what is left to do; write nothing."),
+    only: list[str] = typer.Option(
+        [], "--only", help="Run only these runs: a method label or run name, shell patterns allowed (bar-ppo-k1, '*Walker2d*'); repeatable."
+    ),
 ) -> None:
     """Run every run and evaluation of SPEC that is not done yet (re-run to resume), then write the
     results store (<dir>/results/) and print the status."""
     from robustrl.experiments.results import collect_results
     from robustrl.experiments.spec import load_spec
-    from robustrl.experiments.study import Study, make_executor
+    from robustrl.experiments.study import Study, _check_only, make_executor
 
     parsed = load_spec(spec)  # a bad spec fails here, before anything is written
     directory = out or Path("runs") / "studies" / parsed.name
+    _check_only(Study.inspect(directory, parsed), only)  # a typo fails before anything is written
     if dry_run:
-        _print_study_plan(parsed, directory, workers)
+        _print_study_plan(parsed, directory, workers, only)
         return
     executor = make_executor(backend, workers, address)
     study = Study.open(directory, spec)
@@ -799,7 +803,7 @@ def study_run(
     stopped = False
     try:
         with _progress_bars(enabled=None, transient=False) as progress:
-            study.run(executor, progress)
+            study.run(executor, progress, only=only)
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the running tasks saved and are pending
         stopped = True
     finally:
@@ -813,7 +817,7 @@ def study_run(
         raise _StoppedEarly
 
 
-def _print_study_plan(parsed: Any, directory: Path, workers: int | None) -> None:
+def _print_study_plan(parsed: Any, directory: Path, workers: int | None, only: list[str] | tuple[str, ...] = ()) -> None:
     """``study run --dry-run``: the tasks ``study run`` would start with (Study.plan: the runner's
     own queue, so a changed evaluation, a median agent still missing its learned attacks or a
     damaged run show as they would run), the env steps left to train and, when the directory has
@@ -827,7 +831,7 @@ def _print_study_plan(parsed: Any, directory: Path, workers: int | None) -> None
 
     study = Study.inspect(directory, parsed)
     tasks: dict[str, list[str]] = {}
-    for task, name in study.plan():
+    for task, name in study.plan(only):
         tasks.setdefault(name, []).append({"median": "learned attacks"}.get(task, task))
     table = Table(title=f"{parsed.name}: {len(parsed.runs)} runs -> {directory} (dry run: nothing written)")
     for column in ("run", "trained", "train", "evaluate", "next"):

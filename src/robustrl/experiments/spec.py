@@ -8,6 +8,7 @@ A spec (see ``studies/smoke.yaml``)::
       ppo: {algo: ppo}
       bar-ppo: {algo: bar-ppo, kappa: 0.3}
       bar-ppo-nog: {algo: bar-ppo, guidance: false}
+      bar-ppo-5: {algo: bar-ppo, seeds: [0, 1, 2, 3, 4]}   # a method's own seeds (else the study's)
     envs: [Pendulum-v1]
     seeds: [0, 1]
     steps: 4096               # or a list: one more grid axis; null: the papers' budget per env (2M; Ant 10M)
@@ -221,11 +222,7 @@ def parse_spec(data: dict[str, Any], where: str = "spec") -> StudySpec:
             check_env_id(env, str(data.get("backend", "gymnasium")))
         except RobustRLError as error:
             raise StudySpecError(f"envs: {error}") from None
-    seeds = []
-    for seed in _as_list(data["seeds"]):
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise StudySpecError(f"seeds must be whole numbers >= 0, got {seed!r}")
-        seeds.append(seed)
+    seeds = _seeds(data["seeds"], "seeds")
     # null: each env's budget in the papers (robustrl.config.default_total_steps: 2M, Ant 10M), so
     # one spec can hold Table 2's four tasks; resolved per env below, so the config (and its hash)
     # is the same as with the number written out
@@ -262,6 +259,9 @@ def parse_spec(data: dict[str, Any], where: str = "spec") -> StudySpec:
         algo = settings.pop("algo", label)
         settings.pop("paper", None)  # the paper's name for this method, read by the report
         method_set = settings.pop("set", {}) or {}  # PPO knobs of this method only
+        # this method's own seeds (more seeds for the method a quality goal is about, without
+        # paying for them on every baseline); the same seed gives the same run as the study's seeds
+        method_seeds = _seeds(settings.pop("seeds"), f"methods.{label}.seeds") if "seeds" in settings else seeds
         method_prune = {**prune_set, **_prune_mapping(settings.pop("prune", None), f"methods.{label}.prune", prune_fields)}
         method_grid = settings.pop("grid", {}) or {}  # axes of this method only (added to, or replacing, the study's)
         if not isinstance(method_grid, dict):
@@ -285,7 +285,7 @@ def parse_spec(data: dict[str, Any], where: str = "spec") -> StudySpec:
         axes = {k: v for k, v in grid_axes.items() if k in knobs and k not in settings} | own_axes
         pruning_axes = {k: v for k, v in prune_axes.items() if k not in method_prune} | own_prune_axes
         method_prune = {k: v for k, v in method_prune.items() if k not in own_prune_axes}
-        for env, seed, total_steps, *values in itertools.product(envs, seeds, steps, *axes.values(), *pruning_axes.values()):
+        for env, seed, total_steps, *values in itertools.product(envs, method_seeds, steps, *axes.values(), *pruning_axes.values()):
             robust_values, prune_values = values[: len(axes)], values[len(axes) :]
             options = {k: v for k, v in robust_set.items() if k in knobs}
             options.update(settings)
@@ -316,6 +316,17 @@ def parse_spec(data: dict[str, Any], where: str = "spec") -> StudySpec:
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise StudySpecError(f"retries must be a whole number >= 0, got {retries!r}")
     return StudySpec(name, tuple(runs.values()), evaluation, retries, json.loads(json.dumps(data, default=str)))
+
+
+def _seeds(value: Any, key: str) -> list[int]:
+    seeds = []
+    for seed in _as_list(value):
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise StudySpecError(f"{key} must be whole numbers >= 0, got {seed!r}")
+        seeds.append(seed)
+    if not seeds:
+        raise StudySpecError(f"{key} must name at least one seed")
+    return seeds
 
 
 def _split_grid(

@@ -18,13 +18,14 @@ and its task resumes from its last checkpoint.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import math
 import os
 import signal
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -543,11 +544,20 @@ class Study:
         attacks = list(self.spec.evaluation.attacks)
         return list(split_attacks(attacks)[0]) if self.spec.evaluation.median else attacks
 
-    def plan(self) -> list[tuple[str, str]]:
+    def selected(self, name: str, only: Sequence[str] = ()) -> bool:
+        """Whether run ``name`` is in ``only`` (shell patterns over run names and method labels,
+        ``bar-ppo-k1`` or ``*Walker2d*``); everything when ``only`` is empty."""
+        if not only:
+            return True
+        label = self.spec.run(name).label
+        return any(fnmatch.fnmatchcase(name, p) or fnmatch.fnmatchcase(label, p) for p in only)
+
+    def plan(self, only: Sequence[str] = ()) -> list[tuple[str, str]]:
         """The (task, run name) pairs an invocation starts with, in order: the evaluations of trained
         runs (trained agents are attacked first), the median agents' learned attacks still missing,
-        then the trainings; failed tasks past ``retries`` are left out. ``study run --dry-run``
-        prints it."""
+        then the trainings; failed tasks past ``retries`` are left out; with ``only``, the tasks of
+        the selected runs (:meth:`selected`: the method a quality goal is about first, the rest in
+        a later invocation). ``study run --dry-run`` prints it."""
         runs = {run.name: run for run in self.spec.runs}
         queue: list[tuple[str, str]] = []
         trainings = []
@@ -570,13 +580,16 @@ class Study:
                     and not all(a in (report or {}).get("results", {}) for a in self._median_attacks())
                 ):
                     queue.append(("median", median))
-        return queue + trainings
+        return [(task, name) for task, name in queue + trainings if self.selected(name, only)]
 
-    def run(self, executor: Any, progress: Progress | None = None, poll_seconds: float = 1.0) -> dict[str, Any]:
-        """Run every pending task to completion or failure; returns the status."""
+    def run(
+        self, executor: Any, progress: Progress | None = None, poll_seconds: float = 1.0, only: Sequence[str] = ()
+    ) -> dict[str, Any]:
+        """Run every pending task (of the runs ``only`` selects) to completion or failure; returns
+        the status."""
         evaluation = asdict(self.spec.evaluation)
         runs = {run.name: run for run in self.spec.runs}
-        queue = self.plan()  # (task, run name) ready to submit
+        queue = self.plan(only)  # (task, run name) ready to submit; follow-ups stay in the same runs
         running: dict[Any, tuple[str, str]] = {}
         lost = 0
         self._started, self._wall_before = time.time(), float(self.status.get("wall_seconds", 0.0))
@@ -780,19 +793,29 @@ def make_executor(backend: str, workers: int | None, address: str | None = None)
 
 
 def run_study(spec_path: Path | str, directory: Path | str, *, backend: str = "local", workers: int | None = None,
-              address: str | None = None, progress: Progress | None = None) -> Study:  # fmt: skip
-    """Expand ``spec_path`` into ``directory`` and run what is not done yet; then write the
-    results store. Returns the :class:`Study` (its ``status`` says what happened)."""
+              address: str | None = None, progress: Progress | None = None, only: Sequence[str] = ()) -> Study:  # fmt: skip
+    """Expand ``spec_path`` into ``directory`` and run what is not done yet (of the runs ``only``
+    selects: :meth:`Study.selected`); then write the results store. Returns the :class:`Study`
+    (its ``status`` says what happened)."""
     study = Study.open(directory, spec_path)
+    _check_only(study, only)
     executor = make_executor(backend, workers, address)
     try:
-        study.run(executor, progress)
+        study.run(executor, progress, only=only)
     finally:
         executor.shutdown()
     from robustrl.experiments.results import collect_results
 
     collect_results(study)
     return study
+
+
+def _check_only(study: Study, only: Sequence[str]) -> None:
+    """A pattern that selects no run is a typo, not an empty study: say so, name the labels."""
+    for pattern in only:
+        if not any(study.selected(run.name, (pattern,)) for run in study.spec.runs):
+            labels = sorted({run.label for run in study.spec.runs})
+            raise InvalidArgumentError(f"--only {pattern!r} selects no run of {study.spec.name}; labels: {', '.join(labels)}")
 
 
 def _retire_runs(status: dict[str, Any], names: set[str]) -> None:
