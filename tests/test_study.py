@@ -34,6 +34,9 @@ from robustrl.report.study import (
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = ROOT / "studies" / "smoke.yaml"
+PAPER_TABLES = ROOT.parent / "shared" / "reference" / "barpo_tables.json"
+# the paper's tables are ../shared beside the checkout (CI has it); a clone elsewhere skips, not fails
+needs_paper_tables = pytest.mark.skipif(not PAPER_TABLES.is_file(), reason=f"{PAPER_TABLES} is not beside this checkout")
 TINY = {"steps_per_iteration": 256, "num_minibatches": 4, "policy_epochs": 2, "value_epochs": 2}
 
 
@@ -59,6 +62,8 @@ def spec(**changes):
         ({"grid": {"kappo": [1]}}, r"grid.kappo: not a robust knob"),
         ({"envs": ["Hoper-v5"]}, r"envs: unknown environment id 'Hoper-v5'.*Hopper-v5"),
         ({"seeds": [-1]}, r"seeds must be whole numbers >= 0"),
+        ({"methods": {"x": {"algo": "ppo", "seeds": [0, -2]}}}, r"methods.x.seeds must be whole numbers >= 0"),
+        ({"methods": {"x": {"algo": "ppo", "seeds": []}}}, r"methods.x.seeds must name at least one seed"),
         ({"steps": 0}, r"steps must be a positive whole number"),
         ({"evaluation": {"attacks": ["mda"]}}, r"evaluation: unknown attack"),
         ({"evaluation": {"budgets": {"mad": 10}}}, r"evaluation.budgets.mad: not a learned attack"),
@@ -121,6 +126,15 @@ def test_steps_null_takes_each_envs_paper_budget_and_the_same_names():
     assert {r.name for r in written.runs} == {r.name for r in parsed.runs if r.env_id == "Hopper-v5"}
     with pytest.raises(StudySpecError, match="steps"):
         parse_spec(spec(steps="lots"))
+
+
+def test_a_method_takes_its_own_seeds():
+    """More seeds for one method (the quality goal's) without paying for them on every baseline;
+    a seed in both lists is the same run (same config, same name)."""
+    parsed = parse_spec(spec(methods={"ppo": {"algo": "ppo"}, "bar": {"algo": "bar-ppo", "seeds": [0, 1, 2]}}))
+    assert sorted((r.label, r.config.seed) for r in parsed.runs) == [("bar", 0), ("bar", 1), ("bar", 2), ("ppo", 0)]
+    everywhere = parse_spec(spec(seeds=[0, 1, 2]))
+    assert {r.name for r in parsed.runs if r.label == "bar"} == {r.name for r in everywhere.runs if r.label == "bar"}
 
 
 # ---- running --------------------------------------------------------------------------------------------
@@ -525,6 +539,7 @@ def test_difference_interval_matches_a_hand_bootstrap():
     assert verdict(math.nan, math.nan) == "not run"
 
 
+@needs_paper_tables
 def test_paper_claims_verdicts_from_seeds_and_from_the_papers_table():
     """Claim 1 (BAR-PPO natural >= PPO's) holds when every resample agrees, claim 2 (highest worst
     case) fails when one method beats BAR-PPO clearly, claims 3-4 are within noise when the seeds
@@ -547,7 +562,7 @@ def test_paper_claims_verdicts_from_seeds_and_from_the_papers_table():
     roles = roles_of({"ppo": {"paper": "SPO"}, "bar": {"paper": "BAR"}, "sa": {"paper": "SA"},
                       "bar-nog": {"paper": "BARPO (w/o g)"}, "arpo": {"paper": "ARPO"}, "other": {}})  # fmt: skip
     assert roles == {"ppo": "spo", "bar": "barpo", "sa": "sa", "bar-nog": "barpo_nog", "arpo": "arpo"}
-    reference = json.loads((ROOT.parent / "shared" / "reference" / "barpo_tables.json").read_text())
+    reference = json.loads(PAPER_TABLES.read_text())
     table = check_claims(per_run, roles, reference).set_index("claim")
     assert table.loc[1, "verdict"] == "holds" and "ppo (3) 1100: +2000" in table.loc[1, "against"]
     assert table.loc[2, "verdict"] == "does not hold"  # SA's worst case (2100) beats BAR's (1000)
@@ -561,6 +576,7 @@ def test_paper_claims_verdicts_from_seeds_and_from_the_papers_table():
     assert list(only_bar.index) == [1, 2] and only_bar.loc[1, "verdict"] == "holds"
 
 
+@needs_paper_tables
 def test_paper_claim_2_is_read_on_table_2_and_one_seed_decides_nothing():
     """The paper's own Walker2d and HalfCheetah tables give BARPO w/o g (Table 4) a higher worst
     case than BAR-PPO, yet claim 2 ("surpasses all baselines", Table 2) holds there: the ablation
@@ -568,7 +584,7 @@ def test_paper_claim_2_is_read_on_table_2_and_one_seed_decides_nothing():
     "too few seeds", never "holds"; a method evaluated without attacks yet has no worst case."""
     from robustrl.report.claims import check_claims
 
-    reference = json.loads((ROOT.parent / "shared" / "reference" / "barpo_tables.json").read_text())
+    reference = json.loads(PAPER_TABLES.read_text())
     roles = {"ppo": "spo", "bar": "barpo", "bar-nog": "barpo_nog", "sa": "sa"}
     rows = []
     for env in ("Walker2d-v5", "HalfCheetah-v5"):
@@ -676,13 +692,14 @@ def test_a_changed_evaluation_reruns_only_the_missing_cells(tmp_path):
         parse_spec(spec(evaluation={"deterministic": "yes"}))
 
 
+@needs_paper_tables
 def test_the_papers_tables_are_read_in_one_place(tmp_path):
     """robustrl.report.paper: every row of Tables 2 and 4 with our column names, a method from the
     first table that has it, no tables when the file is absent, and a clear error for a corrupt one."""
     from robustrl.errors import InvalidArgumentError
     from robustrl.report.paper import load_reference, paper_entries, paper_method
 
-    reference = load_reference(ROOT.parent / "shared" / "reference" / "barpo_tables.json")
+    reference = load_reference(PAPER_TABLES)
     entries = list(paper_entries(reference, "Hopper-v5"))
     assert [table for table, _, _ in entries][-1] == "Table 3" and {table for table, _, _ in entries} == {"Table 2", "Table 3", "Table 4"}
     assert paper_method(reference, "Hopper-v5", "ARPO (w g)")["worst"] == 1130  # Table 3, typed from the paper
@@ -726,3 +743,24 @@ def test_dry_run_lists_what_is_left_and_writes_nothing(tmp_path):
     path.write_text(json.dumps(spec(name="other")))
     code, output = dry_run(tmp_path / "study")
     assert code != 0 and "holds study 't', not 'other'" in output
+
+
+def test_only_runs_the_selected_methods_first_and_the_rest_later(tmp_path):
+    """`study run --only bar`: the selected method's runs train and are evaluated, the others wait
+    (pending, untouched); a later run without --only does the rest and repeats nothing; a pattern
+    that selects no run is an error naming the labels, before anything is written."""
+    from robustrl.errors import InvalidArgumentError
+
+    path = tmp_path / "s.yaml"
+    path.write_text(json.dumps(spec(seeds=[0, 1])))
+    with pytest.raises(InvalidArgumentError, match=r"--only 'bra' selects no run of t; labels: bar, ppo"):
+        run_study(path, tmp_path / "study", workers=1, only=["bra"])
+    assert not (tmp_path / "study").exists()
+    study = run_study(path, tmp_path / "study", workers=2, only=["bar"])
+    states = {(e["label"], e["train"], e["evaluate"]) for e in study.status["runs"].values()}
+    assert states == {("bar", "done", "done"), ("ppo", "pending", "pending")}
+    assert not list((tmp_path / "study" / "runs").glob("ppo-*"))
+    bar = _checkpoint_times(tmp_path / "study")
+    study = run_study(path, tmp_path / "study", workers=2, only=["ppo-Pendulum-v1-s*"])  # a run-name pattern
+    assert all(e["train"] == e["evaluate"] == "done" for e in study.status["runs"].values())
+    assert {k: v for k, v in _checkpoint_times(tmp_path / "study").items() if k in bar} == bar

@@ -797,8 +797,8 @@ def run_study(spec_path: Path | str, directory: Path | str, *, backend: str = "l
     """Expand ``spec_path`` into ``directory`` and run what is not done yet (of the runs ``only``
     selects: :meth:`Study.selected`); then write the results store. Returns the :class:`Study`
     (its ``status`` says what happened)."""
+    _check_only(Study.inspect(directory, load_spec(spec_path)), only)  # a typo fails before anything is written
     study = Study.open(directory, spec_path)
-    _check_only(study, only)
     executor = make_executor(backend, workers, address)
     try:
         study.run(executor, progress, only=only)
