@@ -853,7 +853,7 @@ def _print_study_plan(parsed: Any, directory: Path, workers: int | None, only: l
     line = (f"to train: {amount} env steps in {trainings} run(s), each evaluated after; evaluations of trained runs: "
             f"{count('evaluate')}; "
             f"learned attacks on {count('learned attacks')} median agent(s)")  # fmt: skip
-    if parsed.evaluation.median and study._median_attacks():
+    if parsed.evaluation.median and study.median_attacks():
         # groups with a run still to train or evaluate get their median agent's attacks afterwards
         later = {(r.label, r.env_id) for r in parsed.runs if {"train", "evaluate"} & set(tasks.get(r.name, []))}
         line += f", then on {len(later)} more once their groups are evaluated" if later else ""

@@ -577,7 +577,7 @@ class Study:
                 if (
                     median
                     and ("median", median) not in queue
-                    and not all(a in (report or {}).get("results", {}) for a in self._median_attacks())
+                    and not all(a in (report or {}).get("results", {}) for a in self.median_attacks())
                 ):
                     queue.append(("median", median))
         return [(task, name) for task, name in queue + trainings if self.selected(name, only)]
@@ -601,7 +601,7 @@ class Study:
             if task == "train":
                 handle = executor.submit(train_task, str(self.run_dir(run)), run.config.to_dict())
             else:
-                attacks = self.evaluation_tasks(run) if task == "evaluate" else list(self._median_attacks())
+                attacks = self.evaluation_tasks(run) if task == "evaluate" else list(self.median_attacks())
                 handle = executor.submit(
                     evaluate_task, str(self.run_dir(run)), run.env_id, evaluation, attacks, task == "median"
                 )
@@ -705,7 +705,8 @@ class Study:
         self.save_status(finished=True)
         return self.status
 
-    def _median_attacks(self) -> tuple[str, ...]:
+    def median_attacks(self) -> tuple[str, ...]:
+        """The expensive (learned) attacks the median protocol runs on each group's median agent."""
         from robustrl.evaluate.reports import split_attacks
 
         return split_attacks(list(self.spec.evaluation.attacks))[1]
@@ -715,7 +716,7 @@ class Study:
         agent (BARPO App. F.3) gets the expensive attacks."""
         from robustrl.evaluate.robustness import median_agent
 
-        if not self._median_attacks():
+        if not self.median_attacks():
             return None
         group = [r for r in self.spec.runs if r.label == finished.label and r.env_id == finished.env_id]
         if any(self.status["runs"][r.name]["evaluate"] != "done" for r in group):
