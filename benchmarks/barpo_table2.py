@@ -44,7 +44,7 @@ PROTOCOL = """## Protocol: ours against the paper's
 | episodes per cell | 50 | 20 deterministic episodes |
 | steps | 2M (Ant 10M) | the same (`steps: null`); 8 Gymnasium envs per 2048-step batch (one core per study worker), compiled update (same PPO hyperparameters as SA-PPO's MuJoCo configs) |
 | eps curriculum | linear warm-up | 0 -> eps over the first 75% of iterations |
-| kappa | grid {0.1, 0.3, 1.0} per task | 0.3 (`bar-ppo`) where a task has no kappa grid; with a grid (Hopper) its other kappas are rows of their own, its pick (by the median agent's worst case) marked in "kappa grid", and the quality goal reads the pick |
+| kappa | grid {0.1, 0.3, 1.0} per task | a grid on Hopper only: its kappas are rows of their own, its pick (by the median agent's worst case) marked in "kappa grid", and the quality goal reads the pick; Walker2d and HalfCheetah (studies/barpo_walker_cheetah.yaml) run BAR-PPO and ARPO w/ g at the Hopper grid's pick, kappa 1 |
 | learned attacks | SA-RL, PA-AD on the median agent | the same, 1M steps each with a radius curriculum (benchmarks/results/attacks.md) |
 | RS | robust Sarsa critic + MAD-style attack | the same (`robustrl.attacks.robust_sarsa`) |
 """
