@@ -764,3 +764,30 @@ def test_only_runs_the_selected_methods_first_and_the_rest_later(tmp_path):
     study = run_study(path, tmp_path / "study", workers=2, only=["ppo-Pendulum-v1-s*"])  # a run-name pattern
     assert all(e["train"] == e["evaluate"] == "done" for e in study.status["runs"].values())
     assert {k: v for k, v in _checkpoint_times(tmp_path / "study").items() if k in bar} == bar
+
+
+def test_a_group_that_grows_moves_its_median_mark(tmp_path):
+    """More seeds for a method (methods.<label>.seeds) can make another run its median agent: the
+    mark moves (one per group), so the report's median row and held_out's transfer source agree
+    with the learned attacks the runner queues."""
+    first = parse_spec(spec(methods={"bar": {"algo": "bar-ppo", "seeds": [0, 1, 2]}}, evaluation={"attacks": ["random", "sa-rl"], "eps": 0.1, "median": True}))
+    grown = parse_spec(spec(methods={"bar": {"algo": "bar-ppo", "seeds": [0, 1, 2, 3, 4]}}, evaluation={"attacks": ["random", "sa-rl"], "eps": 0.1, "median": True}))
+    # (natural, worst under the cheap attack) per seed: the median of 3 is seed 1, of 5 seed 3
+    returns = {0: (100, 10), 1: (200, 20), 2: (300, 30), 3: (250, 25), 4: (400, 40)}
+
+    def study_of(parsed, status):
+        study = Study(tmp_path, parsed)
+        study.status = status
+        for run in parsed.runs:
+            study.status["runs"].setdefault(run.name, {"train": "done", "evaluate": "done"})
+        natural_of = {r.name: returns[r.config.seed] for r in parsed.runs}
+        study.report = lambda run, eps=None: {"results": {"natural": {"mean": natural_of[run.name][0]}, "random": {"mean": natural_of[run.name][1]}}}
+        return study
+
+    study = study_of(first, {"runs": {}})
+    median = study._median_ready(first.runs[0])
+    assert first.run(median).config.seed == 1
+    study = study_of(grown, study.status)
+    median = study._median_ready(grown.runs[0])
+    marked = [name for name, entry in study.status["runs"].items() if entry.get("median_agent")]
+    assert marked == [median] and grown.run(median).config.seed == 3

@@ -725,6 +725,8 @@ class Study:
         if any(report is None for report in reports):
             return None
         median = group[median_agent(reports, self.evaluation_tasks(group[0]))]
+        for run in group:  # a group that grew (more seeds) has a new median: one mark per group
+            self.status["runs"][run.name].pop("median_agent", None)
         self.status["runs"][median.name]["median_agent"] = True
         return median.name
 
