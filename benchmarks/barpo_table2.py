@@ -126,7 +126,7 @@ def main() -> None:
     args = parser.parse_args()
     reference = load_reference(REFERENCE)
     args.out.mkdir(parents=True, exist_ok=True)
-    medians, means, claims, per_runs, reliabilities, grids, sources = [], [], [], [], [], [], {}
+    medians, means, claims, per_runs, reliabilities, grids, sources, progress = [], [], [], [], [], [], {}, []
     for study in args.studies:
         name = json.loads((study / "study.json").read_text())["name"]
         out = args.out / name
@@ -138,6 +138,7 @@ def main() -> None:
                 frame["study"] = name
                 frames.append(frame)
         sources[name] = str(study)
+        progress.append(_study_progress(name, study))
     cat = lambda frames: pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()  # noqa: E731
     median, mean, claim, per_run = cat(medians), cat(means), cat(claims), cat(per_runs)
     reliability, grid = cat(reliabilities), cat(grids)
@@ -152,6 +153,7 @@ def main() -> None:
         "task (Hopper 0.075, Walker2d 0.05, HalfCheetah 0.15, Ant 0.15).",
         "",
         *[f"- {note}" for note in args.note],
+        *[f"- {line}" for line in progress],
         "",
         PROTOCOL,
     ]
@@ -206,10 +208,26 @@ def main() -> None:
     print(args.out.parent / "barpo_table2.md")
 
 
-COST = {  # measured per-run costs (robust_cost_fast.md, learned_attack_cost.md), 2 cores
-    "Walker2d-v5": "8 methods x 3 seeds x 2M steps ~ 24 x 10-25 min training + 8 x 2 learned attacks x ~5 min: ~6-8 h",
-    "HalfCheetah-v5": "the same as Walker2d: ~6-8 h",
-    "Ant-v5": "10M steps per run: PPO and BAR-PPO x 3 seeds ~ 6 x 60-80 min + learned attacks: ~4 h; the full table ~20 h",
+def _study_progress(name: str, study: Path) -> str:
+    """How much of a study the tables read: runs evaluated of the spec's, and the ones still to
+    train or evaluate, by method and seed (a partly run study's tables have fewer seeds)."""
+    runs = json.loads((study / "status.json").read_text()).get("runs", {}) if (study / "status.json").is_file() else {}
+    done = [e for e in runs.values() if e.get("train") == "done" and e.get("evaluate") == "done"]
+    pending: dict[str, list[str]] = {}
+    for entry in runs.values():
+        if entry not in done:
+            key = f"{entry.get('label')} {entry.get('env', '')}".strip()
+            pending.setdefault(key, []).append(f"s{entry.get('seed')}" + (" (trained)" if entry.get("train") == "done" else ""))
+    text = f"{name}: {len(done)} of {len(runs)} runs trained and evaluated"
+    if pending:
+        text += "; not yet: " + "; ".join(f"{key} {', '.join(seeds)}" for key, seeds in pending.items())
+    return text + "."
+
+
+COST = {  # measured per-run costs (2026-12-03: study runs of BAR-PPO ~11 min per 2M steps on Hopper, ~16 on Walker2d; robust_cost_ant.md), 2 cores
+    "Walker2d-v5": "6 methods x 3 seeds x 2M steps ~ 18 x ~16 min training + 6 x 2 learned attacks x ~5 min: ~3 h on 2 workers",
+    "HalfCheetah-v5": "the same as Walker2d: ~3 h",
+    "Ant-v5": "10M steps per run: PPO and BAR-PPO x 3 seeds ~ 3 x 42 + 3 x 49 min + learned attacks: ~2.5 h on 2 workers (studies/barpo_ant.yaml)",
 }
 
 
@@ -220,7 +238,7 @@ def _not_run(env: str) -> str:
                  "robust_reproduction_walker2d_2M.md) gave BAR-PPO natural 5731 / 5699 (paper 4732) and worst of "
                  "random/critic/MAD/RS 4486 / 5104; PPO 3836 / 3506, worst 1783 / 2625.")  # fmt: skip
     cost = f": {COST[env]} on this machine" if env in COST else ""
-    return f"Not run in a study yet{cost} (`studies/barpo_table2.yaml`).{extra}"
+    return f"Not run in a study yet{cost}.{extra}"
 
 
 if __name__ == "__main__":
