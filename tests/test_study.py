@@ -791,3 +791,35 @@ def test_a_group_that_grows_moves_its_median_mark(tmp_path):
     median = study._median_ready(grown.runs[0])
     marked = [name for name, entry in study.status["runs"].items() if entry.get("median_agent")]
     assert marked == [median] and grown.run(median).config.seed == 3
+
+
+def test_a_study_in_a_log_prints_progress_lines_not_bars(tmp_path):
+    """Under nohup there is no terminal to draw bars on: a line per finished task, env steps at most
+    once per interval (and at the end), each line timestamped; the runner's own calls drive it."""
+    from robustrl.report.console import progress_lines
+
+    lines, now = [], [0.0]
+    report = progress_lines(lines.append, every_seconds=600, clock=lambda: now[0])
+    report("study steps", 0, 4_000_000, label="s: env steps")
+    for step in range(1, 40):  # polled every second: no line per poll
+        now[0] += 1
+        report("study steps", step * 1000, 4_000_000, label="s: env steps")
+    report("study tasks", 1, 4, label="s: tasks (0 failed)")
+    report("study tasks", 1, 4, label="s: tasks (0 failed)")
+    now[0] += 600
+    report("study steps", 2_000_000, 4_000_000, label="s: env steps")
+    report("study steps", 4_000_000, 4_000_000, label="s: env steps")
+    assert [line.split("UTC  ")[1] for line in lines] == [
+        "s: env steps: 0.00M of 4.00M (0%)", "s: tasks (0 failed): 1 of 4 (25%)",
+        "s: env steps: 2.00M of 4.00M (50%)", "s: env steps: 4.00M of 4.00M (100%)",
+    ]  # fmt: skip
+    # and the runner, run from a CLI whose stderr is no terminal, writes them to its log
+    from typer.testing import CliRunner
+
+    from robustrl.cli import app
+
+    path = tmp_path / "s.yaml"
+    path.write_text(json.dumps(spec(methods={"ppo": {"algo": "ppo"}})))
+    result = CliRunner().invoke(app, ["study", "run", str(path), "--out", str(tmp_path / "study"), "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    assert "t: tasks (0 failed): 2 of 2 (100%)" in result.output

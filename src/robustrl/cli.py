@@ -803,6 +803,10 @@ def study_run(
     stopped = False
     try:
         with _progress_bars(enabled=None, transient=False) as progress:
+            if not error_console.is_terminal:  # a log (nohup, a scheduler): plain timestamped lines, not bars
+                from robustrl.report.console import progress_lines
+
+                progress = progress_lines()
             study.run(executor, progress, only=only)
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the running tasks saved and are pending
         stopped = True

@@ -55,3 +55,29 @@ def progress_bars(console: Any = None, transient: bool = False, disable: bool = 
             bar.update(tasks[task], completed=done, total=total, extra=extra)
 
         yield draw
+
+
+def progress_lines(write: Any = None, every_seconds: float = 600.0, clock: Any = None) -> Progress:
+    """A :class:`~robustrl.progress.Progress` callback for logs (a study run under ``nohup`` or a
+    scheduler, where bars are not drawn): one timestamped line per task when its count changes,
+    at most one per ``every_seconds`` for counts that move continuously (env steps), so a log
+    shows how far a long run is without growing by a line per poll."""
+    import sys
+    import time
+    from datetime import UTC, datetime
+
+    write = write or (lambda line: print(line, file=sys.stderr, flush=True))
+    clock = clock or time.monotonic
+    last: dict[str, tuple[int, float]] = {}
+
+    def report(task: str, done: int, total: int, **fields: Any) -> None:
+        previous = last.get(task)
+        now = clock()
+        if previous is not None and (previous[0] == done or (task.endswith("steps") and now - previous[1] < every_seconds and done < total)):
+            return
+        last[task] = (done, now)
+        share = f" ({done / total:.0%})" if total else ""
+        amount = f"{done / 1e6:.2f}M of {total / 1e6:.2f}M" if total >= 1e6 else f"{done} of {total}"
+        write(f"{datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC  {fields.get('label', task)}: {amount}{share}")
+
+    return report
