@@ -823,3 +823,17 @@ def test_a_study_in_a_log_prints_progress_lines_not_bars(tmp_path):
     result = CliRunner().invoke(app, ["study", "run", str(path), "--out", str(tmp_path / "study"), "--workers", "1"])
     assert result.exit_code == 0, result.output
     assert "t: tasks (0 failed): 2 of 2 (100%)" in result.output
+
+
+def test_only_selects_a_gridded_method_by_its_spec_label(tmp_path):
+    """A method with grid axes labels its runs ``bar-kappa0.1``; ``--only bar`` (the spec's name for
+    it) selects every one of them, and the error for a typo names the spec's labels."""
+    from robustrl.errors import InvalidArgumentError
+    from robustrl.experiments.study import _check_only
+
+    parsed = parse_spec(spec(methods={"ppo": {"algo": "ppo"}, "bar": {"algo": "bar-ppo", "grid": {"kappa": [0.1, 1.0]}}}))
+    study = Study(tmp_path, parsed)
+    assert sorted(parsed.run(name).label for _, name in study.plan(["bar"])) == ["bar-kappa0.1", "bar-kappa1.0"]
+    assert [parsed.run(name).label for _, name in study.plan(["bar-kappa1*"])] == ["bar-kappa1.0"]
+    with pytest.raises(InvalidArgumentError, match=r"labels: bar, ppo$"):
+        _check_only(study, ["bra"])

@@ -549,8 +549,10 @@ class Study:
         ``bar-ppo-k1`` or ``*Walker2d*``); everything when ``only`` is empty."""
         if not only:
             return True
-        label = self.spec.run(name).label
-        return any(fnmatch.fnmatchcase(name, p) or fnmatch.fnmatchcase(label, p) for p in only)
+        run = self.spec.run(name)
+        # the spec's method label too: a method with grid axes labels its runs ``ppo-sp0.5``, and
+        # ``--only ppo`` (the name the spec gives it) must select them
+        return any(fnmatch.fnmatchcase(n, p) for n in (name, run.label, run.method) for p in only)
 
     def plan(self, only: Sequence[str] = ()) -> list[tuple[str, str]]:
         """The (task, run name) pairs an invocation starts with, in order: the evaluations of trained
@@ -817,7 +819,7 @@ def _check_only(study: Study, only: Sequence[str]) -> None:
     """A pattern that selects no run is a typo, not an empty study: say so, name the labels."""
     for pattern in only:
         if not any(study.selected(run.name, (pattern,)) for run in study.spec.runs):
-            labels = sorted({run.label for run in study.spec.runs})
+            labels = sorted({run.method or run.label for run in study.spec.runs})
             raise InvalidArgumentError(f"--only {pattern!r} selects no run of {study.spec.name}; labels: {', '.join(labels)}")
 
 
