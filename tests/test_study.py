@@ -837,3 +837,45 @@ def test_only_selects_a_gridded_method_by_its_spec_label(tmp_path):
     assert [parsed.run(name).label for _, name in study.plan(["bar-kappa1*"])] == ["bar-kappa1.0"]
     with pytest.raises(InvalidArgumentError, match=r"labels: bar, ppo$"):
         _check_only(study, ["bra"])
+
+
+class _InstantExecutor:
+    """Every task succeeds at once, writing nothing: the scheduler's bookkeeping alone."""
+
+    workers = 2
+
+    def __init__(self):
+        self.submitted = []
+
+    def submit(self, fn, *args):
+        task = "train" if fn.__name__ == "train_task" else ("median" if args[4] else "evaluate")
+        self.submitted.append((task, Path(args[0]).name))
+        return len(self.submitted)
+
+    def wait(self, handles, timeout):
+        return list(handles)
+
+    def result(self, handle):
+        return {"ok": True, "seconds": 0.0}
+
+
+def test_only_with_the_median_protocol_runs_the_groups_median_whichever_seed_it_is(tmp_path):
+    """`--only <one seed>` that completes a group queues the group's median agent's learned attacks
+    even when the median is another seed (docs/studies.md: "their median agent's learned attacks
+    included"); a restart under the same --only plans them the same way; other groups' medians wait."""
+    parsed = parse_spec(spec(methods={"ppo": {"algo": "ppo"}, "bar": {"algo": "bar-ppo", "seeds": [0, 1, 2]}},
+                             evaluation={"attacks": ["random", "sa-rl"], "eps": 0.1, "median": True}))  # fmt: skip
+    bar = {r.config.seed: r.name for r in parsed.runs if r.label == "bar"}
+    ppo = next(r.name for r in parsed.runs if r.label == "ppo")
+    study = Study(tmp_path, parsed)
+    for name, entry in study.status["runs"].items():
+        entry.update(train="done", evaluate="pending" if name == bar[2] else "done")
+    natural = {0: 100, 1: 200, 2: 300}  # the median of the three is seed 1
+    study.report = lambda run, eps=None: {"results": {"natural": {"mean": natural[run.config.seed]}, "random": {"mean": 1}}}
+    assert study.plan([bar[2]]) == [("evaluate", bar[2])]
+    executor = _InstantExecutor()
+    study.run(executor, only=[bar[2]])
+    assert executor.submitted == [("evaluate", bar[2]), ("median", bar[1])]
+    # the fake wrote no sa-rl report: a restart still owes the group its median's attacks, not ppo's
+    assert study.plan([bar[2]]) == [("median", bar[1])]
+    assert study.plan(["ppo"]) == [("median", ppo)]

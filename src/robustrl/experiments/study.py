@@ -559,7 +559,8 @@ class Study:
         runs (trained agents are attacked first), the median agents' learned attacks still missing,
         then the trainings; failed tasks past ``retries`` are left out; with ``only``, the tasks of
         the selected runs (:meth:`selected`: the method a quality goal is about first, the rest in
-        a later invocation). ``study run --dry-run`` prints it."""
+        a later invocation) and the learned attacks of their groups' median agents (as :meth:`run`
+        queues them when a selected run completes its group). ``study run --dry-run`` prints it."""
         runs = {run.name: run for run in self.spec.runs}
         queue: list[tuple[str, str]] = []
         trainings = []
@@ -582,7 +583,17 @@ class Study:
                     and not all(a in (report or {}).get("results", {}) for a in self.median_attacks())
                 ):
                     queue.append(("median", median))
-        return [(task, name) for task, name in queue + trainings if self.selected(name, only)]
+
+        def wanted(task: str, name: str) -> bool:
+            if task != "median":
+                return self.selected(name, only)
+            # a median task is its group's, whichever seed the median is: the same rule as run()'s
+            # follow-up, so a study stopped before its median's attacks resumes them under the same --only
+            run = runs[name]
+            group = [r for r in self.spec.runs if r.label == run.label and r.env_id == run.env_id]
+            return any(self.selected(r.name, only) for r in group)
+
+        return [(task, name) for task, name in queue + trainings if wanted(task, name)]
 
     def run(
         self, executor: Any, progress: Progress | None = None, poll_seconds: float = 1.0, only: Sequence[str] = ()
@@ -591,7 +602,9 @@ class Study:
         the status."""
         evaluation = asdict(self.spec.evaluation)
         runs = {run.name: run for run in self.spec.runs}
-        queue = self.plan(only)  # (task, run name) ready to submit; follow-ups stay in the same runs
+        # (task, run name) ready to submit; follow-ups stay in the selected runs, but for the learned
+        # attacks of a group a selected run completes (its median agent may be an unselected seed)
+        queue = self.plan(only)
         running: dict[Any, tuple[str, str]] = {}
         lost = 0
         self._started, self._wall_before = time.time(), float(self.status.get("wall_seconds", 0.0))
