@@ -879,3 +879,24 @@ def test_only_with_the_median_protocol_runs_the_groups_median_whichever_seed_it_
     # the fake wrote no sa-rl report: a restart still owes the group its median's attacks, not ppo's
     assert study.plan([bar[2]]) == [("median", bar[1])]
     assert study.plan(["ppo"]) == [("median", ppo)]
+
+
+def test_dry_run_with_only_counts_the_medians_this_invocation_reaches(tmp_path):
+    """`--dry-run --only <one seed>` of a fresh median study: that seed's group is not evaluated
+    whole by this invocation, so no median agent's attacks are promised; `--only bar` reaches one."""
+    from typer.testing import CliRunner
+
+    from robustrl.cli import app
+
+    path = tmp_path / "s.yaml"
+    path.write_text(json.dumps(spec(seeds=[0, 1], evaluation={"attacks": ["random", "sa-rl"], "eps": 0.1, "median": True})))
+
+    def dry_run(*only):
+        arguments = [a for pattern in only for a in ("--only", pattern)]
+        result = CliRunner().invoke(app, ["study", "run", str(path), "--out", str(tmp_path / "study"), "--dry-run", *arguments])
+        assert result.exit_code == 0, result.output
+        return " ".join(result.output.split())
+
+    assert "in 1 run(s)" in dry_run("bar-*-s0-*") and "then on" not in dry_run("bar-*-s0-*")
+    assert "in 2 run(s)" in dry_run("bar") and "then on 1 more once their groups are evaluated" in dry_run("bar")
+    assert "then on 2 more" in dry_run()

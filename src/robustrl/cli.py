@@ -858,8 +858,11 @@ def _print_study_plan(parsed: Any, directory: Path, workers: int | None, only: l
             f"{count('evaluate')}; "
             f"learned attacks on {count('learned attacks')} median agent(s)")  # fmt: skip
     if parsed.evaluation.median and study.median_attacks():
-        # groups with a run still to train or evaluate get their median agent's attacks afterwards
-        later = {(r.label, r.env_id) for r in parsed.runs if {"train", "evaluate"} & set(tasks.get(r.name, []))}
+        # groups with a run still to train or evaluate get their median agent's attacks afterwards,
+        # if this invocation evaluates the whole group (with --only, a group's unselected runs may wait)
+        queued = {r.name for r in parsed.runs if {"train", "evaluate"} & set(tasks.get(r.name, []))}
+        waiting = {(r.label, r.env_id) for r in parsed.runs if r.name not in queued and study.status["runs"][r.name]["evaluate"] != "done"}
+        later = {(r.label, r.env_id) for r in parsed.runs if r.name in queued} - waiting
         line += f", then on {len(later)} more once their groups are evaluated" if later else ""
     if left and done_steps and done_seconds:
         hours = left * done_seconds / done_steps / 3600
