@@ -806,11 +806,12 @@ def test_a_study_in_a_log_prints_progress_lines_not_bars(tmp_path):
         report("study steps", step * 1000, 4_000_000, label="s: env steps")
     report("study tasks", 1, 4, label="s: tasks (0 failed)")
     report("study tasks", 1, 4, label="s: tasks (0 failed)")
+    report("study tasks", 1, 4, label="s: tasks (1 failed)")  # a failure is news, though no task was done
     now[0] += 600
     report("study steps", 2_000_000, 4_000_000, label="s: env steps")
     report("study steps", 4_000_000, 4_000_000, label="s: env steps")
     assert [line.split("UTC  ")[1] for line in lines] == [
-        "s: env steps: 0.00M of 4.00M (0%)", "s: tasks (0 failed): 1 of 4 (25%)",
+        "s: env steps: 0.00M of 4.00M (0%)", "s: tasks (0 failed): 1 of 4 (25%)", "s: tasks (1 failed): 1 of 4 (25%)",
         "s: env steps: 2.00M of 4.00M (50%)", "s: env steps: 4.00M of 4.00M (100%)",
     ]  # fmt: skip
     # and the runner, run from a CLI whose stderr is no terminal, writes them to its log

@@ -59,7 +59,7 @@ def progress_bars(console: Any = None, transient: bool = False, disable: bool = 
 
 def progress_lines(write: Any = None, every_seconds: float = 600.0, clock: Any = None) -> Progress:
     """A :class:`~robustrl.progress.Progress` callback for logs (a study run under ``nohup`` or a
-    scheduler, where bars are not drawn): one timestamped line per task when its count changes,
+    scheduler, where bars are not drawn): one timestamped line per task when its count or label changes,
     at most one per ``every_seconds`` for counts that move continuously (env steps), so a log
     shows how far a long run is without growing by a line per poll."""
     import sys
@@ -68,14 +68,16 @@ def progress_lines(write: Any = None, every_seconds: float = 600.0, clock: Any =
 
     write = write or (lambda line: print(line, file=sys.stderr, flush=True))
     clock = clock or time.monotonic
-    last: dict[str, tuple[int, float]] = {}
+    last: dict[str, tuple[tuple[int, Any], float]] = {}
 
     def report(task: str, done: int, total: int, **fields: Any) -> None:
         previous = last.get(task)
         now = clock()
-        if previous is not None and (previous[0] == done or (task.endswith("steps") and now - previous[1] < every_seconds and done < total)):
+        # the label counts too: a task that fails for good changes "tasks (0 failed)", not the count
+        state = (done, fields.get("label"))
+        if previous is not None and (previous[0] == state or (task.endswith("steps") and now - previous[1] < every_seconds and done < total)):
             return
-        last[task] = (done, now)
+        last[task] = (state, now)
         share = f" ({done / total:.0%})" if total else ""
         amount = f"{done / 1e6:.2f}M of {total / 1e6:.2f}M" if total >= 1e6 else f"{done} of {total}"
         write(f"{datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC  {fields.get('label', task)}: {amount}{share}")
