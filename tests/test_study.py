@@ -901,3 +901,43 @@ def test_dry_run_with_only_counts_the_medians_this_invocation_reaches(tmp_path):
     assert "in 1 run(s)" in dry_run("bar-*-s0-*") and "then on" not in dry_run("bar-*-s0-*")
     assert "in 2 run(s)" in dry_run("bar") and "then on 1 more once their groups are evaluated" in dry_run("bar")
     assert "then on 2 more" in dry_run()
+
+
+def test_a_snapshot_is_a_resumable_state_with_the_newest_checkpoint_only(tmp_path):
+    """`robustrl study snapshot`: one checkpoint per run, no TensorBoard logs or results store;
+    the runner finds every task done in the copy and runs nothing again; a README in the
+    destination is kept; a live runner, or a destination holding another study, is refused
+    and nothing is replaced."""
+    from robustrl.errors import InvalidArgumentError
+    from robustrl.experiments.study import snapshot_study
+
+    path = tmp_path / "s.yaml"
+    path.write_text(json.dumps(spec(methods={"ppo": {"algo": "ppo"}}, steps=768)))
+    run_study(path, tmp_path / "study", workers=1)
+    assert len(list((tmp_path / "study").glob("runs/*/checkpoints/iter_*.safetensors"))) > 1
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "README.md").write_text("what this state is")
+    result = snapshot_study(tmp_path / "study", tmp_path / "state")
+    state = tmp_path / "state"
+    assert result["runs"] == 1 and (state / "README.md").read_text() == "what this state is"
+    assert sorted(p.name for p in state.glob("runs/*/checkpoints/*")) == ["iter_000003.json", "iter_000003.safetensors"]
+    assert not list(state.rglob("events.out*")) and not (state / "results").exists()
+    times = _checkpoint_times(state)
+    reports = {p: p.read_bytes() for p in state.glob("runs/*/eval-*.json")}
+    study = run_study(path, state, workers=1)  # resumes from the copy: nothing left to do
+    assert all(e["train"] == e["evaluate"] == "done" for e in study.status["runs"].values())
+    assert _checkpoint_times(state) == times and {p: p.read_bytes() for p in reports} == reports
+    # a live runner is refused (its files are being written)
+    status = json.loads((tmp_path / "study" / "status.json").read_text())
+    status["runner"] = {"pid": os.getpid(), "heartbeat": time.time(), "finished": False}
+    (tmp_path / "study" / "status.json").write_text(json.dumps(status))
+    with pytest.raises(InvalidArgumentError, match="runner is still running"):
+        snapshot_study(tmp_path / "study", tmp_path / "state2")
+    status["runner"]["finished"] = True
+    (tmp_path / "study" / "status.json").write_text(json.dumps(status))
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "study.json").write_text(json.dumps({"name": "another"}))
+    with pytest.raises(InvalidArgumentError, match="holds study 'another', not 't'"):
+        snapshot_study(tmp_path / "study", other)
+    assert [p.name for p in other.iterdir()] == ["study.json"]

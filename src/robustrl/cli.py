@@ -871,6 +871,21 @@ def _print_study_plan(parsed: Any, directory: Path, workers: int | None, only: l
     console.print(line)
 
 
+@study_app.command("snapshot")
+def study_snapshot(
+    directory: Path = typer.Argument(..., help="A study directory (its runner stopped)."),
+    dest: Path = typer.Argument(..., help="Where the copy goes (replaced if it is an earlier snapshot of the same study)."),
+) -> None:
+    """Copy a study as a resumable state to archive or commit: every run's config, progress,
+    reports, fitted attacks and newest checkpoint; no TensorBoard logs, older checkpoints or
+    results store. Checked before it replaces DEST: every task done in DIRECTORY is done in the copy."""
+    from robustrl.experiments.study import snapshot_study
+
+    result = snapshot_study(directory, dest)
+    console.print(f"{result['runs']} runs -> {result['dest']} ({result['bytes'] / 2**20:.1f} MiB); "
+                  f"resume: robustrl study run SPEC --out {result['dest']}")  # fmt: skip
+
+
 @study_app.command("status")
 def study_status_command(directory: Path = typer.Argument(..., help="A study directory.")) -> None:
     """What is done, running, failed (with the last error of each failed task)."""

@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from robustrl.errors import InvalidArgumentError
+from robustrl.errors import InvalidArgumentError, RobustRLError
 from robustrl.experiments.spec import RunSpec, StudySpec, load_spec
 from robustrl.policies.checkpoint import atomic_write_text
 from robustrl.progress import Progress
@@ -912,3 +912,72 @@ def study_status(directory: Path | str) -> dict[str, Any]:
             "train_steps": (steps_done, steps_total),
             "wall_seconds": status.get("wall_seconds"), "invocations": status.get("invocations", 0),
             "task_seconds": sum(e.get("train_seconds", 0.0) + e.get("evaluate_seconds", 0.0) for e in every)}  # fmt: skip
+
+
+# ---- snapshots ------------------------------------------------------------------------------------
+SNAPSHOT_SKIP = {"tensorboard", "tb", "results", "__pycache__"}  # rebuilt or not needed to resume
+
+
+def snapshot_study(source: Path | str, dest: Path | str) -> dict[str, Any]:
+    """Copy a study to archive or commit it as a resumable state: study.json, status.json and
+    every run's config, progress, reports and fitted attacks, with only the run's newest readable
+    checkpoint (the resume point: older checkpoints and TensorBoard logs are left out; the results
+    store is rebuilt from the runs by ``robustrl report`` or ``study run``). A README.md already in
+    ``dest`` is kept. Refuses a study whose runner is alive (Ctrl-C saves every run: stop it
+    first), and a ``dest`` holding another study. The copy is checked before it replaces ``dest``:
+    every task the source books as done is done in the copy, or nothing is replaced. Returns
+    ``{"runs", "bytes", "dest"}``."""
+    import shutil
+
+    from robustrl.errors import CheckpointError
+    from robustrl.experiments.spec import parse_spec
+    from robustrl.policies.checkpoint import latest_checkpoint
+
+    source, dest = Path(source), Path(dest)
+    status = study_status(source)  # raises for a directory that is no study
+    if status["runner_alive"]:
+        raise InvalidArgumentError(f"{source}: its runner is still running; stop it (Ctrl-C saves every run), then snapshot")
+    saved = json.loads((source / "study.json").read_text())
+    if (dest / "study.json").is_file():
+        other = json.loads((dest / "study.json").read_text()).get("name")
+        if other != saved.get("name"):
+            raise InvalidArgumentError(f"{dest} holds study {other!r}, not {saved.get('name')!r}; pick another destination")
+    elif dest.exists() and any(p.name != "README.md" for p in dest.iterdir()):
+        raise InvalidArgumentError(f"{dest} exists and is not a snapshot of a study; pick another destination")
+    staging = dest.with_name(dest.name + ".snapshot-tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    for name in ("study.json", "status.json"):
+        if (source / name).is_file():
+            shutil.copy2(source / name, staging / name)
+    runs = 0
+    for run_dir in sorted((source / "runs").iterdir()) if (source / "runs").is_dir() else []:
+        if not run_dir.is_dir():
+            continue
+        try:
+            _, _, newest = latest_checkpoint(run_dir)
+            keep = {newest.name + ".json", newest.name + ".safetensors"}
+        except CheckpointError:
+            keep = set()  # not trained far enough to checkpoint: config and logs only
+        shutil.copytree(
+            run_dir,
+            staging / "runs" / run_dir.name,
+            ignore=lambda folder, names, keep=keep: {n for n in names if n in SNAPSHOT_SKIP}
+            | ({n for n in names if n not in keep} if Path(folder).name == "checkpoints" else set()),
+        )
+        runs += 1
+    spec = parse_spec(saved["spec"], where=str(source / "study.json"))
+    booked = json.loads((source / "status.json").read_text())["runs"] if (source / "status.json").is_file() else {}
+    copied = Study(staging, spec).status["runs"]  # the runner's own reading of the copy
+    for task in ("train", "evaluate"):
+        lost = sorted(n for n, e in booked.items() if e.get(task) == "done" and copied.get(n, {}).get(task) != "done")
+        if lost:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise RobustRLError(f"snapshot of {source} would lose {task} of {', '.join(lost)}; {dest} left as it was")
+    if (dest / "README.md").is_file():
+        shutil.copy2(dest / "README.md", staging / "README.md")
+    if dest.exists():
+        shutil.rmtree(dest)
+    staging.rename(dest)
+    size = sum(p.stat().st_size for p in dest.rglob("*") if p.is_file())
+    return {"runs": runs, "bytes": size, "dest": str(dest)}
