@@ -589,9 +589,7 @@ class Study:
                 return self.selected(name, only)
             # a median task is its group's, whichever seed the median is: the same rule as run()'s
             # follow-up, so a study stopped before its median's attacks resumes them under the same --only
-            run = runs[name]
-            group = [r for r in self.spec.runs if r.label == run.label and r.env_id == run.env_id]
-            return any(self.selected(r.name, only) for r in group)
+            return any(self.selected(r.name, only) for r in self.group(runs[name]))
 
         return [(task, name) for task, name in queue + trainings if wanted(task, name)]
 
@@ -720,6 +718,10 @@ class Study:
         self.save_status(finished=True)
         return self.status
 
+    def group(self, run: RunSpec) -> list[RunSpec]:
+        """``run``'s (label, env) group: the seeds the median-agent protocol picks one agent of."""
+        return [r for r in self.spec.runs if r.label == run.label and r.env_id == run.env_id]
+
     def median_attacks(self) -> tuple[str, ...]:
         """The expensive (learned) attacks the median protocol runs on each group's median agent."""
         from robustrl.evaluate.reports import split_attacks
@@ -733,7 +735,7 @@ class Study:
 
         if not self.median_attacks():
             return None
-        group = [r for r in self.spec.runs if r.label == finished.label and r.env_id == finished.env_id]
+        group = self.group(finished)
         if any(self.status["runs"][r.name]["evaluate"] != "done" for r in group):
             return None
         reports = [self.report(r) for r in group]
