@@ -20,7 +20,7 @@ demo: setup
 	$(VENV)/bin/robustrl demo
 
 test: setup
-	$(PY) -m pytest -q -n 2 --durations=15
+	$(PY) -m pytest -q -n 2 --durations=25
 
 bench: setup
 	$(PY) benchmarks/throughput.py

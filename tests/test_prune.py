@@ -264,7 +264,9 @@ def test_masks_hold_after_every_optimizer_step(compiled, strategy):
 
 
 @compiler
-def test_compiled_and_eager_pruned_training_agree_with_several_steps_per_call():
+def test_compiled_and_eager_pruned_training_agree_with_several_steps_per_call(aot_eager_compile):
+    """Masks applied inside the compiled step, two steps per call: our graph (dynamo and AOT
+    autograd; Inductor's numerics are the reference PPO test's) equals eager training."""
     results = {}
     for compiled in (False, True):
         config = tiny_config(3, compile=compiled)
