@@ -941,3 +941,17 @@ def test_a_snapshot_is_a_resumable_state_with_the_newest_checkpoint_only(tmp_pat
     with pytest.raises(InvalidArgumentError, match="holds study 'another', not 't'"):
         snapshot_study(tmp_path / "study", other)
     assert [p.name for p in other.iterdir()] == ["study.json"]
+    # a source that books a run its directory no longer holds (a final checkpoint gone) is refused:
+    # the state already there stays as it was, and booked_but_missing names the task and run
+    from robustrl.errors import RobustRLError
+    from robustrl.experiments.study import booked_but_missing
+
+    assert booked_but_missing(state) == {"train": [], "evaluate": []}
+    for checkpoint in (tmp_path / "study").glob("runs/*/checkpoints/iter_000003.*"):
+        checkpoint.unlink()
+    run_name = next((tmp_path / "study" / "runs").iterdir()).name
+    assert booked_but_missing(tmp_path / "study")["train"] == [run_name]
+    before = sorted(p.relative_to(state) for p in state.rglob("*"))
+    with pytest.raises(RobustRLError, match=f"would lose train of {run_name}; .* left as it was"):
+        snapshot_study(tmp_path / "study", state)
+    assert sorted(p.relative_to(state) for p in state.rglob("*")) == before and times == _checkpoint_times(state)

@@ -920,6 +920,25 @@ def study_status(directory: Path | str) -> dict[str, Any]:
 SNAPSHOT_SKIP = {"tensorboard", "tb", "results", "__pycache__"}  # rebuilt or not needed to resume
 
 
+def booked_but_missing(directory: Path | str) -> dict[str, list[str]]:
+    """The tasks a study directory's status.json books as done that the runner, reading the
+    directory as it does on resume, does not find done (a run directory, final checkpoint or
+    report missing): ``{"train": [...], "evaluate": [...]}``, both empty when the directory holds
+    everything it books. ``snapshot_study`` checks its copy with it before replacing anything;
+    tests/test_committed_state.py checks every committed state in every clone."""
+    from robustrl.experiments.spec import parse_spec
+
+    directory = Path(directory)
+    status_file = directory / "status.json"
+    booked = json.loads(status_file.read_text())["runs"] if status_file.is_file() else {}  # before Study rewrites it
+    spec = parse_spec(json.loads((directory / "study.json").read_text())["spec"], where=str(directory / "study.json"))
+    found = Study(directory, spec).status["runs"]
+    return {
+        task: sorted(n for n, entry in booked.items() if entry.get(task) == "done" and found.get(n, {}).get(task) != "done")
+        for task in ("train", "evaluate")
+    }
+
+
 def snapshot_study(source: Path | str, dest: Path | str) -> dict[str, Any]:
     """Copy a study to archive or commit it as a resumable state: study.json, status.json and
     every run's config, progress, reports and fitted attacks, with only the run's newest readable
@@ -932,7 +951,6 @@ def snapshot_study(source: Path | str, dest: Path | str) -> dict[str, Any]:
     import shutil
 
     from robustrl.errors import CheckpointError
-    from robustrl.experiments.spec import parse_spec
     from robustrl.policies.checkpoint import latest_checkpoint
 
     source, dest = Path(source), Path(dest)
@@ -968,11 +986,7 @@ def snapshot_study(source: Path | str, dest: Path | str) -> dict[str, Any]:
             | ({n for n in names if n not in keep} if Path(folder).name == "checkpoints" else set()),
         )
         runs += 1
-    spec = parse_spec(saved["spec"], where=str(source / "study.json"))
-    booked = json.loads((source / "status.json").read_text())["runs"] if (source / "status.json").is_file() else {}
-    copied = Study(staging, spec).status["runs"]  # the runner's own reading of the copy
-    for task in ("train", "evaluate"):
-        lost = sorted(n for n, e in booked.items() if e.get(task) == "done" and copied.get(n, {}).get(task) != "done")
+    for task, lost in booked_but_missing(staging).items():  # the copy's status.json is the source's
         if lost:
             shutil.rmtree(staging, ignore_errors=True)
             raise RobustRLError(f"snapshot of {source} would lose {task} of {', '.join(lost)}; {dest} left as it was")
