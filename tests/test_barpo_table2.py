@@ -1,0 +1,59 @@
+"""benchmarks/barpo_table2.py's quality goal (issue 17): which BAR-PPO row it reads and where it
+finds how many seeds a learned attack broke."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PAPER_TABLES = ROOT.parent / "shared" / "reference" / "barpo_tables.json"
+needs_paper_tables = pytest.mark.skipif(not PAPER_TABLES.is_file(), reason=f"{PAPER_TABLES} is not beside this checkout")
+
+
+def _table2():
+    spec = importlib.util.spec_from_file_location("barpo_table2", ROOT / "benchmarks" / "barpo_table2.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _frames(runs_elsewhere: list[str]):
+    seeds = range(5)
+    per_run = pd.DataFrame(
+        [{"study": "hopper", "env": "Hopper-v5", "label": "bar-ppo-k1", "run": f"bar-ppo-k1-s{s}"} for s in seeds]
+        + [{"study": "reliability", "env": "Hopper-v5", "label": "bar-ppo-k1", "run": run} for run in runs_elsewhere]
+    )
+    median = pd.DataFrame([
+        {"study": "hopper", "env": "Hopper-v5", "label": "bar-ppo-k1", "seeds": 5, "natural": 3765.0, "worst": 1492.0,
+         "sa-rl": 1492.0, "pa-ad": 2500.0},
+        {"study": "reliability", "env": "Hopper-v5", "label": "bar-ppo-k1", "seeds": len(runs_elsewhere), "natural": 3765.0,
+         "worst": 1492.0, "sa-rl": 1492.0, "pa-ad": 2500.0},
+    ])  # fmt: skip
+    reliability = pd.DataFrame([
+        {"study": "hopper", "env": "Hopper-v5", "label": "bar-ppo-k1", "agents": 1, "broken": 1},
+        {"study": "reliability", "env": "Hopper-v5", "label": "bar-ppo-k1", "agents": len(runs_elsewhere), "broken": 2},
+    ])  # fmt: skip
+    grid = pd.DataFrame([{"study": "hopper", "env": "Hopper-v5", "algo": "bar-ppo", "label": "bar-ppo-k1", "best": True}])
+    return per_run, median, reliability, grid
+
+
+@needs_paper_tables
+def test_the_goal_reads_learned_attacks_on_every_seed_from_a_study_that_attacked_the_same_agents():
+    from robustrl.report.paper import load_reference
+
+    table2 = _table2()
+    reference = load_reference(PAPER_TABLES)
+    same = [f"bar-ppo-k1-s{s}" for s in range(5)]
+    (line,) = table2.quality_goal("Hopper-v5", *_frames(same)[:2], _frames(same)[2], reference, _frames(same)[3])
+    assert "2 of 5 attacked agents broken" in line and "study reliability" in line
+    assert "natural 3765 vs the paper's 3684 (**met**)" in line and "worst case 1492 vs 1340 (**met**)" in line
+    # other agents under the same label (another config: other run names) are not these seeds' measure
+    other = [f"bar-ppo-k1-minibatch-s{s}" for s in range(5)]
+    per_run, median, reliability, grid = _frames(other)
+    (line,) = table2.quality_goal("Hopper-v5", per_run, median, reliability, reference, grid)
+    assert "1 of 1 attacked agents broken (the other 4 seeds were not attacked by sa-rl, pa-ad)" in line
+    assert "study reliability" not in line
