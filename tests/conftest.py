@@ -21,6 +21,27 @@ def _single_thread():
     yield
 
 
+# The compiled update unrolls STEPS_PER_COMPILED_CALL minibatch steps into one graph, and Inductor's
+# (or AOT autograd's) compile time grows with it: 4 steps (what users run) take ~59 s where 2 take
+# ~33 s for the reference PPO step on a cold cache (2026-12-03, both cores shared). Tests compile
+# with 2, still several steps per call (the loop, the hooks between calls, masks changing every
+# second call); test_compiled_update_equals_eager_update[reference] compiles the users' 4.
+USERS_STEPS_PER_COMPILED_CALL = __import__("robustrl.algos.ppo", fromlist=["_"]).STEPS_PER_COMPILED_CALL
+
+
+@pytest.fixture(autouse=True)
+def _two_steps_per_compiled_call(monkeypatch):
+    monkeypatch.setattr("robustrl.algos.ppo.STEPS_PER_COMPILED_CALL", 2)
+    yield
+
+
+@pytest.fixture
+def users_steps_per_compiled_call(monkeypatch):
+    """The library's own steps per compiled call (4), for the tests that check that setting."""
+    monkeypatch.setattr("robustrl.algos.ppo.STEPS_PER_COMPILED_CALL", USERS_STEPS_PER_COMPILED_CALL)
+    yield USERS_STEPS_PER_COMPILED_CALL
+
+
 @pytest.fixture
 def aot_eager_compile(monkeypatch):
     """``torch.compile`` with the ``aot_eager`` backend: dynamo's tracing and guards and AOT

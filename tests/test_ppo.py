@@ -267,6 +267,8 @@ def test_compiled_update_equals_eager_update(settings, request):
     compile with Inductor; the variants check our graph through dynamo and AOT autograd only."""
     if settings:
         request.getfixturevalue("aot_eager_compile")
+    else:  # the users' steps per call (the other tests compile 2: tests/conftest.py)
+        request.getfixturevalue("users_steps_per_compiled_call")
     params, optimizer_states = [], []
     for compile_step in (False, True):
         trainer = PPO(small_config("Pendulum-v1", iterations=2, compile=compile_step, **settings))

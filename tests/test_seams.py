@@ -256,9 +256,10 @@ def test_resume_refuses_a_checkpoint_with_callback_state_this_run_lacks(tmp_path
 
 
 @pytest.mark.skipif(shutil.which("c++") is None, reason="torch.compile needs a C++ compiler")
-def test_masks_apply_inside_the_compiled_step_with_several_steps_per_call(aot_eager_compile):
-    # aot_eager: the hooks' graph through dynamo and AOT autograd; tests/test_prune.py compiles
-    # pruned training with Inductor
+def test_masks_apply_inside_the_compiled_step_with_several_steps_per_call(aot_eager_compile, users_steps_per_compiled_call):
+    # aot_eager: the hooks' graph through dynamo and AOT autograd. The users' 4 steps per call:
+    # with the mask's interval 4 every call is guarded (the counting wrapper below appends to a
+    # list inside the compiled function, a side effect dynamo guards on)
     example = _example("stacked_hooks")
     results = {}
     for compiled in (False, True):
