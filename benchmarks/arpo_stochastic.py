@@ -30,7 +30,7 @@ import pandas as pd
 from rich.progress import track
 
 from robustrl.evaluate.robustness import robustness_report
-from robustrl.experiments.results import read_results
+from robustrl.experiments.results import read_results, refresh_results
 from robustrl.policies.checkpoint import load_policy
 from robustrl.threads import torch_threads
 
@@ -38,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def measure(study: Path, episodes: int) -> pd.DataFrame:
+    refresh_results(study)  # a committed state (a snapshot) has no results store: rebuilt from its runs
     runs = read_results(study, "runs")
     runs = runs[runs["train_status"] == "done"]
     evaluations = read_results(study, "evaluations")

@@ -29,7 +29,7 @@ import pandas as pd
 from rich.progress import track
 
 from robustrl.evaluate.robustness import robustness_report
-from robustrl.experiments.results import read_results
+from robustrl.experiments.results import read_results, refresh_results
 from robustrl.experiments.spec import parse_evaluation
 from robustrl.experiments.study import report_eps
 from robustrl.policies.checkpoint import load_policy
@@ -45,6 +45,7 @@ COLUMNS = ["env", "label", "run", "median_agent", "natural", "worst_measured", "
 
 
 def held_out_reports(study: Path, episodes: int, methods: list[str] | None = None, long_critic: bool = True) -> pd.DataFrame:
+    refresh_results(study)  # a committed state (a snapshot) has no results store: rebuilt from its runs
     runs = read_results(study, "runs")
     # trained agents only: a pending run's checkpoint is a half-trained agent (or there is none yet)
     runs = runs[runs["train_status"] == "done"]

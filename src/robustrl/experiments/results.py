@@ -137,6 +137,16 @@ def _certificate_columns(run_dir: Path) -> dict[str, float]:
         return {}  # a damaged certificate is recomputed by the next evaluation
 
 
+def refresh_results(directory: Path | str) -> dict[str, Path]:
+    """Rebuild a study directory's results store from what its runs hold now: a snapshot (which
+    leaves the store out), a copied-in run, or a running study's finished rows. What
+    ``robustrl report`` does first; scripts that read the store (benchmarks/barpo_table2.py,
+    held_out.py, arpo_stochastic.py) too."""
+    from robustrl.experiments.study import Study
+
+    return collect_results(Study.open(directory))
+
+
 def read_results(directory: Path | str, table: str) -> pd.DataFrame:
     """One table of a study's results store (Parquet if present, else CSV)."""
     if table not in TABLES:
