@@ -4,6 +4,8 @@ import pytest
 import torch
 from hypothesis import settings
 
+from robustrl.algos import ppo as robustrl_ppo
+
 # Property tests: CI replays the same examples every run (a red CI must mean a regression, not an
 # unlucky draw); locally they explore fresh examples. ROBUSTRL_HYPOTHESIS=stress multiplies them.
 settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
@@ -26,19 +28,19 @@ def _single_thread():
 # ~33 s for the reference PPO step on a cold cache (2026-12-03, both cores shared). Tests compile
 # with 2, still several steps per call (the loop, the hooks between calls, masks changing every
 # second call); test_compiled_update_equals_eager_update[reference] compiles the users' 4.
-USERS_STEPS_PER_COMPILED_CALL = __import__("robustrl.algos.ppo", fromlist=["_"]).STEPS_PER_COMPILED_CALL
+USERS_STEPS_PER_COMPILED_CALL = robustrl_ppo.STEPS_PER_COMPILED_CALL
 
 
 @pytest.fixture(autouse=True)
 def _two_steps_per_compiled_call(monkeypatch):
-    monkeypatch.setattr("robustrl.algos.ppo.STEPS_PER_COMPILED_CALL", 2)
+    monkeypatch.setattr(robustrl_ppo, "STEPS_PER_COMPILED_CALL", 2)
     yield
 
 
 @pytest.fixture
 def users_steps_per_compiled_call(monkeypatch):
     """The library's own steps per compiled call (4), for the tests that check that setting."""
-    monkeypatch.setattr("robustrl.algos.ppo.STEPS_PER_COMPILED_CALL", USERS_STEPS_PER_COMPILED_CALL)
+    monkeypatch.setattr(robustrl_ppo, "STEPS_PER_COMPILED_CALL", USERS_STEPS_PER_COMPILED_CALL)
     yield USERS_STEPS_PER_COMPILED_CALL
 
 
