@@ -22,7 +22,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from robustrl.experiments.results import refresh_results
 from robustrl.report.claims import paper_values
 from robustrl.report.paper import default_reference, load_reference, paper_entries
 from robustrl.report.study import write_study_report
@@ -146,7 +145,6 @@ def main() -> None:
     for study in args.studies:
         name = json.loads((study / "study.json").read_text())["name"]
         out = args.out / name
-        refresh_results(study)  # a committed state (a snapshot) has no results store: rebuilt from its runs
         write_study_report(study, out, REFERENCE)
         for path, frames in [("table2_median.csv", medians), ("table2_mean.csv", means), ("claims.csv", claims),
                              ("per_run.csv", per_runs), ("reliability.csv", reliabilities), ("kappa_grid.csv", grids)]:  # fmt: skip

@@ -924,6 +924,12 @@ def test_a_snapshot_is_a_resumable_state_with_the_newest_checkpoint_only(tmp_pat
     assert not list(state.rglob("events.out*")) and not (state / "results").exists()
     times = _checkpoint_times(state)
     reports = {p: p.read_bytes() for p in state.glob("runs/*/eval-*.json")}
+    # a report of the copy as committed: write_study_report rebuilds the missing store from its runs
+    from robustrl.report.study import write_study_report
+
+    written = write_study_report(state, tmp_path / "state_report")
+    assert "| ppo (1) |" in written["table2_median"].read_text() and (state / "results" / "runs.parquet").is_file()
+    shutil.rmtree(state / "results")
     study = run_study(path, state, workers=1)  # resumes from the copy: nothing left to do
     assert all(e["train"] == e["evaluate"] == "done" for e in study.status["runs"].values())
     assert _checkpoint_times(state) == times and {p: p.read_bytes() for p in reports} == reports

@@ -931,12 +931,10 @@ def report(
     """The BARPO paper's Table 2 for a study (median agent; mean and IQM with 95% bootstrap
     intervals) as Markdown, LaTeX and CSV, and its figures (training curves, natural vs worst,
     return vs eps) as PNG and SVG."""
-    from robustrl.experiments.results import refresh_results
     from robustrl.report.study import write_study_report
 
     if not (directory / "study.json").is_file():
         raise InvalidArgumentError(f"{directory} is not a study directory (no study.json)")
-    refresh_results(directory)  # what the runs hold now: a running study reports its finished rows
     written = write_study_report(directory, out)
     if "table2_median" in written:
         console.print(written["table2_median"].read_text(), markup=False, highlight=False)

@@ -139,9 +139,9 @@ def _certificate_columns(run_dir: Path) -> dict[str, float]:
 
 def refresh_results(directory: Path | str) -> dict[str, Path]:
     """Rebuild a study directory's results store from what its runs hold now: a snapshot (which
-    leaves the store out), a copied-in run, or a running study's finished rows. What
-    ``robustrl report`` does first; scripts that read the store (benchmarks/barpo_table2.py,
-    held_out.py, arpo_stochastic.py) too."""
+    leaves the store out), a copied-in run, or a running study's finished rows.
+    ``write_study_report`` (hence ``robustrl report``) calls it first; scripts that read the
+    store's tables themselves (benchmarks/held_out.py, arpo_stochastic.py) call it before."""
     from robustrl.experiments.study import Study
 
     return collect_results(Study.open(directory))

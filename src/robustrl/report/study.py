@@ -286,12 +286,17 @@ def paper_rows(spec_methods: Mapping[str, Any], envs: Sequence[str], tables: Map
 def write_study_report(
     directory: Path | str, out: Path | str | None = None, reference: Path | str | None = None
 ) -> dict[str, Path]:
-    """Tables (Markdown, LaTeX, CSV per aggregation) and figures (PNG + SVG) of a study."""
+    """Tables (Markdown, LaTeX, CSV per aggregation) and figures (PNG + SVG) of a study.
+
+    The results store is rebuilt first from what the runs hold now, so no caller has to remember
+    to: a committed snapshot has no store, a copied-in run is not in it yet, and a running study
+    reports its finished rows."""
     from robustrl.evaluate.reports import split_attacks
-    from robustrl.experiments.results import read_results
+    from robustrl.experiments.results import read_results, refresh_results
 
     directory = Path(directory)
     out = Path(out) if out is not None else directory / "report"
+    refresh_results(directory)
     out.mkdir(parents=True, exist_ok=True)
     runs, evaluations, metrics = (read_results(directory, t) for t in ("runs", "evaluations", "metrics"))
     study = json.loads((directory / "study.json").read_text())
