@@ -122,6 +122,8 @@ def quality_goal(env: str, per_run: pd.DataFrame, median: pd.DataFrame, reliabil
             else:
                 broken_where = ""
             broken = f"{int(h['broken'])} of {int(h['agents'])} attacked agents broken"
+            if pd.notna(h.get("broken_low")) and pd.notna(h.get("broken_high")):
+                broken += f" (the fraction's exact 95% interval: {h['broken_low']:.0%}-{h['broken_high']:.0%})"
             if int(h["agents"]) < seeds:
                 broken += f" (the other {seeds - int(h['agents'])} seeds were not attacked by {', '.join(LEARNED)})"
             broken += broken_where
@@ -205,11 +207,13 @@ def main() -> None:
                 lines.append(f"| {_who(row, grids, 'algo')} ({row['seeds']}) | {row['kappa']:g} | {row['natural']:.0f} | {row['worst']:.0f} | "
                              f"{'**picked**' if row['best'] else ''} |")  # fmt: skip
         if len(reliability) and (reliability["env"] == env).any():
-            lines += ["", "### Learned attacks per agent", "", "| method | agents attacked | broken (worst < 50% natural) |",
-                      "|---|---:|---:|"]  # fmt: skip
+            lines += ["", "### Learned attacks per agent", "",
+                      "| method | agents attacked | broken (worst < 50% natural) | fraction broken [exact 95% interval] |",
+                      "|---|---:|---:|---|"]  # fmt: skip
             attacked = reliability[reliability["env"] == env]
             for _, row in attacked.iterrows():
-                lines.append(f"| {_who(row, attacked)} | {row['agents']} | {row['broken']} |")
+                interval = f"[{row['broken_low']:.0%}, {row['broken_high']:.0%}]" if "broken_low" in row else ""
+                lines.append(f"| {_who(row, attacked)} | {row['agents']} | {row['broken']} | {row['broken_fraction']:.0%} {interval} |")
         lines.append("")
     lines += ["## Quality goal (issue 17): BAR-PPO natural and worst case >= the paper's, no seed broken", ""]
     for env in TASKS:

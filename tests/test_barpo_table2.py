@@ -35,7 +35,8 @@ def _frames(runs_elsewhere: list[str]):
     ])  # fmt: skip
     reliability = pd.DataFrame([
         {"study": "hopper", "env": "Hopper-v5", "label": "bar-ppo-k1", "agents": 1, "broken": 1},
-        {"study": "reliability", "env": "Hopper-v5", "label": "bar-ppo-k1", "agents": len(runs_elsewhere), "broken": 2},
+        {"study": "reliability", "env": "Hopper-v5", "label": "bar-ppo-k1", "agents": len(runs_elsewhere), "broken": 2,
+         "broken_low": 0.0527, "broken_high": 0.8534},
     ])  # fmt: skip
     grid = pd.DataFrame([{"study": "hopper", "env": "Hopper-v5", "algo": "bar-ppo", "label": "bar-ppo-k1", "best": True}])
     return per_run, median, reliability, grid
@@ -49,11 +50,12 @@ def test_the_goal_reads_learned_attacks_on_every_seed_from_a_study_that_attacked
     reference = load_reference(PAPER_TABLES)
     same = [f"bar-ppo-k1-s{s}" for s in range(5)]
     (line,) = table2.quality_goal("Hopper-v5", *_frames(same)[:2], _frames(same)[2], reference, _frames(same)[3])
-    assert "2 of 5 attacked agents broken" in line and "study reliability" in line
+    assert "2 of 5 attacked agents broken (the fraction's exact 95% interval: 5%-85%)" in line and "study reliability" in line
     assert "natural 3765 vs the paper's 3684 (**met**)" in line and "worst case 1492 vs 1340 (**met**)" in line
     # other agents under the same label (another config: other run names) are not these seeds' measure
     other = [f"bar-ppo-k1-minibatch-s{s}" for s in range(5)]
     per_run, median, reliability, grid = _frames(other)
     (line,) = table2.quality_goal("Hopper-v5", per_run, median, reliability, reference, grid)
     assert "1 of 1 attacked agents broken (the other 4 seeds were not attacked by sa-rl, pa-ad)" in line
+    assert "interval" not in line  # a table without intervals (an older reliability.csv) reads as before
     assert "study reliability" not in line

@@ -464,7 +464,10 @@ def test_reliability_counts_the_agents_a_learned_attack_breaks():
     assert table.loc["A", "broken"] == 0 and table.loc["A", "agents"] == 3
     assert table.loc["B", "broken"] == 1 and table.loc["B", "broken_fraction"] == pytest.approx(1 / 3)
     assert table.loc["B", "ratios"] == [0.909, 0.333, 0.846]
-    assert "| Hopper-v5 | B | 3 | 1 (33%) | 0.91, 0.33, 0.85 |" in format_reliability(table.reset_index(), ["mad"])
+    # the exact binomial interval of the fraction: 1 of 3 is [0.8%, 91%], 0 of 3 [0%, 71%]
+    assert (table.loc["B", "broken_low"], table.loc["B", "broken_high"]) == pytest.approx((0.00840, 0.90570), abs=1e-4)
+    assert (table.loc["A", "broken_low"], table.loc["A", "broken_high"]) == pytest.approx((0.0, 0.70760), abs=1e-4)
+    assert "| Hopper-v5 | B | 3 | 1 (33%) [1%, 91%] | 0.91, 0.33, 0.85 |" in format_reliability(table.reset_index(), ["mad"])
     assert reliability(per_run, ["sa-rl"]).empty  # no learned attack in the table: nothing to say
 
 

@@ -145,7 +145,7 @@ def reliability(per_run: pd.DataFrame, attacks: Sequence[str]) -> pd.DataFrame:
     median tells nothing of the agent a seed gives you; this does (needs ``median: false``, so
     the learned attacks run on every agent)."""
     attacks = [a for a in attacks if a in per_run.columns]
-    columns = ["env", "label", "agents", "broken", "broken_fraction", "ratios"]
+    columns = ["env", "label", "agents", "broken", "broken_fraction", "broken_low", "broken_high", "ratios"]
     if not attacks:
         return pd.DataFrame(columns=columns)
     rows = []
@@ -155,17 +155,30 @@ def reliability(per_run: pd.DataFrame, attacks: Sequence[str]) -> pd.DataFrame:
             continue
         ratios = attacked[attacks].min(axis=1) / attacked["natural"].abs()
         broken = int((ratios < BROKEN_FRACTION).sum())
+        low, high = broken_interval(broken, len(attacked))
         rows.append({"env": env, "label": label, "agents": len(attacked), "broken": broken,
-                     "broken_fraction": broken / len(attacked), "ratios": [round(float(r), 3) for r in ratios]})  # fmt: skip
+                     "broken_fraction": broken / len(attacked), "broken_low": low, "broken_high": high,
+                     "ratios": [round(float(r), 3) for r in ratios]})  # fmt: skip
     return pd.DataFrame(rows, columns=columns)
 
 
+def broken_interval(broken: int, agents: int, confidence: float = 0.95) -> tuple[float, float]:
+    """The exact (Clopper-Pearson) interval of the fraction of seeds broken, from ``broken`` of
+    ``agents``: with 5 seeds, 1 broken reads 20% [1%, 72%] and 0 broken [0%, 52%], so two
+    settings' counts on 5 seeds rarely differ beyond noise, and the table says so."""
+    from scipy.stats import binomtest  # scipy: the exact binomial interval, not a hand-rolled one
+
+    interval = binomtest(broken, agents).proportion_ci(confidence, method="exact")
+    return float(interval.low), float(interval.high)
+
+
 def format_reliability(table: pd.DataFrame, attacks: Sequence[str]) -> str:
-    lines = [f"| task | method | agents attacked by {', '.join(attacks)} | broken (worst < 50% of natural) | worst / natural per agent |",
-             "|---|---|---:|---:|---|"]  # fmt: skip
+    lines = [f"| task | method | agents attacked by {', '.join(attacks)} | broken (worst < 50% of natural) [exact 95% interval] "
+             "| worst / natural per agent |", "|---|---|---:|---:|---|"]  # fmt: skip
     for _, row in table.iterrows():
         ratios = ", ".join(f"{r:.2f}" for r in row["ratios"])
-        lines.append(f"| {row['env']} | {row['label']} | {row['agents']} | {row['broken']} ({row['broken_fraction']:.0%}) | {ratios} |")
+        lines.append(f"| {row['env']} | {row['label']} | {row['agents']} | {row['broken']} ({row['broken_fraction']:.0%}) "
+                     f"[{row['broken_low']:.0%}, {row['broken_high']:.0%}] | {ratios} |")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
