@@ -208,12 +208,13 @@ def main() -> None:
                              f"{'**picked**' if row['best'] else ''} |")  # fmt: skip
         if len(reliability) and (reliability["env"] == env).any():
             lines += ["", "### Learned attacks per agent", "",
-                      "| method | agents attacked | broken (worst < 50% natural) | fraction broken [exact 95% interval] |",
-                      "|---|---:|---:|---|"]  # fmt: skip
+                      "| method | agents attacked | broken (worst < 50% natural) | fraction broken [exact 95% interval] "
+                      "| mean worst / natural [95% bootstrap interval] |", "|---|---:|---:|---|---|"]  # fmt: skip
             attacked = reliability[reliability["env"] == env]
             for _, row in attacked.iterrows():
-                interval = f"[{row['broken_low']:.0%}, {row['broken_high']:.0%}]" if "broken_low" in row else ""
-                lines.append(f"| {_who(row, attacked)} | {row['agents']} | {row['broken']} | {row['broken_fraction']:.0%} {interval} |")
+                lines.append(f"| {_who(row, attacked)} | {row['agents']} | {row['broken']} | {row['broken_fraction']:.0%} "
+                             f"[{row['broken_low']:.0%}, {row['broken_high']:.0%}] | {row['ratio_mean']:.2f} "
+                             f"[{row['ratio_low']:.2f}, {row['ratio_high']:.2f}] |")  # fmt: skip
         lines.append("")
     lines += ["## Quality goal (issue 17): BAR-PPO natural and worst case >= the paper's, no seed broken", ""]
     for env in TASKS:

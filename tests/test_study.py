@@ -467,7 +467,11 @@ def test_reliability_counts_the_agents_a_learned_attack_breaks():
     # the exact binomial interval of the fraction: 1 of 3 is [0.8%, 91%], 0 of 3 [0%, 71%]
     assert (table.loc["B", "broken_low"], table.loc["B", "broken_high"]) == pytest.approx((0.00840, 0.90570), abs=1e-4)
     assert (table.loc["A", "broken_low"], table.loc["A", "broken_high"]) == pytest.approx((0.0, 0.70760), abs=1e-4)
-    assert "| Hopper-v5 | B | 3 | 1 (33%) [1%, 91%] | 0.91, 0.33, 0.85 |" in format_reliability(table.reset_index(), ["mad"])
+    # the mean ratio with a bootstrap interval inside the agents' range
+    assert table.loc["B", "ratio_mean"] == pytest.approx((0.909 + 0.333 + 0.846) / 3, abs=2e-3)
+    assert 0.333 <= table.loc["B", "ratio_low"] < table.loc["B", "ratio_mean"] < table.loc["B", "ratio_high"] <= 0.91
+    line = "| Hopper-v5 | B | 3 | 1 (33%) [1%, 91%] | 0.70 ["
+    assert line in format_reliability(table.reset_index(), ["mad"]) and "| 0.91, 0.33, 0.85 |" in format_reliability(table.reset_index(), ["mad"])
     assert reliability(per_run, ["sa-rl"]).empty  # no learned attack in the table: nothing to say
 
 

@@ -145,7 +145,8 @@ def reliability(per_run: pd.DataFrame, attacks: Sequence[str]) -> pd.DataFrame:
     median tells nothing of the agent a seed gives you; this does (needs ``median: false``, so
     the learned attacks run on every agent)."""
     attacks = [a for a in attacks if a in per_run.columns]
-    columns = ["env", "label", "agents", "broken", "broken_fraction", "broken_low", "broken_high", "ratios"]
+    columns = ["env", "label", "agents", "broken", "broken_fraction", "broken_low", "broken_high",
+               "ratio_mean", "ratio_low", "ratio_high", "ratios"]  # fmt: skip
     if not attacks:
         return pd.DataFrame(columns=columns)
     rows = []
@@ -156,8 +157,12 @@ def reliability(per_run: pd.DataFrame, attacks: Sequence[str]) -> pd.DataFrame:
         ratios = attacked[attacks].min(axis=1) / attacked["natural"].abs()
         broken = int((ratios < BROKEN_FRACTION).sum())
         low, high = broken_interval(broken, len(attacked))
+        # the mean worst/natural ratio separates settings that break the same number of 5 seeds
+        # (one at 0.45 and one at 0.95 are both "1 broken"); bootstrap interval over the seeds
+        ratio, ratio_low, ratio_high = stratified_bootstrap_ci({env: ratios.to_numpy()}, seed=_stable_seed(env, label))
         rows.append({"env": env, "label": label, "agents": len(attacked), "broken": broken,
                      "broken_fraction": broken / len(attacked), "broken_low": low, "broken_high": high,
+                     "ratio_mean": ratio, "ratio_low": ratio_low, "ratio_high": ratio_high,
                      "ratios": [round(float(r), 3) for r in ratios]})  # fmt: skip
     return pd.DataFrame(rows, columns=columns)
 
@@ -174,11 +179,12 @@ def broken_interval(broken: int, agents: int, confidence: float = 0.95) -> tuple
 
 def format_reliability(table: pd.DataFrame, attacks: Sequence[str]) -> str:
     lines = [f"| task | method | agents attacked by {', '.join(attacks)} | broken (worst < 50% of natural) [exact 95% interval] "
-             "| worst / natural per agent |", "|---|---|---:|---:|---|"]  # fmt: skip
+             "| mean worst / natural [95% bootstrap interval] | worst / natural per agent |", "|---|---|---:|---:|---:|---|"]  # fmt: skip
     for _, row in table.iterrows():
         ratios = ", ".join(f"{r:.2f}" for r in row["ratios"])
         lines.append(f"| {row['env']} | {row['label']} | {row['agents']} | {row['broken']} ({row['broken_fraction']:.0%}) "
-                     f"[{row['broken_low']:.0%}, {row['broken_high']:.0%}] | {ratios} |")  # fmt: skip
+                     f"[{row['broken_low']:.0%}, {row['broken_high']:.0%}] | {row['ratio_mean']:.2f} "
+                     f"[{row['ratio_low']:.2f}, {row['ratio_high']:.2f}] | {ratios} |")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
