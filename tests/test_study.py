@@ -455,7 +455,7 @@ def test_kappa_grid_picks_each_methods_kappa_by_the_median_agents_worst_case():
     assert kappa_grid(aggregate(per_run, no_guidance, "median", cheap=["random", "mad"]), no_guidance).empty
 
 
-def test_reliability_counts_the_agents_a_learned_attack_breaks():
+def test_reliability_counts_the_agents_a_learned_attack_breaks(tmp_path):
     """Issue 17: the fraction of seeds an SA-RL / PA-AD adversary breaks (worst < 50% of natural).
     Fixture: "mad" plays the learned attack; A's agents keep 0.50, 0.67, 0.75 of natural (none
     broken: 0.50 is not below half), B's 0.91, 0.33, 0.85 (one broken)."""
@@ -473,6 +473,10 @@ def test_reliability_counts_the_agents_a_learned_attack_breaks():
     line = "| Hopper-v5 | B | 3 | 1 (33%) [1%, 91%] | 0.70 ["
     assert line in format_reliability(table.reset_index(), ["mad"]) and "| 0.91, 0.33, 0.85 |" in format_reliability(table.reset_index(), ["mad"])
     assert reliability(per_run, ["sa-rl"]).empty  # no learned attack in the table: nothing to say
+    from robustrl.report.study import _plot_reliability
+
+    assert _plot_reliability(table.reset_index(), tmp_path) == {"reliability": tmp_path / "reliability.png"}
+    assert (tmp_path / "reliability.svg").read_text().count("<svg") == 1
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "studies").glob("*.yaml")), ids=lambda p: p.name)

@@ -367,6 +367,7 @@ def write_study_report(
                 + format_reliability(table, expensive)
             )
             written["reliability"] = out / "reliability.md"
+            written |= _plot_reliability(table, out)
         written |= _write_claims(study, per_run, tables, out)
         written |= _plot_scatter(per_run, out)
         from robustrl.report.sweet_spot import is_pruning_study, write_sweet_spot_report
@@ -513,6 +514,27 @@ def _plot_scatter(per_run: pd.DataFrame, out: Path) -> dict[str, Path]:
         axis.set(title=env, xlabel="natural return", ylabel="worst-case return")
         axis.legend(fontsize=8)
     return _save(figure, out, "natural_vs_worst")
+
+
+def _plot_reliability(table: pd.DataFrame, out: Path) -> dict[str, Path]:
+    """Every attacked agent's learned-attack worst / natural, one row of dots per (task, method),
+    beside the 50% line below which an agent counts as broken: which settings break, and how far."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6.5, 0.55 * len(table) + 1.4))
+    names = [f"{row['label']} ({row['env'].removesuffix('-v5')})" for _, row in table.iterrows()]
+    for y, (_, row) in enumerate(table.iterrows()):
+        ratios = np.asarray(row["ratios"], dtype=float)
+        axis.scatter(ratios, np.full(ratios.size, y), color=np.where(ratios < BROKEN_FRACTION, "tab:red", "tab:blue"), zorder=3)
+        axis.plot([row["ratio_low"], row["ratio_high"]], [y - 0.2, y - 0.2], color="grey", lw=2)
+        axis.plot([row["ratio_mean"]], [y - 0.2], marker="|", color="black", ms=9)
+    axis.axvline(BROKEN_FRACTION, color="tab:red", ls="--", lw=0.8)
+    axis.set(yticks=range(len(names)), yticklabels=names, ylim=(len(names) - 0.5, -0.5),
+             xlabel="learned-attack worst / natural return per agent (grey: mean, 95% bootstrap interval)")  # fmt: skip
+    return _save(figure, out, "reliability")
 
 
 def _plot_eps(evaluations: pd.DataFrame, out: Path) -> dict[str, Path]:
