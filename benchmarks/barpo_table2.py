@@ -24,7 +24,7 @@ import pandas as pd
 
 from robustrl.report.claims import paper_values
 from robustrl.report.paper import default_reference, load_reference, paper_entries
-from robustrl.report.study import write_study_report
+from robustrl.report.study import format_ratio_cell, write_study_report
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = default_reference()
@@ -213,8 +213,7 @@ def main() -> None:
             attacked = reliability[reliability["env"] == env]
             for _, row in attacked.iterrows():
                 lines.append(f"| {_who(row, attacked)} | {row['agents']} | {row['broken']} | {row['broken_fraction']:.0%} "
-                             f"[{row['broken_low']:.0%}, {row['broken_high']:.0%}] | {row['ratio_mean']:.2f} "
-                             f"[{row['ratio_low']:.2f}, {row['ratio_high']:.2f}] |")  # fmt: skip
+                             f"[{row['broken_low']:.0%}, {row['broken_high']:.0%}] | {format_ratio_cell(row)} |")  # fmt: skip
         lines.append("")
     lines += ["## Quality goal (issue 17): BAR-PPO natural and worst case >= the paper's, no seed broken", ""]
     for env in TASKS:

@@ -177,14 +177,20 @@ def broken_interval(broken: int, agents: int, confidence: float = 0.95) -> tuple
     return float(interval.low), float(interval.high)
 
 
+def format_ratio_cell(row: Mapping[str, Any]) -> str:
+    """A reliability row's mean worst / natural with its interval; one agent has no interval."""
+    if row["agents"] < 2:
+        return f"{row['ratio_mean']:.2f}"
+    return f"{row['ratio_mean']:.2f} [{row['ratio_low']:.2f}, {row['ratio_high']:.2f}]"
+
+
 def format_reliability(table: pd.DataFrame, attacks: Sequence[str]) -> str:
     lines = [f"| task | method | agents attacked by {', '.join(attacks)} | broken (worst < 50% of natural) [exact 95% interval] "
              "| mean worst / natural [95% bootstrap interval] | worst / natural per agent |", "|---|---|---:|---:|---:|---|"]  # fmt: skip
     for _, row in table.iterrows():
         ratios = ", ".join(f"{r:.2f}" for r in row["ratios"])
         lines.append(f"| {row['env']} | {row['label']} | {row['agents']} | {row['broken']} ({row['broken_fraction']:.0%}) "
-                     f"[{row['broken_low']:.0%}, {row['broken_high']:.0%}] | {row['ratio_mean']:.2f} "
-                     f"[{row['ratio_low']:.2f}, {row['ratio_high']:.2f}] | {ratios} |")  # fmt: skip
+                     f"[{row['broken_low']:.0%}, {row['broken_high']:.0%}] | {format_ratio_cell(row)} | {ratios} |")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
