@@ -475,8 +475,9 @@ def test_reliability_counts_the_agents_a_learned_attack_breaks(tmp_path):
     assert reliability(per_run, ["sa-rl"]).empty  # no learned attack in the table: nothing to say
     from robustrl.report.study import _plot_reliability
 
-    assert _plot_reliability(table.reset_index(), tmp_path) == {"reliability": tmp_path / "reliability.png"}
-    assert (tmp_path / "reliability.svg").read_text().count("<svg") == 1
+    # its own name: write_study_report's "reliability" entry stays the Markdown table
+    assert _plot_reliability(table.reset_index(), tmp_path) == {"reliability_per_agent": tmp_path / "reliability_per_agent.png"}
+    assert (tmp_path / "reliability_per_agent.svg").read_text().count("<svg") == 1
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "studies").glob("*.yaml")), ids=lambda p: p.name)

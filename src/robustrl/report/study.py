@@ -540,7 +540,7 @@ def _plot_reliability(table: pd.DataFrame, out: Path) -> dict[str, Path]:
     axis.axvline(BROKEN_FRACTION, color="tab:red", ls="--", lw=0.8)
     axis.set(yticks=range(len(names)), yticklabels=names, ylim=(len(names) - 0.5, -0.5),
              xlabel="learned-attack worst / natural return per agent (grey: mean, 95% bootstrap interval)")  # fmt: skip
-    return _save(figure, out, "reliability")
+    return _save(figure, out, "reliability_per_agent")
 
 
 def _plot_eps(evaluations: pd.DataFrame, out: Path) -> dict[str, Path]:
