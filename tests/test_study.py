@@ -588,6 +588,43 @@ def test_paper_claims_verdicts_from_seeds_and_from_the_papers_table():
     assert list(only_bar.index) == [1, 2] and only_bar.loc[1, "verdict"] == "holds"
 
 
+def test_paper_claims_at_the_kappa_grids_pick(tmp_path):
+    """The paper picks kappa per task from its grid: where the grid picks another kappa than the
+    one the spec names "BAR" (kappa 1 over 0.3), the claims are checked again with the pick in its
+    place, and claims.md gets a second table; a task whose pick is the named method gets none."""
+    from robustrl.report.claims import check_claims_at_pick, roles_at_pick
+    from robustrl.report.study import _write_claims
+
+    rows = []
+    for label, naturals, worsts in [
+        ("ppo", [3000, 3100, 3200], [100, 120, 140]),
+        ("bar", [2000, 2100, 2200], [900, 1000, 1100]),  # kappa 0.3: lower natural than PPO
+        ("bar-k1", [3600, 3700, 3800], [1900, 2000, 2100]),  # kappa 1: above PPO
+    ]:
+        for seed, (natural, worst) in enumerate(zip(naturals, worsts)):
+            rows.append({"run": f"{label}{seed}", "label": label, "env": "Hopper-v5", "seed": seed,
+                         "natural": natural, "worst": worst})  # fmt: skip
+    per_run = pd.DataFrame(rows)
+    roles = {"ppo": "spo", "bar": "barpo"}
+    grid = pd.DataFrame({"env": ["Hopper-v5"] * 2, "algo": ["bar-ppo"] * 2, "kappa": [0.3, 1.0],
+                         "label": ["bar", "bar-k1"], "best": [False, True]})  # fmt: skip
+    assert roles_at_pick(roles, grid) == {"Hopper-v5": {"ppo": "spo", "bar-k1": "barpo"}}
+    table = check_claims_at_pick(per_run, roles, grid).set_index("claim")
+    assert set(table["method"]) == {"bar-k1"} and table.loc[1, "verdict"] == "holds"
+    methods = {"ppo": {"paper": "SPO"}, "bar": {"paper": "BAR"}, "bar-k1": {}}
+    study = {"name": "grid", "spec": {"methods": methods, "evaluation": {"attacks": ["random"]}}}
+    _write_claims(study, per_run, {}, tmp_path, grid)
+    text = (tmp_path / "claims.md").read_text()
+    assert "At the kappa grid's pick" in text and (tmp_path / "claims_at_pick.csv").is_file()
+    assert "| bar (3) 2100 | ppo (3) 3100: -1000" in text  # the named kappa's table stays
+    # the pick is the named method: no second table, and an old one is removed
+    same = grid.assign(best=[True, False])
+    assert roles_at_pick(roles, same) == {} and check_claims_at_pick(per_run, roles, same).empty
+    _write_claims(study, per_run, {}, tmp_path, same)
+    assert "At the kappa grid's pick" not in (tmp_path / "claims.md").read_text()
+    assert not (tmp_path / "claims_at_pick.csv").exists()
+
+
 @needs_paper_tables
 def test_paper_claim_2_is_read_on_table_2_and_one_seed_decides_nothing():
     """The paper's own Walker2d and HalfCheetah tables give BARPO w/o g (Table 4) a higher worst
