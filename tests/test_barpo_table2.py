@@ -59,3 +59,31 @@ def test_the_goal_reads_learned_attacks_on_every_seed_from_a_study_that_attacked
     assert "1 of 1 attacked agents broken (the other 4 seeds were not attacked by sa-rl, pa-ad)" in line
     assert "interval" not in line  # a table without intervals (an older reliability.csv) reads as before
     assert "study reliability" not in line
+
+
+@needs_paper_tables
+def test_the_figure_puts_each_method_beside_the_papers_at_the_kappa_grids_pick(tmp_path):
+    """against_paper.png: one panel per task with a method the paper reports; the spec's "BAR"
+    method is read at the kappa grid's pick (bar-ppo-k1, not bar-ppo), once even when two studies
+    hold the same agents; a method the paper does not report is left out."""
+    from robustrl.report.paper import load_reference
+
+    table2 = _table2()
+    median = pd.DataFrame([
+        {"study": "hopper", "env": "Hopper-v5", "label": "bar-ppo", "natural": 2247.0, "worst": 1059.0},
+        {"study": "hopper", "env": "Hopper-v5", "label": "bar-ppo-k1", "natural": 3765.0, "worst": 1492.0},
+        {"study": "hopper", "env": "Hopper-v5", "label": "ppo", "natural": 2691.0, "worst": 367.0},
+        {"study": "reliability", "env": "Hopper-v5", "label": "bar-ppo-k1", "natural": 3765.0, "worst": 1492.0},
+        {"study": "wc", "env": "Walker2d-v5", "label": "unnamed", "natural": 10.0, "worst": 5.0},
+    ])  # fmt: skip
+    grid = pd.DataFrame([{"study": "hopper", "env": "Hopper-v5", "algo": "bar-ppo", "label": label, "best": best}
+                         for label, best in [("bar-ppo", False), ("bar-ppo-k1", True)]])  # fmt: skip
+    names = {"hopper": {"bar-ppo": "BAR", "ppo": "SPO"}, "reliability": {"bar-ppo-k1": "BAR"}, "wc": {}}
+    path = table2.plot_against_paper(median, grid, names, load_reference(PAPER_TABLES), tmp_path)
+    assert path == tmp_path / "against_paper.png" and path.stat().st_size > 0
+    assert (tmp_path / "against_paper.svg").is_file()
+    svg = (tmp_path / "against_paper.svg").read_text()
+    # one panel (Walker2d has no method the paper reports); legend: the pick and PPO, each once
+    assert svg.count("Hopper-v5: ours") == 1 and "Walker2d" not in svg
+    assert svg.count("bar-ppo-k1 (BAR)") == 1 and "bar-ppo (BAR)" not in svg and "ppo (SPO)" in svg
+    assert table2.plot_against_paper(median[median["label"] == "unnamed"], grid, names, {}, tmp_path) is None
