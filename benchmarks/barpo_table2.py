@@ -191,9 +191,14 @@ def main() -> None:
             lines.append(f"| {_who(row, rows)} ({int(row['seeds'])}) | " + " | ".join(_cell(row.get(c)) for c in columns) + " |")
         for table, name, cells in paper_entries(reference, env):
             lines.append(f"| paper {table}: {name} | " + " | ".join(_cell(cells.get(c)) for c in columns) + " |")
-        lines += ["", "### Mean over seeds [95% stratified-bootstrap interval]", "",
-                  "| method (seeds) | natural | worst |", "|---|---|---|"]  # fmt: skip
+        lines += ["", "### Mean over seeds [95% stratified-bootstrap interval]", ""]
         means = mean[mean["env"] == env]
+        twice = sorted(label for label, studies in means.groupby("label")["study"] if studies.nunique() > 1)
+        if twice:
+            lines += [f"{', '.join(twice)}: the same agents in two studies; the worst case differs where one ran the "
+                      "learned attacks on every seed (`median: false`) and the other on its median agent only (the "
+                      "other seeds' worst case is then over the cheap attacks, an upper bound).", ""]  # fmt: skip
+        lines += ["| method (seeds) | natural | worst |", "|---|---|---|"]
         for _, row in means.iterrows():
             lines.append(f"| {_who(row, means)} ({int(row['seeds'])}) | {_mean_cell(row, 'natural')} | {_mean_cell(row, 'worst')} |")
         picked = claim_at_pick[claim_at_pick["env"] == env] if len(claim_at_pick) else claim_at_pick
