@@ -709,6 +709,38 @@ def test_claims_page_states_the_protocol_the_spec_ran(tmp_path):
     assert "| Hopper-v5 | 1. BAR-PPO's natural return is at least PPO's" in texts["default"]
 
 
+def test_a_run_directory_without_a_checkpoint_is_set_aside_and_trained_again(tmp_path):
+    """A run directory that lost its checkpoints (a committed state did: its runs failed on every
+    attempt, "already exists and is not empty") cannot resume: the runner moves it to
+    <study>/set_aside/ (its progress and reports kept) and trains the run again; status says so.
+    A task failed past the retries is tried again only with --retry-failed."""
+    import yaml
+
+    path = tmp_path / "a.yaml"
+    path.write_text(yaml.safe_dump(spec(methods={"ppo": {"algo": "ppo"}}, steps=256)))
+    run_study(path, tmp_path / "study", workers=1)
+    (run_dir,) = (tmp_path / "study" / "runs").iterdir()
+    shutil.rmtree(run_dir / "checkpoints")  # progress.csv, config.json and the report stay
+    # as the committed state had it: failed past the retries, which a plain re-run leaves alone
+    status_path = tmp_path / "study" / "status.json"
+    status = json.loads(status_path.read_text())
+    status["runs"][run_dir.name].update(train="failed", train_attempts=2, train_error="RunDirectoryError: not empty")
+    status_path.write_text(json.dumps(status))
+    assert run_study(path, tmp_path / "study", workers=1).status["runs"][run_dir.name]["train"] == "failed"
+    study = run_study(path, tmp_path / "study", workers=1, retry_failed=True)
+    entry = study.status["runs"][run_dir.name]
+    assert entry["train"] == "done" and entry["evaluate"] == "done" and entry["train_attempts"] == 0
+    moved = Path(entry["train_set_aside"])
+    assert moved.parent == tmp_path / "study" / "set_aside" and (moved / "progress.csv").is_file()
+    assert any((run_dir / "checkpoints").iterdir()) and (run_dir / "eval-eps0.1.json").is_file()
+    from typer.testing import CliRunner
+
+    from robustrl.cli import app
+
+    shown = CliRunner().invoke(app, ["study", "status", str(tmp_path / "study")], env={"COLUMNS": "400"})
+    assert "had no checkpoint to resume; set aside to" in shown.output, shown.output
+
+
 def test_a_changed_evaluation_reruns_only_the_missing_cells(tmp_path):
     """A study re-run after its spec's evaluation changed: an attack added is computed on every
     finished run (the others are read from the reports, not recomputed), and

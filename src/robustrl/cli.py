@@ -784,6 +784,9 @@ def study_run(
     only: list[str] = typer.Option(
         [], "--only", help="Run only these runs: a method label or run name, shell patterns allowed (bar-ppo-k1, '*Walker2d*'); repeatable."
     ),
+    retry_failed: bool = typer.Option(
+        False, "--retry-failed", help="Try tasks that failed past the spec's retries again (after fixing the cause)."
+    ),
 ) -> None:
     """Run every run and evaluation of SPEC that is not done yet (re-run to resume), then write the
     results store (<dir>/results/) and print the status."""
@@ -800,6 +803,8 @@ def study_run(
     executor = make_executor(backend, workers, address)
     study = Study.open(directory, spec)
     console.print(f"study [bold]{parsed.name}[/]: {len(parsed.runs)} runs -> {directory} ({backend})")
+    if retry_failed:
+        console.print(f"{study.retry_failed(only)} failed task(s) to try again")
     stopped = False
     try:
         with _progress_bars(enabled=None, transient=False) as progress:
@@ -818,6 +823,8 @@ def study_run(
         console.print(f"stopped; every run saved. Resume: robustrl study run {spec}" + (f" --out {out}" if out else ""))
         raise _StoppedEarly
     if any(e.get("train") == "failed" or e.get("evaluate") == "failed" for e in study.status["runs"].values()):
+        console.print("failed tasks are not tried again by a plain re-run: fix the cause (the error above), then "
+                      f"robustrl study run {spec}" + (f" --out {out}" if out else "") + " --retry-failed")  # fmt: skip
         raise _StoppedEarly
 
 
@@ -914,6 +921,9 @@ def _print_study_status(directory: Path) -> None:
     if total:
         console.print(f"training: {done / 1e6:.2f}M of {total / 1e6:.2f}M env steps ({done / total:.0%})")
     console.print("  ".join(f"{task}: " + ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) for task, counts in status["counts"].items()))
+    for name, entry in status["runs"].items():
+        if entry.get("train_set_aside"):
+            console.print(f"{name}: its directory had no checkpoint to resume; set aside to {entry['train_set_aside']}, trained again")
     if status["retired"]:
         console.print(f"{len(status['retired'])} run(s) of an earlier version of the spec kept on record, not counted")
     if status.get("wall_seconds"):

@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -141,6 +142,7 @@ def train_task(run_dir: str, config: dict[str, Any]) -> dict[str, Any]:
                     return {"ok": True, "skipped": True}
                 if _stop_requested():
                     return {"ok": False, "error": "interrupted"}
+                set_aside = _set_aside_unresumable(Path(run_dir))
                 # the runner's stop request: finish the iteration and save; SIGTERM stays fatal (the
                 # pool's way to end the survivors of a dead worker, whose runs resume elsewhere)
                 if is_run_dir(run_dir):
@@ -148,9 +150,30 @@ def train_task(run_dir: str, config: dict[str, Any]) -> dict[str, Any]:
                 else:
                     result = train(train_config, run_dir, handle_signals=False, should_stop=_stop_requested)
             return {"ok": not result.interrupted, "iterations": result.iterations, "seconds": time.perf_counter() - start,
-                    "error": "interrupted" if result.interrupted else None}  # fmt: skip
+                    "error": "interrupted" if result.interrupted else None, "set_aside": set_aside}  # fmt: skip
         except BaseException:
             return {"ok": False, "error": traceback.format_exc()}
+
+
+SET_ASIDE = "set_aside"  # a study's folder for run directories it could not resume
+
+
+def _set_aside_unresumable(run_dir: Path) -> str | None:
+    """Move a run directory that holds files but no checkpoints/ out of the way, so its run trains
+    again; returns where it went. Such a directory cannot be resumed (nothing to load) and
+    ``train`` refuses to start over it, so without this the run failed on every attempt: a
+    committed state lost four runs' checkpoints that way (benchmarks/results/barpo_hopper_state).
+    Moved, not deleted: its progress.csv and reports are kept under ``<study>/set_aside/``."""
+    from robustrl.experiments.run import _unstarted
+    from robustrl.policies.checkpoint import is_run_dir
+
+    if not run_dir.is_dir() or is_run_dir(run_dir) or _unstarted(run_dir):
+        return None
+    folder = run_dir.parent.parent / SET_ASIDE
+    folder.mkdir(exist_ok=True)
+    dest = folder / f"{run_dir.name}-{datetime.now(UTC):%Y%m%dT%H%M%S}"
+    os.replace(run_dir, dest)
+    return str(dest)
 
 
 @contextmanager
@@ -554,6 +577,22 @@ class Study:
         # ``--only ppo`` (the name the spec gives it) must select them
         return any(fnmatch.fnmatchcase(n, p) for n in (name, run.label, run.method) for p in only)
 
+    def retry_failed(self, only: Sequence[str] = ()) -> int:
+        """Give the failed tasks of the runs ``only`` selects their ``retries`` again (``study run
+        --retry-failed``: after the cause is fixed, e.g. a damaged run directory or a full disk);
+        their last error stays in the status until they succeed. Returns how many were reset."""
+        reset = 0
+        for name, entry in self.status["runs"].items():
+            if not self.selected(name, only):
+                continue
+            for task in ("train", "evaluate"):
+                if entry.get(task) == "failed":
+                    entry[task], entry[f"{task}_attempts"] = "pending", 0
+                    reset += 1
+        if reset:
+            self.save_status()
+        return reset
+
     def plan(self, only: Sequence[str] = ()) -> list[tuple[str, str]]:
         """The (task, run name) pairs an invocation starts with, in order: the evaluations of trained
         runs (trained agents are attacked first), the median agents' learned attacks still missing,
@@ -649,6 +688,8 @@ class Study:
             entry = self.status["runs"][name]
             # each task's own seconds, summed over attempts: the per-run cost a study's plan needs
             entry[f"{key}_seconds"] = entry.get(f"{key}_seconds", 0.0) + float(result.get("seconds") or 0.0)
+            if result.get("set_aside"):  # booked, so `study status` and status.json say where it went
+                entry["train_set_aside"] = result["set_aside"]
             if result.get("ok"):
                 self._set(run, key, "done")
                 # evaluations go first: they are short, and a study stopped early then still has
@@ -813,12 +854,15 @@ def make_executor(backend: str, workers: int | None, address: str | None = None)
 
 
 def run_study(spec_path: Path | str, directory: Path | str, *, backend: str = "local", workers: int | None = None,
-              address: str | None = None, progress: Progress | None = None, only: Sequence[str] = ()) -> Study:  # fmt: skip
+              address: str | None = None, progress: Progress | None = None, only: Sequence[str] = (),
+              retry_failed: bool = False) -> Study:  # fmt: skip
     """Expand ``spec_path`` into ``directory`` and run what is not done yet (of the runs ``only``
-    selects: :meth:`Study.selected`); then write the results store. Returns the :class:`Study`
-    (its ``status`` says what happened)."""
+    selects: :meth:`Study.selected`; with ``retry_failed``, failed tasks too); then write the
+    results store. Returns the :class:`Study` (its ``status`` says what happened)."""
     _check_only(Study.inspect(directory, load_spec(spec_path)), only)  # a typo fails before anything is written
     study = Study.open(directory, spec_path)
+    if retry_failed:
+        study.retry_failed(only)
     executor = make_executor(backend, workers, address)
     try:
         study.run(executor, progress, only=only)
