@@ -24,7 +24,7 @@ import pandas as pd
 
 from robustrl.report.claims import paper_values, roles_at_pick
 from robustrl.report.paper import default_reference, load_reference, paper_entries, paper_method
-from robustrl.report.study import format_ratio_cell, write_study_report
+from robustrl.report.study import kappa_grid_mark, format_ratio_cell, write_study_report
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = default_reference()
@@ -113,7 +113,8 @@ def quality_goal(env: str, per_run: pd.DataFrame, median: pd.DataFrame, reliabil
                 return set(mine["run"])
 
             same = runs_of(row["study"])
-            hit = hit[hit["study"].map(lambda study: study == row["study"] or runs_of(study) == same)]
+            # a list, not an empty object Series: pandas reads that as a column selection
+            hit = hit[[study == row["study"] or runs_of(study) == same for study in hit["study"]]]
             hit = hit.sort_values("agents", ascending=False, kind="stable")
         if len(hit):
             h = hit.iloc[0]
@@ -218,7 +219,7 @@ def main() -> None:
             grids = grid[grid["env"] == env]
             for _, row in grids.iterrows():
                 lines.append(f"| {_who(row, grids, 'algo')} ({row['seeds']}) | {row['kappa']:g} | {row['natural']:.0f} | {row['worst']:.0f} | "
-                             f"{'**picked**' if row['best'] else ''} |")  # fmt: skip
+                             f"{kappa_grid_mark(row)} |")  # fmt: skip
         if len(reliability) and (reliability["env"] == env).any():
             lines += ["", "### Learned attacks per agent", "",
                       "| method | agents attacked | broken (worst < 50% natural) | fraction broken [exact 95% interval] "

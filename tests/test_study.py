@@ -453,6 +453,11 @@ def test_kappa_grid_picks_each_methods_kappa_by_the_median_agents_worst_case():
     assert "| Hopper-v5 | bar-ppo (3) | 1 | 110 | 100 | **picked** |" in format_kappa_grid(grid)
     no_guidance = runs.assign(guidance=False)
     assert kappa_grid(aggregate(per_run, no_guidance, "median", cheap=["random", "mad"]), no_guidance).empty
+    # B's median agent has not run every attack yet ("sa-rl" missing): A is picked, B not compared
+    median = aggregate(per_run, runs, "median", cheap=["random", "mad"]).assign(**{"sa-rl": [50.0, np.nan]})
+    grid = kappa_grid(median, runs, attacks=["random", "mad", "sa-rl"])
+    assert list(grid["best"]) == [True, False] and list(grid["complete"]) == [True, False]
+    assert "| 1 | 110 | 100 | not every attack ran on its median agent yet: not compared |" in format_kappa_grid(grid)
 
 
 def test_reliability_counts_the_agents_a_learned_attack_breaks(tmp_path):
