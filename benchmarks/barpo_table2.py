@@ -24,7 +24,7 @@ import pandas as pd
 
 from robustrl.report.claims import paper_values, roles_at_pick
 from robustrl.report.paper import default_reference, load_reference, paper_entries, paper_method
-from robustrl.report.study import kappa_grid_mark, format_ratio_cell, write_study_report
+from robustrl.report.study import format_ratio_cell, kappa_grid_mark, write_study_report
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = default_reference()

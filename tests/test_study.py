@@ -732,16 +732,22 @@ def test_a_run_directory_without_a_checkpoint_is_set_aside_and_trained_again(tmp
     status["runs"][run_dir.name].update(train="failed", train_attempts=2, train_error="RunDirectoryError: not empty")
     status_path.write_text(json.dumps(status))
     assert run_study(path, tmp_path / "study", workers=1).status["runs"][run_dir.name]["train"] == "failed"
+    from typer.testing import CliRunner
+
+    from robustrl.cli import app
+
+    before = status_path.read_text()
+    dry = ["study", "run", str(path), "--out", str(tmp_path / "study"), "--dry-run"]
+    assert "env steps in 0 run(s)" in CliRunner().invoke(app, dry, env={"COLUMNS": "400"}).output
+    plan = CliRunner().invoke(app, [*dry, "--retry-failed"], env={"COLUMNS": "400"})
+    assert "env steps in 1 run(s)" in plan.output, plan.output
+    assert status_path.read_text() == before  # a dry run writes nothing
     study = run_study(path, tmp_path / "study", workers=1, retry_failed=True)
     entry = study.status["runs"][run_dir.name]
     assert entry["train"] == "done" and entry["evaluate"] == "done" and entry["train_attempts"] == 0
     moved = Path(entry["train_set_aside"])
     assert moved.parent == tmp_path / "study" / "set_aside" and (moved / "progress.csv").is_file()
     assert any((run_dir / "checkpoints").iterdir()) and (run_dir / "eval-eps0.1.json").is_file()
-    from typer.testing import CliRunner
-
-    from robustrl.cli import app
-
     shown = CliRunner().invoke(app, ["study", "status", str(tmp_path / "study")], env={"COLUMNS": "400"})
     assert "had no checkpoint to resume; set aside to" in shown.output, shown.output
 

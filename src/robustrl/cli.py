@@ -798,7 +798,7 @@ def study_run(
     directory = out or Path("runs") / "studies" / parsed.name
     _check_only(Study.inspect(directory, parsed), only)  # a typo fails before anything is written
     if dry_run:
-        _print_study_plan(parsed, directory, workers, only)
+        _print_study_plan(parsed, directory, workers, only, retry_failed)
         return
     executor = make_executor(backend, workers, address)
     study = Study.open(directory, spec)
@@ -828,7 +828,8 @@ def study_run(
         raise _StoppedEarly
 
 
-def _print_study_plan(parsed: Any, directory: Path, workers: int | None, only: list[str] | tuple[str, ...] = ()) -> None:
+def _print_study_plan(parsed: Any, directory: Path, workers: int | None, only: list[str] | tuple[str, ...] = (),
+                      retry_failed: bool = False) -> None:  # fmt: skip
     """``study run --dry-run``: the tasks ``study run`` would start with (Study.plan: the runner's
     own queue, so a changed evaluation, a median agent still missing its learned attacks or a
     damaged run show as they would run), the env steps left to train and, when the directory has
@@ -841,6 +842,8 @@ def _print_study_plan(parsed: Any, directory: Path, workers: int | None, only: l
     from robustrl.experiments.study import Study
 
     study = Study.inspect(directory, parsed)
+    if retry_failed:  # the plan as --retry-failed would run it (in memory: a dry run writes nothing)
+        study.retry_failed(only, save=False)
     tasks: dict[str, list[str]] = {}
     for task, name in study.plan(only):
         tasks.setdefault(name, []).append({"median": "learned attacks"}.get(task, task))

@@ -577,7 +577,7 @@ class Study:
         # ``--only ppo`` (the name the spec gives it) must select them
         return any(fnmatch.fnmatchcase(n, p) for n in (name, run.label, run.method) for p in only)
 
-    def retry_failed(self, only: Sequence[str] = ()) -> int:
+    def retry_failed(self, only: Sequence[str] = (), save: bool = True) -> int:
         """Give the failed tasks of the runs ``only`` selects their ``retries`` again (``study run
         --retry-failed``: after the cause is fixed, e.g. a damaged run directory or a full disk);
         their last error stays in the status until they succeed. Returns how many were reset."""
@@ -589,7 +589,7 @@ class Study:
                 if entry.get(task) == "failed":
                     entry[task], entry[f"{task}_attempts"] = "pending", 0
                     reset += 1
-        if reset:
+        if reset and save:
             self.save_status()
         return reset
 
