@@ -148,7 +148,8 @@ def main() -> None:
     claims_at_pick: list[pd.DataFrame] = []
     paper_names: dict[str, dict[str, str]] = {}  # study -> label -> the paper's name of the method
     for study in args.studies:
-        name = json.loads((study / "study.json").read_text())["name"]
+        saved = json.loads((study / "study.json").read_text())  # read once: its name and its spec's methods
+        name = saved["name"]
         out = args.out / name
         write_study_report(study, out, REFERENCE)
         for path, frames in [("table2_median.csv", medians), ("table2_mean.csv", means), ("claims.csv", claims),
@@ -160,7 +161,7 @@ def main() -> None:
                 frames.append(frame)
         sources[name] = str(study)
         progress.append(_study_progress(name, study))
-        methods = json.loads((study / "study.json").read_text())["spec"].get("methods", {})
+        methods = saved["spec"].get("methods", {})
         paper_names[name] = {label: str(m["paper"]) for label, m in methods.items() if (m or {}).get("paper")}
     cat = lambda frames: pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()  # noqa: E731
     median, mean, claim, per_run = cat(medians), cat(means), cat(claims), cat(per_runs)
@@ -258,15 +259,16 @@ def plot_against_paper(median: pd.DataFrame, grid: pd.DataFrame, paper_names: di
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    # per study, per task: label -> the paper's name, moved to the grid's picks (once, not per row)
+    at_pick = {study: roles_at_pick(names, grid[grid["study"] == study]) if len(grid) else {}
+               for study, names in paper_names.items()}  # fmt: skip
     panels = []
     for env in TASKS:
         rows = median[median["env"] == env] if len(median) else median
         points, seen = [], set()
         for _, row in rows.iterrows():
             names = paper_names.get(row["study"], {})
-            study_grid = grid[grid["study"] == row["study"]] if len(grid) else grid
-            names = roles_at_pick(names, study_grid).get(env, names) if len(study_grid) else names
-            name = names.get(row["label"])
+            name = at_pick.get(row["study"], {}).get(env, names).get(row["label"])
             cells = paper_method(reference, env, name) if name else None
             if cells is None or (row["label"], name) in seen or pd.isna(row.get("worst")):
                 continue
