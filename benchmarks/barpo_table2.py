@@ -24,7 +24,7 @@ import pandas as pd
 
 from robustrl.report.claims import paper_values, roles_at_pick
 from robustrl.report.paper import default_reference, load_reference, paper_entries, paper_method
-from robustrl.report.study import format_ratio_cell, kappa_grid_mark, write_study_report
+from robustrl.report.study import format_ratio_cell, kappa_grid_mark, save_figure, write_study_report
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = default_reference()
@@ -291,11 +291,7 @@ def plot_against_paper(median: pd.DataFrame, grid: pd.DataFrame, paper_names: di
         axis.set(title=f"{env}: ours (filled) vs paper (hollow)", xlabel="natural return", ylabel="worst-case return")
         axis.legend(fontsize=7)
     figure.tight_layout()
-    out.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out / "against_paper.png", dpi=120)
-    figure.savefig(out / "against_paper.svg")
-    plt.close(figure)
-    return out / "against_paper.png"
+    return save_figure(figure, out, "against_paper")["against_paper"]
 
 
 def _claims_table(claims: pd.DataFrame) -> list[str]:

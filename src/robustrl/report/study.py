@@ -462,7 +462,9 @@ def _main_eps(spec: Mapping[str, Any]) -> float | None:
     return None if eps is None else float(eps)
 
 
-def _save(figure: Any, out: Path, stem: str) -> dict[str, Path]:
+def save_figure(figure: Any, out: Path, stem: str) -> dict[str, Path]:
+    """Write `figure` as `<out>/<stem>.png` and `.svg` (the one figure writer of every report) and close it."""
+    out.mkdir(parents=True, exist_ok=True)
     figure.savefig(out / f"{stem}.png", dpi=130, bbox_inches="tight")
     figure.savefig(out / f"{stem}.svg", bbox_inches="tight")
     import matplotlib.pyplot as plt
@@ -497,7 +499,7 @@ def _plot_curves(
         axis.set(title=env, xlabel="env steps", ylabel=ylabel)
         axis.legend(fontsize=8)
     figure.suptitle(f"{what}: mean over seeds, band = range of seeds")
-    return _save(figure, out, stem)
+    return save_figure(figure, out, stem)
 
 
 def _plot_robust_terms(metrics: pd.DataFrame, out: Path) -> dict[str, Path]:
@@ -527,7 +529,7 @@ def _plot_robust_terms(metrics: pd.DataFrame, out: Path) -> dict[str, Path]:
         axis.set_visible(False)
     figure.suptitle("the robust methods' own term over training: mean over seeds, band = range of seeds")
     figure.tight_layout()
-    return _save(figure, out, "robust_term_curves")
+    return save_figure(figure, out, "robust_term_curves")
 
 
 def _plot_scatter(per_run: pd.DataFrame, out: Path) -> dict[str, Path]:
@@ -547,7 +549,7 @@ def _plot_scatter(per_run: pd.DataFrame, out: Path) -> dict[str, Path]:
         axis.plot([low, high], [low, high], color="grey", lw=0.8, ls="--")
         axis.set(title=env, xlabel="natural return", ylabel="worst-case return")
         axis.legend(fontsize=8)
-    return _save(figure, out, "natural_vs_worst")
+    return save_figure(figure, out, "natural_vs_worst")
 
 
 def _plot_reliability(table: pd.DataFrame, out: Path) -> dict[str, Path]:
@@ -568,7 +570,7 @@ def _plot_reliability(table: pd.DataFrame, out: Path) -> dict[str, Path]:
     axis.axvline(BROKEN_FRACTION, color="tab:red", ls="--", lw=0.8)
     axis.set(yticks=range(len(names)), yticklabels=names, ylim=(len(names) - 0.5, -0.5),
              xlabel="learned-attack worst / natural return per agent (grey: mean, 95% bootstrap interval)")  # fmt: skip
-    return _save(figure, out, "reliability_per_agent")
+    return save_figure(figure, out, "reliability_per_agent")
 
 
 def _plot_eps(evaluations: pd.DataFrame, out: Path) -> dict[str, Path]:
@@ -588,4 +590,4 @@ def _plot_eps(evaluations: pd.DataFrame, out: Path) -> dict[str, Path]:
         axis.axhline(natural, color="grey", lw=0.8, ls="--", label="natural")
         axis.set(title=f"{label} on {env}", xlabel="eps", ylabel="return")
         axis.legend(fontsize=8)
-    return _save(figure, out, "return_vs_eps")
+    return save_figure(figure, out, "return_vs_eps")

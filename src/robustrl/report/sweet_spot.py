@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from robustrl.report.study import _save  # one figure writer (PNG + SVG) for every study report
+from robustrl.report.study import save_figure  # one figure writer (PNG + SVG) for every study report
 
 # Table 2 of the paper (Appendix C), Hopper rows: sweet-spot sparsity, normalised clean, normalised
 # robust (worst), normalised robust (average over attacks). 256-256 MLPs, sigma 0.1, 50M steps, SA on.
@@ -319,7 +319,7 @@ def _plot_frontier(table: pd.DataFrame, out: Path) -> dict[str, Path]:
     axes[1].set(xlabel="normalised clean return", ylabel="normalised worst-case return", title="clean-robust frontier")
     for axis in axes:
         axis.legend(fontsize=7)
-    return _save(figure, out, "prune_frontier")
+    return save_figure(figure, out, "prune_frontier")
 
 
 def _plot_attacks(table: pd.DataFrame, attacks: list[str], out: Path) -> dict[str, Path]:
@@ -335,7 +335,7 @@ def _plot_attacks(table: pd.DataFrame, attacks: list[str], out: Path) -> dict[st
         axis.set(title=name, xlabel="sparsity (%)")
     axes[0][0].set_ylabel("normalised return (mean ± s.e.)")
     axes[0][0].legend(fontsize=7)
-    return _save(figure, out, "prune_attacks")
+    return save_figure(figure, out, "prune_attacks")
 
 
 def _plot_families(table: pd.DataFrame, out: Path) -> dict[str, Path]:
@@ -352,7 +352,7 @@ def _plot_families(table: pd.DataFrame, out: Path) -> dict[str, Path]:
             _band(axis, group, "norm_natural", f"{algo}: clean", "--", color)
         axis.set(title=strategy, xlabel="sparsity (%)", ylabel="normalised return")
         axis.legend(fontsize=7)
-    return _save(figure, out, "prune_sa_vs_plain")
+    return save_figure(figure, out, "prune_sa_vs_plain")
 
 
 def _plot_intervals(table: pd.DataFrame, out: Path) -> dict[str, Path]:
@@ -372,7 +372,7 @@ def _plot_intervals(table: pd.DataFrame, out: Path) -> dict[str, Path]:
     axis.set(xscale="log", xlabel="optimiser steps between mask updates", ylabel="normalised to unpruned",
              title="micro-pruning interval")  # fmt: skip
     axis.legend(fontsize=7)
-    return _save(figure, out, "prune_interval")
+    return save_figure(figure, out, "prune_interval")
 
 
 def _plot_bound(normalised: pd.DataFrame, out: Path) -> dict[str, Path]:
@@ -389,4 +389,4 @@ def _plot_bound(normalised: pd.DataFrame, out: Path) -> dict[str, Path]:
     axes[1].set(xlabel="IBP certificate: mean TV bound over visited states", ylabel="measured worst-case drop")
     for axis in axes:
         axis.legend(fontsize=7)
-    return _save(figure, out, "prune_bound")
+    return save_figure(figure, out, "prune_bound")
