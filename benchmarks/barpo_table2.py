@@ -24,7 +24,7 @@ import pandas as pd
 
 from robustrl.report.claims import paper_values, roles_at_pick
 from robustrl.report.paper import default_reference, load_reference, paper_entries, paper_method
-from robustrl.report.study import format_ratio_cell, kappa_grid_mark, save_figure, write_study_report
+from robustrl.report.study import format_broken_interval, format_ratio_cell, kappa_grid_mark, save_figure, write_study_report
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = default_reference()
@@ -228,7 +228,7 @@ def main() -> None:
             attacked = reliability[reliability["env"] == env]
             for _, row in attacked.iterrows():
                 lines.append(f"| {_who(row, attacked)} | {row['agents']} | {row['broken']} | {row['broken_fraction']:.0%} "
-                             f"[{row['broken_low']:.0%}, {row['broken_high']:.0%}] | {format_ratio_cell(row)} |")  # fmt: skip
+                             f"{format_broken_interval(row)} | {format_ratio_cell(row)} |")  # fmt: skip
         lines.append("")
     lines += ["## Quality goal (issue 17): BAR-PPO natural and worst case >= the paper's, no seed broken", ""]
     for env in TASKS:

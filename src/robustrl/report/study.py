@@ -188,13 +188,18 @@ def format_ratio_cell(row: Mapping[str, Any]) -> str:
     return f"{row['ratio_mean']:.2f} [{row['ratio_low']:.2f}, {row['ratio_high']:.2f}]"
 
 
+def format_broken_interval(row: Mapping[str, Any]) -> str:
+    """A reliability row's exact (Clopper-Pearson) 95% interval on the fraction of agents broken."""
+    return f"[{row['broken_low']:.0%}, {row['broken_high']:.0%}]"
+
+
 def format_reliability(table: pd.DataFrame, attacks: Sequence[str]) -> str:
     lines = [f"| task | method | agents attacked by {', '.join(attacks)} | broken (worst < 50% of natural) [exact 95% interval] "
              "| mean worst / natural [95% bootstrap interval] | worst / natural per agent |", "|---|---|---:|---:|---:|---|"]  # fmt: skip
     for _, row in table.iterrows():
         ratios = ", ".join(f"{r:.2f}" for r in row["ratios"])
         lines.append(f"| {row['env']} | {row['label']} | {row['agents']} | {row['broken']} ({row['broken_fraction']:.0%}) "
-                     f"[{row['broken_low']:.0%}, {row['broken_high']:.0%}] | {format_ratio_cell(row)} | {ratios} |")  # fmt: skip
+                     f"{format_broken_interval(row)} | {format_ratio_cell(row)} | {ratios} |")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
