@@ -736,6 +736,8 @@ def test_a_run_directory_without_a_checkpoint_is_set_aside_and_trained_again(tmp
 
     from robustrl.cli import app
 
+    rerun = CliRunner().invoke(app, ["study", "run", str(path), "--out", str(tmp_path / "study"), "--workers", "1"])
+    assert rerun.exit_code == 1 and "--retry-failed" in rerun.output, rerun.output  # failed: 1; interrupted: 130
     before = status_path.read_text()
     dry = ["study", "run", str(path), "--out", str(tmp_path / "study"), "--dry-run"]
     assert "env steps in 0 run(s)" in CliRunner().invoke(app, dry, env={"COLUMNS": "400"}).output

@@ -825,7 +825,7 @@ def study_run(
     if any(e.get("train") == "failed" or e.get("evaluate") == "failed" for e in study.status["runs"].values()):
         console.print("failed tasks are not tried again by a plain re-run: fix the cause (the error above), then "
                       f"robustrl study run {spec}" + (f" --out {out}" if out else "") + " --retry-failed")  # fmt: skip
-        raise _StoppedEarly
+        raise typer.Exit(1)  # failed, not interrupted (130): a queue of studies goes on to the next one
 
 
 def _print_study_plan(parsed: Any, directory: Path, workers: int | None, only: list[str] | tuple[str, ...] = (),
