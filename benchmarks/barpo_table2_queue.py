@@ -1,0 +1,135 @@
+"""Issue 17's compute as one resumable queue: every study of BARPO's Tables 2 and 4 beyond Hopper,
+in the order of what the page needs most, then the page (benchmarks/barpo_table2.py).
+
+Each step is one `robustrl study run` (a study spec, the labels it runs first); a step with
+nothing left to do finishes in seconds, so re-running the queue resumes it where it stopped. A
+study directory that does not exist yet starts from its committed state
+(benchmarks/results/<study>_state: its trained runs and evaluations), not from nothing: those
+hold about 60 worker-hours of training.
+
+    python benchmarks/barpo_table2_queue.py --dry-run        # what each step would run, and its cost
+    nohup python benchmarks/barpo_table2_queue.py --workers 2 > queue.log 2>&1 &
+    kill -TERM <pid>                                          # every run saves; the queue stops
+
+Ctrl-C or SIGTERM stops the step that runs (its runs save; exit 130) and the queue with it. A
+step whose tasks failed (exit 1) does not stop the queue: the next step runs, and the summary
+says which step to re-run with --retry-failed once the cause is fixed. The study runner has no
+lock: do not run two queues, or a queue and a `study run`, on the same directories.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+STATES = ROOT / "benchmarks" / "results"
+INTERRUPTED = 130
+
+
+@dataclass(frozen=True)
+class Step:
+    study: str  # the study directory's name under --root (and its committed state's, with _state)
+    spec: str  # the study spec, relative to the repository
+    only: tuple[str, ...] = ()  # the labels this step runs (the runner's --only); () runs the whole study
+    why: str = ""
+
+
+# Issue 17's items in the order the page needs them; `--dry-run` prints what each has left and its cost.
+QUEUE = (
+    Step("barpo_walker_cheetah", "studies/barpo_walker_cheetah.yaml", ("bar-ppo", "ppo"), "item 2: the quality goal's method and its baseline first"),
+    Step("barpo_walker_cheetah", "studies/barpo_walker_cheetah.yaml", ("sa-ppo", "ar-ppo"), "item 2: SA-PPO (Table 2) and ARPO w/ g (Table 3)"),
+    Step("barpo_wc_reliability", "studies/barpo_wc_reliability.yaml", (), "item 5: learned attacks on every Walker2d/HalfCheetah BAR-PPO seed"),
+    Step("barpo_reliability", "studies/barpo_reliability.yaml", ("bar-ppo-k1-inner20",), "item 5: a stronger inner solve, 5 seeds, learned attacks on each"),
+    Step("barpo_reliability", "studies/barpo_reliability.yaml", ("bar-ppo-k1-minibatch",), "item 5: the inner problem per minibatch, 5 seeds, learned attacks on each"),
+    Step("barpo_reliability", "studies/barpo_reliability.yaml", (), "item 5: the rest of the reliability study"),
+    Step("barpo_hopper", "studies/barpo_hopper_kappa.yaml", (), "item 1: the Hopper kappa grid's last runs (ar-ppo-k1 s1 needs --retry-failed)"),
+    Step("barpo_ant", "studies/barpo_ant.yaml", ("bar-ppo",), "item 3: Ant at the paper's 10M steps, BAR-PPO first"),
+    Step("barpo_ant", "studies/barpo_ant.yaml", ("ppo",), "item 3: Ant, PPO"),
+)  # fmt: skip
+
+
+def start_from_state(directory: Path, study: str, states: Path = STATES) -> bool:
+    """Seed a study directory that does not exist from its committed state (the snapshot's
+    README.md left out: it describes the snapshot, not the directory). True if it copied."""
+    state = states / f"{study}_state"
+    if directory.exists() or not state.is_dir():
+        return False
+    shutil.copytree(state, directory, ignore=shutil.ignore_patterns("README.md"))
+    return True
+
+
+def command(step: Step, directory: Path, workers: int, dry_run: bool, retry_failed: bool) -> list[str]:
+    robustrl = Path(sys.executable).with_name("robustrl")  # the CLI of the environment running this script
+    argv = [str(robustrl), "study", "run", str(ROOT / step.spec), "--out", str(directory), "--workers", str(workers)]
+    argv += [a for label in step.only for a in ("--only", label)]
+    return argv + ["--dry-run"] * dry_run + ["--retry-failed"] * retry_failed
+
+
+def run_queue(steps: tuple[Step, ...], root: Path, workers: int, *, dry_run: bool = False, retry_failed: bool = False,
+              states: Path = STATES, argv_of=command) -> dict[int, int]:  # fmt: skip
+    """Run ``steps`` in order; return each run step's exit code. Stops at the first interrupted
+    step (130); a failed one (any other non-zero code) is reported and the queue goes on."""
+    codes: dict[int, int] = {}
+    for index, step in enumerate(steps, 1):
+        directory, state = root / step.study, states / f"{step.study}_state"
+        if dry_run and not directory.exists() and state.is_dir():
+            print(f"[queue] {directory} would start from the committed state {state}; its plan:", flush=True)
+            directory = state  # a dry run reads, never writes: the plan from the state itself
+        elif not dry_run and start_from_state(directory, step.study, states):
+            print(f"[queue] {directory}: started from the committed state {state}", flush=True)
+        only = " ".join(step.only) or "every run"
+        print(f"[queue] step {index}/{len(steps)}: {step.study} ({only}): {step.why}", flush=True)
+        child = subprocess.Popen(argv_of(step, directory, workers, dry_run, retry_failed), cwd=ROOT)
+        # the runner saves its runs on SIGTERM like on Ctrl-C: pass a SIGTERM sent to the queue on
+        forward = signal.signal(signal.SIGTERM, lambda *_: child.send_signal(signal.SIGTERM))
+        try:
+            codes[index] = _wait(child)
+        finally:
+            signal.signal(signal.SIGTERM, forward)
+        if codes[index] == INTERRUPTED:
+            print(f"[queue] stopped at step {index} (its runs saved); run the queue again to resume", flush=True)
+            break
+    for index, code in codes.items():
+        if code not in (0, INTERRUPTED):
+            print(f"[queue] step {index} ({steps[index - 1].study}) had failed tasks (exit {code}): fix the cause, "
+                  "then run the queue with --retry-failed", flush=True)  # fmt: skip
+    return codes
+
+
+def _wait(child: subprocess.Popen) -> int:
+    """The child's exit code; a Ctrl-C reaches the child too (same process group): wait for it to
+    save and exit rather than leave it running."""
+    while True:
+        try:
+            return child.wait()
+        except KeyboardInterrupt:
+            continue
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", type=Path, default=ROOT / "runs" / "studies", help="where the study directories are")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--dry-run", action="store_true", help="print each step's plan; write nothing")
+    parser.add_argument("--retry-failed", action="store_true", help="try failed tasks again (after fixing the cause)")
+    parser.add_argument("--no-page", action="store_true", help="do not rewrite barpo_table2.md after the queue")
+    args = parser.parse_args()
+    if args.workers < 1:
+        parser.error(f"--workers must be at least 1, got {args.workers}")
+    codes = run_queue(QUEUE, args.root, args.workers, dry_run=args.dry_run, retry_failed=args.retry_failed)
+    if INTERRUPTED in codes.values():
+        return INTERRUPTED
+    if not (args.dry_run or args.no_page):
+        studies = [args.root / s for s in dict.fromkeys(step.study for step in QUEUE) if (args.root / s / "study.json").is_file()]
+        subprocess.run([sys.executable, str(ROOT / "benchmarks" / "barpo_table2.py"), *map(str, studies)], cwd=ROOT, check=True)
+    return 1 if any(code not in (0, INTERRUPTED) for code in codes.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

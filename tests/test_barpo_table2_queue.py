@@ -1,0 +1,113 @@
+"""benchmarks/barpo_table2_queue.py: issue 17's studies as one resumable queue. The steps are
+stand-in commands here (the queue's logic: order, stop, go on, start from a state, pass SIGTERM
+on); the real steps are `robustrl study run`, tested in test_study.py."""
+
+import importlib.util
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def queue():
+    spec = importlib.util.spec_from_file_location("barpo_table2_queue", ROOT / "benchmarks" / "barpo_table2_queue.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclass looks its module up while the module executes
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop(spec.name, None)
+
+
+def _steps(queue, *studies):
+    return tuple(queue.Step(study, "studies/smoke.yaml", (f"label-{i}",), "why") for i, study in enumerate(studies))
+
+
+def _stand_in(exit_codes: dict[str, int], log: Path):
+    """A step's command: append its study and directory to ``log``, exit with its code."""
+
+    def argv_of(step, directory, workers, dry_run, retry_failed):
+        line = f"{step.study} {directory.name} {workers} {dry_run} {retry_failed}"
+        script = f"open({str(log)!r}, 'a').write({line!r} + '\\n'); raise SystemExit({exit_codes.get(step.study, 0)})"
+        return [sys.executable, "-c", script]
+
+    return argv_of
+
+
+def test_the_queue_runs_every_step_in_order_and_goes_on_past_a_failed_one(queue, tmp_path, capsys):
+    log = tmp_path / "log"
+    steps = _steps(queue, "a", "b", "c")
+    codes = queue.run_queue(steps, tmp_path / "root", 2, states=tmp_path / "none", argv_of=_stand_in({"b": 1}, log))
+    assert codes == {1: 0, 2: 1, 3: 0}
+    assert log.read_text().splitlines() == ["a a 2 False False", "b b 2 False False", "c c 2 False False"]
+    out = capsys.readouterr().out
+    assert "step 2 (b) had failed tasks (exit 1): fix the cause, then run the queue with --retry-failed" in out
+
+
+def test_an_interrupted_step_stops_the_queue(queue, tmp_path, capsys):
+    log = tmp_path / "log"
+    codes = queue.run_queue(_steps(queue, "a", "b", "c"), tmp_path / "root", 1, states=tmp_path / "none",
+                            argv_of=_stand_in({"b": queue.INTERRUPTED}, log))  # fmt: skip
+    assert codes == {1: 0, 2: 130}
+    assert [line.split()[0] for line in log.read_text().splitlines()] == ["a", "b"]
+    assert "stopped at step 2 (its runs saved)" in capsys.readouterr().out
+
+
+def test_a_missing_study_directory_starts_from_its_committed_state(queue, tmp_path):
+    states, root = tmp_path / "results", tmp_path / "root"
+    (states / "a_state" / "runs" / "r1").mkdir(parents=True)
+    (states / "a_state" / "status.json").write_text("{}")
+    (states / "a_state" / "README.md").write_text("describes the snapshot")
+    (root / "b").mkdir(parents=True)
+    (root / "b" / "mine").write_text("kept")
+    (states / "b_state").mkdir()
+    (states / "b_state" / "theirs").write_text("not copied over a directory that exists")
+    log = tmp_path / "log"
+    queue.run_queue(_steps(queue, "a", "b"), root, 1, states=states, argv_of=_stand_in({}, log))
+    assert (root / "a" / "status.json").read_text() == "{}" and (root / "a" / "runs" / "r1").is_dir()
+    assert not (root / "a" / "README.md").exists()
+    assert sorted(p.name for p in (root / "b").iterdir()) == ["mine"]
+    # a dry run writes nothing: its plan is read from the state itself
+    queue.run_queue(_steps(queue, "c"), root, 1, dry_run=True, states=states, argv_of=_stand_in({}, log))
+    (states / "c_state").mkdir()
+    queue.run_queue(_steps(queue, "c"), root, 1, dry_run=True, states=states, argv_of=_stand_in({}, log))
+    assert not (root / "c").exists()
+    assert log.read_text().splitlines()[-2:] == ["c c 1 True False", "c c_state 1 True False"]
+
+
+def test_sigterm_to_the_queue_reaches_the_running_step_and_stops_the_queue(queue, tmp_path):
+    """`kill -TERM <queue>` (how a background queue is stopped) must reach the runner, which saves
+    its runs on SIGTERM and exits 130; the queue then stops instead of starting the next study."""
+    started, log = tmp_path / "started", tmp_path / "log"
+    runner = (f"import signal, sys, time; signal.signal(signal.SIGTERM, lambda *_: sys.exit(130)); "
+              f"open({str(started)!r}, 'w').close(); time.sleep(60)")  # fmt: skip
+
+    def argv_of(step, directory, workers, dry_run, retry_failed):
+        with open(log, "a") as f:
+            f.write(step.study + "\n")
+        return [sys.executable, "-c", runner]
+
+    def terminate_once_started():
+        for _ in range(600):
+            if started.exists():
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+            threading.Event().wait(0.05)
+
+    before = signal.getsignal(signal.SIGTERM)
+    threading.Thread(target=terminate_once_started, daemon=True).start()
+    codes = queue.run_queue(_steps(queue, "a", "b"), tmp_path / "root", 1, states=tmp_path / "none", argv_of=argv_of)
+    assert codes == {1: 130} and log.read_text().split() == ["a"]
+    assert signal.getsignal(signal.SIGTERM) is before  # the queue's handler is gone once it returns
+
+
+def test_every_step_names_a_spec_and_a_committed_state_or_a_new_study(queue):
+    for step in queue.QUEUE:
+        assert (ROOT / step.spec).is_file(), step.spec
+    states = {step.study for step in queue.QUEUE if (queue.STATES / f"{step.study}_state").is_dir()}
+    assert {"barpo_hopper", "barpo_walker_cheetah", "barpo_reliability", "barpo_wc_reliability"} <= states
