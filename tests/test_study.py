@@ -832,7 +832,7 @@ def test_dry_run_lists_what_is_left_and_writes_nothing(tmp_path):
     code, output = dry_run(tmp_path / "study")
     assert code == 0, output
     assert "to train: 512 env steps in 1 run(s)" in output and "evaluations of trained runs: 1" in output
-    assert "worker-hours at this study's rate" in output
+    assert "worker-hours at this study's rates so far" in output
     assert {p: p.read_bytes() for p in (tmp_path / "study").rglob("*") if p.is_file()} == files
     path.write_text(json.dumps(spec(name="other")))
     code, output = dry_run(tmp_path / "study")
@@ -974,6 +974,41 @@ def test_only_with_the_median_protocol_runs_the_groups_median_whichever_seed_it_
     # the fake wrote no sa-rl report: a restart still owes the group its median's attacks, not ppo's
     assert study.plan([bar[2]]) == [("median", bar[1])]
     assert study.plan(["ppo"]) == [("median", ppo)]
+
+
+def test_a_plan_is_priced_at_the_studys_own_rates(tmp_path):
+    """`study run --dry-run`'s cost: a training by its steps left at its method's rate (a run copied
+    in from another study books no seconds and is left out of the rate), plus its evaluation; an
+    evaluation by its method's mean; a median agent's learned attacks by their extra time; a run
+    with progress but no checkpoint trains again from step 0; what nothing has measured is named."""
+    parsed = parse_spec(spec(seeds=[0, 1, 2], evaluation={"attacks": ["random", "sa-rl"], "eps": 0.1, "median": True}))
+    study = Study(tmp_path, parsed)
+    ppo = [r for r in parsed.runs if r.label == "ppo"]
+    bar = [r for r in parsed.runs if r.label == "bar"]
+    planned = study.steps_trained(ppo[0])[1]
+    assert planned == 512
+    for run, train_seconds, evaluate_seconds, median in [(ppo[0], 0.0, 10.0, False), (ppo[1], 100.0, 30.0, False),
+                                                         (ppo[2], 0.0, 0.0, False), (bar[0], 300.0, 90.0, True)]:  # fmt: skip
+        study.status["runs"][run.name].update(train="done", evaluate="done", train_seconds=train_seconds,
+                                              evaluate_seconds=evaluate_seconds, median_agent=median)  # fmt: skip
+    rates = study.task_seconds()
+    # ppo[0] and ppo[2] book no training seconds (copied in): ppo's rate is ppo[1]'s alone
+    assert rates["per_step"] == {"ppo": pytest.approx(100 / 512), "bar": pytest.approx(300 / 512), "*": pytest.approx(400 / 1024)}
+    # the median agent (bar[0]) is not an evaluation: its time less a cheap one's is its learned attacks
+    assert rates["evaluation"] == {"ppo": 20.0, "*": 20.0} and rates["median"] == pytest.approx(70.0)
+    # bar[1] half trained (with a checkpoint): half its steps at bar's rate, then a cheap evaluation
+    # at the study's mean (bar has none of its own); bar[2] has progress but no checkpoint: all of them
+    for run, steps in [(bar[1], 256), (bar[2], 256)]:
+        run_dir = study.run_dir(run)
+        run_dir.mkdir(parents=True)
+        (run_dir / "progress.csv").write_text(f"iteration,global_step\n1,{steps}\n")
+    (study.run_dir(bar[1]) / "checkpoints").mkdir()
+    (study.run_dir(bar[1]) / "checkpoints" / "iter_1.safetensors").write_bytes(b"")
+    assert study.steps_trained(bar[1])[0] == 256 and study.steps_trained(bar[2])[0] == 0
+    seconds, unpriced = study.plan_seconds([("train", bar[1].name), ("train", bar[2].name)], medians_later=1)
+    assert seconds == pytest.approx(150 + 20 + 300 + 20 + 70) and unpriced == []
+    fresh = Study(tmp_path / "fresh", parsed)
+    assert fresh.plan_seconds([("train", bar[1].name)], medians_later=1) == (0.0, ["evaluate", "learned attacks", "train"])
 
 
 def test_dry_run_with_only_counts_the_medians_this_invocation_reaches(tmp_path):

@@ -844,40 +844,45 @@ def _print_study_plan(parsed: Any, directory: Path, workers: int | None, only: l
     study = Study.inspect(directory, parsed)
     if retry_failed:  # the plan as --retry-failed would run it (in memory: a dry run writes nothing)
         study.retry_failed(only, save=False)
+    plan = study.plan(only)
     tasks: dict[str, list[str]] = {}
-    for task, name in study.plan(only):
+    for task, name in plan:
         tasks.setdefault(name, []).append({"median": "learned attacks"}.get(task, task))
     table = Table(title=f"{parsed.name}: {len(parsed.runs)} runs -> {directory} (dry run: nothing written)")
     for column in ("run", "trained", "train", "evaluate", "next"):
         table.add_column(column)
-    left = done_steps = done_seconds = 0.0
-    trainings = 0
+    left, trainings = 0.0, 0
     for run in parsed.runs:
         entry = study.status["runs"][run.name]
         trained, planned = study.steps_trained(run)
         if "train" in tasks.get(run.name, []):
             left, trainings = left + planned - trained, trainings + 1
-        elif entry["train"] == "done":
-            done_steps, done_seconds = done_steps + planned, done_seconds + entry.get("train_seconds", 0.0)
         table.add_row(run.name, f"{trained / planned:.0%} of {planned / 1e6:.3g}M" if planned else "-", entry["train"],
                       entry["evaluate"], ", ".join(tasks.get(run.name, [])) or "nothing")  # fmt: skip
     console.print(table)
     count = lambda task: sum(task in t for t in tasks.values())  # noqa: E731
     amount = f"{left / 1e6:.2f}M" if left >= 1e6 else f"{left:,.0f}"
-    line = (f"to train: {amount} env steps in {trainings} run(s), each evaluated after; evaluations of trained runs: "
-            f"{count('evaluate')}; "
-            f"learned attacks on {count('learned attacks')} median agent(s)")  # fmt: skip
-    if parsed.evaluation.median and study.median_attacks():
-        # groups with a run still to train or evaluate get their median agent's attacks afterwards,
-        # if this invocation evaluates the whole group (with --only, a group's unselected runs may wait)
-        queued = {r.name for r in parsed.runs if {"train", "evaluate"} & set(tasks.get(r.name, []))}
-        waiting = {(r.label, r.env_id) for r in parsed.runs if r.name not in queued and study.status["runs"][r.name]["evaluate"] != "done"}
-        later = {(r.label, r.env_id) for r in parsed.runs if r.name in queued} - waiting
-        line += f", then on {len(later)} more once their groups are evaluated" if later else ""
-    if left and done_steps and done_seconds:
-        hours = left * done_seconds / done_steps / 3600
-        parallel = max(1, min(workers or os.cpu_count() or 1, trainings))
-        line += f"; training ~{hours:.1f} worker-hours at this study's rate so far, ~{hours / parallel:.1f} h on {parallel} workers"
+    line = f"to train: {amount} env steps in {trainings} run(s), each evaluated after; evaluations of trained runs: {count('evaluate')}"
+    later = set()
+    if not parsed.evaluation.median:
+        line += " (every attack on every run: `median: false`)" if study.median_attacks() else ""
+    else:
+        line += f"; learned attacks on {count('learned attacks')} median agent(s)"
+        if study.median_attacks():
+            # groups with a run still to train or evaluate get their median agent's attacks afterwards,
+            # if this invocation evaluates the whole group (with --only, a group's unselected runs may wait)
+            queued = {r.name for r in parsed.runs if {"train", "evaluate"} & set(tasks.get(r.name, []))}
+            waiting = {(r.label, r.env_id) for r in parsed.runs if r.name not in queued and study.status["runs"][r.name]["evaluate"] != "done"}
+            later = {(r.label, r.env_id) for r in parsed.runs if r.name in queued} - waiting
+            line += f", then on {len(later)} more once their groups are evaluated" if later else ""
+    if plan or later:
+        seconds, unpriced = study.plan_seconds(plan, len(later))
+        parallel = max(1, min(workers or os.cpu_count() or 1, len(plan) + len(later)))
+        if seconds:
+            line += (f"; ~{seconds / 3600:.1f} worker-hours at this study's rates so far, ~{seconds / 3600 / parallel:.1f} h "
+                     f"on {parallel} workers")  # fmt: skip
+        if unpriced:
+            line += f" (not priced: {', '.join(unpriced)}; nothing of the kind has finished in this study yet)"
     console.print(line)
 
 

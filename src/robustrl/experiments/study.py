@@ -504,7 +504,10 @@ class Study:
     def steps_trained(self, run: RunSpec) -> tuple[int, int]:
         """(env steps trained, env steps planned) of ``run``, as the progress bar counts them."""
         planned = _planned(run.config)
-        return _steps_trained(self.run_dir(run), planned, self.status["runs"][run.name]["train"] == "done"), planned
+        state, run_dir = self.status["runs"][run.name]["train"], self.run_dir(run)
+        if state not in ("done", "running") and not any((run_dir / "checkpoints").glob("*.safetensors")):
+            return 0, planned  # progress without a checkpoint to resume from: it trains again from step 0
+        return _steps_trained(run_dir, planned, state == "done"), planned
 
     # ---- status ----
     def _read_status(self) -> dict[str, Any]:
@@ -631,6 +634,59 @@ class Study:
             return any(self.selected(r.name, only) for r in self.group(runs[name]))
 
         return [(task, name) for task, name in queue + trainings if wanted(task, name)]
+
+    def task_seconds(self) -> dict[str, Any]:
+        """What this study's finished tasks took, per worker, to price a plan by (`study run
+        --dry-run`): seconds per env step of training and mean seconds of a (cheap) evaluation, per
+        method label and over the study (``"*"``), and the mean extra seconds of a median agent's
+        learned attacks. Runs copied in from another study book no seconds and are left out; a
+        median agent's evaluation is counted as its learned attacks (their time less a cheap
+        evaluation's), not as an evaluation."""
+        steps: dict[str, float] = {}
+        seconds: dict[str, float] = {}
+        evaluations: dict[str, list[float]] = {}
+        medians: list[float] = []
+        for run in self.spec.runs:
+            entry = self.status["runs"][run.name]
+            if entry["train"] == "done" and entry.get("train_seconds", 0.0) > 0:
+                for key in (run.label, "*"):
+                    steps[key] = steps.get(key, 0.0) + self.steps_trained(run)[1]
+                    seconds[key] = seconds.get(key, 0.0) + entry["train_seconds"]
+            if entry.get("evaluate_seconds", 0.0) > 0:  # booked when it finished (a changed evaluation re-queues it)
+                if entry.get("median_agent") and self.spec.evaluation.median:
+                    medians.append(entry["evaluate_seconds"])
+                else:
+                    for key in (run.label, "*"):
+                        evaluations.setdefault(key, []).append(entry["evaluate_seconds"])
+        evaluation = {key: sum(v) / len(v) for key, v in evaluations.items()}
+        median = sum(medians) / len(medians) - evaluation.get("*", 0.0) if medians else None
+        return {"per_step": {k: seconds[k] / steps[k] for k in steps if steps[k]}, "evaluation": evaluation, "median": median}
+
+    def plan_seconds(self, plan: Sequence[tuple[str, str]], medians_later: int = 0) -> tuple[float, list[str]]:
+        """Worker-seconds ``plan`` (:meth:`plan`, and ``medians_later`` median agents whose groups
+        it completes) should take at this study's own rates (:meth:`task_seconds`: a method's own
+        where it has finished tasks here, else the study's), and the kinds of task it could not
+        price because nothing of that kind has finished here."""
+        rates = self.task_seconds()
+        runs = {run.name: run for run in self.spec.runs}
+        total, unpriced = 0.0, set()
+        for task, name in [*plan, *[("median", "")] * medians_later]:
+            run = runs.get(name)
+            costs = []
+            if task == "train":
+                rate = rates["per_step"].get(run.label, rates["per_step"].get("*"))
+                trained, planned = self.steps_trained(run)
+                costs.append(("train", None if rate is None else rate * (planned - trained)))
+            if task in ("train", "evaluate"):  # a training is evaluated after
+                costs.append(("evaluate", rates["evaluation"].get(run.label, rates["evaluation"].get("*"))))
+            if task == "median":
+                costs.append(("learned attacks", rates["median"]))
+            for kind, cost in costs:
+                if cost is None:
+                    unpriced.add(kind)
+                else:
+                    total += max(cost, 0.0)
+        return total, sorted(unpriced)
 
     def run(
         self, executor: Any, progress: Progress | None = None, poll_seconds: float = 1.0, only: Sequence[str] = ()
