@@ -136,11 +136,35 @@ def quality_goal(env: str, per_run: pd.DataFrame, median: pd.DataFrame, reliabil
     ]
 
 
+FINGERPRINT = "inputs.sha256"
+
+
+def inputs_fingerprint(study: Path) -> str:
+    """A digest of everything a study's report is computed from: the study's own records (its
+    status, spec, and every run's config, progress and evaluation reports: the .json/.csv files;
+    not its checkpoints, fitted attacks or results store, which the reports do not read or which
+    are rebuilt), the paper's tables and robustrl's code. The study reports (bootstrap intervals,
+    figures) take most of this script's minutes; one whose digest is unchanged is not rewritten."""
+    import hashlib
+
+    import robustrl
+
+    digest = hashlib.sha256()
+    code = Path(robustrl.__file__).parent
+    files = [(f"study/{p.relative_to(study)}", p) for p in study.rglob("*") if p.suffix in (".json", ".csv")
+             and p.is_file() and "results" not in p.relative_to(study).parts[:1] and "set_aside" not in p.relative_to(study).parts[:1]]
+    files += [(f"code/{p.relative_to(code)}", p) for p in code.rglob("*.py")] + [("reference", REFERENCE)]
+    for key, path in sorted(files):
+        digest.update(key.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("studies", nargs="+", type=Path, help="study directories (robustrl study run ... --out DIR)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "barpo_table2")
     parser.add_argument("--note", action="append", default=[], help="a line for the page's notes (budget, pauses)")
+    parser.add_argument("--force", action="store_true", help="rewrite every study's report, changed or not")
     args = parser.parse_args()
     reference = load_reference(REFERENCE)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -151,7 +175,12 @@ def main() -> None:
         saved = json.loads((study / "study.json").read_text())  # read once: its name and its spec's methods
         name = saved["name"]
         out = args.out / name
-        write_study_report(study, out, REFERENCE)
+        fingerprint = inputs_fingerprint(study)
+        if args.force or not (out / FINGERPRINT).is_file() or (out / FINGERPRINT).read_text() != fingerprint:
+            write_study_report(study, out, REFERENCE)
+            (out / FINGERPRINT).write_text(fingerprint)  # written last: a report cut short is redone
+        else:
+            print(f"{name}: unchanged since its report was written ({out}); --force rewrites it")
         for path, frames in [("table2_median.csv", medians), ("table2_mean.csv", means), ("claims.csv", claims),
                              ("per_run.csv", per_runs), ("reliability.csv", reliabilities), ("kappa_grid.csv", grids),
                              ("claims_at_pick.csv", claims_at_pick)]:  # fmt: skip

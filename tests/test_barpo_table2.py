@@ -87,3 +87,24 @@ def test_the_figure_puts_each_method_beside_the_papers_at_the_kappa_grids_pick(t
     assert svg.count("Hopper-v5: ours") == 1 and "Walker2d" not in svg
     assert svg.count("bar-ppo-k1 (BAR)") == 1 and "bar-ppo (BAR)" not in svg and "ppo (SPO)" in svg
     assert table2.plot_against_paper(median[median["label"] == "unnamed"], grid, names, {}, tmp_path) is None
+
+
+def test_a_study_reports_digest_changes_with_its_records_not_with_its_checkpoints(tmp_path):
+    """barpo_table2 rewrites a study's report (minutes of bootstrap and figures) only when what the
+    report reads has changed: a run's evaluation, progress or config, the study's status."""
+    table2 = _table2()
+    run = tmp_path / "runs" / "ppo-s0"
+    (run / "checkpoints").mkdir(parents=True)
+    (tmp_path / "status.json").write_text("{}")
+    (run / "eval-eps0.075.json").write_text('{"natural": 1}')
+    (run / "checkpoints" / "iter_1.safetensors").write_bytes(b"weights")
+    first = table2.inputs_fingerprint(tmp_path)
+    (run / "checkpoints" / "iter_2.safetensors").write_bytes(b"newer weights")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "runs.csv").write_text("rebuilt by the report itself")
+    assert table2.inputs_fingerprint(tmp_path) == first
+    (run / "eval-eps0.075.json").write_text('{"natural": 2}')
+    second = table2.inputs_fingerprint(tmp_path)
+    assert second != first
+    (run / "progress.csv").write_text("iteration,global_step\n1,2048\n")
+    assert table2.inputs_fingerprint(tmp_path) not in (first, second)
