@@ -854,6 +854,13 @@ def test_only_runs_the_selected_methods_first_and_the_rest_later(tmp_path):
     states = {(e["label"], e["train"], e["evaluate"]) for e in study.status["runs"].values()}
     assert states == {("bar", "done", "done"), ("ppo", "pending", "pending")}
     assert not list((tmp_path / "study" / "runs").glob("ppo-*"))
+    # `study status` prices what is left (ppo's two runs) at the rates bar's runs measured
+    from typer.testing import CliRunner
+
+    from robustrl.cli import app
+
+    shown = " ".join(CliRunner().invoke(app, ["study", "status", str(tmp_path / "study")], env={"COLUMNS": "300"}).output.split())
+    assert "left: 2 task(s); ~" in shown and "worker-hours at this study's rates so far" in shown, shown
     bar = _checkpoint_times(tmp_path / "study")
     study = run_study(path, tmp_path / "study", workers=2, only=["ppo-Pendulum-v1-s*"])  # a run-name pattern
     assert all(e["train"] == e["evaluate"] == "done" for e in study.status["runs"].values())

@@ -835,8 +835,6 @@ def _print_study_plan(parsed: Any, directory: Path, workers: int | None, only: l
     damaged run show as they would run), the env steps left to train and, when the directory has
     finished trainings, the wall-clock they imply at this study's own rate. Reads ``directory``,
     never writes it."""
-    import os
-
     from rich.table import Table
 
     from robustrl.experiments.study import Study
@@ -863,27 +861,23 @@ def _print_study_plan(parsed: Any, directory: Path, workers: int | None, only: l
     count = lambda task: sum(task in t for t in tasks.values())  # noqa: E731
     amount = f"{left / 1e6:.2f}M" if left >= 1e6 else f"{left:,.0f}"
     line = f"to train: {amount} env steps in {trainings} run(s), each evaluated after; evaluations of trained runs: {count('evaluate')}"
-    later = set()
     if not parsed.evaluation.median:
         line += " (every attack on every run: `median: false`)" if study.median_attacks() else ""
     else:
         line += f"; learned attacks on {count('learned attacks')} median agent(s)"
-        if study.median_attacks():
-            # groups with a run still to train or evaluate get their median agent's attacks afterwards,
-            # if this invocation evaluates the whole group (with --only, a group's unselected runs may wait)
-            queued = {r.name for r in parsed.runs if {"train", "evaluate"} & set(tasks.get(r.name, []))}
-            waiting = {(r.label, r.env_id) for r in parsed.runs if r.name not in queued and study.status["runs"][r.name]["evaluate"] != "done"}
-            later = {(r.label, r.env_id) for r in parsed.runs if r.name in queued} - waiting
-            line += f", then on {len(later)} more once their groups are evaluated" if later else ""
-    if plan or later:
-        seconds, unpriced = study.plan_seconds(plan, len(later))
-        parallel = max(1, min(workers or os.cpu_count() or 1, len(plan) + len(later)))
-        if seconds:
-            line += (f"; ~{seconds / 3600:.1f} worker-hours at this study's rates so far, ~{seconds / 3600 / parallel:.1f} h "
-                     f"on {parallel} workers")  # fmt: skip
-        if unpriced:
-            line += f" (not priced: {', '.join(unpriced)}; nothing of the kind has finished in this study yet)"
-    console.print(line)
+        later = study.medians_later(plan)
+        line += f", then on {later} more once their groups are evaluated" if later else ""
+    console.print(line + _cost_line(study.cost_left(only, workers)))
+
+
+def _cost_line(cost: dict[str, Any]) -> str:
+    """The tail of a plan's line: its price at the study's own rates, and what it could not price."""
+    line = ""
+    if cost["worker_hours"]:
+        line += f"; ~{cost['worker_hours']:.1f} worker-hours at this study's rates so far, ~{cost['hours']:.1f} h on {cost['workers']} workers"
+    if cost["unpriced"]:
+        line += f" (not priced: {', '.join(cost['unpriced'])}; nothing of the kind has finished in this study yet)"
+    return line
 
 
 @study_app.command("snapshot")
@@ -939,6 +933,20 @@ def _print_study_status(directory: Path) -> None:
             f"wall-clock {status['wall_seconds'] / 3600:.2f} h over {status['invocations']} invocation(s); "
             f"tasks {status['task_seconds'] / 3600:.2f} worker-hours"
         )
+    cost = _study_cost_left(directory, status.get("workers"))
+    if cost["tasks"]:
+        console.print(f"left: {cost['tasks']} task(s)" + _cost_line(cost))
+
+
+def _study_cost_left(directory: Path, workers: int | None) -> dict[str, Any]:
+    """Study.cost_left of the study in ``directory`` as its study.json has it (read only), on the
+    workers of its last invocation."""
+    from robustrl.experiments.spec import parse_spec
+    from robustrl.experiments.study import Study
+
+    saved = directory / "study.json"
+    spec = parse_spec(json.loads(saved.read_text())["spec"], where=str(saved))
+    return Study.inspect(directory, spec).cost_left(workers=workers)
 
 
 @app.command()

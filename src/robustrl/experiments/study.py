@@ -635,6 +635,28 @@ class Study:
 
         return [(task, name) for task, name in queue + trainings if wanted(task, name)]
 
+    def medians_later(self, plan: Sequence[tuple[str, str]]) -> int:
+        """Median agents whose learned attacks ``plan`` leads to once it has evaluated their whole
+        group: groups with a run ``plan`` trains or evaluates and no run left waiting outside it
+        (with ``--only``, a group's unselected runs may wait)."""
+        if not (self.spec.evaluation.median and self.median_attacks()):
+            return 0
+        queued = {name for task, name in plan if task in ("train", "evaluate")}
+        group = lambda r: (r.label, r.env_id)  # noqa: E731
+        waiting = {group(r) for r in self.spec.runs if r.name not in queued and self.status["runs"][r.name]["evaluate"] != "done"}
+        return len({group(r) for r in self.spec.runs if r.name in queued} - waiting)
+
+    def cost_left(self, only: Sequence[str] = (), workers: int | None = None) -> dict[str, Any]:
+        """What :meth:`plan` (and the median agents' attacks it leads to) should take at this
+        study's own rates: ``worker_hours``, ``hours`` on ``workers`` (no more than the tasks that
+        can run at once), and ``unpriced``, the kinds of task nothing here has measured yet."""
+        plan = self.plan(only)
+        later = self.medians_later(plan)
+        seconds, unpriced = self.plan_seconds(plan, later)
+        parallel = max(1, min(workers or os.cpu_count() or 1, len(plan) + later))
+        return {"worker_hours": seconds / 3600, "hours": seconds / 3600 / parallel, "workers": parallel,
+                "unpriced": unpriced, "tasks": len(plan) + later}  # fmt: skip
+
     def task_seconds(self) -> dict[str, Any]:
         """What this study's finished tasks took, per worker, to price a plan by (`study run
         --dry-run`): seconds per env step of training and mean seconds of a (cheap) evaluation, per
