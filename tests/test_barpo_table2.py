@@ -108,3 +108,20 @@ def test_a_study_reports_digest_changes_with_its_records_not_with_its_checkpoint
     assert second != first
     (run / "progress.csv").write_text("iteration,global_step\n1,2048\n")
     assert table2.inputs_fingerprint(tmp_path) not in (first, second)
+
+
+def test_the_settings_tried_for_reliability_are_listed_fewest_broken_first_with_their_natural_return():
+    table2 = _table2()
+    reliability = pd.DataFrame([
+        {"env": "Hopper-v5", "label": "bar-ppo", "agents": 1, "broken": 1, "broken_fraction": 1.0, "broken_low": 0.025, "broken_high": 1.0},
+        {"env": "Hopper-v5", "label": "bar-ppo-k1", "agents": 5, "broken": 1, "broken_fraction": 0.2, "broken_low": 0.005, "broken_high": 0.716},
+        {"env": "Hopper-v5", "label": "bar-ppo-k1-warm", "agents": 5, "broken": 0, "broken_fraction": 0.0, "broken_low": 0.0, "broken_high": 0.522},
+        {"env": "Walker2d-v5", "label": "bar-ppo", "agents": 3, "broken": 0, "broken_fraction": 0.0, "broken_low": 0.0, "broken_high": 0.708},
+    ])  # fmt: skip
+    median = pd.DataFrame([{"env": "Hopper-v5", "label": "bar-ppo-k1", "natural": 3685.0},
+                           {"env": "Hopper-v5", "label": "bar-ppo-k1-warm", "natural": 2019.0}])  # fmt: skip
+    (line,) = table2.settings_tried("Hopper-v5", median, reliability)
+    # the median-only row (one agent attacked) is not a reliability setting
+    assert "bar-ppo-k1-warm 0 of 5 broken [0%, 52%], natural 2019; bar-ppo-k1 1 of 5 broken [0%, 72%], natural 3685." in line
+    assert "bar-ppo " not in line and "reaching 52%" in line
+    assert table2.settings_tried("Ant-v5", median, reliability) == []
