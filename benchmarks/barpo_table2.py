@@ -75,8 +75,24 @@ def _mean_cell(row: pd.Series, column: str) -> str:
 
 def quality_goal(env: str, per_run: pd.DataFrame, median: pd.DataFrame, reliability: pd.DataFrame | None,
                  reference: dict, grid: pd.DataFrame | None = None) -> list[str]:  # fmt: skip
-    """Issue 17's quality goal for one task, as lines of Markdown. BAR-PPO at the kappa the grid
-    picks when the task has a kappa grid (the paper picks kappa per task), else at the fixed one."""
+    """Issue 17's quality goal for one task, as lines of Markdown (:func:`goal_status`)."""
+    goal = goal_status(env, per_run, median, reliability, reference, grid)
+    if goal is None:
+        return [f"- {env}: BAR-PPO not run."]
+    return [
+        f"- {env}: BAR-PPO ({goal['who']}) median agent natural {_cell(goal['natural'])} vs the paper's {goal['paper_natural']:.0f} "
+        f"(**{goal['natural_ok']}**), worst case {_cell(goal['worst'])} vs {goal['paper_worst']:.0f} "
+        f"(**{goal['worst_ok']}**); {goal['broken_text']}; {goal['seeds']} seeds (goal: >= {goal['need']}"
+        f"{': short' if goal['seeds'] < goal['need'] else ''})."
+    ]
+
+
+def goal_status(env: str, per_run: pd.DataFrame, median: pd.DataFrame, reliability: pd.DataFrame | None,
+                reference: dict, grid: pd.DataFrame | None = None) -> dict | None:  # fmt: skip
+    """Issue 17's quality goal for one task: BAR-PPO at the kappa the grid picks when the task has
+    a kappa grid (the paper picks kappa per task), else at the fixed one; its median agent against
+    the paper's, and the seeds a learned attack breaks (read from the study that fitted one on the
+    most of the same agents). None where BAR-PPO has not run on ``env``."""
     paper = paper_values(reference, env).get("barpo")
     labels = BAR_LABELS
     if grid is not None and len(grid):
@@ -85,7 +101,7 @@ def quality_goal(env: str, per_run: pd.DataFrame, median: pd.DataFrame, reliabil
             labels = tuple(picked["label"])
     rows = median[(median["env"] == env) & median["label"].isin(labels)]
     if paper is None or not len(rows):
-        return [f"- {env}: BAR-PPO not run."]
+        return None
     row = rows.sort_values("seeds", ascending=False, kind="stable").iloc[0]  # two studies ran it: the larger
     seeds = int(row["seeds"])
     need = GOAL_SEEDS.get(env, 3)
@@ -101,6 +117,7 @@ def quality_goal(env: str, per_run: pd.DataFrame, median: pd.DataFrame, reliabil
     if missing and worst_ok == "met":
         worst_ok = f"not measured: {', '.join(missing)} not run on it"
     broken = "not measured (no learned attack ran on BAR-PPO)"
+    broken_count = attacked = None
     if reliability is not None and len(reliability):
         hit = reliability[(reliability["env"] == env) & (reliability["label"] == row["label"])]
         if "study" in row and "study" in hit:
@@ -122,18 +139,50 @@ def quality_goal(env: str, per_run: pd.DataFrame, median: pd.DataFrame, reliabil
                 broken_where = f" (learned attacks fitted on each seed: study {h['study']})"
             else:
                 broken_where = ""
-            broken = f"{int(h['broken'])} of {int(h['agents'])} attacked agents broken"
+            broken_count, attacked = int(h["broken"]), int(h["agents"])
+            broken = f"{broken_count} of {attacked} attacked agents broken"
             if pd.notna(h.get("broken_low")) and pd.notna(h.get("broken_high")):
                 broken += f" (the fraction's exact 95% interval: {h['broken_low']:.0%}-{h['broken_high']:.0%})"
             if int(h["agents"]) < seeds:
                 broken += f" (the other {seeds - int(h['agents'])} seeds were not attacked by {', '.join(LEARNED)})"
             broken += broken_where
-    return [
-        f"- {env}: BAR-PPO ({_who(row, rows)}) median agent natural {_cell(row['natural'])} vs the paper's {paper['natural']:.0f} "
-        f"(**{natural_ok}**), worst case {_cell(row['worst'])} vs {paper['worst']:.0f} "
-        f"(**{worst_ok}**); {broken}; {seeds} seeds (goal: >= {need}"
-        f"{': short' if seeds < need else ''})."
-    ]
+    return {"who": _who(row, rows), "natural": row["natural"], "worst": row["worst"], "paper_natural": paper["natural"],
+            "paper_worst": paper["worst"], "natural_ok": natural_ok, "worst_ok": worst_ok, "broken_text": broken,
+            "broken": broken_count, "attacked": attacked, "seeds": seeds, "need": need}  # fmt: skip
+
+
+def where_we_stand(goals: dict[str, dict | None], claims: pd.DataFrame, claims_at_pick: pd.DataFrame,
+                   pending: dict[str, list[str]]) -> list[str]:  # fmt: skip
+    """One row per task, the page's (and the README's) summary: BAR-PPO's median agent against the
+    paper's, the seeds a learned attack breaks, how many of the paper's claims hold (at the kappa
+    grid's pick where the task has a grid), and the runs still to come."""
+    lines = ["| task | BAR-PPO (seeds) | natural: ours / paper | worst: ours / paper | seeds broken by a learned attack "
+             "| the paper's claims: hold / within noise / do not hold | runs not yet evaluated |", "|---" * 7 + "|"]  # fmt: skip
+    for env in TASKS:
+        goal = goals.get(env)
+        waiting = ", ".join(pending.get(env, [])) or "none"
+        if goal is None:
+            lines.append(f"| {env} | not run | | | | | {waiting} |")
+            continue
+        source = claims_at_pick if len(claims_at_pick) and (claims_at_pick["env"] == env).any() else claims
+        verdicts = source.loc[source["env"] == env, "verdict"].value_counts() if len(source) else pd.Series(dtype=int)
+        counts = " / ".join(str(int(verdicts.get(v, 0))) for v in ("holds", "within noise", "does not hold"))
+        broken = "not measured" if goal["broken"] is None else f"{goal['broken']} of {goal['attacked']}"
+        lines.append(f"| {env} | {goal['who']} ({goal['seeds']}) | {_cell(goal['natural'])} / {goal['paper_natural']:.0f} "
+                     f"({goal['natural_ok']}) | {_cell(goal['worst'])} / {goal['paper_worst']:.0f} ({goal['worst_ok']}) "
+                     f"| {broken} | {counts} | {waiting} |")  # fmt: skip
+    return lines
+
+
+def _pending_runs(study: Path) -> dict[str, list[str]]:
+    """Per task, the methods with runs not yet trained and evaluated (how many seeds)."""
+    runs = json.loads((study / "status.json").read_text()).get("runs", {}) if (study / "status.json").is_file() else {}
+    left: dict[str, dict[str, int]] = {}
+    for entry in runs.values():
+        if not (entry.get("train") == "done" and entry.get("evaluate") == "done"):
+            by_label = left.setdefault(entry.get("env", "?"), {})
+            by_label[entry.get("label", "?")] = by_label.get(entry.get("label", "?"), 0) + 1
+    return {env: [f"{label} x{n}" for label, n in labels.items()] for env, labels in left.items()}
 
 
 def settings_tried(env: str, median: pd.DataFrame, reliability: pd.DataFrame) -> list[str]:
@@ -150,7 +199,7 @@ def settings_tried(env: str, median: pd.DataFrame, reliability: pd.DataFrame) ->
         return []
     natural = median[median["env"] == env].drop_duplicates("label").set_index("label")["natural"]
     cells = [f"{r['label']} {int(r['broken'])} of {int(r['agents'])} broken {format_broken_interval(r)}"
-             + (f", natural {natural[r['label']]:.0f}" if r["label"] in natural else "") for _, r in tried.iterrows()]  # fmt: skip
+             + (f", median agent's natural {natural[r['label']]:.0f}" if r["label"] in natural else "") for _, r in tried.iterrows()]  # fmt: skip
     n = int(tried["agents"].max())
     return [f"  - settings tried for no seed broken (a learned attack fitted on every seed): {'; '.join(cells)}. "
             f"None broken of {n} seeds would still leave the fraction's 95% interval reaching {1 - 0.025 ** (1 / n):.0%}: "
@@ -191,6 +240,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     medians, means, claims, per_runs, reliabilities, grids, sources, progress = [], [], [], [], [], [], {}, []
     claims_at_pick: list[pd.DataFrame] = []
+    pending: dict[str, list[str]] = {}
     paper_names: dict[str, dict[str, str]] = {}  # study -> label -> the paper's name of the method
     for study in args.studies:
         saved = json.loads((study / "study.json").read_text())  # read once: its name and its spec's methods
@@ -211,6 +261,8 @@ def main() -> None:
                 frames.append(frame)
         sources[name] = str(study)
         progress.append(_study_progress(name, study))
+        for env, waiting in _pending_runs(study).items():
+            pending.setdefault(env, []).extend(waiting)
         methods = saved["spec"].get("methods", {})
         paper_names[name] = {label: str(m["paper"]) for label, m in methods.items() if (m or {}).get("paper")}
     cat = lambda frames: pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()  # noqa: E731
@@ -228,6 +280,11 @@ def main() -> None:
         "",
         *[f"- {note}" for note in args.note],
         *[f"- {line}" for line in progress],
+        "",
+        "## Where we stand per task",
+        "",
+        *where_we_stand({env: goal_status(env, per_run, median, reliability, reference, grid) if len(median) else None
+                         for env in TASKS}, claim, claim_at_pick, pending),  # fmt: skip
         "",
         PROTOCOL,
     ]

@@ -122,6 +122,25 @@ def test_the_settings_tried_for_reliability_are_listed_fewest_broken_first_with_
                            {"env": "Hopper-v5", "label": "bar-ppo-k1-warm", "natural": 2019.0}])  # fmt: skip
     (line,) = table2.settings_tried("Hopper-v5", median, reliability)
     # the median-only row (one agent attacked) is not a reliability setting
-    assert "bar-ppo-k1-warm 0 of 5 broken [0%, 52%], natural 2019; bar-ppo-k1 1 of 5 broken [0%, 72%], natural 3685." in line
+    assert "bar-ppo-k1-warm 0 of 5 broken [0%, 52%], median agent's natural 2019; bar-ppo-k1 1 of 5 broken [0%, 72%], median agent's natural 3685." in line
     assert "bar-ppo " not in line and "reaching 52%" in line
     assert table2.settings_tried("Ant-v5", median, reliability) == []
+
+
+@needs_paper_tables
+def test_where_we_stand_has_one_row_per_task_with_the_goal_the_claims_at_the_pick_and_what_is_left():
+    from robustrl.report.paper import load_reference
+
+    table2 = _table2()
+    reference = load_reference(PAPER_TABLES)
+    per_run, median, reliability, grid = _frames([f"bar-ppo-k1-s{s}" for s in range(5)])
+    goals = {env: table2.goal_status(env, per_run, median, reliability, reference, grid) for env in table2.TASKS}
+    assert goals["Walker2d-v5"] is None and goals["Hopper-v5"]["broken"] == 2 and goals["Hopper-v5"]["attacked"] == 5
+    claims = pd.DataFrame({"env": ["Hopper-v5"] * 3, "verdict": ["holds", "does not hold", "does not hold"]})
+    at_pick = pd.DataFrame({"env": ["Hopper-v5"] * 3, "verdict": ["holds", "holds", "within noise"]})
+    lines = table2.where_we_stand(goals, claims, at_pick, {"Hopper-v5": ["bar-ppo-k1-inner20 x5"], "Ant-v5": ["ppo x3"]})
+    assert len(lines) == 2 + len(table2.TASKS)
+    hopper = next(line for line in lines if line.startswith("| Hopper-v5"))
+    # the claims are read at the grid's pick where the task has one: 2 hold, 1 within noise, 0 do not
+    assert "| 3765 / 3684 (met) | 1492 / 1340 (met) | 2 of 5 | 2 / 1 / 0 | bar-ppo-k1-inner20 x5 |" in hopper
+    assert "| Ant-v5 | not run | | | | | ppo x3 |" in lines
