@@ -207,6 +207,19 @@ def settings_tried(env: str, median: pd.DataFrame, reliability: pd.DataFrame) ->
 
 
 FINGERPRINT = "inputs.sha256"
+README_BEGIN, README_END = "<!-- barpo_table2: where we stand -->", "<!-- /barpo_table2 -->"
+
+
+def replace_between_markers(path: Path, body: list[str]) -> None:
+    """Put ``body`` between the marker lines of ``path`` (the README's status per task), so its
+    numbers are the page's, never copied by hand; a file without both markers is an error."""
+    from robustrl.errors import InvalidArgumentError
+
+    lines = path.read_text().split("\n")
+    if README_BEGIN not in lines or README_END not in lines or lines.index(README_END) < lines.index(README_BEGIN):
+        raise InvalidArgumentError(f"{path} has no {README_BEGIN!r} ... {README_END!r} block to fill")
+    begin, end = lines.index(README_BEGIN), lines.index(README_END)
+    path.write_text("\n".join([*lines[: begin + 1], *body, *lines[end:]]))
 
 
 def inputs_fingerprint(study: Path) -> str:
@@ -235,7 +248,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "barpo_table2")
     parser.add_argument("--note", action="append", default=[], help="a line for the page's notes (budget, pauses)")
     parser.add_argument("--force", action="store_true", help="rewrite every study's report, changed or not")
+    parser.add_argument("--readme", type=Path, help="also put 'Where we stand per task' into this file, between "
+                        f"its lines {README_BEGIN!r} and {README_END!r} (the repository's README.md has them)")  # fmt: skip
     args = parser.parse_args()
+    if args.readme and not {README_BEGIN, README_END} <= set(args.readme.read_text().split("\n")):
+        parser.error(f"--readme {args.readme}: no {README_BEGIN!r} ... {README_END!r} block to fill")  # before minutes of work
     reference = load_reference(REFERENCE)
     args.out.mkdir(parents=True, exist_ok=True)
     medians, means, claims, per_runs, reliabilities, grids, sources, progress = [], [], [], [], [], [], {}, []
@@ -270,6 +287,11 @@ def main() -> None:
     reliability, grid, claim_at_pick = cat(reliabilities), cat(grids), cat(claims_at_pick)
     columns = [c for c in ["natural", "random", "critic", "mad", "rs", "sa-rl", "pa-ad", "worst"] if c in median]
 
+    goals = {env: goal_status(env, per_run, median, reliability, reference, grid) if len(median) else None for env in TASKS}
+    standing = where_we_stand(goals, claim, claim_at_pick, pending)
+    if args.readme:
+        replace_between_markers(args.readme, [f"Generated {datetime.now(UTC):%Y-%m-%d} by benchmarks/barpo_table2.py "
+                                              "(benchmarks/results/barpo_table2.md):", "", *standing])  # fmt: skip
     lines = [
         "# BARPO's Tables 2 and 4 beyond Hopper (issue 17)",
         "",
@@ -283,8 +305,7 @@ def main() -> None:
         "",
         "## Where we stand per task",
         "",
-        *where_we_stand({env: goal_status(env, per_run, median, reliability, reference, grid) if len(median) else None
-                         for env in TASKS}, claim, claim_at_pick, pending),  # fmt: skip
+        *standing,
         "",
         PROTOCOL,
     ]

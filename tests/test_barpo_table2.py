@@ -144,3 +144,18 @@ def test_where_we_stand_has_one_row_per_task_with_the_goal_the_claims_at_the_pic
     # the claims are read at the grid's pick where the task has one: 2 hold, 1 within noise, 0 do not
     assert "| 3765 / 3684 (met) | 1492 / 1340 (met) | 2 of 5 | 2 / 1 / 0 | bar-ppo-k1-inner20 x5 |" in hopper
     assert "| Ant-v5 | not run | | | | | ppo x3 |" in lines
+
+
+def test_the_readme_block_between_the_markers_is_replaced_and_nothing_else(tmp_path):
+    table2 = _table2()
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# r\n\nbefore\n{table2.README_BEGIN}\nold row\n{table2.README_END}\nafter\n")
+    table2.replace_between_markers(readme, ["| new |"])
+    assert readme.read_text() == f"# r\n\nbefore\n{table2.README_BEGIN}\n| new |\n{table2.README_END}\nafter\n"
+    plain = tmp_path / "plain.md"
+    plain.write_text("no markers\n")
+    from robustrl.errors import InvalidArgumentError
+
+    with pytest.raises(InvalidArgumentError, match="has no .* block to fill"):
+        table2.replace_between_markers(plain, ["| new |"])
+    assert plain.read_text() == "no markers\n"
