@@ -160,7 +160,7 @@ def where_we_stand(goals: dict[str, dict | None], claims: pd.DataFrame, claims_a
              "| the paper's claims: hold / within noise / do not hold | runs not yet evaluated |", "|---" * 7 + "|"]  # fmt: skip
     for env in TASKS:
         goal = goals.get(env)
-        waiting = ", ".join(pending.get(env, [])) or "none"
+        waiting = ", ".join(pending.get(env, [])) or ("none" if goal is not None else "no study of it read here")
         if goal is None:
             lines.append(f"| {env} | not run | | | | | {waiting} |")
             continue

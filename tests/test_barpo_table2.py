@@ -144,6 +144,7 @@ def test_where_we_stand_has_one_row_per_task_with_the_goal_the_claims_at_the_pic
     # the claims are read at the grid's pick where the task has one: 2 hold, 1 within noise, 0 do not
     assert "| 3765 / 3684 (met) | 1492 / 1340 (met) | 2 of 5 | 2 / 1 / 0 | bar-ppo-k1-inner20 x5 |" in hopper
     assert "| Ant-v5 | not run | | | | | ppo x3 |" in lines
+    assert "| Ant-v5 | not run | | | | | no study of it read here |" in table2.where_we_stand(goals, claims, at_pick, {})
 
 
 def test_the_readme_block_between_the_markers_is_replaced_and_nothing_else(tmp_path):
