@@ -148,7 +148,7 @@ def goal_status(env: str, per_run: pd.DataFrame, median: pd.DataFrame, reliabili
             broken += broken_where
     return {"who": _who(row, rows), "natural": row["natural"], "worst": row["worst"], "paper_natural": paper["natural"],
             "paper_worst": paper["worst"], "natural_ok": natural_ok, "worst_ok": worst_ok, "broken_text": broken,
-            "broken": broken_count, "attacked": attacked, "seeds": seeds, "need": need}  # fmt: skip
+            "broken": broken_count, "attacked": attacked, "seeds": seeds, "need": need, "study": row.get("study")}  # fmt: skip
 
 
 def where_we_stand(goals: dict[str, dict | None], claims: pd.DataFrame, claims_at_pick: pd.DataFrame,
@@ -165,8 +165,13 @@ def where_we_stand(goals: dict[str, dict | None], claims: pd.DataFrame, claims_a
             lines.append(f"| {env} | not run | | | | | {waiting} |")
             continue
         source = claims_at_pick if len(claims_at_pick) and (claims_at_pick["env"] == env).any() else claims
-        verdicts = source.loc[source["env"] == env, "verdict"].value_counts() if len(source) else pd.Series(dtype=int)
+        mine = source[source["env"] == env] if len(source) else source
+        if len(mine) and "study" in mine and goal.get("study") is not None:
+            mine = mine[mine["study"] == goal["study"]]  # one study's claims: a task in two studies is not counted twice
+        verdicts = mine["verdict"].value_counts() if len(mine) else pd.Series(dtype=int)
         counts = " / ".join(str(int(verdicts.get(v, 0))) for v in ("holds", "within noise", "does not hold"))
+        undecided = int(len(mine) - sum(int(verdicts.get(v, 0)) for v in ("holds", "within noise", "does not hold")))
+        counts += f" ({undecided} not decided: too few seeds or not run)" if undecided else ""
         broken = "not measured" if goal["broken"] is None else f"{goal['broken']} of {goal['attacked']}"
         lines.append(f"| {env} | {goal['who']} ({goal['seeds']}) | {_cell(goal['natural'])} / {goal['paper_natural']:.0f} "
                      f"({goal['natural_ok']}) | {_cell(goal['worst'])} / {goal['paper_worst']:.0f} ({goal['worst_ok']}) "
@@ -175,13 +180,19 @@ def where_we_stand(goals: dict[str, dict | None], claims: pd.DataFrame, claims_a
 
 
 def _pending_runs(study: Path) -> dict[str, list[str]]:
-    """Per task, the methods with runs not yet trained and evaluated (how many seeds)."""
-    runs = json.loads((study / "status.json").read_text()).get("runs", {}) if (study / "status.json").is_file() else {}
+    """Per task, the methods with runs not yet trained and evaluated (how many seeds): every run of
+    the study's spec, those its runner has not booked yet too."""
+    from robustrl.experiments.spec import parse_spec
+    from robustrl.experiments.study import Study
+
+    spec = parse_spec(json.loads((study / "study.json").read_text())["spec"], where=str(study / "study.json"))
+    status = Study.inspect(study, spec).status["runs"]
     left: dict[str, dict[str, int]] = {}
-    for entry in runs.values():
-        if not (entry.get("train") == "done" and entry.get("evaluate") == "done"):
-            by_label = left.setdefault(entry.get("env", "?"), {})
-            by_label[entry.get("label", "?")] = by_label.get(entry.get("label", "?"), 0) + 1
+    for run in spec.runs:
+        entry = status[run.name]
+        if not (entry["train"] == "done" and entry["evaluate"] == "done"):
+            by_label = left.setdefault(run.env_id, {})
+            by_label[run.label] = by_label.get(run.label, 0) + 1
     return {env: [f"{label} x{n}" for label, n in labels.items()] for env, labels in left.items()}
 
 
@@ -194,10 +205,15 @@ def settings_tried(env: str, median: pd.DataFrame, reliability: pd.DataFrame) ->
     if not len(reliability):
         return []
     tried = reliability[(reliability["env"] == env) & (reliability["agents"] >= 2)]
-    tried = tried.drop_duplicates("label").sort_values(["broken_fraction", "agents"], ascending=[True, False], kind="stable")
+    # a label in two studies: the one that attacked the most of its agents
+    tried = tried.sort_values("agents", ascending=False, kind="stable").drop_duplicates("label")
+    tried = tried.sort_values(["broken_fraction", "agents"], ascending=[True, False], kind="stable")
     if not len(tried):
         return []
-    natural = median[median["env"] == env].drop_duplicates("label").set_index("label")["natural"]
+    here = median[median["env"] == env]
+    if "study" in here and "study" in tried:  # the natural return of the same study's median agent
+        here = here.merge(tried[["label", "study"]], on=["label", "study"])
+    natural = here.drop_duplicates("label").set_index("label")["natural"]
     cells = [f"{r['label']} {int(r['broken'])} of {int(r['agents'])} broken {format_broken_interval(r)}"
              + (f", median agent's natural {natural[r['label']]:.0f}" if r["label"] in natural else "") for _, r in tried.iterrows()]  # fmt: skip
     n = int(tried["agents"].max())
@@ -224,9 +240,9 @@ def replace_between_markers(path: Path, body: list[str]) -> None:
 
 def inputs_fingerprint(study: Path) -> str:
     """A digest of everything a study's report is computed from: the study's own records (its
-    status, spec, and every run's config, progress and evaluation reports: the .json/.csv files;
-    not its checkpoints, fitted attacks or results store, which the reports do not read or which
-    are rebuilt), the paper's tables and robustrl's code. The study reports (bootstrap intervals,
+    status, spec, and every run's config, progress, evaluation reports and checkpoint metadata:
+    its .json/.csv files; not the weights, which the reports do not read, nor the results store,
+    which they rebuild), the paper's tables and robustrl's code. The study reports (bootstrap intervals,
     figures) take most of this script's minutes; one whose digest is unchanged is not rewritten."""
     import hashlib
 
@@ -236,7 +252,8 @@ def inputs_fingerprint(study: Path) -> str:
     code = Path(robustrl.__file__).parent
     files = [(f"study/{p.relative_to(study)}", p) for p in study.rglob("*") if p.suffix in (".json", ".csv")
              and p.is_file() and "results" not in p.relative_to(study).parts[:1] and "set_aside" not in p.relative_to(study).parts[:1]]
-    files += [(f"code/{p.relative_to(code)}", p) for p in code.rglob("*.py")] + [("reference", REFERENCE)]
+    files += [(f"code/{p.relative_to(code)}", p) for p in code.rglob("*.py")]
+    files += [("reference", REFERENCE)] if REFERENCE.is_file() else []  # ../shared beside the checkout, or no paper columns
     for key, path in sorted(files):
         digest.update(key.encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
@@ -289,9 +306,6 @@ def main() -> None:
 
     goals = {env: goal_status(env, per_run, median, reliability, reference, grid) if len(median) else None for env in TASKS}
     standing = where_we_stand(goals, claim, claim_at_pick, pending)
-    if args.readme:
-        replace_between_markers(args.readme, [f"Generated {datetime.now(UTC):%Y-%m-%d} by benchmarks/barpo_table2.py "
-                                              "(benchmarks/results/barpo_table2.md):", "", *standing])  # fmt: skip
     lines = [
         "# BARPO's Tables 2 and 4 beyond Hopper (issue 17)",
         "",
@@ -374,7 +388,12 @@ def main() -> None:
                "claims": claim.to_dict("records"), "reliability": reliability.to_dict("records"),
                "claims_at_pick": claim_at_pick.to_dict("records"), "kappa_grid": grid.to_dict("records")}  # fmt: skip
     (args.out.parent / "barpo_table2.json").write_text(json.dumps(payload, indent=1, default=str))
-    print(args.out.parent / "barpo_table2.md")
+    page = args.out.parent / "barpo_table2.md"
+    if args.readme:  # after the page: the README never names a page that was not written
+        shown = page.resolve().relative_to(ROOT) if page.resolve().is_relative_to(ROOT) else page
+        replace_between_markers(args.readme, [f"Generated {datetime.now(UTC):%Y-%m-%d} by benchmarks/barpo_table2.py ({shown}):",
+                                              "", *standing])  # fmt: skip
+    print(page)
 
 
 def plot_against_paper(median: pd.DataFrame, grid: pd.DataFrame, paper_names: dict[str, dict[str, str]],

@@ -20,6 +20,7 @@ lock: do not run two queues, or a queue and a `study run`, on the same directori
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import signal
 import subprocess
@@ -56,11 +57,17 @@ QUEUE = (
 
 def start_from_state(directory: Path, study: str, states: Path = STATES) -> bool:
     """Seed a study directory that does not exist from its committed state (the snapshot's
-    README.md left out: it describes the snapshot, not the directory). True if it copied."""
+    README.md left out: it describes the snapshot, not the directory). True if it copied. The copy
+    is made beside it and renamed into place, so an interrupted copy never passes for a study
+    (which would train its missing runs again)."""
     state = states / f"{study}_state"
     if directory.exists() or not state.is_dir():
         return False
-    shutil.copytree(state, directory, ignore=shutil.ignore_patterns("README.md"))
+    partial = directory.with_name(directory.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)  # an earlier copy cut short
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(state, partial, ignore=shutil.ignore_patterns("README.md"))
+    os.replace(partial, directory)
     return True
 
 
@@ -72,44 +79,69 @@ def command(step: Step, directory: Path, workers: int, dry_run: bool, retry_fail
 
 
 def run_queue(steps: tuple[Step, ...], root: Path, workers: int, *, dry_run: bool = False, retry_failed: bool = False,
-              states: Path = STATES, argv_of=command) -> dict[int, int]:  # fmt: skip
-    """Run ``steps`` in order; return each run step's exit code. Stops at the first interrupted
-    step (130); a failed one (any other non-zero code) is reported and the queue goes on."""
+              states: Path = STATES, argv_of=command) -> tuple[dict[int, int], bool]:  # fmt: skip
+    """Run ``steps`` in order; return each step's exit code and whether the queue was stopped.
+    SIGTERM or Ctrl-C at any moment (in a step, between steps, while a state is copied) stops it
+    after the running step has saved: SIGTERM is passed on to that step, Ctrl-C reaches it directly
+    (the same process group). A step that failed (exit 1, or any code but 130 and a signal's) is
+    reported and the queue goes on."""
     codes: dict[int, int] = {}
-    for index, step in enumerate(steps, 1):
-        directory, state = root / step.study, states / f"{step.study}_state"
-        if dry_run and not directory.exists() and state.is_dir():
-            print(f"[queue] {directory} would start from the committed state {state}; its plan:", flush=True)
-            directory = state  # a dry run reads, never writes: the plan from the state itself
-        elif not dry_run and start_from_state(directory, step.study, states):
-            print(f"[queue] {directory}: started from the committed state {state}", flush=True)
-        only = " ".join(step.only) or "every run"
-        print(f"[queue] step {index}/{len(steps)}: {step.study} ({only}): {step.why}", flush=True)
-        child = subprocess.Popen(argv_of(step, directory, workers, dry_run, retry_failed), cwd=ROOT)
-        # the runner saves its runs on SIGTERM like on Ctrl-C: pass a SIGTERM sent to the queue on
-        forward = signal.signal(signal.SIGTERM, lambda *_: child.send_signal(signal.SIGTERM))
-        try:
-            codes[index] = _wait(child)
-        finally:
-            signal.signal(signal.SIGTERM, forward)
-        if codes[index] == INTERRUPTED:
-            print(f"[queue] stopped at step {index} (its runs saved); run the queue again to resume", flush=True)
-            break
+    stop = {"requested": False, "child": None}
+
+    def on_sigterm(*_: object) -> None:
+        stop["requested"] = True
+        if stop["child"] is not None and stop["child"].poll() is None:
+            stop["child"].send_signal(signal.SIGTERM)  # the runner saves its runs on SIGTERM as on Ctrl-C
+
+    before = signal.signal(signal.SIGTERM, on_sigterm)  # once, for the whole queue: no gap between steps
+    try:
+        for index, step in enumerate(steps, 1):
+            try:
+                if stop["requested"]:
+                    break
+                directory, state = root / step.study, states / f"{step.study}_state"
+                if dry_run and not directory.exists() and state.is_dir():
+                    print(f"[queue] {directory} would start from the committed state {state}; its plan:", flush=True)
+                    directory = state  # a dry run reads, never writes: the plan from the state itself
+                elif not dry_run and start_from_state(directory, step.study, states):
+                    print(f"[queue] {directory}: started from the committed state {state}", flush=True)
+                if stop["requested"]:
+                    break
+                only = " ".join(step.only) or "every run"
+                print(f"[queue] step {index}/{len(steps)}: {step.study} ({only}): {step.why}", flush=True)
+                stop["child"] = subprocess.Popen(argv_of(step, directory, workers, dry_run, retry_failed), cwd=ROOT)
+                codes[index] = _wait(stop["child"], stop)
+            except KeyboardInterrupt:  # Ctrl-C outside a step (between steps, during a copy)
+                stop["requested"] = True
+            finally:
+                stop["child"] = None
+            # 130: the runner saved and stopped; < 0: a signal ended it before it could save (its
+            # runs resume from their last checkpoints)
+            if stop["requested"] or codes.get(index, 0) == INTERRUPTED or codes.get(index, 0) < 0:
+                stop["requested"] = True
+                break
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    if stop["requested"]:
+        where = f" at step {max(codes)} (its runs saved)" if codes else " before its first step"
+        print(f"[queue] stopped{where}; run the queue again to resume", flush=True)
     for index, code in codes.items():
-        if code not in (0, INTERRUPTED):
-            print(f"[queue] step {index} ({steps[index - 1].study}) had failed tasks (exit {code}): fix the cause, "
-                  "then run the queue with --retry-failed", flush=True)  # fmt: skip
-    return codes
+        if code == 1:
+            print(f"[queue] step {index} ({steps[index - 1].study}) had failed tasks: fix the cause (its output above), "
+                  "then run the queue again with --retry-failed", flush=True)  # fmt: skip
+        elif code not in (0, INTERRUPTED) and code > 0:
+            print(f"[queue] step {index} ({steps[index - 1].study}) exited with code {code}: see its output above", flush=True)
+    return codes, stop["requested"]
 
 
-def _wait(child: subprocess.Popen) -> int:
-    """The child's exit code; a Ctrl-C reaches the child too (same process group): wait for it to
-    save and exit rather than leave it running."""
+def _wait(child: subprocess.Popen, stop: dict) -> int:
+    """The child's exit code; a Ctrl-C reaches the child too (same process group): note it and
+    wait for the child to save and exit rather than leave it running."""
     while True:
         try:
             return child.wait()
         except KeyboardInterrupt:
-            continue
+            stop["requested"] = True
 
 
 def main() -> int:
@@ -122,13 +154,16 @@ def main() -> int:
     args = parser.parse_args()
     if args.workers < 1:
         parser.error(f"--workers must be at least 1, got {args.workers}")
-    codes = run_queue(QUEUE, args.root, args.workers, dry_run=args.dry_run, retry_failed=args.retry_failed)
-    if INTERRUPTED in codes.values():
+    codes, stopped = run_queue(QUEUE, args.root, args.workers, dry_run=args.dry_run, retry_failed=args.retry_failed)
+    if stopped:
         return INTERRUPTED
-    if not (args.dry_run or args.no_page):
-        studies = [args.root / s for s in dict.fromkeys(step.study for step in QUEUE) if (args.root / s / "study.json").is_file()]
-        subprocess.run([sys.executable, str(ROOT / "benchmarks" / "barpo_table2.py"), *map(str, studies)], cwd=ROOT, check=True)
-    return 1 if any(code not in (0, INTERRUPTED) for code in codes.values()) else 0
+    studies = [args.root / s for s in dict.fromkeys(step.study for step in QUEUE) if (args.root / s / "study.json").is_file()]
+    if studies and not (args.dry_run or args.no_page):
+        page = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "barpo_table2.py"), *map(str, studies)], cwd=ROOT)
+        if page.returncode:
+            print(f"[queue] the page (benchmarks/barpo_table2.py) failed with code {page.returncode}: see its output above")
+            return page.returncode
+    return 1 if any(code != 0 for code in codes.values()) else 0
 
 
 if __name__ == "__main__":

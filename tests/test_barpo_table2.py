@@ -121,6 +121,11 @@ def test_the_settings_tried_for_reliability_are_listed_fewest_broken_first_with_
     median = pd.DataFrame([{"env": "Hopper-v5", "label": "bar-ppo-k1", "natural": 3685.0},
                            {"env": "Hopper-v5", "label": "bar-ppo-k1-warm", "natural": 2019.0}])  # fmt: skip
     (line,) = table2.settings_tried("Hopper-v5", median, reliability)
+    # a label in two studies: the row of the study that attacked the most agents, its own median's natural
+    two = pd.concat([reliability.iloc[[1]].assign(study="hopper", agents=2, broken=0, broken_fraction=0.0),
+                     reliability.assign(study="reliability")])  # fmt: skip
+    both = pd.concat([median.iloc[[0]].assign(study="hopper", natural=1.0), median.assign(study="reliability")])
+    assert table2.settings_tried("Hopper-v5", both, two) == [line]
     # the median-only row (one agent attacked) is not a reliability setting
     assert "bar-ppo-k1-warm 0 of 5 broken [0%, 52%], median agent's natural 2019; bar-ppo-k1 1 of 5 broken [0%, 72%], median agent's natural 3685." in line
     assert "bar-ppo " not in line and "reaching 52%" in line
@@ -145,6 +150,12 @@ def test_where_we_stand_has_one_row_per_task_with_the_goal_the_claims_at_the_pic
     assert "| 3765 / 3684 (met) | 1492 / 1340 (met) | 2 of 5 | 2 / 1 / 0 | bar-ppo-k1-inner20 x5 |" in hopper
     assert "| Ant-v5 | not run | | | | | ppo x3 |" in lines
     assert "| Ant-v5 | not run | | | | | no study of it read here |" in table2.where_we_stand(goals, claims, at_pick, {})
+    # the claims of the goal's own study only (a task in two studies is not counted twice), and the
+    # undecided ones (too few seeds, not run) said as such, not dropped
+    at_pick = pd.DataFrame({"env": ["Hopper-v5"] * 4, "study": ["hopper", "hopper", "hopper", "reliability"],
+                            "verdict": ["holds", "too few seeds", "does not hold", "holds"]})  # fmt: skip
+    hopper = next(line for line in table2.where_we_stand(goals, claims, at_pick, {}) if line.startswith("| Hopper-v5"))
+    assert "| 1 / 0 / 1 (1 not decided: too few seeds or not run) |" in hopper
 
 
 def test_the_readme_block_between_the_markers_is_replaced_and_nothing_else(tmp_path):

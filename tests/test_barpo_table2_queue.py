@@ -42,18 +42,18 @@ def _stand_in(exit_codes: dict[str, int], log: Path):
 def test_the_queue_runs_every_step_in_order_and_goes_on_past_a_failed_one(queue, tmp_path, capsys):
     log = tmp_path / "log"
     steps = _steps(queue, "a", "b", "c")
-    codes = queue.run_queue(steps, tmp_path / "root", 2, states=tmp_path / "none", argv_of=_stand_in({"b": 1}, log))
-    assert codes == {1: 0, 2: 1, 3: 0}
+    codes, stopped = queue.run_queue(steps, tmp_path / "root", 2, states=tmp_path / "none", argv_of=_stand_in({"b": 1}, log))
+    assert codes == {1: 0, 2: 1, 3: 0} and not stopped
     assert log.read_text().splitlines() == ["a a 2 False False", "b b 2 False False", "c c 2 False False"]
     out = capsys.readouterr().out
-    assert "step 2 (b) had failed tasks (exit 1): fix the cause, then run the queue with --retry-failed" in out
+    assert "step 2 (b) had failed tasks: fix the cause (its output above), then run the queue again with --retry-failed" in out
 
 
 def test_an_interrupted_step_stops_the_queue(queue, tmp_path, capsys):
     log = tmp_path / "log"
-    codes = queue.run_queue(_steps(queue, "a", "b", "c"), tmp_path / "root", 1, states=tmp_path / "none",
-                            argv_of=_stand_in({"b": queue.INTERRUPTED}, log))  # fmt: skip
-    assert codes == {1: 0, 2: 130}
+    codes, stopped = queue.run_queue(_steps(queue, "a", "b", "c"), tmp_path / "root", 1, states=tmp_path / "none",
+                                     argv_of=_stand_in({"b": queue.INTERRUPTED}, log))  # fmt: skip
+    assert codes == {1: 0, 2: 130} and stopped
     assert [line.split()[0] for line in log.read_text().splitlines()] == ["a", "b"]
     assert "stopped at step 2 (its runs saved)" in capsys.readouterr().out
 
@@ -80,12 +80,14 @@ def test_a_missing_study_directory_starts_from_its_committed_state(queue, tmp_pa
     assert log.read_text().splitlines()[-2:] == ["c c 1 True False", "c c_state 1 True False"]
 
 
-def test_sigterm_to_the_queue_reaches_the_running_step_and_stops_the_queue(queue, tmp_path):
+@pytest.mark.parametrize("saves", [True, False])
+def test_sigterm_to_the_queue_reaches_the_running_step_and_stops_the_queue(queue, tmp_path, saves):
     """`kill -TERM <queue>` (how a background queue is stopped) must reach the runner, which saves
-    its runs on SIGTERM and exits 130; the queue then stops instead of starting the next study."""
+    its runs on SIGTERM and exits 130; the queue then stops instead of starting the next study. A
+    step that a SIGTERM ends before its handler is up (exit -15) stops the queue all the same."""
     started, log = tmp_path / "started", tmp_path / "log"
-    runner = (f"import signal, sys, time; signal.signal(signal.SIGTERM, lambda *_: sys.exit(130)); "
-              f"open({str(started)!r}, 'w').close(); time.sleep(60)")  # fmt: skip
+    handler = "signal.signal(signal.SIGTERM, lambda *_: sys.exit(130)); " if saves else ""
+    runner = f"import signal, sys, time; {handler}open({str(started)!r}, 'w').close(); time.sleep(60)"
 
     def argv_of(step, directory, workers, dry_run, retry_failed):
         with open(log, "a") as f:
@@ -101,13 +103,33 @@ def test_sigterm_to_the_queue_reaches_the_running_step_and_stops_the_queue(queue
 
     before = signal.getsignal(signal.SIGTERM)
     threading.Thread(target=terminate_once_started, daemon=True).start()
-    codes = queue.run_queue(_steps(queue, "a", "b"), tmp_path / "root", 1, states=tmp_path / "none", argv_of=argv_of)
-    assert codes == {1: 130} and log.read_text().split() == ["a"]
+    codes, stopped = queue.run_queue(_steps(queue, "a", "b"), tmp_path / "root", 1, states=tmp_path / "none", argv_of=argv_of)
+    assert codes == {1: 130 if saves else -signal.SIGTERM} and stopped and log.read_text().split() == ["a"]
     assert signal.getsignal(signal.SIGTERM) is before  # the queue's handler is gone once it returns
 
 
+def test_an_interrupted_copy_of_a_state_is_not_taken_for_a_study(queue, tmp_path):
+    states, root = tmp_path / "results", tmp_path / "root"
+    (states / "a_state").mkdir(parents=True)
+    (states / "a_state" / "status.json").write_text("{}")
+    (root / "a.partial").mkdir(parents=True)  # a copy cut short earlier
+    (root / "a.partial" / "half").write_text("")
+    assert queue.start_from_state(root / "a", "a", states)
+    assert sorted(p.name for p in (root / "a").iterdir()) == ["status.json"] and not (root / "a.partial").exists()
+
+
+def test_a_step_runs_the_study_cli_of_this_environment(queue, tmp_path):
+    step = queue.Step("barpo_ant", "studies/barpo_ant.yaml", ("bar-ppo", "ppo"))
+    argv = queue.command(step, tmp_path / "barpo_ant", 2, dry_run=True, retry_failed=True)
+    assert Path(argv[0]) == Path(sys.executable).with_name("robustrl") and argv[1:3] == ["study", "run"]
+    assert argv[3:] == [str(ROOT / "studies" / "barpo_ant.yaml"), "--out", str(tmp_path / "barpo_ant"), "--workers", "2",
+                        "--only", "bar-ppo", "--only", "ppo", "--dry-run", "--retry-failed"]  # fmt: skip
+
+
 def test_every_step_names_a_spec_and_a_committed_state_or_a_new_study(queue):
+    from robustrl.experiments.spec import load_spec
+
     for step in queue.QUEUE:
-        assert (ROOT / step.spec).is_file(), step.spec
+        assert load_spec(ROOT / step.spec).name == step.study, step  # the directory is the study's own
     states = {step.study for step in queue.QUEUE if (queue.STATES / f"{step.study}_state").is_dir()}
     assert {"barpo_hopper", "barpo_walker_cheetah", "barpo_reliability", "barpo_wc_reliability"} <= states

@@ -994,10 +994,18 @@ def test_a_plan_is_priced_at_the_studys_own_rates(tmp_path):
     bar = [r for r in parsed.runs if r.label == "bar"]
     planned = study.steps_trained(ppo[0])[1]
     assert planned == 512
+    # ppo[2] is marked its group's median agent but its learned attacks were stopped halfway: its
+    # time is neither a cheap evaluation's nor the learned attacks'; bar[0]'s report holds them all
     for run, train_seconds, evaluate_seconds, median in [(ppo[0], 0.0, 10.0, False), (ppo[1], 100.0, 30.0, False),
-                                                         (ppo[2], 0.0, 0.0, False), (bar[0], 300.0, 90.0, True)]:  # fmt: skip
+                                                         (ppo[2], 0.0, 500.0, True), (bar[0], 300.0, 90.0, True)]:  # fmt: skip
         study.status["runs"][run.name].update(train="done", evaluate="done", train_seconds=train_seconds,
                                               evaluate_seconds=evaluate_seconds, median_agent=median)  # fmt: skip
+    from robustrl.evaluate.reports import report_path
+
+    for run, results in [(bar[0], {"random": {}, "sa-rl": {}}), (ppo[2], {"random": {}})]:
+        study.run_dir(run).mkdir(parents=True)
+        path = report_path(study.run_dir(run), 0.1, parsed.evaluation.norm, parsed.evaluation.deterministic)
+        path.write_text(json.dumps({"results": results}))
     rates = study.task_seconds()
     # ppo[0] and ppo[2] book no training seconds (copied in): ppo's rate is ppo[1]'s alone
     assert rates["per_step"] == {"ppo": pytest.approx(100 / 512), "bar": pytest.approx(300 / 512), "*": pytest.approx(400 / 1024)}
@@ -1007,7 +1015,7 @@ def test_a_plan_is_priced_at_the_studys_own_rates(tmp_path):
     # at the study's mean (bar has none of its own); bar[2] has progress but no checkpoint: all of them
     for run, steps in [(bar[1], 256), (bar[2], 256)]:
         run_dir = study.run_dir(run)
-        run_dir.mkdir(parents=True)
+        run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "progress.csv").write_text(f"iteration,global_step\n1,{steps}\n")
     (study.run_dir(bar[1]) / "checkpoints").mkdir()
     (study.run_dir(bar[1]) / "checkpoints" / "iter_1.safetensors").write_bytes(b"")

@@ -822,7 +822,11 @@ def study_run(
     if stopped:
         console.print(f"stopped; every run saved. Resume: robustrl study run {spec}" + (f" --out {out}" if out else ""))
         raise _StoppedEarly
-    if any(e.get("train") == "failed" or e.get("evaluate") == "failed" for e in study.status["runs"].values()):
+    # the runs this invocation was asked to run (--only): another method's old failure is not this one's
+    if any(
+        (e.get("train") == "failed" or e.get("evaluate") == "failed") and study.selected(name, only)
+        for name, e in study.status["runs"].items()
+    ):
         console.print("failed tasks are not tried again by a plain re-run: fix the cause (the error above), then "
                       f"robustrl study run {spec}" + (f" --out {out}" if out else "") + " --retry-failed")  # fmt: skip
         raise typer.Exit(1)  # failed, not interrupted (130): a queue of studies goes on to the next one
@@ -933,20 +937,26 @@ def _print_study_status(directory: Path) -> None:
             f"wall-clock {status['wall_seconds'] / 3600:.2f} h over {status['invocations']} invocation(s); "
             f"tasks {status['task_seconds'] / 3600:.2f} worker-hours"
         )
-    cost = _study_cost_left(directory, status.get("workers"))
-    if cost["tasks"]:
+    cost = _study_cost_left(directory)
+    if cost and cost["tasks"]:
         console.print(f"left: {cost['tasks']} task(s)" + _cost_line(cost))
 
 
-def _study_cost_left(directory: Path, workers: int | None) -> dict[str, Any]:
+def _study_cost_left(directory: Path) -> dict[str, Any] | None:
     """Study.cost_left of the study in ``directory`` as its study.json has it (read only), on the
-    workers of its last invocation."""
+    workers of its last invocation; None if it cannot be priced (an older study.json, a damaged
+    report): the status above it is what `study status` is for, and it must not fail for this."""
     from robustrl.experiments.spec import parse_spec
     from robustrl.experiments.study import Study
 
-    saved = directory / "study.json"
-    spec = parse_spec(json.loads(saved.read_text())["spec"], where=str(saved))
-    return Study.inspect(directory, spec).cost_left(workers=workers)
+    try:
+        saved, status_path = directory / "study.json", directory / "status.json"
+        spec = parse_spec(json.loads(saved.read_text())["spec"], where=str(saved))
+        workers = json.loads(status_path.read_text()).get("workers") if status_path.is_file() else None
+        workers = workers[-1] if isinstance(workers, list) and workers else workers if isinstance(workers, int) else None
+        return Study.inspect(directory, spec).cost_left(workers=workers)
+    except Exception:  # noqa: BLE001 -- a price is a courtesy; the status must print
+        return None
 
 
 @app.command()

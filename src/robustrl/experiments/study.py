@@ -668,6 +668,7 @@ class Study:
         seconds: dict[str, float] = {}
         evaluations: dict[str, list[float]] = {}
         medians: list[float] = []
+        learned = self.median_attacks()
         for run in self.spec.runs:
             entry = self.status["runs"][run.name]
             if entry["train"] == "done" and entry.get("train_seconds", 0.0) > 0:
@@ -675,14 +676,22 @@ class Study:
                     steps[key] = steps.get(key, 0.0) + self.steps_trained(run)[1]
                     seconds[key] = seconds.get(key, 0.0) + entry["train_seconds"]
             if entry.get("evaluate_seconds", 0.0) > 0:  # booked when it finished (a changed evaluation re-queues it)
-                if entry.get("median_agent") and self.spec.evaluation.median:
+                # a median agent's time is its learned attacks' once its report holds them all (not
+                # its mark, which moves when a group grows, nor an attack stopped halfway)
+                if self.spec.evaluation.median and learned and all(a in self._results(run) for a in learned):
                     medians.append(entry["evaluate_seconds"])
+                elif self.spec.evaluation.median and learned and entry.get("median_agent"):
+                    continue  # its learned attacks are under way: neither a cheap evaluation nor theirs
                 else:
                     for key in (run.label, "*"):
                         evaluations.setdefault(key, []).append(entry["evaluate_seconds"])
         evaluation = {key: sum(v) / len(v) for key, v in evaluations.items()}
         median = sum(medians) / len(medians) - evaluation.get("*", 0.0) if medians else None
         return {"per_step": {k: seconds[k] / steps[k] for k in steps if steps[k]}, "evaluation": evaluation, "median": median}
+
+    def _results(self, run: RunSpec) -> dict[str, Any]:
+        """The attacks ``run``'s evaluation report holds ({} without a report)."""
+        return (self.report(run) or {}).get("results", {})
 
     def plan_seconds(self, plan: Sequence[tuple[str, str]], medians_later: int = 0) -> tuple[float, list[str]]:
         """Worker-seconds ``plan`` (:meth:`plan`, and ``medians_later`` median agents whose groups
