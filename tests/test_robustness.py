@@ -276,6 +276,52 @@ def test_budget_of_one_attack_does_not_invalidate_the_others(pendulum_run, run_c
         robustness_report(policy, ENV, attacks=["random"], **{**base, "attack_options": {"random": {"no_such_option": 1}}})
 
 
+def test_fits_keep_the_worst_of_several_fits_and_resume(pendulum_run, run_copy, monkeypatch):
+    """``fits``: a learned attack fitted K times with attack seeds FIT_SEED_STRIDE apart, on the
+    same evaluation episodes; the cell is the worst fit's (mean and returns), every fit is kept.
+    Asking for more fits later fits only the missing ones (the first is the one-fit result already
+    in the file, also when that file predates fits); asking for fewer reads the cell over the first
+    ones without fitting; fit j > 0 has its own cache. Bad counts and cheap attacks are refused."""
+    policy, path = pendulum_run.policy, run_copy / "report.json"
+    base = dict(attacks=["rs"], eps=0.2, episodes=2, attack_options={"rs": RS_TINY}, budgets={"rs": 256},
+                source=run_copy, json_path=path)  # fmt: skip
+    spy = Spy(monkeypatch)
+    one = robustness_report(policy, ENV, **base)["results"]["rs"]
+    assert spy.calls == ["natural", "rs"] and len(one["fits"]) == 1 and one["fits_used"] == 1
+    # an older file: no "fits" on the result; it counts as the first fit
+    legacy = json.loads(path.read_text())
+    for key in ("fits", "fits_used", "worst_fit"):
+        legacy["results"]["rs"].pop(key)
+    path.write_text(json.dumps(legacy))
+
+    spy.calls.clear()
+    report = robustness_report(policy, ENV, **base, fits={"rs": 3})
+    result = report["results"]["rs"]
+    assert spy.calls == ["rs", "rs"]  # fits 2 and 3 only
+    seeds = [fit["seed"] for fit in result["fits"]]
+    assert seeds == [10_000 + 50_000 + robustness_module.FIT_SEED_STRIDE * j for j in range(3)]
+    assert result["fits"][0]["mean"] == one["mean"] and result["fits_used"] == 3
+    means = [fit["mean"] for fit in result["fits"]]
+    assert result["mean"] == min(means) and result["worst_fit"] == int(np.argmin(means))
+    assert report["returns"]["rs"] == result["fits"][result["worst_fit"]]["returns"]
+    assert report["worst"]["mean"] <= min(means)
+    cache = run_copy / "attacks" / "eps0.2-linf"
+    assert all((cache / f"fit{j}" / "rs.json").is_file() for j in (1, 2)) and (cache / "rs.json").is_file()
+    assert len({(cache / d / "rs.safetensors").read_bytes() for d in (".", "fit1", "fit2")}) == 3  # three fits, three Q's
+
+    spy.calls.clear()
+    assert robustness_report(policy, ENV, **base, fits={"rs": 3})["results"]["rs"] == result  # resumed
+    fewer = robustness_report(policy, ENV, **base, fits={"rs": 2})["results"]["rs"]
+    assert spy.calls == [] and fewer["mean"] == min(means[:2]) and fewer["fits_used"] == 2 and len(fewer["fits"]) == 3
+    assert robustness_module.attack_done(json.loads(path.read_text()), "rs", 2)
+    assert not robustness_module.attack_done(json.loads(path.read_text()), "rs", 3)  # the file's cell is over 2 now
+    with pytest.raises(InvalidArgumentError, match="'random' is not a learned attack"):
+        robustness_report(policy, ENV, **{**base, "attacks": ["random"]}, fits={"random": 2})
+    with pytest.raises(InvalidArgumentError, match="whole number of fits"):
+        robustness_report(policy, ENV, **base, fits={"rs": 0})
+    assert json.loads(path.read_text())["results"]["rs"]["fits_used"] == 2  # refused calls wrote nothing
+
+
 def test_cached_attack_with_a_grid_is_reused(pendulum_run, run_copy):
     """The grid goes through JSON (tuples -> lists) and must still match the requested options."""
     options = {**RS_TINY, "grid": ((0.02, 0.1),)}  # what --attack-option rs.grid=[[0.02,0.1]] passes
@@ -527,6 +573,17 @@ def test_cli_evaluate_with_attacks_writes_json_and_markdown(capsys, run_copy, tm
     assert json.loads(json_file.read_text())["returns"] == report["returns"]
 
 
+def test_cli_fits_keeps_the_worst_fit(capsys, run_copy, tmp_path):
+    """`--fits rs=2`: RS fitted twice (the worst kept), the markdown table as usual."""
+    json_file = tmp_path / "report.json"
+    options = [f"--attack-option=rs.{k}={v}" for k, v in RS_TINY.items()]
+    code, _, err = call(capsys, "evaluate", str(run_copy), "--attacks", "rs", "--episodes", "1", "--eps", "0.1",
+                        "--budget", "rs=256", "--fits", "rs=2", *options, "--json", str(json_file))
+    assert code == 0, err
+    result = json.loads(json_file.read_text())["results"]["rs"]
+    assert len(result["fits"]) == 2 and result["mean"] == min(f["mean"] for f in result["fits"])
+
+
 def test_cli_default_report_lives_in_the_run_dir(capsys, run_copy):
     code, _, err = call(capsys, "evaluate", str(run_copy), "--attacks", "random", "--episodes", "1", "--eps", "0.1")
     assert code == 0, err
@@ -545,6 +602,9 @@ def test_cli_default_report_lives_in_the_run_dir(capsys, run_copy):
         ["--budget", "random=3"],  # not a learned attack
         ["--budget", "sa-rl=-5"],
         ["--budget", "sa-rl"],
+        ["--fits", "random=2"],  # nothing to fit
+        ["--fits", "sa-rl=0"],
+        ["--fits", "sa-rl"],
         ["--attack-option", "rs.nope=1"],
         ["--attack-option", "foo.steps=1"],
         ["--attack-option", "mad=1"],

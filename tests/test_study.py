@@ -67,6 +67,8 @@ def spec(**changes):
         ({"steps": 0}, r"steps must be a positive whole number"),
         ({"evaluation": {"attacks": ["mda"]}}, r"evaluation: unknown attack"),
         ({"evaluation": {"budgets": {"mad": 10}}}, r"evaluation.budgets.mad: not a learned attack"),
+        ({"evaluation": {"fits": {"mad": 3}}}, r"evaluation.fits.mad: not a learned attack"),
+        ({"evaluation": {"fits": {"sa-rl": 0}}}, r"evaluation.fits.sa-rl must be a whole number of fits >= 1"),
         ({"evaluation": {"attack_options": {"mad": {"stepz": 3}}}}, r"evaluation.attack_options.mad: unknown option"),
         ({"evaluation": {"eps": -0.1}}, r"evaluation.eps must be a number >= 0"),
         ({"retries": -1}, r"retries must be a whole number >= 0"),
@@ -475,7 +477,7 @@ def test_reliability_counts_the_agents_a_learned_attack_breaks(tmp_path):
     # the mean ratio with a bootstrap interval inside the agents' range
     assert table.loc["B", "ratio_mean"] == pytest.approx((0.909 + 0.333 + 0.846) / 3, abs=2e-3)
     assert 0.333 <= table.loc["B", "ratio_low"] < table.loc["B", "ratio_mean"] < table.loc["B", "ratio_high"] <= 0.91
-    line = "| Hopper-v5 | B | 3 | 1 (33%) [1%, 91%] | 0.70 ["
+    line = "| Hopper-v5 | B | 3 | 1 each | 1 (33%) [1%, 91%] | 0.70 ["
     assert line in format_reliability(table.reset_index(), ["mad"]) and "| 0.91, 0.33, 0.85 |" in format_reliability(table.reset_index(), ["mad"])
     assert reliability(per_run, ["sa-rl"]).empty  # no learned attack in the table: nothing to say
     from robustrl.report.study import _plot_reliability
@@ -784,6 +786,41 @@ def test_a_changed_evaluation_reruns_only_the_missing_cells(tmp_path):
     assert set(evaluations["mode"]) == {"stochastic"} and len(evaluations) == 2 * 2
     with pytest.raises(StudySpecError, match="deterministic"):
         parse_spec(spec(evaluation={"deterministic": "yes"}))
+
+
+def test_more_fits_in_the_spec_fit_only_the_missing_ones(tmp_path):
+    """`evaluation.fits`: a finished study whose spec now asks for 2 fits of a learned attack (RS
+    here, tiny) evaluates again; each report keeps its first fit and adds the second (with its
+    own cache); the store's `fits` column says what each cell is the worst of; the cheap cells
+    are read, not recomputed."""
+    import yaml
+
+    rs = {"steps_per_iteration": 256, "epochs": 1, "num_minibatches": 4, "num_envs": 2, "attack_steps": 3}
+    evaluation = {"attacks": ["random", "rs"], "episodes": 1, "eps": 0.1, "budgets": {"rs": 256}, "attack_options": {"rs": rs}}
+    base = spec(steps=256, methods={"ppo": {"algo": "ppo"}}, evaluation=evaluation)
+    first = tmp_path / "a.yaml"
+    first.write_text(yaml.safe_dump(base))
+    run_study(first, tmp_path / "study", workers=1)
+    [report_path] = (tmp_path / "study" / "runs").glob("*/eval-eps0.1.json")
+    before = json.loads(report_path.read_text())["results"]
+    assert len(before["rs"]["fits"]) == 1
+    second = tmp_path / "b.yaml"
+    second.write_text(yaml.safe_dump({**base, "evaluation": {**evaluation, "fits": {"rs": 2}}}))
+    assert Study.open(tmp_path / "study", second).plan() == [("evaluate", base_run_name(tmp_path / "study"))]
+    study = run_study(second, tmp_path / "study", workers=1)
+    assert all(e["evaluate"] == "done" for e in study.status["runs"].values())
+    after = json.loads(report_path.read_text())["results"]
+    assert after["random"] == before["random"] and after["rs"]["fits"][0]["mean"] == before["rs"]["mean"]
+    assert len(after["rs"]["fits"]) == 2 and after["rs"]["mean"] == min(f["mean"] for f in after["rs"]["fits"])
+    assert (report_path.parent / "attacks" / "eps0.1-linf" / "fit1" / "rs.json").is_file()
+    evaluations = read_results(tmp_path / "study", "evaluations").set_index("attack")
+    assert evaluations.loc["rs", "fits"] == 2 and evaluations.loc["random", "fits"] == 1
+    assert Study.open(tmp_path / "study", second).plan() == []  # nothing left
+
+
+def base_run_name(directory: Path) -> str:
+    [run_dir] = (directory / "runs").iterdir()
+    return run_dir.name
 
 
 @needs_paper_tables

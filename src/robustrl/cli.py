@@ -455,6 +455,19 @@ def parse_attack_settings(budgets: list[str], options: list[str]) -> tuple[dict[
     return parsed_budgets, parsed_options
 
 
+def parse_fits(pairs: list[str]) -> dict[str, int]:
+    """``--fits sa-rl=3``: fits per learned attack (checked by robustness_report's check_fits)."""
+    from robustrl.evaluate.robustness import check_fits
+
+    parsed: dict[str, int] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not value.strip().isdigit():
+            raise InvalidArgumentError(f"--fits expects NAME=K with K a whole number >= 1, got {pair!r}")
+        parsed[name] = int(value)
+    return check_fits(parsed)
+
+
 def _load_any(
     path: Path, env: str | None, vecnormalize: Path | None, trust_pickle: bool, obs_stats: Path | None = None
 ) -> Any:
@@ -510,6 +523,10 @@ def evaluate(
     ),
     attack_options: list[str] = typer.Option(
         [], "--attack-option", help="ATTACK.KEY=JSON (repeatable), e.g. rs.grid=[[0.02,0.1],[0.05,1.0]]."
+    ),
+    fits: list[str] = typer.Option(
+        [], "--fits", help="Fit a learned attack K times with other seeds and keep the worst fit, NAME=K (repeatable), "
+        "e.g. sa-rl=3: one fit can miss a weakness another finds.",
     ),
     median: bool = typer.Option(False, "--median", help="Median-agent protocol over the given runs (BARPO App. F.3)."),
     refit: bool = typer.Option(False, "--refit", help="Fit learned attacks again even if a fitted one is cached."),
@@ -568,6 +585,7 @@ def evaluate(
 
     names = parse_attacks(attacks or "random,critic,mad")
     parsed_budgets, parsed_options = parse_attack_settings(budgets, attack_options)
+    parsed_fits = parse_fits(fits)
     if (mode or "deterministic") == "both":
         raise InvalidArgumentError("with --attacks, --mode is deterministic (default, as the papers) or stochastic")
     if median and eps_sweep is not None:
@@ -580,6 +598,7 @@ def evaluate(
         deterministic=(mode or "deterministic") == "deterministic",
         attack_options=parsed_options,
         budgets=parsed_budgets,
+        fits=parsed_fits,
         refit=refit,
     )
     if sweep is not None:

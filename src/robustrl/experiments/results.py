@@ -62,7 +62,8 @@ def collect_results(study: Any) -> dict[str, Path]:
                     **keys, "attack": attack, "eps": report.get("eps"), "norm": report.get("norm"),
                     "mode": report.get("mode", "deterministic"),
                     "mean": result["mean"], "std": result.get("std"), "episodes": len(result.get("returns", [])) or report.get("episodes"),
-                    "budget": result.get("budget"), "checkpoint": report.get("checkpoint"),
+                    "budget": result.get("budget"), "fits": int(result.get("fits_used", 1)),
+                    "checkpoint": report.get("checkpoint"),
                 })  # fmt: skip
     tables = {
         "runs": pd.DataFrame(runs),
@@ -84,6 +85,7 @@ def collect_results(study: Any) -> dict[str, Path]:
                 "std",
                 "episodes",
                 "budget",
+                "fits",
                 "checkpoint",
             ],
         ),

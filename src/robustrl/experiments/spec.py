@@ -26,6 +26,7 @@ A spec (see ``studies/smoke.yaml``)::
       norm: inf
       episodes: 10
       budgets: {sa-rl: 1000000}
+      fits: {sa-rl: 3}        # fit a learned attack 3 times with other seeds, keep the worst (default 1)
       attack_options: {rs: {iterations: 10}}
       median: false           # true: expensive attacks on each method's median agent only
       certify: false          # true: Theorem 1's bound and the IBP certificate of each run
@@ -73,7 +74,7 @@ TOP_KEYS = {
     "description",
     "prune",
 }
-EVALUATION_KEYS = {"attacks", "eps", "norm", "episodes", "budgets", "attack_options", "median", "seed", "certify",
+EVALUATION_KEYS = {"attacks", "eps", "norm", "episodes", "budgets", "fits", "attack_options", "median", "seed", "certify",
                    "deterministic"}  # fmt: skip
 PRUNE_PREFIX = "prune."
 # how a pruning axis reads in a run's label (``ppo-magnitude-sp0.5-k20``)
@@ -88,6 +89,9 @@ class EvaluationSpec:
     norm: str = "inf"
     episodes: int = 20
     budgets: dict[str, int] = field(default_factory=dict)
+    # fits per learned attack (default 1): its cell is the worst of that many fits with other seeds
+    # (one SA-RL fit can miss a weakness: benchmarks/results/sa_rl_refit.md)
+    fits: dict[str, int] = field(default_factory=dict)
     attack_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     median: bool = False
     seed: int = 10_000
@@ -401,6 +405,15 @@ def parse_evaluation(data: dict[str, Any]) -> EvaluationSpec:
                 f"evaluation.budgets.{name}: not a learned attack ({sorted(n for n, c in ATTACKS.items() if c.learned)})"
             )
         budgets[name] = _count(value, f"evaluation.budgets.{name}")
+    fits = {}
+    for name, value in (data.get("fits") or {}).items():
+        if name not in ATTACKS or not ATTACKS[name].learned:
+            raise StudySpecError(
+                f"evaluation.fits.{name}: not a learned attack ({sorted(n for n, c in ATTACKS.items() if c.learned)})"
+            )
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise StudySpecError(f"evaluation.fits.{name} must be a whole number of fits >= 1, got {value!r}")
+        fits[name] = value
     options = data.get("attack_options") or {}
     for name, values in options.items():
         if name not in ATTACKS or not isinstance(values, dict):
@@ -421,7 +434,7 @@ def parse_evaluation(data: dict[str, Any]) -> EvaluationSpec:
         raise StudySpecError(f"evaluation.deterministic must be true or false, got {deterministic!r}")
     return EvaluationSpec(
         attacks=tuple(attacks), eps=None if eps is None else float(eps), eps_sweep=tuple(float(e) for e in eps_values[1:]), norm=norm,
-        episodes=_count(data.get("episodes", 20), "evaluation.episodes"), budgets=budgets,
+        episodes=_count(data.get("episodes", 20), "evaluation.episodes"), budgets=budgets, fits=fits,
         attack_options={k: dict(v) for k, v in options.items()}, median=median,
         seed=int(data.get("seed", 10_000)), certify=certify, deterministic=deterministic,
     )  # fmt: skip

@@ -222,6 +222,7 @@ def evaluate_task(
                         policy, env_id, attacks=names, eps=eps, norm=evaluation["norm"], episodes=evaluation["episodes"],
                         seed=evaluation["seed"], attack_options=evaluation["attack_options"],
                         budgets={k: v for k, v in evaluation["budgets"].items() if k in names}, source=run_dir,
+                        fits={k: v for k, v in evaluation.get("fits", {}).items() if k in names},
                         deterministic=deterministic,
                         json_path=report_path(Path(run_dir), eps, evaluation["norm"], deterministic),
                     )  # fmt: skip
@@ -558,8 +559,15 @@ class Study:
 
     def _evaluated(self, run: RunSpec) -> bool:
         """Whether ``run``'s report at the table's eps holds every attack its evaluation task runs."""
-        report = self.report(run)
-        return report is not None and all(a in report.get("results", {}) for a in ["natural", *self.evaluation_tasks(run)])
+        return self.holds(self.report(run), ["natural", *self.evaluation_tasks(run)])
+
+    def holds(self, report: dict[str, Any] | None, attacks: Sequence[str]) -> bool:
+        """Whether ``report`` holds every one of ``attacks``, each learned one fitted as often as
+        the spec's ``evaluation.fits`` asks (a spec that asks for more fits evaluates again)."""
+        from robustrl.evaluate.robustness import attack_done
+
+        fits = self.spec.evaluation.fits
+        return report is not None and all(attack_done(report, a, fits.get(a, 1)) for a in attacks)
 
     # ---- running ----
     def evaluation_tasks(self, run: RunSpec) -> list[str]:
@@ -622,7 +630,7 @@ class Study:
                 if (
                     median
                     and ("median", median) not in queue
-                    and not all(a in (report or {}).get("results", {}) for a in self.median_attacks())
+                    and not self.holds(report, self.median_attacks())
                 ):
                     queue.append(("median", median))
 

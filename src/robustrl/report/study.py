@@ -142,15 +142,17 @@ def kappa_grid(median_table: pd.DataFrame, runs: pd.DataFrame, attacks: Sequence
 BROKEN_FRACTION = 0.5  # an agent is broken when an attack leaves it < 50% of its natural return
 
 
-def reliability(per_run: pd.DataFrame, attacks: Sequence[str]) -> pd.DataFrame:
+def reliability(per_run: pd.DataFrame, attacks: Sequence[str], evaluations: pd.DataFrame | None = None) -> pd.DataFrame:
     """Issue 17's reliability across seeds: per (env, method), how many of the agents that
     ``attacks`` (the learned ones, SA-RL and PA-AD) were run on are broken by one of them (worst
     of those attacks < 50% of the agent's natural return), and their worst-to-natural ratios. A
     median tells nothing of the agent a seed gives you; this does (needs ``median: false``, so
-    the learned attacks run on every agent)."""
+    the learned attacks run on every agent). With the store's ``evaluations``, each row also says
+    how many fits each learned attack's cell is the worst of (``fits``: an unbroken verdict from
+    one fit is an upper bound on robustness; see benchmarks/results/sa_rl_refit.md)."""
     attacks = [a for a in attacks if a in per_run.columns]
     columns = ["env", "label", "agents", "broken", "broken_fraction", "broken_low", "broken_high",
-               "ratio_mean", "ratio_low", "ratio_high", "ratios"]  # fmt: skip
+               "ratio_mean", "ratio_low", "ratio_high", "ratios", "fits"]  # fmt: skip
     if not attacks:
         return pd.DataFrame(columns=columns)
     rows = []
@@ -167,8 +169,23 @@ def reliability(per_run: pd.DataFrame, attacks: Sequence[str]) -> pd.DataFrame:
         rows.append({"env": env, "label": label, "agents": len(attacked), "broken": broken,
                      "broken_fraction": broken / len(attacked), "broken_low": low, "broken_high": high,
                      "ratio_mean": ratio, "ratio_low": ratio_low, "ratio_high": ratio_high,
-                     "ratios": [round(float(r), 3) for r in ratios]})  # fmt: skip
+                     "ratios": [round(float(r), 3) for r in ratios],
+                     "fits": _fits_cell(evaluations, env, label, attacks, set(attacked["run"]))})  # fmt: skip
     return pd.DataFrame(rows, columns=columns)
+
+
+def _fits_cell(evaluations: pd.DataFrame | None, env: str, label: str, attacks: Sequence[str], runs: set[str]) -> str:
+    """``sa-rl 3, pa-ad 1``: the fits per agent of each learned attack (a range where agents differ)."""
+    if evaluations is None or "fits" not in evaluations:
+        return ""
+    mine = evaluations[(evaluations["env"] == env) & (evaluations["label"] == label) & evaluations["run"].isin(runs)]
+    cells = []
+    for attack in attacks:
+        counts = mine.loc[mine["attack"] == attack, "fits"].dropna().astype(int)
+        if len(counts):
+            low, high = counts.min(), counts.max()
+            cells.append(f"{attack} {low}" if low == high else f"{attack} {low}-{high}")
+    return ", ".join(cells)
 
 
 def broken_interval(broken: int, agents: int, confidence: float = 0.95) -> tuple[float, float]:
@@ -194,11 +211,12 @@ def format_broken_interval(row: Mapping[str, Any]) -> str:
 
 
 def format_reliability(table: pd.DataFrame, attacks: Sequence[str]) -> str:
-    lines = [f"| task | method | agents attacked by {', '.join(attacks)} | broken (worst < 50% of natural) [exact 95% interval] "
-             "| mean worst / natural [95% bootstrap interval] | worst / natural per agent |", "|---|---|---:|---:|---:|---|"]  # fmt: skip
+    lines = [f"| task | method | agents attacked by {', '.join(attacks)} | fits per agent (worst kept) | broken (worst < 50% of natural) [exact 95% interval] "
+             "| mean worst / natural [95% bootstrap interval] | worst / natural per agent |", "|---|---|---:|---|---:|---:|---|"]  # fmt: skip
     for _, row in table.iterrows():
         ratios = ", ".join(f"{r:.2f}" for r in row["ratios"])
-        lines.append(f"| {row['env']} | {row['label']} | {row['agents']} | {row['broken']} ({row['broken_fraction']:.0%}) "
+        fits = row.get("fits") if isinstance(row.get("fits"), str) and row.get("fits") else "1 each"
+        lines.append(f"| {row['env']} | {row['label']} | {row['agents']} | {fits} | {row['broken']} ({row['broken_fraction']:.0%}) "
                      f"{format_broken_interval(row)} | {format_ratio_cell(row)} | {ratios} |")  # fmt: skip
     return "\n".join(lines) + "\n"
 
@@ -381,7 +399,7 @@ def write_study_report(
             )
             written["kappa_grid"] = out / "kappa_grid.md"
         expensive = [c for c in columns if c not in cheap and c not in ("natural", "worst", "worst_case_robustness")]
-        table = reliability(per_run, expensive)
+        table = reliability(per_run, expensive, frame)
         if len(table):
             table.to_csv(out / "reliability.csv", index=False)
             (out / "reliability.md").write_text(
