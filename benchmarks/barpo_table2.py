@@ -19,6 +19,7 @@ import json
 import math
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -146,9 +147,17 @@ def goal_status(env: str, per_run: pd.DataFrame, median: pd.DataFrame, reliabili
             if int(h["agents"]) < seeds:
                 broken += f" (the other {seeds - int(h['agents'])} seeds were not attacked by {', '.join(LEARNED)})"
             broken += broken_where
+            fits = _fits_text(h)
+            broken += f"; fits per agent: {fits}" if fits else ""
     return {"who": _who(row, rows), "natural": row["natural"], "worst": row["worst"], "paper_natural": paper["natural"],
             "paper_worst": paper["worst"], "natural_ok": natural_ok, "worst_ok": worst_ok, "broken_text": broken,
-            "broken": broken_count, "attacked": attacked, "seeds": seeds, "need": need, "study": row.get("study")}  # fmt: skip
+            "broken": broken_count, "attacked": attacked, "fits": _fits_text(h) if broken_count is not None else "", "seeds": seeds, "need": need, "study": row.get("study")}  # fmt: skip
+
+
+def _fits_text(row: Any) -> str:
+    """A reliability row's fits per agent (``sa-rl 3, pa-ad 1``); "" where the study predates them."""
+    fits = row.get("fits") if hasattr(row, "get") else None
+    return fits if isinstance(fits, str) else ""
 
 
 def where_we_stand(goals: dict[str, dict | None], claims: pd.DataFrame, claims_at_pick: pd.DataFrame,
@@ -173,6 +182,7 @@ def where_we_stand(goals: dict[str, dict | None], claims: pd.DataFrame, claims_a
         undecided = int(len(mine) - sum(int(verdicts.get(v, 0)) for v in ("holds", "within noise", "does not hold")))
         counts += f" ({undecided} not decided: too few seeds or not run)" if undecided else ""
         broken = "not measured" if goal["broken"] is None else f"{goal['broken']} of {goal['attacked']}"
+        broken += f" ({goal['fits']} fits each)" if goal.get("fits") else ""
         lines.append(f"| {env} | {goal['who']} ({goal['seeds']}) | {_cell(goal['natural'])} / {goal['paper_natural']:.0f} "
                      f"({goal['natural_ok']}) | {_cell(goal['worst'])} / {goal['paper_worst']:.0f} ({goal['worst_ok']}) "
                      f"| {broken} | {counts} | {waiting} |")  # fmt: skip
@@ -365,12 +375,13 @@ def main() -> None:
                              f"{kappa_grid_mark(row)} |")  # fmt: skip
         if len(reliability) and (reliability["env"] == env).any():
             lines += ["", "### Learned attacks per agent", "",
-                      "| method | agents attacked | broken (worst < 50% natural) | fraction broken [exact 95% interval] "
-                      "| mean worst / natural [95% bootstrap interval] |", "|---|---:|---:|---|---|"]  # fmt: skip
+                      "| method | agents attacked | fits per agent (worst kept) | broken (worst < 50% natural) "
+                      "| fraction broken [exact 95% interval] | mean worst / natural [95% bootstrap interval] |",
+                      "|---|---:|---|---:|---|---|"]  # fmt: skip
             attacked = reliability[reliability["env"] == env]
             for _, row in attacked.iterrows():
-                lines.append(f"| {_who(row, attacked)} | {row['agents']} | {row['broken']} | {row['broken_fraction']:.0%} "
-                             f"{format_broken_interval(row)} | {format_ratio_cell(row)} |")  # fmt: skip
+                lines.append(f"| {_who(row, attacked)} | {row['agents']} | {_fits_text(row) or '1 each'} | {row['broken']} | "
+                             f"{row['broken_fraction']:.0%} {format_broken_interval(row)} | {format_ratio_cell(row)} |")  # fmt: skip
         lines.append("")
     lines += ["## Quality goal (issue 17): BAR-PPO natural and worst case >= the paper's, no seed broken", ""]
     for env in TASKS:

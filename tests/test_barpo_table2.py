@@ -156,6 +156,13 @@ def test_where_we_stand_has_one_row_per_task_with_the_goal_the_claims_at_the_pic
                             "verdict": ["holds", "too few seeds", "does not hold", "holds"]})  # fmt: skip
     hopper = next(line for line in table2.where_we_stand(goals, claims, at_pick, {}) if line.startswith("| Hopper-v5"))
     assert "| 1 / 0 / 1 (1 not decided: too few seeds or not run) |" in hopper
+    # a study that fitted SA-RL three times per agent says so, in the table and in the goal's line
+    reliability["fits"] = ["", "sa-rl 3, pa-ad 1"]
+    goals = {env: table2.goal_status(env, per_run, median, reliability, reference, grid) for env in table2.TASKS}
+    hopper = next(line for line in table2.where_we_stand(goals, claims, at_pick, {}) if line.startswith("| Hopper-v5"))
+    assert "| 2 of 5 (sa-rl 3, pa-ad 1 fits each) |" in hopper
+    (line,) = table2.quality_goal("Hopper-v5", per_run, median, reliability, reference, grid)
+    assert "fits per agent: sa-rl 3, pa-ad 1" in line
 
 
 def test_the_readme_block_between_the_markers_is_replaced_and_nothing_else(tmp_path):

@@ -1063,6 +1063,31 @@ def test_a_plan_is_priced_at_the_studys_own_rates(tmp_path):
     assert fresh.plan_seconds([("train", bar[1].name)], medians_later=1) == (0.0, ["evaluate", "learned attacks", "train"])
 
 
+def test_more_fits_are_priced_at_the_studys_own_fit_rate(tmp_path):
+    """`evaluation.fits`: each fit left is priced at the mean seconds of the fits the study's
+    reports hold (fit + its episodes; fits loaded from a cache do not count). A run whose report
+    holds every attack once needs only its missing fits; a run not yet evaluated, an evaluation
+    and the fits beyond the first; with no fit measured yet, the fits are named unpriced."""
+    from robustrl.evaluate.reports import report_path
+
+    parsed = parse_spec(spec(seeds=[0, 1], methods={"ppo": {"algo": "ppo"}},
+                             evaluation={"attacks": ["random", "sa-rl"], "eps": 0.1, "fits": {"sa-rl": 3}}))  # fmt: skip
+    study = Study(tmp_path, parsed)
+    first, second = parsed.runs
+    study.status["runs"][first.name].update(train="done", evaluate="done", evaluate_seconds=80.0)
+    assert study.plan_seconds([("evaluate", first.name)]) == (80.0, ["sa-rl fits"])  # no fit measured yet
+    study.run_dir(first).mkdir(parents=True)
+    results = {"natural": {"mean": 1.0}, "random": {"mean": 1.0},
+               "sa-rl": {"mean": 0.5, "fits": [{"mean": 0.5, "fit_seconds": 40.0, "eval_seconds": 10.0},
+                                                {"mean": 0.7, "fit_seconds": 0.0, "eval_seconds": 9.0, "loaded_fitted_attack": True}]}}  # fmt: skip
+    path = report_path(study.run_dir(first), 0.1, parsed.evaluation.norm, parsed.evaluation.deterministic)
+    path.write_text(json.dumps({"results": results}))
+    assert study.task_seconds()["fit"] == {"sa-rl": 50.0}
+    assert study.plan_seconds([("evaluate", first.name)]) == (pytest.approx(50.0), [])  # one fit left, nothing else
+    assert study.plan_seconds([("evaluate", second.name)]) == (pytest.approx(80.0 + 2 * 50.0), [])
+    assert study.plan_seconds([("train", second.name)])[1] == ["train"]
+
+
 def test_dry_run_with_only_counts_the_medians_this_invocation_reaches(tmp_path):
     """`--dry-run --only <one seed>` of a fresh median study: that seed's group is not evaluated
     whole by this invocation, so no median agent's attacks are promised; `--only bar` reaches one."""

@@ -695,7 +695,38 @@ class Study:
                         evaluations.setdefault(key, []).append(entry["evaluate_seconds"])
         evaluation = {key: sum(v) / len(v) for key, v in evaluations.items()}
         median = sum(medians) / len(medians) - evaluation.get("*", 0.0) if medians else None
-        return {"per_step": {k: seconds[k] / steps[k] for k in steps if steps[k]}, "evaluation": evaluation, "median": median}
+        return {"per_step": {k: seconds[k] / steps[k] for k in steps if steps[k]}, "evaluation": evaluation, "median": median,
+                "fit": self._fit_seconds()}  # fmt: skip
+
+    def _fit_seconds(self) -> dict[str, float]:
+        """Mean seconds of one fit (fitting and its episodes) per learned attack of ``evaluation.fits``,
+        from the fits the study's reports hold (loaded from a cache: not counted)."""
+        from robustrl.evaluate.robustness import _fit_records
+
+        times: dict[str, list[float]] = {}
+        for run in self.spec.runs:
+            results = self._results(run)
+            for name in self.spec.evaluation.fits:
+                if "mean" in results.get(name, {}):
+                    for fit in _fit_records(results[name], None, 0):
+                        if not fit.get("loaded_fitted_attack") and fit.get("fit_seconds", 0) > 0:
+                            times.setdefault(name, []).append(fit["fit_seconds"] + fit.get("eval_seconds", 0.0))
+        return {name: sum(v) / len(v) for name, v in times.items()}
+
+    def _fits_left(self, run: RunSpec | None, attacks: Sequence[str]) -> tuple[dict[str, int], bool]:
+        """Fits of ``attacks`` that ``run``'s evaluation still has to make beyond one per attack,
+        per attack, and whether its report already holds one of each (then only those are left)."""
+        from robustrl.evaluate.robustness import fits_done
+
+        results = self._results(run) if run is not None else {}
+        whole = run is not None and all(fits_done(results.get(a)) >= 1 for a in ["natural", *attacks])
+        left = {}
+        for name, wanted in self.spec.evaluation.fits.items():
+            if name in attacks:
+                done = fits_done(results.get(name)) if whole else 1
+                if wanted > done:
+                    left[name] = wanted - done
+        return left, whole
 
     def _results(self, run: RunSpec) -> dict[str, Any]:
         """The attacks ``run``'s evaluation report holds ({} without a report)."""
@@ -716,9 +747,16 @@ class Study:
                 rate = rates["per_step"].get(run.label, rates["per_step"].get("*"))
                 trained, planned = self.steps_trained(run)
                 costs.append(("train", None if rate is None else rate * (planned - trained)))
-            if task in ("train", "evaluate"):  # a training is evaluated after
+            attacks = self.evaluation_tasks(run) if task in ("train", "evaluate") else list(self.median_attacks())
+            # fits beyond the first of each learned attack (evaluation.fits): each at the study's own
+            # rate for that attack; a report that holds every attack once needs only those
+            extra, whole = self._fits_left(run if task in ("evaluate", "median") else None, attacks)
+            for name, count in extra.items():
+                rate = rates["fit"].get(name)
+                costs.append((f"{name} fits", None if rate is None else rate * count))
+            if task in ("train", "evaluate") and not whole:  # a training is evaluated after
                 costs.append(("evaluate", rates["evaluation"].get(run.label, rates["evaluation"].get("*"))))
-            if task == "median":
+            if task == "median" and not whole:
                 costs.append(("learned attacks", rates["median"]))
             for kind, cost in costs:
                 if cost is None:
