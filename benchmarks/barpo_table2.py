@@ -25,7 +25,13 @@ import pandas as pd
 
 from robustrl.report.claims import paper_values, roles_at_pick
 from robustrl.report.paper import default_reference, load_reference, paper_entries, paper_method
-from robustrl.report.study import format_broken_interval, format_ratio_cell, kappa_grid_mark, save_figure, write_study_report
+from robustrl.report.study import (
+    format_broken_interval,
+    format_ratio_cell,
+    kappa_grid_mark,
+    save_figure,
+    write_study_report,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = default_reference()
@@ -182,7 +188,7 @@ def where_we_stand(goals: dict[str, dict | None], claims: pd.DataFrame, claims_a
         undecided = int(len(mine) - sum(int(verdicts.get(v, 0)) for v in ("holds", "within noise", "does not hold")))
         counts += f" ({undecided} not decided: too few seeds or not run)" if undecided else ""
         broken = "not measured" if goal["broken"] is None else f"{goal['broken']} of {goal['attacked']}"
-        broken += f" ({goal['fits']} fits each)" if goal.get("fits") else ""
+        broken += f" (fits per agent: {goal['fits']})" if goal.get("fits") else ""
         lines.append(f"| {env} | {goal['who']} ({goal['seeds']}) | {_cell(goal['natural'])} / {goal['paper_natural']:.0f} "
                      f"({goal['natural_ok']}) | {_cell(goal['worst'])} / {goal['paper_worst']:.0f} ({goal['worst_ok']}) "
                      f"| {broken} | {counts} | {waiting} |")  # fmt: skip

@@ -160,7 +160,7 @@ def test_where_we_stand_has_one_row_per_task_with_the_goal_the_claims_at_the_pic
     reliability["fits"] = ["", "sa-rl 3, pa-ad 1"]
     goals = {env: table2.goal_status(env, per_run, median, reliability, reference, grid) for env in table2.TASKS}
     hopper = next(line for line in table2.where_we_stand(goals, claims, at_pick, {}) if line.startswith("| Hopper-v5"))
-    assert "| 2 of 5 (sa-rl 3, pa-ad 1 fits each) |" in hopper
+    assert "| 2 of 5 (fits per agent: sa-rl 3, pa-ad 1) |" in hopper
     (line,) = table2.quality_goal("Hopper-v5", per_run, median, reliability, reference, grid)
     assert "fits per agent: sa-rl 3, pa-ad 1" in line
 

@@ -322,6 +322,27 @@ def test_fits_keep_the_worst_of_several_fits_and_resume(pendulum_run, run_copy, 
     assert json.loads(path.read_text())["results"]["rs"]["fits_used"] == 2  # refused calls wrote nothing
 
 
+def test_pictures_show_the_fit_the_table_measured(pendulum_run, run_copy, monkeypatch):
+    """`--render` / `--figures` after `--fits`: the traces replay the report's worst fit, loaded
+    from that fit's own cache folder with its own seed, not the first fit (nothing is refitted)."""
+    from robustrl.evaluate.render import write_attack_pictures
+
+    kwargs = dict(eps=0.2, attack_options={"rs": RS_TINY}, budgets={"rs": 256}, source=run_copy)
+    report = robustness_report(pendulum_run.policy, ENV, attacks=["rs"], episodes=1, fits={"rs": 2}, **kwargs)
+    report["results"]["rs"]["worst_fit"] = 1  # whichever fit the tiny run found worst, the pictures follow the report
+    real, loaded = robustness_module._fitted_attack, []
+
+    def spy(name, eps, norm, policy, env_id, options, budget, attack_dir, refit, progress, seed):
+        attack, seconds, from_cache = real(name, eps, norm, policy, env_id, options, budget, attack_dir, refit, progress, seed)
+        loaded.append((attack_dir.name, seed, from_cache))
+        return attack, seconds, from_cache
+
+    monkeypatch.setattr(robustness_module, "_fitted_attack", spy)
+    write_attack_pictures(pendulum_run.policy, ENV, ["rs"], figures=run_copy / "figures", report=report, **kwargs)
+    assert loaded == [("fit1", 10_000 + 50_000 + robustness_module.FIT_SEED_STRIDE, True)]
+    assert (run_copy / "figures" / "perturbation-rs.png").is_file()
+
+
 def test_cached_attack_with_a_grid_is_reused(pendulum_run, run_copy):
     """The grid goes through JSON (tuples -> lists) and must still match the requested options."""
     options = {**RS_TINY, "grid": ((0.02, 0.1),)}  # what --attack-option rs.grid=[[0.02,0.1]] passes
@@ -605,6 +626,8 @@ def test_cli_default_report_lives_in_the_run_dir(capsys, run_copy):
         ["--fits", "random=2"],  # nothing to fit
         ["--fits", "sa-rl=0"],
         ["--fits", "sa-rl"],
+        ["--fits", "rs=2"],  # not among --attacks
+        ["--fits", "rs=\u00b3"],  # a superscript is no count
         ["--attack-option", "rs.nope=1"],
         ["--attack-option", "foo.steps=1"],
         ["--attack-option", "mad=1"],

@@ -462,7 +462,7 @@ def parse_fits(pairs: list[str]) -> dict[str, int]:
     parsed: dict[str, int] = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
-        if not sep or not value.strip().isdigit():
+        if not sep or not value.strip().isdecimal():
             raise InvalidArgumentError(f"--fits expects NAME=K with K a whole number >= 1, got {pair!r}")
         parsed[name] = int(value)
     return check_fits(parsed)
@@ -586,6 +586,8 @@ def evaluate(
     names = parse_attacks(attacks or "random,critic,mad")
     parsed_budgets, parsed_options = parse_attack_settings(budgets, attack_options)
     parsed_fits = parse_fits(fits)
+    if set(parsed_fits) - set(names):
+        raise InvalidArgumentError(f"--fits {', '.join(sorted(set(parsed_fits) - set(names)))}: not among --attacks {','.join(names)}")
     if (mode or "deterministic") == "both":
         raise InvalidArgumentError("with --attacks, --mode is deterministic (default, as the papers) or stochastic")
     if median and eps_sweep is not None:

@@ -243,11 +243,14 @@ def attack_traces(
     max_steps: int | None = None,
     frame_every: int = 2,
     size: tuple[int, int] = PANEL_SIZE,
+    worst_fits: dict[str, int] | None = None,
 ) -> list[EpisodeTrace]:
     """The clean episode and the same episode under each attack (fitted attacks come from the
-    run's cache when :func:`~robustrl.evaluate.robustness.robustness_report` left them there)."""
+    run's cache when :func:`~robustrl.evaluate.robustness.robustness_report` left them there;
+    ``worst_fits``: per learned attack fitted several times, the fit its report's cell is, so the
+    pictures show the adversary the table measured)."""
     from robustrl.config import default_eps
-    from robustrl.evaluate.robustness import _fitted_attack, attack_directory, check_attacks
+    from robustrl.evaluate.robustness import _fitted_attack, attack_directory, check_attacks, fit_location
     from robustrl.threat import parse_norm
 
     eps = default_eps(env_id) if eps is None else eps
@@ -267,19 +270,11 @@ def attack_traces(
     try:
         traces = [record_episode(policy, env_id, label="natural", **common)]
         for name in attacks:
+            fit_dir, fit_seed = fit_location(attack_dir, seed, (worst_fits or {}).get(name, 0))
             attack, _, _ = _fitted_attack(
-                name,
-                eps,
-                norm,
-                policy,
-                env_id,
-                (attack_options or {}).get(name, {}),
-                (budgets or {}).get(name),
-                attack_dir,
-                False,
-                None,
-                seed + 50_000,
-            )
+                name, eps, norm, policy, env_id, (attack_options or {}).get(name, {}), (budgets or {}).get(name),
+                fit_dir, False, None, fit_seed,
+            )  # fmt: skip
             attack.generator.manual_seed(attack.seed)
             traces.append(record_episode(policy, env_id, perturb=attack.perturb, label=name, **common))
     finally:
@@ -379,7 +374,10 @@ def write_attack_pictures(
 
     if video is not None:
         check_video_path(video)
-    traces = attack_traces(policy, env_id, attacks, render=video is not None, frame_every=frame_every, **options)
+    worst_fits = {n: r["worst_fit"] for n, r in (report or {}).get("results", {}).items() if "worst_fit" in r}
+    traces = attack_traces(
+        policy, env_id, attacks, render=video is not None, frame_every=frame_every, worst_fits=worst_fits, **options
+    )
     written: dict[str, Path] = {}
     if video is not None:
         written["video"] = render_attacks(traces, video, fps)

@@ -240,27 +240,26 @@ def robustness_report(
         # only learned attacks are fitted, so only their budget can change a result
         learned = ATTACKS[name].learned
         budget = int(budgets[name]) if learned and budgets.get(name) is not None else None
-        wanted = fits.get(name, 1)
         previous = report["results"].get(name, {})
         same = options_used is not None and previous.get("options") == options_used and previous.get("budget") == budget
         done = _fit_records(previous, report["returns"].get(name), seed + 50_000) if "mean" in previous and same else []
+        # not asked: the cell stays what the file has (the worst of its fits), as attack_done(..., 1) reads it
+        wanted = fits[name] if name in fits else max(1, _fits_used(previous)) if done else 1
         if len(done) >= wanted:  # resumed: done in an earlier call with the same options (defaults included) and budget
             if _fits_used(previous) != wanted:  # fitted more often before: the cell is over the fits asked for
                 _set_worst_fit(report, name, options_used, budget, done[:wanted], keep=done, learned=learned)
                 save()
             continue
         for j in range(len(done), wanted):
-            # The attack's own seed is offset from the evaluation seed, so learned attacks never train
-            # on the evaluation episodes' start states; fit j > 0 adds j strides (and has its own cache).
-            fit_seed = seed + 50_000 + FIT_SEED_STRIDE * j
-            fit_dir = attack_dir if j == 0 or attack_dir is None else attack_dir / f"fit{j}"
+            fit_dir, fit_seed = fit_location(attack_dir, seed, j)
             attack, fit_seconds, loaded = _fitted_attack(
                 name, eps, norm, policy, env_id, attack_options.get(name, {}), budgets.get(name), fit_dir, refit,
                 progress if wanted == 1 else labelled(progress, f"fit {j + 1}/{wanted}"), fit_seed,
             )
             attack.generator.manual_seed(attack.seed)  # same solver noise whether just fitted or loaded
             summary, returns = episodes_under(name, attack.perturb)
-            done.append({"seed": fit_seed, "fit_seconds": round(fit_seconds, 2), "loaded_fitted_attack": loaded,
+            # the seed the adversary was trained with (a cached one may come from another evaluation seed)
+            done.append({"seed": attack.seed, "fit_seconds": round(fit_seconds, 2), "loaded_fitted_attack": loaded,
                          **summary, "returns": returns})  # fmt: skip
             _set_worst_fit(report, name, options_used, budget, done, learned=learned)
             save()  # after every fit: an interrupted evaluation keeps the fits it finished
@@ -269,6 +268,14 @@ def robustness_report(
     view["returns"] = {k: v for k, v in report["returns"].items() if k in view["results"]}
     _summarise(view)
     return view
+
+
+def fit_location(attack_dir: Path | None, seed: int, fit: int) -> tuple[Path | None, int]:
+    """Where fit ``fit`` (0-based) of a learned attack is cached and the seed it trains with, for
+    an evaluation with ``seed``: offset from the evaluation seed, so a learned attack never trains
+    on the evaluation episodes' start states; fit j > 0 adds j strides and has its own folder."""
+    folder = attack_dir if fit == 0 or attack_dir is None else attack_dir / f"fit{fit}"
+    return folder, seed + 50_000 + FIT_SEED_STRIDE * fit
 
 
 def _fit_records(result: dict[str, Any], returns: list[float] | None, attack_seed: int) -> list[dict[str, Any]]:

@@ -684,15 +684,17 @@ class Study:
                     steps[key] = steps.get(key, 0.0) + self.steps_trained(run)[1]
                     seconds[key] = seconds.get(key, 0.0) + entry["train_seconds"]
             if entry.get("evaluate_seconds", 0.0) > 0:  # booked when it finished (a changed evaluation re-queues it)
+                # the rates are of one fit per learned attack: plan_seconds prices the fits beyond it
+                booked = max(entry["evaluate_seconds"] - self._extra_fit_seconds(run), 0.0)
                 # a median agent's time is its learned attacks' once its report holds them all (not
                 # its mark, which moves when a group grows, nor an attack stopped halfway)
                 if self.spec.evaluation.median and learned and all(a in self._results(run) for a in learned):
-                    medians.append(entry["evaluate_seconds"])
+                    medians.append(booked)
                 elif self.spec.evaluation.median and learned and entry.get("median_agent"):
                     continue  # its learned attacks are under way: neither a cheap evaluation nor theirs
                 else:
                     for key in (run.label, "*"):
-                        evaluations.setdefault(key, []).append(entry["evaluate_seconds"])
+                        evaluations.setdefault(key, []).append(booked)
         evaluation = {key: sum(v) / len(v) for key, v in evaluations.items()}
         median = sum(medians) / len(medians) - evaluation.get("*", 0.0) if medians else None
         return {"per_step": {k: seconds[k] / steps[k] for k in steps if steps[k]}, "evaluation": evaluation, "median": median,
@@ -712,6 +714,19 @@ class Study:
                         if not fit.get("loaded_fitted_attack") and fit.get("fit_seconds", 0) > 0:
                             times.setdefault(name, []).append(fit["fit_seconds"] + fit.get("eval_seconds", 0.0))
         return {name: sum(v) / len(v) for name, v in times.items()}
+
+    def _extra_fit_seconds(self, run: RunSpec) -> float:
+        """Seconds ``run``'s report spent on fits beyond the first of each learned attack (fitted
+        here, not loaded from a cache): booked in its evaluation's seconds, priced apart."""
+        from robustrl.evaluate.robustness import _fit_records
+
+        results, total = self._results(run), 0.0
+        for name in self.spec.evaluation.fits:
+            if "mean" in results.get(name, {}):
+                for fit in _fit_records(results[name], None, 0)[1:]:
+                    if not fit.get("loaded_fitted_attack"):
+                        total += fit.get("fit_seconds", 0.0) + fit.get("eval_seconds", 0.0)
+        return total
 
     def _fits_left(self, run: RunSpec | None, attacks: Sequence[str]) -> tuple[dict[str, int], bool]:
         """Fits of ``attacks`` that ``run``'s evaluation still has to make beyond one per attack,
