@@ -118,3 +118,20 @@ def test_envpool_and_gymnasium_agree_on_a_fixed_policy():
     tolerance = 4 * np.sqrt((std_g**2 + std_e**2) / 40) + 1e-6
     assert abs(mean_g - mean_e) <= tolerance, stats
     assert abs(len_g - len_e) <= 0.25 * len_g + 2, stats
+
+
+def test_mujoco_warnings_go_through_python_warnings_not_stdout(capfd):
+    """Gymnasium's half_cheetah.xml uses MuJoCo's deprecated `settotalmass`: MuJoCo printed that
+    to stdout at every model compile (some 500 lines a session in a HalfCheetah study). It now
+    arrives as a MujocoWarning, which Python shows once and a filter can silence."""
+    import warnings
+
+    from robustrl.envs.make import MujocoWarning
+
+    capfd.readouterr()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        make_env("HalfCheetah-v5", 2, seed=0).close()
+    out, _ = capfd.readouterr()
+    assert "settotalmass" not in out
+    assert caught and all(w.category is MujocoWarning and "settotalmass" in str(w.message) for w in caught)

@@ -77,6 +77,7 @@ def make_env(env: Any, num_envs: int = 1, seed: int = 0, backend: str = "gymnasi
     if backend == "envpool":
         vector = EnvpoolVectorEnv(env_id, num_envs, seed)
     else:
+        route_mujoco_warnings()
         vector = gym.make_vec(
             env_id,
             num_envs=num_envs,
@@ -86,6 +87,30 @@ def make_env(env: Any, num_envs: int = 1, seed: int = 0, backend: str = "gymnasi
     _check_spaces(env_id, vector)
     vector.action_space.seed(seed)
     return vector
+
+
+class MujocoWarning(UserWarning):
+    """A warning MuJoCo's C library raised (e.g. a deprecated attribute in a task's XML)."""
+
+
+def route_mujoco_warnings() -> None:
+    """Send MuJoCo's C-level warnings through Python's ``warnings`` (shown once per process and
+    message, filterable) unless the user installed a handler of their own. MuJoCo prints each
+    one to stdout every time a model compiles: Gymnasium's half_cheetah.xml uses the deprecated
+    ``settotalmass``, so a study on HalfCheetah-v5 printed it some 500 times per session (8 envs
+    per evaluation, every evaluation)."""
+    try:
+        import mujoco
+    except ImportError:  # no MuJoCo tasks here
+        return
+    if mujoco.get_mju_user_warning() is None:
+        mujoco.set_mju_user_warning(_mujoco_warning)
+
+
+def _mujoco_warning(message: str) -> None:
+    import warnings
+
+    warnings.warn(f"MuJoCo: {message}", MujocoWarning, stacklevel=1)
 
 
 def _checked_factory(factory: Any, label: str):
