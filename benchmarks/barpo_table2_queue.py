@@ -53,6 +53,7 @@ QUEUE = (
     Step("barpo_hopper", "studies/barpo_hopper_kappa.yaml", (), "item 1: the Hopper kappa grid's last runs (ar-ppo-k1 s1 needs --retry-failed)"),
     Step("barpo_ant", "studies/barpo_ant.yaml", ("bar-ppo",), "item 3: Ant at the paper's 10M steps, BAR-PPO first"),
     Step("barpo_ant", "studies/barpo_ant.yaml", ("ppo",), "item 3: Ant, PPO"),
+    Step("barpo_walker_cheetah", "studies/barpo_walker_cheetah.yaml", ("wocar-ppo", "radial-ppo"), "item 2: Table 2's WocaR-PPO and RADIAL-PPO, if compute allows"),
 )  # fmt: skip
 
 
