@@ -5,7 +5,9 @@ Reads finished (or partly finished) study directories, writes each one's full re
 figures) under ``--out``/<study>/, and assembles one page: per task, the median agents beside the
 paper's rows, the mean over seeds with 95% intervals, the paper's claims marked holds / does not
 hold / within noise, the quality goal of issue 17 (BAR-PPO natural and worst case >= the paper's,
-no seed broken by a learned attack), and what was not run with what it would cost.
+no seed broken by a learned attack), and what was not run with what it would cost. The goal's
+worst case is the stricter of the median agent's (one SA-RL fit, the paper's protocol, as every
+table and claim here) and the same agent's in a reliability study that fitted SA-RL several times.
 
     python benchmarks/barpo_table2.py runs/studies/barpo_hopper [runs/studies/barpo_table2 ...]
 
@@ -89,7 +91,7 @@ def quality_goal(env: str, per_run: pd.DataFrame, median: pd.DataFrame, reliabil
     return [
         f"- {env}: BAR-PPO ({goal['who']}) median agent natural {_cell(goal['natural'])} vs the paper's {goal['paper_natural']:.0f} "
         f"(**{goal['natural_ok']}**), worst case {_cell(goal['worst'])} vs {goal['paper_worst']:.0f} "
-        f"(**{goal['worst_ok']}**); {goal['broken_text']}; {goal['seeds']} seeds (goal: >= {goal['need']}"
+        f"(**{goal['worst_ok']}**{'; ' + goal['worst_note'] if goal.get('worst_note') else ''}); {goal['broken_text']}; {goal['seeds']} seeds (goal: >= {goal['need']}"
         f"{': short' if goal['seeds'] < goal['need'] else ''})."
     ]
 
@@ -120,9 +122,7 @@ def goal_status(env: str, per_run: pd.DataFrame, median: pd.DataFrame, reliabili
     # the paper's worst case includes SA-RL and PA-AD: a worst case without them is only an upper
     # bound (a partly run study, or one without the learned attacks), so it cannot meet the goal
     missing = [a for a in LEARNED if pd.isna(row.get(a, math.nan))]
-    worst_ok = goal(row["worst"], paper["worst"])
-    if missing and worst_ok == "met":
-        worst_ok = f"not measured: {', '.join(missing)} not run on it"
+    worst, worst_note = row["worst"], ""
     broken = "not measured (no learned attack ran on BAR-PPO)"
     broken_count = attacked = None
     if reliability is not None and len(reliability):
@@ -155,9 +155,38 @@ def goal_status(env: str, per_run: pd.DataFrame, median: pd.DataFrame, reliabili
             broken += broken_where
             fits = _fits_text(h)
             broken += f"; fits per agent: {fits}" if fits else ""
-    return {"who": _who(row, rows), "natural": row["natural"], "worst": row["worst"], "paper_natural": paper["natural"],
+            stricter = _stricter_worst(per_run, row, h)
+            if stricter is not None:
+                worst, worst_note = stricter
+    worst_ok = goal(worst, paper["worst"])
+    if missing and worst_ok == "met":
+        worst_ok = f"not measured: {', '.join(missing)} not run on it"
+    return {"who": _who(row, rows), "natural": row["natural"], "worst": worst, "worst_note": worst_note, "paper_natural": paper["natural"],
             "paper_worst": paper["worst"], "natural_ok": natural_ok, "worst_ok": worst_ok, "broken_text": broken,
             "broken": broken_count, "attacked": attacked, "fits": _fits_text(h) if broken_count is not None else "", "seeds": seeds, "need": need, "study": row.get("study")}  # fmt: skip
+
+
+def _stricter_worst(per_run: pd.DataFrame, row: pd.Series, hit: pd.Series) -> tuple[float, str] | None:
+    """The median agent's worst case from the reliability study ``hit`` when that study attacked
+    the same agent harder (a learned attack fitted several times, the worst kept) and found a
+    lower return: (its worst, a note saying where it comes from and the one-fit value). The paper
+    reports SA-RL as its learned adversary's return; SA-RL's authors (Zhang et al., 2021) keep the
+    lowest of several adversaries per agent, so the stricter number is the fairer goal. None
+    where nothing stricter is known."""
+    if "study" not in per_run or "study" not in row or "study" not in hit or hit["study"] == row["study"]:
+        return None
+    mine = per_run[(per_run["study"] == row["study"]) & (per_run["env"] == row["env"]) & (per_run["label"] == row["label"])]
+    learned = [a for a in LEARNED if a in mine]
+    median_runs = set(mine.dropna(subset=learned, how="all")["run"]) if learned else set()  # the median protocol attacked only it
+    if len(median_runs) != 1:
+        return None
+    there = per_run[(per_run["study"] == hit["study"]) & per_run["run"].isin(median_runs)]
+    if not len(there) or pd.isna(there.iloc[0].get("worst")) or there.iloc[0]["worst"] >= row["worst"]:
+        return None
+    fits = _fits_text(hit)
+    note = (f"{there.iloc[0]['worst']:.0f} is the same agent in study {hit['study']}"
+            f"{f' ({fits} fits, the worst kept)' if fits else ''}; {row['worst']:.0f} in {row['study']}")  # fmt: skip
+    return float(there.iloc[0]["worst"]), note
 
 
 def _fits_text(row: Any) -> str:

@@ -178,3 +178,27 @@ def test_the_readme_block_between_the_markers_is_replaced_and_nothing_else(tmp_p
     with pytest.raises(InvalidArgumentError, match="has no .* block to fill"):
         table2.replace_between_markers(plain, ["| new |"])
     assert plain.read_text() == "no markers\n"
+
+
+@needs_paper_tables
+def test_the_goal_reads_the_stricter_worst_case_of_the_same_agent_from_the_reliability_study():
+    """The median protocol fits SA-RL once on the median agent; the reliability study attacks the
+    same agent (same run name) with the worst of 3 fits. Where that finds a lower return, the goal
+    reads it and says where both numbers come from; where it does not, the median's stays."""
+    from robustrl.report.paper import load_reference
+
+    table2 = _table2()
+    reference = load_reference(PAPER_TABLES)
+    same = [f"bar-ppo-k1-s{s}" for s in range(5)]
+    per_run, median, reliability, grid = _frames(same)
+    per_run["sa-rl"] = [None, None, 1492.0, None, None] + [3000.0, 2900.0, 1100.0, 3100.0, 1200.0]
+    per_run["worst"] = [1700.0, 1800.0, 1492.0, 1650.0, 1600.0] + [1650.0, 1700.0, 1100.0, 1600.0, 1200.0]
+    reliability["fits"] = ["", "sa-rl 3, pa-ad 1"]
+    goal = table2.goal_status("Hopper-v5", per_run, median, reliability, reference, grid)
+    assert goal["worst"] == 1100.0 and goal["worst_ok"] == "not met"  # the paper's 1340
+    assert goal["worst_note"] == "1100 is the same agent in study reliability (sa-rl 3, pa-ad 1 fits, the worst kept); 1492 in hopper"
+    (line,) = table2.quality_goal("Hopper-v5", per_run, median, reliability, reference, grid)
+    assert "worst case 1100 vs 1340 (**not met**; 1100 is the same agent" in line
+    per_run.loc[7, "worst"] = 1600.0  # the stricter study found nothing lower: the median's worst stays
+    goal = table2.goal_status("Hopper-v5", per_run, median, reliability, reference, grid)
+    assert goal["worst"] == 1492.0 and goal["worst_note"] == "" and goal["worst_ok"] == "met"
