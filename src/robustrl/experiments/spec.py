@@ -405,15 +405,14 @@ def parse_evaluation(data: dict[str, Any]) -> EvaluationSpec:
                 f"evaluation.budgets.{name}: not a learned attack ({sorted(n for n, c in ATTACKS.items() if c.learned)})"
             )
         budgets[name] = _count(value, f"evaluation.budgets.{name}")
-    fits = {}
-    for name, value in (data.get("fits") or {}).items():
-        if name not in ATTACKS or not ATTACKS[name].learned:
-            raise StudySpecError(
-                f"evaluation.fits.{name}: not a learned attack ({sorted(n for n, c in ATTACKS.items() if c.learned)})"
-            )
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise StudySpecError(f"evaluation.fits.{name} must be a whole number of fits >= 1, got {value!r}")
-        fits[name] = value
+    from robustrl.evaluate.robustness import check_fits
+
+    if not isinstance(data.get("fits") or {}, dict):
+        raise StudySpecError(f"evaluation.fits: expected a mapping of learned attacks to fit counts, e.g. {{sa-rl: 3}}; got {data['fits']!r}")
+    try:
+        fits = check_fits(dict(data.get("fits") or {}))
+    except InvalidArgumentError as error:
+        raise StudySpecError(f"evaluation.{error}") from None
     options = data.get("attack_options") or {}
     for name, values in options.items():
         if name not in ATTACKS or not isinstance(values, dict):
