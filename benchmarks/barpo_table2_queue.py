@@ -44,7 +44,8 @@ class Step:
 # Issue 17's items in the order the page needs them; `--dry-run` prints what each has left and its cost.
 QUEUE = (
     Step("barpo_walker_cheetah", "studies/barpo_walker_cheetah.yaml", ("bar-ppo", "ppo"), "item 2: the quality goal's method and its baseline first"),
-    Step("barpo_walker_cheetah", "studies/barpo_walker_cheetah.yaml", ("sa-ppo", "ar-ppo"), "item 2: SA-PPO (Table 2) and ARPO w/ g (Table 3)"),
+    Step("barpo_walker_cheetah", "studies/barpo_walker_cheetah.yaml", ("sa-ppo", "ar-ppo", "bar-ppo-nog", "ar-ppo-nog"),
+         "item 2: SA-PPO (Table 2), ARPO w/ g (Table 3), BARPO and ARPO w/o g (Table 4); their medians' SA-RL fits"),
     Step("barpo_wc_reliability", "studies/barpo_wc_reliability.yaml", (), "item 5: learned attacks on every Walker2d/HalfCheetah BAR-PPO seed, SA-RL fitted 3 times"),
     Step("barpo_reliability", "studies/barpo_reliability.yaml", ("bar-ppo-k1",), "item 5: the Hopper quality goal's 5 agents, SA-RL fitted 3 times"),
     Step("barpo_reliability", "studies/barpo_reliability.yaml", ("bar-ppo-k1-inner20",), "item 5: a stronger inner solve, 5 seeds, learned attacks on each"),
