@@ -54,7 +54,7 @@ PROTOCOL = """## Protocol: ours against the paper's
 | steps | 2M (Ant 10M) | the same (`steps: null`); 8 Gymnasium envs per 2048-step batch (one core per study worker), compiled update (same PPO hyperparameters as SA-PPO's MuJoCo configs) |
 | eps curriculum | linear warm-up | 0 -> eps over the first 75% of iterations |
 | kappa | grid {0.1, 0.3, 1.0} per task | a grid on Hopper only: its kappas are rows of their own, its pick (by the median agent's worst case) marked in "kappa grid", and the quality goal reads the pick; Walker2d and HalfCheetah (studies/barpo_walker_cheetah.yaml) run BAR-PPO and ARPO w/ g at the Hopper grid's pick, kappa 1 |
-| learned attacks | SA-RL, PA-AD on the median agent (fits per agent not stated; SA-RL's authors keep the lowest of several adversaries) | the same, 1M steps each with a radius curriculum (benchmarks/results/attacks.md); SA-RL the worst of 3 fits where a study's `evaluation.fits` says so (the reliability studies since session 18, the Table 2 studies' medians as they are re-run; each cell's count is in the store's `fits` column), PA-AD one fit |
+| learned attacks | SA-RL, PA-AD on the median agent (fits per agent not stated; SA-RL's authors search the adversary's hyperparameters and keep the strongest adversary: huanzhang12/ATLA_robust_RL's README) | the same, 1M steps each with a radius curriculum (benchmarks/results/attacks.md); SA-RL the worst of 3 fits where a study's `evaluation.fits` says so (the reliability studies since session 18, the Table 2 studies' medians as they are re-run; each cell's count is in the store's `fits` column), PA-AD one fit |
 | RS | robust Sarsa critic + MAD-style attack | the same (`robustrl.attacks.robust_sarsa`) |
 """
 
