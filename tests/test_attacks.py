@@ -554,6 +554,15 @@ def test_transfer_replays_an_adversary_fitted_on_another_victim(victim, fitted, 
     torch.testing.assert_close(attack.perturb(obs), fitted["sa-rl"].perturb(obs))
     assert Ball(0.1).contains(attack.perturb(obs), obs).all()
     assert (attack.perturb(obs) - obs).abs().max() > 1e-4  # it moves them (a tiny fit: small moves)
+    # the source's report kept its second fit as the cell (--fits): the transfer replays that one
+    second = make_attack("sa-rl", 0.1, seed=4, **CHEAP["sa-rl"]).fit(victim, PENDULUM, budget=256)
+    second.save(source_run / "attacks" / "eps0.1-linf" / "fit1")
+    (source_run / "eval-eps0.1.json").write_text(json.dumps({"results": {"sa-rl": {"mean": 1.0, "worst_fit": 1}}}))
+    replay = make_attack("transfer", 0.1, source=str(source_run), attack="sa-rl").fit(other, PENDULUM)
+    assert replay.source_stem == source_run / "attacks" / "eps0.1-linf" / "fit1" / "sa-rl"
+    torch.testing.assert_close(replay.perturb(obs), second.perturb(obs))
+    (source_run / "eval-eps0.1.json").write_text("{ damaged")  # unreadable report: the first fit, as before
+    assert make_attack("transfer", 0.1, source=str(source_run)).fit(other, PENDULUM).source_stem.parent.name == "eps0.1-linf"
     with pytest.raises(InvalidArgumentError, match="needs transfer.source"):
         make_attack("transfer", 0.1)
     with pytest.raises(InvalidArgumentError, match="learned observation attack"):

@@ -9,8 +9,10 @@ break its siblings (a black-box attacker who trained against a surrogate)?
         --attack-option transfer.source='"runs/bar-ppo-s0"' --attack-option transfer.attack='"sa-rl"'
 
 ``source`` is the run directory whose fitted adversary is replayed (its cache
-``<run>/attacks/eps<eps>-l<norm>/<attack>``, written by ``robustrl evaluate --attacks sa-rl``), or
-that cache's directory, or the stem of the files themselves. The adversary acts on the new
+``<run>/attacks/eps<eps>-l<norm>/<attack>``, written by ``robustrl evaluate --attacks sa-rl``; where
+that run's report kept the worst of several fits (``--fits``), that fit's, ``.../fit<j>/<attack>``:
+the strongest adversary found for the source), or that cache's directory, or the stem of the files
+themselves. The adversary acts on the new
 victim's normalised observations inside the evaluation's ball (its network is fitted on the
 source's normaliser: part of what a transfer tests). Nothing is fitted: it costs one forward pass
 of the adversary per step. The source must be an observation attack fitted on the same env.
@@ -55,10 +57,12 @@ class TransferAttack(Attack):
     def stem(self) -> Path:
         """The fitted adversary's files (``<stem>.safetensors`` + ``.json``) named by ``source``."""
         source, attack = Path(self.options.source), self.options.attack
+        cache = source / "attacks" / f"eps{self.eps:g}-l{self.ball.norm}"
+        worst = _worst_fit(source, self.eps, self.ball.norm, attack)
         candidates = [
             source,  # the stem itself
             source / attack,  # an attack cache directory
-            source / "attacks" / f"eps{self.eps:g}-l{self.ball.norm}" / attack,  # a run directory
+            (cache / f"fit{worst}" if worst else cache) / attack,  # a run directory: its report's worst fit
         ]
         for stem in candidates:
             if stem.with_name(stem.name + ".json").is_file():
@@ -94,3 +98,19 @@ class TransferAttack(Attack):
     def _perturb(self, obs: torch.Tensor) -> torch.Tensor:
         assert self.inner is not None
         return self.inner._perturb(obs)
+
+
+def _worst_fit(run_dir: Path, eps: float, norm: str, attack: str) -> int:
+    """Which fit of ``attack`` the run's (deterministic) report at ``eps`` keeps as its cell: 0
+    without a report, or for a report that fitted it once."""
+    import json
+
+    from robustrl.evaluate.reports import report_path
+
+    path = report_path(run_dir, eps, norm) if run_dir.is_dir() else None
+    try:
+        report = json.loads(path.read_text()) if path is not None and path.is_file() else {}
+    except (OSError, ValueError):
+        return 0  # unreadable: the first fit, as before fits existed
+    worst = report.get("results", {}).get(attack, {}).get("worst_fit", 0) if isinstance(report, dict) else 0
+    return worst if isinstance(worst, int) and worst >= 0 else 0
