@@ -703,30 +703,29 @@ class Study:
     def _fit_seconds(self) -> dict[str, float]:
         """Mean seconds of one fit (fitting and its episodes) per learned attack of ``evaluation.fits``,
         from the fits the study's reports hold (loaded from a cache: not counted)."""
-        from robustrl.evaluate.robustness import _fit_records
-
         times: dict[str, list[float]] = {}
         for run in self.spec.runs:
-            results = self._results(run)
-            for name in self.spec.evaluation.fits:
-                if "mean" in results.get(name, {}):
-                    for fit in _fit_records(results[name], None, 0):
-                        if not fit.get("loaded_fitted_attack") and fit.get("fit_seconds", 0) > 0:
-                            times.setdefault(name, []).append(fit["fit_seconds"] + fit.get("eval_seconds", 0.0))
+            for name, _, seconds in self._fit_times(run):
+                times.setdefault(name, []).append(seconds)
         return {name: sum(v) / len(v) for name, v in times.items()}
 
-    def _extra_fit_seconds(self, run: RunSpec) -> float:
-        """Seconds ``run``'s report spent on fits beyond the first of each learned attack (fitted
-        here, not loaded from a cache): booked in its evaluation's seconds, priced apart."""
+    def _fit_times(self, run: RunSpec) -> list[tuple[str, int, float]]:
+        """(attack, fit index, seconds of fitting and its episodes) of every fit of ``evaluation.fits``'
+        attacks that ``run``'s report holds and that was fitted here, not loaded from a cache."""
         from robustrl.evaluate.robustness import _fit_records
 
-        results, total = self._results(run), 0.0
+        results, times = self._results(run), []
         for name in self.spec.evaluation.fits:
             if "mean" in results.get(name, {}):
-                for fit in _fit_records(results[name], None, 0)[1:]:
-                    if not fit.get("loaded_fitted_attack"):
-                        total += fit.get("fit_seconds", 0.0) + fit.get("eval_seconds", 0.0)
-        return total
+                for j, fit in enumerate(_fit_records(results[name], None, 0)):
+                    if not fit.get("loaded_fitted_attack") and fit.get("fit_seconds", 0) > 0:
+                        times.append((name, j, fit["fit_seconds"] + fit.get("eval_seconds", 0.0)))
+        return times
+
+    def _extra_fit_seconds(self, run: RunSpec) -> float:
+        """Seconds ``run``'s report spent on fits beyond the first of each learned attack: booked in
+        its evaluation's seconds, priced apart."""
+        return sum(seconds for _, j, seconds in self._fit_times(run) if j > 0)
 
     def _fits_left(self, run: RunSpec | None, attacks: Sequence[str]) -> tuple[dict[str, int], bool]:
         """Fits of ``attacks`` that ``run``'s evaluation still has to make beyond one per attack,
