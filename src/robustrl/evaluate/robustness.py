@@ -242,7 +242,7 @@ def robustness_report(
         budget = int(budgets[name]) if learned and budgets.get(name) is not None else None
         previous = report["results"].get(name, {})
         same = options_used is not None and previous.get("options") == options_used and previous.get("budget") == budget
-        done = _fit_records(previous, report["returns"].get(name), seed + 50_000) if "mean" in previous and same else []
+        done = fit_records(previous, report["returns"].get(name), seed + 50_000) if "mean" in previous and same else []
         # not asked: the cell stays what the file has (the worst of its fits), as attack_done(..., 1) reads it
         wanted = fits[name] if name in fits else max(1, _fits_used(previous)) if done else 1
         if len(done) >= wanted:  # resumed: done in an earlier call with the same options (defaults included) and budget
@@ -278,8 +278,9 @@ def fit_location(attack_dir: Path | None, seed: int, fit: int) -> tuple[Path | N
     return folder, seed + 50_000 + FIT_SEED_STRIDE * fit
 
 
-def _fit_records(result: dict[str, Any], returns: list[float] | None, attack_seed: int) -> list[dict[str, Any]]:
-    """The fits a result holds; a result written before fits were kept is its one fit."""
+def fit_records(result: dict[str, Any], returns: list[float] | None = None, attack_seed: int = 0) -> list[dict[str, Any]]:
+    """The fits an attack's result holds (copies), each with its seed, fit seconds and returns; a
+    result written before fits were kept is its one fit (with ``returns`` and ``attack_seed``)."""
     if "fits" in result:
         return [dict(fit) for fit in result["fits"]]
     legacy = {k: v for k, v in result.items() if k not in ("options", "budget")}

@@ -712,12 +712,12 @@ class Study:
     def _fit_times(self, run: RunSpec) -> list[tuple[str, int, float]]:
         """(attack, fit index, seconds of fitting and its episodes) of every fit of ``evaluation.fits``'
         attacks that ``run``'s report holds and that was fitted here, not loaded from a cache."""
-        from robustrl.evaluate.robustness import _fit_records
+        from robustrl.evaluate.robustness import fit_records
 
         results, times = self._results(run), []
         for name in self.spec.evaluation.fits:
             if "mean" in results.get(name, {}):
-                for j, fit in enumerate(_fit_records(results[name], None, 0)):
+                for j, fit in enumerate(fit_records(results[name])):
                     if not fit.get("loaded_fitted_attack") and fit.get("fit_seconds", 0) > 0:
                         times.append((name, j, fit["fit_seconds"] + fit.get("eval_seconds", 0.0)))
         return times
