@@ -191,8 +191,8 @@ def test_the_goal_reads_the_stricter_worst_case_of_the_same_agent_from_the_relia
     reference = load_reference(PAPER_TABLES)
     same = [f"bar-ppo-k1-s{s}" for s in range(5)]
     per_run, median, reliability, grid = _frames(same)
-    per_run["sa-rl"] = [None, None, 1492.0, None, None] + [3000.0, 2900.0, 1100.0, 3100.0, 1200.0]
-    per_run["worst"] = [1700.0, 1800.0, 1492.0, 1650.0, 1600.0] + [1650.0, 1700.0, 1100.0, 1600.0, 1200.0]
+    per_run["sa-rl"] = [None, None, 1492.0, None, None, 3000.0, 2900.0, 1100.0, 3100.0, 1200.0]  # hopper, then reliability
+    per_run["worst"] = [1700.0, 1800.0, 1492.0, 1650.0, 1600.0, 1650.0, 1700.0, 1100.0, 1600.0, 1200.0]
     reliability["fits"] = ["", "sa-rl 3, pa-ad 1"]
     goal = table2.goal_status("Hopper-v5", per_run, median, reliability, reference, grid)
     assert goal["worst"] == 1100.0 and goal["worst_ok"] == "not met"  # the paper's 1340
