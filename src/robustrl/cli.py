@@ -976,7 +976,7 @@ def _study_cost_left(directory: Path) -> dict[str, Any] | None:
         workers = json.loads(status_path.read_text()).get("workers") if status_path.is_file() else None
         workers = workers[-1] if isinstance(workers, list) and workers else workers if isinstance(workers, int) else None
         return Study.inspect(directory, spec).cost_left(workers=workers)
-    except Exception:  # noqa: BLE001 -- a price is a courtesy; the status must print
+    except Exception:  # a price is a courtesy; the status must print
         return None
 
 
