@@ -30,6 +30,7 @@ from robustrl.report.paper import default_reference, load_reference, paper_entri
 from robustrl.report.study import (
     format_broken_interval,
     format_ratio_cell,
+    format_screening,
     kappa_grid_mark,
     save_figure,
     write_study_report,
@@ -377,7 +378,7 @@ def main() -> None:
         parser.error(f"--readme {args.readme}: no {README_BEGIN!r} ... {README_END!r} block to fill")  # before minutes of work
     reference = load_reference(REFERENCE)
     args.out.mkdir(parents=True, exist_ok=True)
-    medians, means, claims, per_runs, reliabilities, grids, sources, progress = [], [], [], [], [], [], {}, []
+    medians, means, claims, per_runs, reliabilities, grids, screens, sources, progress = [], [], [], [], [], [], [], {}, []
     claims_at_pick: list[pd.DataFrame] = []
     pending: dict[str, list[str]] = {}
     paper_names: dict[str, dict[str, str]] = {}  # study -> label -> the paper's name of the method
@@ -394,7 +395,7 @@ def main() -> None:
             print(f"{name}: unchanged since its report was written ({out}); --force rewrites it")
         for path, frames in [("table2_median.csv", medians), ("table2_mean.csv", means), ("claims.csv", claims),
                              ("per_run.csv", per_runs), ("reliability.csv", reliabilities), ("kappa_grid.csv", grids),
-                             ("claims_at_pick.csv", claims_at_pick)]:  # fmt: skip
+                             ("claims_at_pick.csv", claims_at_pick), ("screening.csv", screens)]:  # fmt: skip
             if (out / path).is_file():
                 frame = pd.read_csv(out / path)
                 frame["study"] = name
@@ -408,7 +409,7 @@ def main() -> None:
         settings[name] = {label: dict(m or {}) for label, m in methods.items()}
     cat = lambda frames: pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()  # noqa: E731
     median, mean, claim, per_run = cat(medians), cat(means), cat(claims), cat(per_runs)
-    reliability, grid, claim_at_pick = cat(reliabilities), cat(grids), cat(claims_at_pick)
+    reliability, grid, claim_at_pick, screen = cat(reliabilities), cat(grids), cat(claims_at_pick), cat(screens)
     columns = [c for c in ["natural", "random", "critic", "mad", "rs", "sa-rl", "pa-ad", "worst"] if c in median]
 
     goals = {env: goal_status(env, per_run, median, reliability, reference, grid) if len(median) else None for env in TASKS}
@@ -480,6 +481,12 @@ def main() -> None:
             for _, row in attacked.iterrows():
                 lines.append(f"| {_who(row, attacked)} | {row['agents']} | {_fits_text(row) or '1 each'} | {row['broken']} | "
                              f"{row['broken_fraction']:.0%} {format_broken_interval(row)} | {format_ratio_cell(row)} |")  # fmt: skip
+        if len(screen) and (screen["env"] == env).any():
+            lines += ["", "### Do the cheap attacks tell which agents the learned ones break?", "",
+                      "Per study, every agent SA-RL and PA-AD ran on (methods pooled): a cheap attack (seconds per agent) "
+                      "that ranked agents as the learned ones do (1-hour fits) would let a study fit those on fewer seeds.", ""]  # fmt: skip
+            rows = screen[screen["env"] == env]
+            lines += format_screening(rows.assign(env=rows["env"] + " [" + rows["study"] + "]"), LEARNED).rstrip("\n").split("\n")
         lines.append("")
     lines += ["## Quality goal (issue 17): BAR-PPO natural and worst case >= the paper's, no seed broken", ""]
     for env in TASKS:
@@ -495,7 +502,8 @@ def main() -> None:
     (args.out.parent / "barpo_table2.md").write_text("\n".join(lines))
     payload = {"studies": sources, "median": median.to_dict("records"), "mean": mean.to_dict("records"),
                "claims": claim.to_dict("records"), "reliability": reliability.to_dict("records"),
-               "claims_at_pick": claim_at_pick.to_dict("records"), "kappa_grid": grid.to_dict("records")}  # fmt: skip
+               "claims_at_pick": claim_at_pick.to_dict("records"), "kappa_grid": grid.to_dict("records"),
+               "screening": screen.to_dict("records")}  # fmt: skip
     (args.out.parent / "barpo_table2.json").write_text(json.dumps(payload, indent=1, default=str))
     page = args.out.parent / "barpo_table2.md"
     if args.readme:  # after the page: the README never names a page that was not written

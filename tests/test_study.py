@@ -24,11 +24,13 @@ from robustrl.report.study import (
     aggregate,
     format_kappa_grid,
     format_reliability,
+    format_screening,
     format_table,
     iqm,
     kappa_grid,
     per_run_table,
     reliability,
+    screening,
     stratified_bootstrap_ci,
 )
 
@@ -1170,3 +1172,27 @@ def test_a_snapshot_is_a_resumable_state_with_the_newest_checkpoint_only(tmp_pat
     with pytest.raises(RobustRLError, match=f"would lose train of {run_name}; .* left as it was"):
         snapshot_study(tmp_path / "study", state)
     assert sorted(p.relative_to(state) for p in state.rglob("*")) == before and times == _checkpoint_times(state)
+
+
+def test_screening_says_whether_a_cheap_attack_ranks_agents_as_the_learned_ones_do():
+    """Five agents (natural 1000), SA-RL leaves 0.30, 0.90, 0.45, 0.95, 0.80 of it: agents 0 and 2
+    broken. MAD (0.6, 0.9, 0.4, 1.0, 0.7) ranks them almost so (rho 0.9 by hand), misses agent 0
+    at the 50% line, and flags no unbroken agent at its loosest threshold that catches both (0.6);
+    RS (1.0, 0.3, 0.9, 0.9, 0.95) misses both and must flag every agent; the cheap attacks' worst
+    misses agent 0 and flags agent 1 too. An agent without a learned attack is left out."""
+    ratios = {"sa-rl": [0.3, 0.9, 0.45, 0.95, 0.8, None], "mad": [0.6, 0.9, 0.4, 1.0, 0.7, 0.1],
+              "rs": [1.0, 0.3, 0.9, 0.9, 0.95, 0.1]}  # fmt: skip
+    per_run = pd.DataFrame({"env": "Hopper-v5", "run": [f"r{i}" for i in range(6)], "natural": 1000.0,
+                            **{k: [None if r is None else 1000.0 * r for r in v] for k, v in ratios.items()},
+                            "pa-ad": [1000.0] * 5 + [None]})  # fmt: skip
+    table = screening(per_run, ["mad", "rs"], ["sa-rl", "pa-ad"]).set_index("attack")
+    assert list(table.index) == ["mad", "rs", "cheap worst"] and set(table["agents"]) == {5} and set(table["broken"]) == {2}
+    assert table.loc["mad", "spearman"] == pytest.approx(0.9)
+    assert table.loc["rs", "spearman"] < 0
+    assert (table.loc["mad", "missed"], table.loc["mad", "false_alarms"]) == (1, 0)
+    assert (table.loc["rs", "missed"], table.loc["rs", "false_alarms"]) == (2, 3)
+    assert (table.loc["cheap worst", "missed"], table.loc["cheap worst", "false_alarms"]) == (1, 1)
+    text = format_screening(table.reset_index(), ["sa-rl", "pa-ad"])
+    assert "| Hopper-v5 | mad | 5 (2) | +0.90 | 1 of 2 | 0 of 3 |" in text
+    # fewer than five agents attacked: nothing to rank, no rows
+    assert screening(per_run.head(4), ["mad"], ["sa-rl"]).empty

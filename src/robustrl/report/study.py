@@ -176,6 +176,50 @@ def reliability(per_run: pd.DataFrame, attacks: Sequence[str], evaluations: pd.D
     return pd.DataFrame(rows, columns=columns)
 
 
+def screening(per_run: pd.DataFrame, cheap: Sequence[str], learned: Sequence[str]) -> pd.DataFrame:
+    """Can the cheap attacks (random, critic, MAD, RS: seconds per agent) tell which agents a
+    learned one (SA-RL, PA-AD: a 1M-step fit each) breaks, so that a user could skip the learned
+    attacks on most seeds? Per task, over every agent the learned attacks ran on (all methods
+    pooled: an agent is an agent), for each cheap attack and for the cheap attacks' worst:
+    Spearman's rank correlation of its worst / natural with the learned attacks'; how many broken
+    agents it alone would call unbroken (ratio >= 50%, "missed"); and, at the loosest threshold
+    that flags every broken agent, how many unbroken ones it flags too ("false alarms")."""
+    from scipy.stats import spearmanr  # scipy: the rank correlation with its tie handling
+
+    learned = [a for a in learned if a in per_run.columns]
+    cheap = [a for a in cheap if a in per_run.columns]
+    columns = ["env", "attack", "agents", "broken", "spearman", "missed", "false_alarms", "unbroken"]
+    rows = []
+    for env, group in per_run.groupby("env", sort=False) if learned and cheap else []:
+        attacked = group.dropna(subset=[*learned, *cheap])
+        if len(attacked) < 5:  # fewer ranks than five: a correlation of them says nothing
+            continue
+        natural = attacked["natural"].abs()
+        truth = attacked[learned].min(axis=1) / natural
+        broken = truth < BROKEN_FRACTION
+        for attack in [*cheap, "cheap worst"]:
+            values = attacked[cheap].min(axis=1) if attack == "cheap worst" else attacked[attack]
+            ratio = values / natural
+            rho = spearmanr(ratio, truth).statistic if ratio.nunique() > 1 and truth.nunique() > 1 else float("nan")
+            threshold = ratio[broken].max() if broken.any() else -math.inf
+            rows.append({"env": env, "attack": attack, "agents": len(attacked), "broken": int(broken.sum()),
+                         "spearman": float(rho), "missed": int((broken & (ratio >= BROKEN_FRACTION)).sum()),
+                         "false_alarms": int((~broken & (ratio <= threshold)).sum()), "unbroken": int((~broken).sum())})  # fmt: skip
+    return pd.DataFrame(rows, columns=columns)
+
+
+def format_screening(table: pd.DataFrame, learned: Sequence[str]) -> str:
+    lines = [f"| task | cheap attack | agents (broken by {', '.join(learned)}) | Spearman rho with the learned worst / natural "
+             "| broken agents it alone calls unbroken (>= 50%) | unbroken agents flagged when every broken one is |",
+             "|---|---|---:|---:|---:|---:|"]  # fmt: skip
+    for _, row in table.iterrows():
+        rho = "-" if math.isnan(row["spearman"]) else f"{row['spearman']:+.2f}"
+        alarms = f"{row['false_alarms']} of {row['unbroken']}" if row["broken"] else "-"
+        lines.append(f"| {row['env']} | {row['attack']} | {row['agents']} ({row['broken']}) | {rho} "
+                     f"| {row['missed']} of {row['broken']} | {alarms} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
 def _fits_cell(evaluations: pd.DataFrame | None, env: str, label: str, attacks: Sequence[str], runs: set[str]) -> str:
     """``sa-rl 3, pa-ad 1``: the fits per agent of each learned attack (a range where agents differ)."""
     if evaluations is None or "fits" not in evaluations:
@@ -410,6 +454,14 @@ def write_study_report(
                 "the agent's natural return). With `median: true` only each method's median agent is attacked.\n\n"
                 + format_reliability(table, expensive)
             )
+            screen = screening(per_run, cheap, expensive)
+            if len(screen):
+                screen.to_csv(out / "screening.csv", index=False)
+                with (out / "reliability.md").open("a") as file:
+                    file.write("\n## Do the cheap attacks tell which agents the learned ones break?\n\nEvery agent the "
+                               "learned attacks ran on, methods pooled per task: a cheap attack that ranks agents as "
+                               "the learned attacks do would let a study fit those on fewer seeds.\n\n"
+                               + format_screening(screen, expensive))  # fmt: skip
             written["reliability"] = out / "reliability.md"
             written |= _plot_reliability(table, out)
         written |= _write_claims(study, per_run, tables, out, grid)
