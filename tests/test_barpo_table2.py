@@ -205,31 +205,40 @@ def test_the_goal_reads_the_stricter_worst_case_of_the_same_agent_from_the_relia
 
 
 def test_bar_ppo_rows_meet_the_papers_ablation_at_the_same_setting():
-    """Table 8 (kappa) where only kappa differs from our defaults, Table 9 where the inner steps
-    do; knobs the paper did not ablate read "-"; unguided BAR-PPO and other methods are left out,
-    and one agent shared by two studies with the same cells is one row."""
+    """Table 8 (kappa) where only kappa differs from our defaults; Table 9 where the inner steps do
+    (at eps/steps) and Table 10 where the step size does (at 10 steps), both beside our cheap
+    attacks' worst (theirs appears to leave out the learned attacks); knobs the paper did not
+    ablate read "-"; unguided BAR-PPO and other methods are left out; one agent shared by two
+    studies with the same cells is one row. Walker2d's eps is 0.05."""
     table2 = _table2()
+    row = {"env": "Walker2d-v5", "seeds": 5, "rs": 2000.0, "mad": 2500.0, "random": 4000.0, "critic": 4100.0}
     median = pd.DataFrame([
-        {"study": "wc", "env": "Walker2d-v5", "label": "bar-ppo", "seeds": 3, "natural": 4862.0, "worst": 2601.0, "run": "a"},
-        {"study": "wc-rel", "env": "Walker2d-v5", "label": "bar-ppo", "seeds": 3, "natural": 4862.0, "worst": 2601.0, "run": "a"},
-        {"study": "wc", "env": "Walker2d-v5", "label": "bar-ppo-nog", "seeds": 3, "natural": 4000.0, "worst": 1220.0, "run": "b"},
-        {"study": "wc", "env": "Walker2d-v5", "label": "ppo", "seeds": 3, "natural": 4000.0, "worst": 638.0, "run": "c"},
-        {"study": "rel", "env": "Walker2d-v5", "label": "inner20", "seeds": 5, "natural": 3189.0, "worst": 766.0, "run": "d"},
-        {"study": "rel", "env": "Walker2d-v5", "label": "warm", "seeds": 5, "natural": 1774.0, "worst": 1175.0, "run": "e"},
-        {"study": "wc", "env": "HalfCheetah-v5", "label": "bar-ppo", "seeds": 3, "natural": 5146.0, "worst": 4791.0, "run": "f"},
+        {**row, "study": "wc", "label": "bar-ppo", "seeds": 3, "natural": 4862.0, "worst": 2601.0, "run": "a"},
+        {**row, "study": "wc-rel", "label": "bar-ppo", "seeds": 3, "natural": 4862.0, "worst": 2601.0, "run": "a"},
+        {**row, "study": "wc", "label": "bar-ppo-nog", "seeds": 3, "natural": 4000.0, "worst": 1220.0, "run": "b"},
+        {**row, "study": "wc", "label": "ppo", "seeds": 3, "natural": 4000.0, "worst": 638.0, "run": "c"},
+        {**row, "study": "rel", "label": "inner20", "natural": 3189.0, "worst": 766.0, "run": "d"},
+        {**row, "study": "rel", "label": "step2", "natural": 3000.0, "worst": 700.0, "run": "e"},
+        {**row, "study": "rel", "label": "inner20-step2", "natural": 3100.0, "worst": 800.0, "run": "f"},
+        {**row, "study": "rel", "label": "warm", "natural": 1774.0, "worst": 1175.0, "run": "g"},
+        {**row, "env": "HalfCheetah-v5", "study": "wc", "label": "bar-ppo", "natural": 5146.0, "worst": 4791.0, "run": "h"},
     ])  # fmt: skip
     bar = {"algo": "bar-ppo", "kappa": 1.0, "paper": "BARPO"}
     settings = {
         "wc": {"bar-ppo": bar, "bar-ppo-nog": {"algo": "bar-ppo", "guidance": False}, "ppo": {"algo": "ppo"}},
         "wc-rel": {"bar-ppo": bar},
-        "rel": {"inner20": {"algo": "bar-ppo", "kappa": 1.0, "inner_steps": 20, "inner_step_size": 0.0025},
-                "warm": {"algo": "bar-ppo", "eps_warmup_fraction": 0.4}},
+        "rel": {"inner20": {**bar, "inner_steps": 20, "inner_step_size": 0.0025},  # = eps / 20
+                "step2": {**bar, "inner_step_size": 0.01},  # 2 eps / 10
+                "inner20-step2": {**bar, "inner_steps": 20, "inner_step_size": 0.005},  # 2 eps / 20: no table
+                "warm": {"algo": "bar-ppo", "guidance": True, "eps_warmup_fraction": 0.4}},
     }  # fmt: skip
     lines = table2.paper_ablations("Walker2d-v5", median, settings)
     rows = [line for line in lines if line.startswith("| kappa")]
     assert rows == [
         "| kappa 1 | bar-ppo [wc] (3) | 4862 / 2601 | 4401 / 3254 | Table 8 |",
-        "| kappa 1, 20 inner steps, inner_step_size 0.0025 | inner20 [rel] (5) | 3189 / 766 | 4519 / 3913 | Table 9 (20 steps, kappa not stated) |",
+        "| kappa 1, 20 inner steps | inner20 [rel] (5) | 3189 / 2000 (cheap attacks; all: 766) | 4519 / 3913 | Table 9, 20 steps (kappa not stated) |",
+        "| kappa 1, step size 2 eps/steps | step2 [rel] (5) | 3000 / 2000 (cheap attacks; all: 700) | 4424 / 4284 | Table 10, 2 eps/steps (kappa not stated) |",
+        "| kappa 1, 20 inner steps, step size 2 eps/steps | inner20-step2 [rel] (5) | 3100 / 800 | - |  |",
         "| kappa 0.3, eps_warmup_fraction 0.4 | warm [rel] (5) | 1774 / 1175 | - |  |",
     ]
     assert table2.paper_ablations("Ant-v5", median, settings) == []  # no BAR-PPO row: no section

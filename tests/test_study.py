@@ -473,7 +473,7 @@ def test_reliability_counts_the_agents_a_learned_attack_breaks(tmp_path):
     table = reliability(per_run, ["mad"]).set_index("label")
     assert table.loc["A", "broken"] == 0 and table.loc["A", "agents"] == 3
     assert table.loc["B", "broken"] == 1 and table.loc["B", "broken_fraction"] == pytest.approx(1 / 3)
-    assert table.loc["B", "ratios"] == pytest.approx([10 / 11, 1 / 3, 11 / 13], abs=5e-5)
+    assert table.loc["B", "ratios"] == pytest.approx([10 / 11, 1 / 3, 11 / 13])
     # each ratio is rounded once, where it is printed (0.5349 would read 0.53, not 0.535 -> 0.54)
     assert "| 0.91, 0.33, 0.85 |" in format_reliability(table.reset_index(), ["mad"])
     # the exact binomial interval of the fraction: 1 of 3 is [0.8%, 91%], 0 of 3 [0%, 71%]
@@ -1192,7 +1192,14 @@ def test_screening_says_whether_a_cheap_attack_ranks_agents_as_the_learned_ones_
     assert (table.loc["mad", "missed"], table.loc["mad", "false_alarms"]) == (1, 0)
     assert (table.loc["rs", "missed"], table.loc["rs", "false_alarms"]) == (2, 3)
     assert (table.loc["cheap worst", "missed"], table.loc["cheap worst", "false_alarms"]) == (1, 1)
+    assert table.loc["mad", "threshold"] == pytest.approx(0.6) and table.loc["cheap worst", "threshold"] == pytest.approx(0.6)
     text = format_screening(table.reset_index(), ["sa-rl", "pa-ad"])
-    assert "| Hopper-v5 | mad | 5 (2) | +0.90 | 1 of 2 | 0 of 3 |" in text
-    # fewer than five agents attacked: nothing to rank, no rows
+    assert "| Hopper-v5 | mad | 5 (2) | +0.90 | 1 of 2 | 0 of 3 (worst / natural <= 0.60) |" in text
+    # an agent with one learned attack counts (as reliability() counts it); a cheap attack missing
+    # on an agent leaves that agent out of its row only; below five agents a row is left out
+    per_run.loc[5, "sa-rl"], per_run["critic"] = 200.0, [900.0, 900.0, 900.0, 900.0, None, 900.0]
+    table = screening(per_run, ["critic", "mad"], ["sa-rl", "pa-ad"]).set_index("attack")
+    assert (table.loc["critic", "agents"], table.loc["critic", "broken"]) == (5, 3)
+    assert (table.loc["mad", "agents"], table.loc["mad", "broken"]) == (6, 3)
+    assert table.loc["cheap worst", "agents"] == 6  # the worst of the cheap attacks that ran
     assert screening(per_run.head(4), ["mad"], ["sa-rl"]).empty

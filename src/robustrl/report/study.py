@@ -169,54 +169,58 @@ def reliability(per_run: pd.DataFrame, attacks: Sequence[str], evaluations: pd.D
         rows.append({"env": env, "label": label, "agents": len(attacked), "broken": broken,
                      "broken_fraction": broken / len(attacked), "broken_low": low, "broken_high": high,
                      "ratio_mean": ratio, "ratio_low": ratio_low, "ratio_high": ratio_high,
-                     # 4 decimals: the table prints 2, and rounding twice (0.5349 -> 0.535 -> "0.54")
-                     # would misstate a ratio next to the 50% line
-                     "ratios": [round(float(r), 4) for r in ratios],
+                     # unrounded: the table prints 2 decimals, and rounding twice (0.5349 -> 0.535 ->
+                     # "0.54") would misstate a ratio next to the 50% line
+                     "ratios": [float(r) for r in ratios],
                      "fits": _fits_cell(evaluations, env, label, attacks, set(attacked["run"]))})  # fmt: skip
     return pd.DataFrame(rows, columns=columns)
 
 
 def screening(per_run: pd.DataFrame, cheap: Sequence[str], learned: Sequence[str]) -> pd.DataFrame:
     """Can the cheap attacks (random, critic, MAD, RS: seconds per agent) tell which agents a
-    learned one (SA-RL, PA-AD: a 1M-step fit each) breaks, so that a user could skip the learned
-    attacks on most seeds? Per task, over every agent the learned attacks ran on (all methods
-    pooled: an agent is an agent), for each cheap attack and for the cheap attacks' worst:
-    Spearman's rank correlation of its worst / natural with the learned attacks'; how many broken
-    agents it alone would call unbroken (ratio >= 50%, "missed"); and, at the loosest threshold
-    that flags every broken agent, how many unbroken ones it flags too ("false alarms")."""
+    learned one (SA-RL, PA-AD: 1M-step fits) breaks, so that a user could skip the learned
+    attacks on most seeds? Per task, over the agents the learned attacks ran on (as
+    :func:`reliability` counts them: any of them; all methods pooled, so a correlation partly
+    reflects differences between methods), for each cheap attack (on the agents it ran on) and
+    for the cheap attacks' worst: Spearman's rank correlation of its worst / natural with the
+    learned attacks'; how many broken agents it alone would call unbroken (ratio >= 50%,
+    "missed"); and the loosest threshold that flags every broken agent ("threshold", chosen on
+    these same agents) with the unbroken ones it flags too ("false_alarms")."""
     from scipy.stats import spearmanr  # scipy: the rank correlation with its tie handling
 
     learned = [a for a in learned if a in per_run.columns]
     cheap = [a for a in cheap if a in per_run.columns]
-    columns = ["env", "attack", "agents", "broken", "spearman", "missed", "false_alarms", "unbroken"]
+    columns = ["env", "attack", "agents", "broken", "spearman", "missed", "threshold", "false_alarms", "unbroken"]
     rows = []
     for env, group in per_run.groupby("env", sort=False) if learned and cheap else []:
-        attacked = group.dropna(subset=[*learned, *cheap])
-        if len(attacked) < 5:  # fewer ranks than five: a correlation of them says nothing
-            continue
+        attacked = group.dropna(subset=learned, how="all")
         natural = attacked["natural"].abs()
-        truth = attacked[learned].min(axis=1) / natural
-        broken = truth < BROKEN_FRACTION
+        truth = attacked[learned].min(axis=1) / natural  # the worst learned attack that ran
         for attack in [*cheap, "cheap worst"]:
             values = attacked[cheap].min(axis=1) if attack == "cheap worst" else attacked[attack]
-            ratio = values / natural
-            rho = spearmanr(ratio, truth).statistic if ratio.nunique() > 1 and truth.nunique() > 1 else float("nan")
-            threshold = ratio[broken].max() if broken.any() else -math.inf
-            rows.append({"env": env, "attack": attack, "agents": len(attacked), "broken": int(broken.sum()),
+            ran = values.notna()
+            if ran.sum() < 5:  # fewer ranks than five: a correlation of them says nothing
+                continue
+            ratio, target = values[ran] / natural[ran], truth[ran]
+            broken = target < BROKEN_FRACTION
+            rho = spearmanr(ratio, target).statistic if ratio.nunique() > 1 and target.nunique() > 1 else math.nan
+            threshold = float(ratio[broken].max()) if broken.any() else math.nan
+            rows.append({"env": env, "attack": attack, "agents": int(ran.sum()), "broken": int(broken.sum()),
                          "spearman": float(rho), "missed": int((broken & (ratio >= BROKEN_FRACTION)).sum()),
-                         "false_alarms": int((~broken & (ratio <= threshold)).sum()), "unbroken": int((~broken).sum())})  # fmt: skip
+                         "threshold": threshold, "false_alarms": int((~broken & (ratio <= threshold)).sum()),
+                         "unbroken": int((~broken).sum())})  # fmt: skip
     return pd.DataFrame(rows, columns=columns)
 
 
 def format_screening(table: pd.DataFrame, learned: Sequence[str]) -> str:
     lines = [f"| task | cheap attack | agents (broken by {', '.join(learned)}) | Spearman rho with the learned worst / natural "
-             "| broken agents it alone calls unbroken (>= 50%) | unbroken agents flagged when every broken one is |",
-             "|---|---|---:|---:|---:|---:|"]  # fmt: skip
+             "| broken agents it alone calls unbroken (>= 50%) | unbroken agents flagged at the loosest threshold "
+             "that flags every broken one (chosen on these agents) |", "|---|---|---:|---:|---:|---:|"]  # fmt: skip
     for _, row in table.iterrows():
         rho = "-" if math.isnan(row["spearman"]) else f"{row['spearman']:+.2f}"
-        alarms = f"{row['false_alarms']} of {row['unbroken']}" if row["broken"] else "-"
-        lines.append(f"| {row['env']} | {row['attack']} | {row['agents']} ({row['broken']}) | {rho} "
-                     f"| {row['missed']} of {row['broken']} | {alarms} |")  # fmt: skip
+        alarms = f"{row['false_alarms']} of {row['unbroken']} (worst / natural <= {row['threshold']:.2f})" if row["broken"] else "-"
+        missed = f"{row['missed']} of {row['broken']}" if row["broken"] else "-"  # none broken: nothing to miss
+        lines.append(f"| {row['env']} | {row['attack']} | {row['agents']} ({row['broken']}) | {rho} | {missed} | {alarms} |")
     return "\n".join(lines) + "\n"
 
 
@@ -455,6 +459,7 @@ def write_study_report(
                 + format_reliability(table, expensive)
             )
             screen = screening(per_run, cheap, expensive)
+            (out / "screening.csv").unlink(missing_ok=True)  # a table from an earlier report must not outlive it
             if len(screen):
                 screen.to_csv(out / "screening.csv", index=False)
                 with (out / "reliability.md").open("a") as file:
