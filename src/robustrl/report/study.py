@@ -213,6 +213,7 @@ def screening(per_run: pd.DataFrame, cheap: Sequence[str], learned: Sequence[str
 
 
 def format_screening(table: pd.DataFrame, learned: Sequence[str]) -> str:
+    """:func:`screening`'s table as Markdown; "-" where no agent was broken (nothing to miss or catch)."""
     lines = [f"| task | cheap attack | agents (broken by {', '.join(learned)}) | Spearman rho with the learned worst / natural "
              "| broken agents it alone calls unbroken (>= 50%) | unbroken agents flagged at the loosest threshold "
              "that flags every broken one (chosen on these agents) |", "|---|---|---:|---:|---:|---:|"]  # fmt: skip
@@ -450,6 +451,7 @@ def write_study_report(
             written["kappa_grid"] = out / "kappa_grid.md"
         expensive = [c for c in columns if c not in cheap and c not in ("natural", "worst", "worst_case_robustness")]
         table = reliability(per_run, expensive, frame)
+        (out / "screening.csv").unlink(missing_ok=True)  # a table from an earlier report must not outlive it
         if len(table):
             table.to_csv(out / "reliability.csv", index=False)
             (out / "reliability.md").write_text(
@@ -459,7 +461,6 @@ def write_study_report(
                 + format_reliability(table, expensive)
             )
             screen = screening(per_run, cheap, expensive)
-            (out / "screening.csv").unlink(missing_ok=True)  # a table from an earlier report must not outlive it
             if len(screen):
                 screen.to_csv(out / "screening.csv", index=False)
                 with (out / "reliability.md").open("a") as file:
