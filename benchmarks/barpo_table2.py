@@ -297,7 +297,6 @@ PAPER_STEP_SIZE = {  # Table 10: step size k * eps/steps at 10 steps, k = 1, 2, 
     "HalfCheetah-v5": {1: (4623, 3453), 2: (4307, 3754), 3: (4549, 3988)},
     "Ant-v5": {1: (5024, 4171), 2: (4772, 4124), 3: (4853, 4226)},
 }
-CHEAP = ("random", "critic", "mad", "rs")
 
 
 def paper_ablations(env: str, median: pd.DataFrame, settings: dict[str, dict[str, dict]]) -> list[str]:
@@ -307,11 +306,14 @@ def paper_ablations(env: str, median: pd.DataFrame, settings: dict[str, dict[str
     worst (see PAPER_INNER_STEPS' comment); other knobs (per-minibatch solve, warm-up, a step size
     at other steps) have no paper counterpart and read "-". ``settings``: study -> label -> the
     spec's method entry."""
+    from robustrl.attacks import ATTACKS
     from robustrl.config import RobustConfig, default_eps
+    from robustrl.evaluate.reports import split_attacks
 
     default = RobustConfig()
     rows, seen = [], set()
     here = median[median["env"] == env]
+    cheap = split_attacks(c for c in here.columns if c in ATTACKS)[0]  # the median protocol's cheap attacks
     for _, row in here.iterrows():
         method = settings.get(row["study"], {}).get(row["label"], {})
         # the same median agent in two studies with the same cells (a reliability study that
@@ -330,7 +332,7 @@ def paper_ablations(env: str, median: pd.DataFrame, settings: dict[str, dict[str
         setting = f"kappa {kappa:g}" + (f", {steps} inner steps" if steps != default.inner_steps else "")
         setting += f", step size {multiple:g} eps/steps" if not math.isclose(multiple, 1.0) else ""
         setting += "".join(f", {k} {method[k]}" for k in knobs)
-        cheap_worst = min((row[c] for c in CHEAP if c in row and not pd.isna(row[c])), default=math.nan)
+        cheap_worst = min((row[c] for c in cheap if not pd.isna(row[c])), default=math.nan)
         paper, source, ours = None, "", f"{_cell(row['natural'])} / {_cell(row['worst'])}"
         if not knobs and math.isclose(multiple, 1.0) and steps == default.inner_steps:
             paper, source = PAPER_KAPPA.get(env, {}).get(kappa), "Table 8"
