@@ -210,7 +210,8 @@ def test_fitted_learned_attack_is_cached_in_the_run_dir_and_reused(pendulum_run,
 
     second = robustness_report(policy, ENV, **kwargs)  # no json_path: only the attack cache is reused
     assert second["results"]["rs"]["loaded_fitted_attack"] is True
-    assert second["results"]["rs"]["fit_seconds"] == 0.0
+    # a cached fit keeps the seconds it took when it was made (a study prices fits from them)
+    assert second["results"]["rs"]["fit_seconds"] == pytest.approx(first["results"]["rs"]["fit_seconds"], abs=0.05)
     assert second["returns"]["rs"] == first["returns"]["rs"]  # the same Q, the same (deterministic) PGD
     assert (cache / "rs.safetensors").read_bytes() == saved
 

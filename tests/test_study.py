@@ -992,7 +992,10 @@ class _InstantExecutor:
         self.submitted = []
 
     def submit(self, fn, *args):
-        task = "train" if fn.__name__ == "train_task" else ("median" if args[4] else "evaluate")
+        if fn.__name__ == "fit_task":
+            task = f"fit:{args[3]}:{args[4]}"
+        else:
+            task = "train" if fn.__name__ == "train_task" else ("median" if args[4] else "evaluate")
         self.submitted.append((task, Path(args[0]).name))
         return len(self.submitted)
 
@@ -1019,7 +1022,7 @@ def test_only_with_the_median_protocol_runs_the_groups_median_whichever_seed_it_
     assert study.plan([bar[2]]) == [("evaluate", bar[2])]
     executor = _InstantExecutor()
     study.run(executor, only=[bar[2]])
-    assert executor.submitted == [("evaluate", bar[2]), ("median", bar[1])]
+    assert executor.submitted == [("evaluate", bar[2]), ("fit:sa-rl:0", bar[1]), ("median", bar[1])]
     # the fake wrote no sa-rl report: a restart still owes the group its median's attacks, not ppo's
     assert study.plan([bar[2]]) == [("median", bar[1])]
     assert study.plan(["ppo"]) == [("median", ppo)]
@@ -1203,3 +1206,93 @@ def test_screening_says_whether_a_cheap_attack_ranks_agents_as_the_learned_ones_
     assert (table.loc["mad", "agents"], table.loc["mad", "broken"]) == (6, 3)
     assert table.loc["cheap worst", "agents"] == 6  # the worst of the cheap attacks that ran
     assert screening(per_run.head(4), ["mad"], ["sa-rl"]).empty
+
+
+class _OneAtATimeExecutor(_InstantExecutor):
+    """Tasks finish one at a time, oldest first: what runs alongside what is observable."""
+
+    def __init__(self, fail=()):
+        super().__init__()
+        self.concurrent: list[list[str]] = []  # at each submission, the tasks running with it
+        self.open: dict[int, str] = {}
+        self.fail = set(fail)
+
+    def submit(self, fn, *args):
+        handle = super().submit(fn, *args)
+        task = self.submitted[-1][0]
+        self.concurrent.append([*self.open.values(), task])
+        self.open[handle] = task
+        return handle
+
+    def wait(self, handles, timeout):
+        return [min(handles)]
+
+    def result(self, handle):
+        task = self.open.pop(handle)
+        return {"ok": False, "error": "boom"} if task in self.fail else {"ok": True, "seconds": 1.0}
+
+
+def _median_study(tmp_path):
+    parsed = parse_spec(spec(methods={"bar": {"algo": "bar-ppo", "seeds": [0, 1, 2]}}, retries=0,
+                             evaluation={"attacks": ["random", "sa-rl", "pa-ad"], "eps": 0.1, "median": True,
+                                         "fits": {"sa-rl": 3}}))  # fmt: skip
+    study = Study(tmp_path, parsed)
+    for entry in study.status["runs"].values():
+        entry.update(train="done", evaluate="done")
+    natural = {0: 100, 1: 200, 2: 300}  # the median is seed 1
+    study.report = lambda run, eps=None: {"results": {"natural": {"mean": natural[run.config.seed]}, "random": {"mean": 1}}}
+    return study, parsed.runs[1].name
+
+
+def test_a_median_agents_fits_run_side_by_side_and_its_attacks_after_them(tmp_path):
+    """The median agent's learned attacks are one task per fit (3 SA-RL fits, 1 PA-AD) that run
+    two at a time on two workers, then the median task that loads them and runs the episodes: it
+    starts only when every fit has finished, and alone books the evaluation done."""
+    study, median = _median_study(tmp_path)
+    assert study.plan() == [("median", median)]  # the plan (and --dry-run's price) is unchanged
+    executor = _OneAtATimeExecutor()
+    study.run(executor)
+    fits = ["fit:sa-rl:0", "fit:sa-rl:1", "fit:sa-rl:2", "fit:pa-ad:0"]
+    assert [task for task, _ in executor.submitted] == [*fits, "median"]
+    assert {name for _, name in executor.submitted} == {median}
+    assert executor.concurrent[1] == ["fit:sa-rl:0", "fit:sa-rl:1"]  # two fits at once
+    assert executor.concurrent[-1] == ["median"]  # nothing of its fits left running
+    entry = study.status["runs"][median]
+    assert entry["evaluate"] == "done" and entry["evaluate_seconds"] == 5.0  # fits and episodes booked to it
+    # a report that holds the first SA-RL fit already: only the fits it lacks are queued
+    study.report = lambda run, eps=None: {"results": {"natural": {"mean": 1}, "sa-rl": {"mean": 0, "fits": [{}]}}}
+    assert [t for t, _ in study.with_fits([("median", median)])] == ["fit:sa-rl:1", "fit:sa-rl:2", "fit:pa-ad:0", "median"]
+
+
+def test_a_fit_that_fails_for_good_fails_the_evaluation_and_drops_its_median_task(tmp_path):
+    """retries 0: a fit that raises fails its run's evaluation (with the error booked); the median
+    task that waited for it is not run, and a sibling fit finishing later does not undo the failure."""
+    study, median = _median_study(tmp_path)
+    executor = _OneAtATimeExecutor(fail={"fit:sa-rl:0"})
+    study.run(executor)
+    assert "median" not in [task for task, _ in executor.submitted]
+    entry = study.status["runs"][median]
+    assert entry["evaluate"] == "failed" and entry["evaluate_error"] == "boom"
+
+
+def test_a_studys_fit_tasks_fill_the_cache_its_median_task_loads(tmp_path):
+    """End to end on two worker processes: the median agent's two SA-RL fits are made by fit tasks
+    into the report's cache (fit 1 in its own folder); the median task loads both (no fit made
+    twice), keeps their fit seconds, and the study prices SA-RL fits from them."""
+    tiny = {"steps_per_iteration": 256, "num_minibatches": 4, "policy_epochs": 1, "value_epochs": 1}
+    path = tmp_path / "s.yaml"
+    path.write_text(json.dumps(spec(
+        methods={"ppo": {"algo": "ppo"}},
+        evaluation={"attacks": ["random", "sa-rl"], "eps": 0.1, "episodes": 2, "median": True, "fits": {"sa-rl": 2},
+                    "budgets": {"sa-rl": 512}, "attack_options": {"sa-rl": {"grid": [tiny], "num_envs": 2, "selection_episodes": 1}}},
+    )))  # fmt: skip
+    study = run_study(path, tmp_path / "study", workers=2)
+    (name,) = study.status["runs"]
+    assert study.status["runs"][name]["evaluate"] == "done", study.status["runs"][name]
+    run_dir = study.run_dir(study.spec.runs[0])
+    assert (run_dir / "attacks" / "eps0.1-linf" / "sa-rl.json").is_file()
+    assert (run_dir / "attacks" / "eps0.1-linf" / "fit1" / "sa-rl.json").is_file()
+    fits = study.report(study.spec.runs[0])["results"]["sa-rl"]["fits"]
+    assert [fit["loaded_fitted_attack"] for fit in fits] == [True, True]
+    assert all(fit["fit_seconds"] > 0 for fit in fits)
+    assert study.task_seconds()["fit"]["sa-rl"] > 0

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import time
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar
@@ -83,6 +84,9 @@ class Attack(ABC):
         self.env_id: str | None = None
         self.fitted = not self.learned
         self.fit_budget: int | None = None  # the budget of the last fit (part of a cached fit's identity)
+        # seconds the last fit took, kept with a cached fit: a study that fits in one task and
+        # evaluates in another (experiments/study.py's fit tasks) still prices its fits
+        self.fit_seconds: float | None = None
 
     @property
     def eps(self) -> float:
@@ -96,8 +100,10 @@ class Attack(ABC):
         self.bind(policy, env_id)
         if self.learned:
             self.fit_budget = None if budget is None else int(budget)
+            start = time.perf_counter()
             with torch_threads():  # a deliberate thread count (robustrl.threads), as train and evaluate
                 self._fit(budget, progress)
+            self.fit_seconds = round(time.perf_counter() - start, 2)
             self.fitted = True
         return self
 
@@ -142,7 +148,7 @@ class Attack(ABC):
         """Write ``directory/<name>.safetensors`` + ``.json``; returns the stem."""
         return save_fitted(
             Path(directory) / self.name, self._tensors(), self.policy, seed=self.seed, options=self.options,
-            fit_budget=self.fit_budget, extra=self._extra_meta(), attack=self.name, eps=self.eps, norm=self.ball.norm,
+            fit_budget=self.fit_budget, extra={**self._extra_meta(), "fit_seconds": self.fit_seconds}, attack=self.name, eps=self.eps, norm=self.ball.norm,
             env_id=self.env_id,
         )  # fmt: skip
 
@@ -160,6 +166,7 @@ class Attack(ABC):
             raise CheckpointError(f"{stem}.json has incomplete attack metadata: {error}") from None
         attack.bind(policy, env_id)
         attack.fit_budget = meta.get("fit_budget")
+        attack.fit_seconds = meta.get("fit_seconds")  # None in a file saved before it was kept
         attack._load_tensors(tensors, meta)
         attack.fitted = True
         return attack

@@ -270,6 +270,34 @@ def robustness_report(
     return view
 
 
+def prefit(
+    policy: Any,
+    env_id: str,
+    name: str,
+    fit: int = 0,
+    *,
+    source: Path | str,
+    eps: float | None = None,
+    norm: str = "inf",
+    seed: int = 10_000,
+    options: dict[str, Any] | None = None,
+    budget: int | None = None,
+    progress: Progress | None = None,
+) -> tuple[float, bool]:
+    """Fit ``fit`` (0-based) of learned attack ``name`` into the cache the report of ``source``
+    reads (:func:`fit_location`), without evaluating it or touching any report: fits of one agent
+    can then run side by side (a study's fit tasks) and :func:`robustness_report`, called with the
+    same settings, loads them. Returns (the fit's seconds, whether it was cached already)."""
+    eps = default_eps(env_id) if eps is None else eps
+    norm = parse_norm(norm)
+    check_attacks([name], eps, norm, {name: options or {}}, policy, env_id)
+    if not ATTACKS[name].learned:
+        raise InvalidArgumentError(f"attack {name!r} learns nothing: there is no fit to make ahead")
+    fit_dir, fit_seed = fit_location(attack_directory(Path(source), eps, norm), seed, fit)
+    _, seconds, loaded = _fitted_attack(name, eps, norm, policy, env_id, options or {}, budget, fit_dir, False, progress, fit_seed)
+    return seconds, loaded
+
+
 def fit_location(attack_dir: Path | None, seed: int, fit: int) -> tuple[Path | None, int]:
     """Where fit ``fit`` (0-based) of a learned attack is cached and the seed it trains with, for
     an evaluation with ``seed``: offset from the evaluation seed, so a learned attack never trains
@@ -319,8 +347,13 @@ def _fitted_attack(name, eps, norm, policy, env_id, options, budget, attack_dir,
             attack = cls.load(attack_dir, policy, env_id)
             same_ball = attack.eps == float(eps) and attack.ball.norm == norm
             same_budget = attack.fit_budget == (None if budget is None else int(budget))
-            if attack.options == cls.Options(**options) and same_budget and same_ball:
-                return attack, 0.0, True
+            # compared as JSON: a spec's options come with lists where a loaded attack has tuples
+            # (SA-RL's grid), and a cached fit must still be found
+            same_options = _effective_options(name, dataclasses.asdict(attack.options)) == _effective_options(name, options)
+            if same_options and same_budget and same_ball:
+                # the seconds its fit took when it was made (0 if not kept): a fit made ahead by a
+                # study's fit task (prefit) is priced as the fit it is
+                return attack, float(attack.fit_seconds or 0.0), True
         except CheckpointError:
             pass  # another victim or a damaged file: fit again (the new fit replaces it atomically)
     attack = make_attack(name, eps, norm, seed=seed, **options)

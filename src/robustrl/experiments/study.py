@@ -10,7 +10,8 @@ Layout of a study directory::
     results/          runs, metrics, evaluations as Parquet (+ CSV): see :func:`collect_results`
 
 Training and evaluation are separate tasks, so attacks on finished agents run while others still
-train. A run whose config hash is already complete is skipped; an interrupted one resumes from its
+train; with the median protocol, each fit of the median agent's learned attacks is a task of its own
+(:func:`fit_task`), so they run side by side too. A run whose config hash is already complete is skipped; an interrupted one resumes from its
 last checkpoint; a task that raises is recorded with its traceback and retried up to
 ``spec.retries`` times while the others go on; a worker process that dies (OOM, kill) is replaced
 and its task resumes from its last checkpoint.
@@ -235,6 +236,49 @@ def evaluate_task(
             return {"ok": False, "error": "interrupted", "seconds": time.perf_counter() - start}
         except BaseException:
             return {"ok": False, "error": traceback.format_exc()}
+
+
+def fit_task(run_dir: str, env_id: str, evaluation: dict[str, Any], attack: str, fit: int) -> dict[str, Any]:
+    """Fit ``fit`` of learned attack ``attack`` on one run into the cache its report reads
+    (robustness.prefit), evaluating nothing: a median agent's fits (3 SA-RL fits and PA-AD in the
+    BARPO studies, an hour on Ant) run side by side, and the median task that follows loads them."""
+    start = time.perf_counter()
+    with _BUSY:
+        try:
+            _worker_setup()
+            import warnings
+
+            import torch
+
+            from robustrl.evaluate.robustness import prefit
+            from robustrl.policies.checkpoint import load_policy
+
+            torch._dynamo.reset()  # as evaluate_task: a worker fits many adversaries with compiled PPOs
+            with warnings.catch_warnings(), _interruptible():  # a stopped fit starts again next time
+                warnings.simplefilter("ignore")
+                eps = evaluation["eps"] if evaluation["eps"] is not None else report_eps(env_id)
+                seconds, cached = prefit(
+                    load_policy(run_dir), env_id, attack, fit, source=run_dir, eps=eps, norm=evaluation["norm"],
+                    seed=evaluation["seed"], options=evaluation["attack_options"].get(attack, {}),
+                    budget=evaluation["budgets"].get(attack),
+                )  # fmt: skip
+            return {"ok": True, "seconds": time.perf_counter() - start, "fit_seconds": seconds, "cached": cached}
+        except KeyboardInterrupt:
+            return {"ok": False, "error": "interrupted", "seconds": time.perf_counter() - start}
+        except BaseException:
+            return {"ok": False, "error": traceback.format_exc()}
+
+
+FIT = "fit:"  # a fit task's label: fit:<attack>:<j>
+
+
+def fit_label(attack: str, fit: int) -> str:
+    return f"{FIT}{attack}:{fit}"
+
+
+def parse_fit(task: str) -> tuple[str, int]:
+    attack, fit = task.removeprefix(FIT).rsplit(":", 1)
+    return attack, int(fit)
 
 
 CERTIFICATE = "certify.json"
@@ -711,14 +755,15 @@ class Study:
 
     def _fit_times(self, run: RunSpec) -> list[tuple[str, int, float]]:
         """(attack, fit index, seconds of fitting and its episodes) of every fit of ``evaluation.fits``'
-        attacks that ``run``'s report holds and that was fitted here, not loaded from a cache."""
+        attacks that ``run``'s report holds with its fit's seconds: fitted by the report itself or by
+        a fit task (a cached fit keeps its seconds); a cache from before they were kept has none."""
         from robustrl.evaluate.robustness import fit_records
 
         results, times = self._results(run), []
         for name in self.spec.evaluation.fits:
             if "mean" in results.get(name, {}):
                 for j, fit in enumerate(fit_records(results[name])):
-                    if not fit.get("loaded_fitted_attack") and fit.get("fit_seconds", 0) > 0:
+                    if fit.get("fit_seconds", 0) > 0:
                         times.append((name, j, fit["fit_seconds"] + fit.get("eval_seconds", 0.0)))
         return times
 
@@ -788,7 +833,7 @@ class Study:
         runs = {run.name: run for run in self.spec.runs}
         # (task, run name) ready to submit; follow-ups stay in the selected runs, but for the learned
         # attacks of a group a selected run completes (its median agent may be an unselected seed)
-        queue = self.plan(only)
+        queue = self.with_fits(self.plan(only))
         running: dict[Any, tuple[str, str]] = {}
         lost = 0
         self._started, self._wall_before = time.time(), float(self.status.get("wall_seconds", 0.0))
@@ -799,20 +844,23 @@ class Study:
             run = runs[name]
             if task == "train":
                 handle = executor.submit(train_task, str(self.run_dir(run)), run.config.to_dict())
+            elif task.startswith(FIT):
+                attack, fit = parse_fit(task)
+                handle = executor.submit(fit_task, str(self.run_dir(run)), run.env_id, evaluation, attack, fit)
             else:
                 attacks = self.evaluation_tasks(run) if task == "evaluate" else list(self.median_attacks())
                 handle = executor.submit(
                     evaluate_task, str(self.run_dir(run)), run.env_id, evaluation, attacks, task == "median"
                 )
             running[handle] = (task, name)
-            self._set(run, "evaluate" if task == "median" else task, "running")
+            self._set(run, "train" if task == "train" else "evaluate", "running")
 
         def record(handle: Any, stopping: bool = False) -> bool:
             """Book one finished task; False if its worker died (the pool was replaced)."""
             nonlocal lost
             task, name = running.pop(handle)
             run = runs[name]
-            key = "evaluate" if task == "median" else task
+            key = "train" if task == "train" else "evaluate"  # a median agent's fits and attacks are its evaluation's
             try:
                 result = executor.result(handle)
             except WorkerLost:
@@ -837,6 +885,12 @@ class Study:
             entry[f"{key}_seconds"] = entry.get(f"{key}_seconds", 0.0) + float(result.get("seconds") or 0.0)
             if result.get("set_aside"):  # booked, so `study status` and status.json say where it went
                 entry["train_set_aside"] = result["set_aside"]
+            if result.get("ok") and task.startswith(FIT):
+                # one fit of a median agent, cached: its evaluation is done once the median task
+                # that waits for its fits has run (a failed sibling keeps it failed)
+                if entry[key] != "failed":
+                    self._set(run, key, "running" if name in (n for _, n in running.values()) else "pending")
+                return True
             if result.get("ok"):
                 self._set(run, key, "done")
                 # evaluations go first: they are short, and a study stopped early then still has
@@ -846,7 +900,7 @@ class Study:
                 elif task == "evaluate" and self.spec.evaluation.median:
                     median = self._median_ready(run)
                     if median is not None:
-                        queue.insert(0, ("median", median))
+                        queue[0:0] = self.with_fits([("median", median)])
                 return True
             if result.get("error") == "interrupted":  # stopped on request, saved: not an attempt
                 self._set(run, key, "pending")
@@ -857,6 +911,7 @@ class Study:
                 queue.append((task, name))
             else:
                 self._set(run, key, "failed", result.get("error"))
+                queue[:] = [t for t in queue if t[1] != name]  # its median task and other fits: nothing to wait for
             return True
 
         self.save_status()
@@ -872,8 +927,11 @@ class Study:
                     # no task submitted ahead of a free worker: one queued inside the pool would
                     # be reported as running, and a finished training's evaluation, which jumps
                     # the queue, would wait behind it (wait() returns as soon as one task ends)
-                    while queue and len(running) < getattr(executor, "workers", 10**9):
-                        submit(*queue.pop(0))
+                    while len(running) < getattr(executor, "workers", 10**9):
+                        ready = next((i for i, t in enumerate(queue) if self._ready(t, queue, running.values())), None)
+                        if ready is None:  # nothing queued, or a median task waits for its fits
+                            break
+                        submit(*queue.pop(ready))
                     self._report(progress)
                     done = executor.wait(list(running), timeout=poll_seconds) if running else []
                     for handle in done:
@@ -899,12 +957,39 @@ class Study:
                 except (KeyboardInterrupt, RuntimeError):  # a third, raised wherever it landed
                     executor.shutdown(wait=False)
                 for task, name in running.values():
-                    self._set(runs[name], "evaluate" if task == "median" else task, "pending")
+                    self._set(runs[name], "train" if task == "train" else "evaluate", "pending")
                 self.save_status()
                 raise KeyboardInterrupt from None
         self._report(progress)
         self.save_status(finished=True)
         return self.status
+
+    def with_fits(self, tasks: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+        """``tasks`` with each median task preceded by one task per fit of its learned attacks that
+        its report does not hold yet (``fit:<attack>:<j>``, :func:`fit_task`): the fits run side by
+        side on free workers and the median task, which waits for them (:meth:`_ready`), loads them
+        and runs the episodes. Fitted in the median task itself, one after another, 3 SA-RL fits and
+        PA-AD kept one worker busy for an hour on Ant while the other idled."""
+        from robustrl.evaluate.robustness import fits_done
+
+        runs = {run.name: run for run in self.spec.runs}
+        expanded: list[tuple[str, str]] = []
+        for task, name in tasks:
+            if task == "median":
+                results = self._results(runs[name])
+                for attack in self.median_attacks():
+                    done = fits_done(results.get(attack))
+                    expanded += [(fit_label(attack, j), name) for j in range(done, self.spec.evaluation.fits.get(attack, 1))]
+            expanded.append((task, name))
+        return expanded
+
+    @staticmethod
+    def _ready(task: tuple[str, str], queue: Sequence[tuple[str, str]], running: Any) -> bool:
+        """Whether a queued task can start: a median task once no fit of its run is queued or running."""
+        kind, name = task
+        if kind != "median":
+            return True
+        return not any(k.startswith(FIT) and n == name for k, n in [*queue, *running])
 
     def group(self, run: RunSpec) -> list[RunSpec]:
         """``run``'s (label, env) group: the seeds the median-agent protocol picks one agent of."""
