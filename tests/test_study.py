@@ -1250,6 +1250,7 @@ def test_a_median_agents_fits_run_side_by_side_and_its_attacks_after_them(tmp_pa
     starts only when every fit has finished, and alone books the evaluation done."""
     study, median = _median_study(tmp_path)
     assert study.plan() == [("median", median)]  # the plan (and --dry-run's price) is unchanged
+    assert study.cost_left(workers=2)["workers"] == 2  # but one median's fits keep both workers busy
     executor = _OneAtATimeExecutor()
     study.run(executor)
     fits = ["fit:sa-rl:0", "fit:sa-rl:1", "fit:sa-rl:2", "fit:pa-ad:0"]

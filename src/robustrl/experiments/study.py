@@ -705,7 +705,10 @@ class Study:
         plan = self.plan(only)
         later = self.medians_later(plan)
         seconds, unpriced = self.plan_seconds(plan, later)
-        parallel = max(1, min(workers or os.cpu_count() or 1, len(plan) + later))
+        # a median agent's fits are tasks of their own (with_fits): one median left still keeps
+        # as many workers busy as it has fits to make
+        fits = sum(self.spec.evaluation.fits.get(a, 1) for a in self.median_attacks())
+        parallel = max(1, min(workers or os.cpu_count() or 1, len(self.with_fits(plan)) + later * (fits + 1)))
         return {"worker_hours": seconds / 3600, "hours": seconds / 3600 / parallel, "workers": parallel,
                 "unpriced": unpriced, "tasks": len(plan) + later}  # fmt: skip
 
