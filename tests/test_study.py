@@ -1297,3 +1297,27 @@ def test_a_studys_fit_tasks_fill_the_cache_its_median_task_loads(tmp_path):
     assert [fit["loaded_fitted_attack"] for fit in fits] == [True, True]
     assert all(fit["fit_seconds"] > 0 for fit in fits)
     assert study.task_seconds()["fit"]["sa-rl"] > 0
+
+
+def test_without_the_median_protocol_each_agents_fits_are_tasks_before_its_evaluation(tmp_path):
+    """`median: false` (the reliability studies): every agent's SA-RL / PA-AD fits are tasks of
+    their own, queued before its evaluation task (which waits for them and runs the cheap attacks
+    and the episodes); a study with no expensive attack queues no fit."""
+    parsed = parse_spec(spec(methods={"bar": {"algo": "bar-ppo", "seeds": [0, 1]}},
+                             evaluation={"attacks": ["random", "sa-rl", "pa-ad"], "eps": 0.1, "fits": {"sa-rl": 2}}))  # fmt: skip
+    study = Study(tmp_path, parsed)
+    for entry in study.status["runs"].values():
+        entry.update(train="done", evaluate="pending")
+    study.report = lambda run, eps=None: None
+    executor = _OneAtATimeExecutor()
+    study.run(executor)
+    first, second = (r.name for r in parsed.runs)
+    for name in (first, second):
+        assert [t for t, n in executor.submitted if n == name] == ["fit:sa-rl:0", "fit:sa-rl:1", "fit:pa-ad:0", "evaluate"]
+    # an evaluation waits for its own fits only: while the first agent's last fit runs, the next
+    # agent's first one takes the free worker ahead of the first agent's evaluation
+    assert executor.submitted[3] == ("fit:sa-rl:0", second)
+    assert executor.submitted.index(("evaluate", first)) < executor.submitted.index(("evaluate", second))
+    assert all(entry["evaluate"] == "done" for entry in study.status["runs"].values())
+    cheap = Study(tmp_path / "cheap", parse_spec(spec(evaluation={"attacks": ["random", "rs"], "eps": 0.1})))
+    assert cheap.with_fits(cheap.plan()) == cheap.plan()

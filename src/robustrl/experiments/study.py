@@ -10,8 +10,8 @@ Layout of a study directory::
     results/          runs, metrics, evaluations as Parquet (+ CSV): see :func:`collect_results`
 
 Training and evaluation are separate tasks, so attacks on finished agents run while others still
-train; with the median protocol, each fit of the median agent's learned attacks is a task of its own
-(:func:`fit_task`), so they run side by side too. A run whose config hash is already complete is skipped; an interrupted one resumes from its
+train; each fit of an expensive learned attack (SA-RL, PA-AD) is a task of its own (:func:`fit_task`),
+so the fits of one agent run side by side too. A run whose config hash is already complete is skipped; an interrupted one resumes from its
 last checkpoint; a task that raises is recorded with its traceback and retried up to
 ``spec.retries`` times while the others go on; a worker process that dies (OOM, kill) is replaced
 and its task resumes from its last checkpoint.
@@ -240,8 +240,8 @@ def evaluate_task(
 
 def fit_task(run_dir: str, env_id: str, evaluation: dict[str, Any], attack: str, fit: int) -> dict[str, Any]:
     """Fit ``fit`` of learned attack ``attack`` on one run into the cache its report reads
-    (robustness.prefit), evaluating nothing: a median agent's fits (3 SA-RL fits and PA-AD in the
-    BARPO studies, an hour on Ant) run side by side, and the median task that follows loads them."""
+    (robustness.prefit), evaluating nothing: an agent's fits (3 SA-RL fits and PA-AD in the BARPO
+    studies, an hour on Ant) run side by side, and its median or evaluation task loads them."""
     start = time.perf_counter()
     with _BUSY:
         try:
@@ -899,7 +899,7 @@ class Study:
                 # evaluations go first: they are short, and a study stopped early then still has
                 # whole rows (trained and attacked) rather than many trained, unattacked agents
                 if task == "train":
-                    queue.insert(0, ("evaluate", name))
+                    queue[0:0] = self.with_fits([("evaluate", name)])
                 elif task == "evaluate" and self.spec.evaluation.median:
                     median = self._median_ready(run)
                     if median is not None:
@@ -968,19 +968,22 @@ class Study:
         return self.status
 
     def with_fits(self, tasks: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
-        """``tasks`` with each median task preceded by one task per fit of its learned attacks that
-        its report does not hold yet (``fit:<attack>:<j>``, :func:`fit_task`): the fits run side by
-        side on free workers and the median task, which waits for them (:meth:`_ready`), loads them
-        and runs the episodes. Fitted in the median task itself, one after another, 3 SA-RL fits and
-        PA-AD kept one worker busy for an hour on Ant while the other idled."""
+        """``tasks`` with each task that fits expensive learned attacks (SA-RL, PA-AD: a median
+        task, or an evaluation task without the median protocol) preceded by one task per fit its
+        report does not hold yet (``fit:<attack>:<j>``, :func:`fit_task`): the fits run side by side
+        on free workers and the task, which waits for them (:meth:`_ready`), loads them and runs
+        the episodes. Fitted in one task, one after another, 3 SA-RL fits and PA-AD kept one worker
+        busy for an hour on Ant while the other idled."""
+        from robustrl.evaluate.reports import split_attacks
         from robustrl.evaluate.robustness import fits_done
 
         runs = {run.name: run for run in self.spec.runs}
         expanded: list[tuple[str, str]] = []
         for task, name in tasks:
-            if task == "median":
+            expensive = {"median": self.median_attacks(), "evaluate": split_attacks(self.evaluation_tasks(runs[name]))[1]}
+            if task in expensive:
                 results = self._results(runs[name])
-                for attack in self.median_attacks():
+                for attack in expensive[task]:
                     done = fits_done(results.get(attack))
                     expanded += [(fit_label(attack, j), name) for j in range(done, self.spec.evaluation.fits.get(attack, 1))]
             expanded.append((task, name))
@@ -988,9 +991,10 @@ class Study:
 
     @staticmethod
     def _ready(task: tuple[str, str], queue: Sequence[tuple[str, str]], running: Any) -> bool:
-        """Whether a queued task can start: a median task once no fit of its run is queued or running."""
+        """Whether a queued task can start: a median or evaluation task once no fit of its run is
+        queued or running."""
         kind, name = task
-        if kind != "median":
+        if kind not in ("median", "evaluate"):
             return True
         return not any(k.startswith(FIT) and n == name for k, n in [*queue, *running])
 
