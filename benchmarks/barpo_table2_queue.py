@@ -39,14 +39,19 @@ class Step:
     spec: str  # the study spec, relative to the repository
     only: tuple[str, ...] = ()  # the labels this step runs (the runner's --only); () runs the whole study
     why: str = ""
+    # studies (directory names under --root) whose finished runs of the same name, and fitted
+    # attacks, this step copies in rather than repeats (the runner's --reuse-from)
+    reuse_from: tuple[str, ...] = ()
 
 
 # Issue 17's items in the order the page needs them; `--dry-run` prints what each has left and its cost.
 QUEUE = (
-    Step("barpo_walker_cheetah", "studies/barpo_walker_cheetah.yaml", ("bar-ppo", "ppo"), "item 2: the quality goal's method and its baseline first"),
+    Step("barpo_walker_cheetah", "studies/barpo_walker_cheetah.yaml", ("bar-ppo", "ppo"), "item 2: the quality goal's method and its baseline first (BAR-PPO seeds 3-4 since session 20)",
+         ("barpo_wc_reliability",)),
     Step("barpo_walker_cheetah", "studies/barpo_walker_cheetah.yaml", ("sa-ppo", "ar-ppo", "bar-ppo-nog", "ar-ppo-nog"),
          "item 2: SA-PPO (Table 2), ARPO w/ g (Table 3), BARPO and ARPO w/o g (Table 4); their medians' SA-RL fits"),
-    Step("barpo_wc_reliability", "studies/barpo_wc_reliability.yaml", (), "item 5: learned attacks on every Walker2d/HalfCheetah BAR-PPO seed, SA-RL fitted 3 times"),
+    Step("barpo_wc_reliability", "studies/barpo_wc_reliability.yaml", (), "item 5: learned attacks on every Walker2d/HalfCheetah BAR-PPO seed, SA-RL fitted 3 times",
+         ("barpo_walker_cheetah",)),
     Step("barpo_reliability", "studies/barpo_reliability.yaml", ("bar-ppo-k1",), "item 5: the Hopper quality goal's 5 agents, SA-RL fitted 3 times"),
     Step("barpo_reliability", "studies/barpo_reliability.yaml", ("bar-ppo-k1-inner20",), "item 5: a stronger inner solve, 5 seeds, learned attacks on each"),
     Step("barpo_ant", "studies/barpo_ant.yaml", ("bar-ppo",), "item 3: Ant at the paper's 10M steps, BAR-PPO first (the one task with no row yet: before more reliability knobs)"),
@@ -78,6 +83,8 @@ def command(step: Step, directory: Path, workers: int, dry_run: bool, retry_fail
     robustrl = Path(sys.executable).with_name("robustrl")  # the CLI of the environment running this script
     argv = [str(robustrl), "study", "run", str(ROOT / step.spec), "--out", str(directory), "--workers", str(workers)]
     argv += [a for label in step.only for a in ("--only", label)]
+    # a study that is not there yet (a dry run, or a fresh root) has nothing to give
+    argv += [a for other in step.reuse_from if (directory.parent / other / "runs").is_dir() for a in ("--reuse-from", str(directory.parent / other))]
     return argv + ["--dry-run"] * dry_run + ["--retry-failed"] * retry_failed
 
 

@@ -133,3 +133,11 @@ def test_every_step_names_a_spec_and_a_committed_state_or_a_new_study(queue):
         assert load_spec(ROOT / step.spec).name == step.study, step  # the directory is the study's own
     states = {step.study for step in queue.QUEUE if (queue.STATES / f"{step.study}_state").is_dir()}
     assert {"barpo_hopper", "barpo_walker_cheetah", "barpo_reliability", "barpo_wc_reliability"} <= states
+
+
+def test_a_step_reuses_the_runs_of_the_studies_it_names_that_exist(queue, tmp_path):
+    """reuse_from: `--reuse-from <root>/<study>` for each named study directory that has runs/."""
+    (tmp_path / "other" / "runs").mkdir(parents=True)
+    step = queue.Step("barpo_ant", "studies/barpo_ant.yaml", (), reuse_from=("other", "missing"))
+    argv = queue.command(step, tmp_path / "barpo_ant", 2, dry_run=False, retry_failed=False)
+    assert argv[-2:] == ["--reuse-from", str(tmp_path / "other")] and "missing" not in " ".join(argv)

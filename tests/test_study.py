@@ -1321,3 +1321,35 @@ def test_without_the_median_protocol_each_agents_fits_are_tasks_before_its_evalu
     assert all(entry["evaluate"] == "done" for entry in study.status["runs"].values())
     cheap = Study(tmp_path / "cheap", parse_spec(spec(evaluation={"attacks": ["random", "rs"], "eps": 0.1})))
     assert cheap.with_fits(cheap.plan()) == cheap.plan()
+
+
+def test_reuse_from_copies_finished_runs_of_the_same_name_and_the_fitted_attacks_of_shared_ones(tmp_path):
+    """`study run --reuse-from OTHER`: a run OTHER trained to the end is copied in whole (the
+    runner then skips its training: no new checkpoint), an unfinished one is not; a run both have
+    gets the cached fits only OTHER holds; another study's runs (other names) are left alone;
+    a path that is no study is refused by name."""
+    from robustrl.errors import InvalidArgumentError
+
+    path = tmp_path / "s.yaml"
+    path.write_text(json.dumps(spec(methods={"ppo": {"algo": "ppo", "seeds": [0, 1, 2]}})))
+    other = run_study(path, tmp_path / "other", workers=1, only=["ppo-Pendulum-v1-s0-*", "ppo-Pendulum-v1-s1-*"])
+    runs = {r.config.seed: r for r in other.spec.runs}
+    fit_file = other.run_dir(runs[1]) / "attacks" / "eps0.1-linf" / "sa-rl.json"
+    fit_file.parent.mkdir(parents=True)
+    fit_file.write_text("{}")
+    here = Study.open(tmp_path / "here", path)
+    here.run_dir(runs[1]).mkdir(parents=True)  # seed 1 started here too: it shares only the fits
+    (other.run_dir(runs[2]) / "progress.csv").parent.mkdir(parents=True)  # seed 2 is not finished there
+    assert here.reuse_runs(tmp_path / "other") == {"runs": [runs[0].name], "attacks": [runs[1].name]}
+    assert (here.run_dir(runs[1]) / "attacks" / "eps0.1-linf" / "sa-rl.json").read_text() == "{}"
+    assert not here.run_dir(runs[2]).exists()
+    def checkpoints():
+        return {p.name: p.stat().st_mtime_ns for p in here.run_dir(runs[0]).glob("checkpoints/*.safetensors")}
+
+    times = checkpoints()
+    assert times
+    here = run_study(path, tmp_path / "here", workers=1, only=[runs[0].name])
+    assert checkpoints() == times and here.status["runs"][runs[0].name]["train"] == "done"
+    assert here.reuse_runs(tmp_path / "other") == {"runs": [], "attacks": []}  # nothing new the second time
+    with pytest.raises(InvalidArgumentError, match="not a study directory"):
+        here.reuse_runs(tmp_path / "nowhere")

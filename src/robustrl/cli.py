@@ -808,6 +808,10 @@ def study_run(
     retry_failed: bool = typer.Option(
         False, "--retry-failed", help="Try tasks that failed past the spec's retries again (after fixing the cause)."
     ),
+    reuse_from: list[Path] = typer.Option(
+        [], "--reuse-from", help="Another study directory: copy in its finished runs of the same name (same config) "
+        "and the fitted attacks of runs both have, instead of training and fitting them again; repeatable.",
+    ),
 ) -> None:
     """Run every run and evaluation of SPEC that is not done yet (re-run to resume), then write the
     results store (<dir>/results/) and print the status."""
@@ -821,9 +825,16 @@ def study_run(
     if dry_run:
         _print_study_plan(parsed, directory, workers, only, retry_failed)
         return
+    for other in reuse_from:  # checked before the runner starts: a wrong path fails with nothing written
+        if not (other / "runs").is_dir():
+            raise InvalidArgumentError(f"--reuse-from {other}: not a study directory (it has no runs/)")
     executor = make_executor(backend, workers, address)
     study = Study.open(directory, spec)
     console.print(f"study [bold]{parsed.name}[/]: {len(parsed.runs)} runs -> {directory} ({backend})")
+    for other in reuse_from:
+        reused = study.reuse_runs(other, only)
+        console.print(f"from {other}: {len(reused['runs'])} finished run(s) copied in, fitted attacks of "
+                      f"{len(reused['attacks'])} run(s) both have")  # fmt: skip
     if retry_failed:
         console.print(f"{study.retry_failed(only)} failed task(s) to try again")
     stopped = False

@@ -632,6 +632,47 @@ class Study:
         # ``--only ppo`` (the name the spec gives it) must select them
         return any(fnmatch.fnmatchcase(n, p) for n in (name, run.label, run.method) for p in only)
 
+    def reuse_runs(self, other: Path | str, only: Sequence[str] = ()) -> dict[str, list[str]]:
+        """Take what study directory ``other`` has already done for runs of this spec (those ``only``
+        selects): a run of the same name (so the same config: the name holds its hash) that
+        ``other`` has trained to the end and this study has not started is copied in whole, with
+        its reports and fitted attacks; a run both have gets the fitted attacks only ``other``
+        holds (each cached fit is checked against its victim when loaded). The runner then
+        finds the training complete and the evaluations resume from what was copied. Returns the
+        names of the ``runs`` copied and of the runs given ``attacks``. For studies that share
+        runs (a reliability study attacking every seed of another study's method)."""
+        import shutil
+
+        other = Path(other)
+        if not (other / "runs").is_dir():
+            raise InvalidArgumentError(f"--reuse-from {other}: not a study directory (it has no runs/)")
+        copied: dict[str, list[str]] = {"runs": [], "attacks": []}
+        for run in self.spec.runs:
+            source, target = other / "runs" / run.name, self.run_dir(run)
+            if not self.selected(run.name, only) or not source.is_dir() or source.resolve() == target.resolve():
+                continue
+            if not target.exists():
+                if run_complete(source, run.config.num_iterations):
+                    partial = target.with_name(target.name + ".partial")
+                    shutil.rmtree(partial, ignore_errors=True)  # a copy cut short before
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copytree(source, partial)
+                    os.replace(partial, target)  # never a half-copied run that would pass for one
+                    copied["runs"].append(run.name)
+                continue
+            # weights before their JSON: a cache is found by its JSON, so a copy cut short between
+            # the two leaves no JSON pointing at missing weights
+            files = sorted((source / "attacks").rglob("*"), key=lambda f: (f.suffix == ".json", str(f)))
+            new = [f for f in files if f.is_file() and not (target / f.relative_to(source)).exists()]
+            for file in new:
+                destination = target / file.relative_to(source)
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(file, destination.with_name(destination.name + ".partial"))
+                os.replace(destination.with_name(destination.name + ".partial"), destination)
+            if new:
+                copied["attacks"].append(run.name)
+        return copied
+
     def retry_failed(self, only: Sequence[str] = (), save: bool = True) -> int:
         """Give the failed tasks of the runs ``only`` selects their ``retries`` again (``study run
         --retry-failed``: after the cause is fixed, e.g. a damaged run directory or a full disk);
