@@ -172,3 +172,39 @@ def test_fits_are_priced_once_when_the_evaluation_rate_was_measured_with_them(tm
     assert unpriced == []
     assert seconds == pytest.approx(180.0)
     assert study.task_seconds()["evaluation"]["ppo"] == pytest.approx(80.0)
+
+
+def test_fits_are_priced_per_task_where_the_study_has_fitted_on_it(tmp_path):
+    """A study over two tasks whose SA-RL fits (with their episodes) took 50 s on one and 110 s on
+    the other: a fit left on a task is priced at that task's own mean, not the study's 80 s."""
+    from robustrl.evaluate.reports import report_path
+
+    parsed = parse_spec({
+        "name": "t", "methods": {"ppo": {"algo": "ppo"}}, "envs": ["Pendulum-v1", "MountainCarContinuous-v0"], "seeds": [0, 1],
+        "steps": 512, "set": {"steps_per_iteration": 256, "num_minibatches": 4, "policy_epochs": 2, "value_epochs": 2},
+        "evaluation": {"attacks": ["random", "sa-rl"], "eps": 0.1, "episodes": 2, "fits": {"sa-rl": 2}},
+    })  # fmt: skip
+    study = Study(tmp_path, parsed)
+    runs = {(r.env_id, r.config.seed): r for r in parsed.runs}
+    for (env, seed), fit_seconds in [(("Pendulum-v1", 0), 40.0), (("MountainCarContinuous-v0", 0), 100.0)]:
+        run = runs[(env, seed)]
+        fit = {"fit_seconds": fit_seconds, "eval_seconds": 10.0}
+        results = {"natural": {"mean": 1.0}, "random": {"mean": 1.0},
+                   "sa-rl": {"mean": 0.5, "fits_used": 2, "worst_fit": 0, "fits": [{"mean": 0.5, **fit}, {"mean": 0.6, **fit}]}}  # fmt: skip
+        study.run_dir(run).mkdir(parents=True)
+        report_path(study.run_dir(run), 0.1, parsed.evaluation.norm, parsed.evaluation.deterministic).write_text(
+            json.dumps({"results": results})
+        )
+    rates = study.task_seconds()["fit"]
+    assert rates == {"sa-rl": 80.0, "sa-rl@Pendulum-v1": 50.0, "sa-rl@MountainCarContinuous-v0": 110.0}
+    # seed 1 of each: a report holding one fit of each attack, so only the second SA-RL fit is left
+    for env in ("Pendulum-v1", "MountainCarContinuous-v0"):
+        run = runs[(env, 1)]
+        study.status["runs"][run.name].update(train="done")
+        study.run_dir(run).mkdir(parents=True)
+        one = {"natural": {"mean": 1.0}, "random": {"mean": 1.0}, "sa-rl": {"mean": 0.5, "fits": [{"mean": 0.5}]}}
+        report_path(study.run_dir(run), 0.1, parsed.evaluation.norm, parsed.evaluation.deterministic).write_text(
+            json.dumps({"results": one})
+        )
+    assert study.plan_seconds([("evaluate", runs[("Pendulum-v1", 1)].name)])[0] == pytest.approx(50.0)
+    assert study.plan_seconds([("evaluate", runs[("MountainCarContinuous-v0", 1)].name)])[0] == pytest.approx(110.0)

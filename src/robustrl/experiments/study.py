@@ -789,13 +789,15 @@ class Study:
                 "fit": self._fit_seconds()}  # fmt: skip
 
     def _fit_seconds(self) -> dict[str, float]:
-        """Mean seconds of one fit (fitting and its episodes) per learned attack of ``evaluation.fits``,
-        from the fits the study's reports hold (loaded from a cache: not counted)."""
+        """Mean seconds of one fit (fitting and its episodes) per learned attack of ``evaluation.fits``
+        (key: the attack) and per attack and task (``sa-rl@Walker2d-v5``: an SA-RL fit on Ant costs
+        about twice one on HalfCheetah), from the fits the study's reports hold with their seconds."""
         times: dict[str, list[float]] = {}
         for run in self.spec.runs:
             for name, _, seconds in self._fit_times(run):
-                times.setdefault(name, []).append(seconds)
-        return {name: sum(v) / len(v) for name, v in times.items()}
+                for key in (name, f"{name}@{run.env_id}"):
+                    times.setdefault(key, []).append(seconds)
+        return {key: sum(v) / len(v) for key, v in times.items()}
 
     def _fit_times(self, run: RunSpec) -> list[tuple[str, int, float]]:
         """(attack, fit index, seconds of fitting and its episodes) of every fit of ``evaluation.fits``'
@@ -855,7 +857,8 @@ class Study:
             # rate for that attack; a report that holds every attack once needs only those
             extra, whole = self._fits_left(run if task in ("evaluate", "median") else None, attacks)
             for name, count in extra.items():
-                rate = rates["fit"].get(name)
+                # the task's own rate where this study has fitted the attack on it, else the study's
+                rate = rates["fit"].get(f"{name}@{run.env_id}" if run else "", rates["fit"].get(name))
                 costs.append((f"{name} fits", None if rate is None else rate * count))
             if task in ("train", "evaluate") and not whole:  # a training is evaluated after
                 costs.append(("evaluate", rates["evaluation"].get(run.label, rates["evaluation"].get("*"))))
