@@ -1090,7 +1090,7 @@ def test_more_fits_are_priced_at_the_studys_own_fit_rate(tmp_path):
                                                 {"mean": 0.7, "fit_seconds": 0.0, "eval_seconds": 9.0, "loaded_fitted_attack": True}]}}  # fmt: skip
     path = report_path(study.run_dir(first), 0.1, parsed.evaluation.norm, parsed.evaluation.deterministic)
     path.write_text(json.dumps({"results": results}))
-    assert study.task_seconds()["fit"] == {"sa-rl": 50.0}
+    assert study.task_seconds()["fit"] == {"sa-rl": 50.0, "sa-rl@Pendulum-v1": 50.0}
     assert study.plan_seconds([("evaluate", first.name)]) == (pytest.approx(50.0), [])  # one fit left, nothing else
     assert study.plan_seconds([("evaluate", second.name)]) == (pytest.approx(80.0 + 2 * 50.0), [])
     assert study.plan_seconds([("train", second.name)])[1] == ["train"]
@@ -1211,11 +1211,13 @@ def test_screening_says_whether_a_cheap_attack_ranks_agents_as_the_learned_ones_
 class _OneAtATimeExecutor(_InstantExecutor):
     """Tasks finish one at a time, oldest first: what runs alongside what is observable."""
 
-    def __init__(self, fail=()):
+    def __init__(self, fail=(), interrupted=()):
         super().__init__()
         self.concurrent: list[list[str]] = []  # at each submission, the tasks running with it
         self.open: dict[int, str] = {}
-        self.fail = set(fail)
+        # a task label -> how many of its attempts fail (a set: every attempt)
+        self.fail = dict(fail) if isinstance(fail, dict) else dict.fromkeys(fail, 10**9)
+        self.interrupted = set(interrupted)
 
     def submit(self, fn, *args):
         handle = super().submit(fn, *args)
@@ -1229,11 +1231,16 @@ class _OneAtATimeExecutor(_InstantExecutor):
 
     def result(self, handle):
         task = self.open.pop(handle)
-        return {"ok": False, "error": "boom"} if task in self.fail else {"ok": True, "seconds": 1.0}
+        if task in self.interrupted:
+            return {"ok": False, "error": "interrupted"}
+        if self.fail.get(task, 0) > 0:
+            self.fail[task] -= 1
+            return {"ok": False, "error": "boom"}
+        return {"ok": True, "seconds": 1.0}
 
 
-def _median_study(tmp_path):
-    parsed = parse_spec(spec(methods={"bar": {"algo": "bar-ppo", "seeds": [0, 1, 2]}}, retries=0,
+def _median_study(tmp_path, retries=0):
+    parsed = parse_spec(spec(methods={"bar": {"algo": "bar-ppo", "seeds": [0, 1, 2]}}, retries=retries,
                              evaluation={"attacks": ["random", "sa-rl", "pa-ad"], "eps": 0.1, "median": True,
                                          "fits": {"sa-rl": 3}}))  # fmt: skip
     study = Study(tmp_path, parsed)
@@ -1261,8 +1268,14 @@ def test_a_median_agents_fits_run_side_by_side_and_its_attacks_after_them(tmp_pa
     entry = study.status["runs"][median]
     assert entry["evaluate"] == "done" and entry["evaluate_seconds"] == 5.0  # fits and episodes booked to it
     # a report that holds the first SA-RL fit already: only the fits it lacks are queued
-    study.report = lambda run, eps=None: {"results": {"natural": {"mean": 1}, "sa-rl": {"mean": 0, "fits": [{}]}}}
+    from robustrl.evaluate.robustness import _effective_options
+
+    held = {"mean": 0, "fits": [{}], "options": _effective_options("sa-rl", {}), "budget": None}
+    study.report = lambda run, eps=None: {"results": {"natural": {"mean": 1}, "sa-rl": held}}
     assert [t for t, _ in study.with_fits([("median", median)])] == ["fit:sa-rl:1", "fit:sa-rl:2", "fit:pa-ad:0", "median"]
+    # the same fit under other options is no fit of this evaluation's: fitted again
+    held["options"] = _effective_options("sa-rl", {"num_envs": 2})
+    assert [t for t, _ in study.with_fits([("median", median)])][:3] == ["fit:sa-rl:0", "fit:sa-rl:1", "fit:sa-rl:2"]
 
 
 def test_a_fit_that_fails_for_good_fails_the_evaluation_and_drops_its_median_task(tmp_path):
@@ -1274,6 +1287,23 @@ def test_a_fit_that_fails_for_good_fails_the_evaluation_and_drops_its_median_tas
     assert "median" not in [task for task, _ in executor.submitted]
     entry = study.status["runs"][median]
     assert entry["evaluate"] == "failed" and entry["evaluate_error"] == "boom"
+
+
+def test_each_fit_has_its_own_retries_and_a_stopped_sibling_does_not_undo_a_failure(tmp_path):
+    """retries 1: two fits that each fail once are each retried (not the run failed on its
+    second failure); retries 0: a fit that fails for good fails the run even when its sibling,
+    running beside it, comes back stopped (it would otherwise be booked pending and run again)."""
+    study, median = _median_study(tmp_path, retries=1)
+    executor = _OneAtATimeExecutor(fail={"fit:sa-rl:0": 1, "fit:sa-rl:1": 1})
+    study.run(executor)
+    assert study.status["runs"][median]["evaluate"] == "done"
+    assert [t for t, _ in executor.submitted].count("fit:sa-rl:0") == 2 and executor.submitted[-1][0] == "median"
+    (tmp_path / "again").mkdir()
+    study, median = _median_study(tmp_path / "again")
+    study.run(_OneAtATimeExecutor(fail={"fit:sa-rl:0"}, interrupted={"fit:sa-rl:1"}))
+    assert study.status["runs"][median]["evaluate"] == "failed"
+    assert study.plan() == []  # a plain re-run does not try it again (--retry-failed does)
+    assert study.retry_failed() == 1 and "fit_attempts" not in study.status["runs"][median]
 
 
 def test_a_studys_fit_tasks_fill_the_cache_its_median_task_loads(tmp_path):
@@ -1324,10 +1354,11 @@ def test_without_the_median_protocol_each_agents_fits_are_tasks_before_its_evalu
 
 
 def test_reuse_from_copies_finished_runs_of_the_same_name_and_the_fitted_attacks_of_shared_ones(tmp_path):
-    """`study run --reuse-from OTHER`: a run OTHER trained to the end is copied in whole (the
-    runner then skips its training: no new checkpoint), an unfinished one is not; a run both have
-    gets the cached fits only OTHER holds; another study's runs (other names) are left alone;
-    a path that is no study is refused by name."""
+    """`study run --reuse-from OTHER`: a run OTHER trained to the end is copied in whole over one
+    this study stopped partway (set aside, not deleted), its status starts afresh and the runner
+    skips its training (no new checkpoint); an unfinished one is not copied; a run both finished
+    gets the cached fits only OTHER holds; a second call copies nothing; a path that is no study
+    is refused by name."""
     from robustrl.errors import InvalidArgumentError
 
     path = tmp_path / "s.yaml"
@@ -1337,12 +1368,20 @@ def test_reuse_from_copies_finished_runs_of_the_same_name_and_the_fitted_attacks
     fit_file = other.run_dir(runs[1]) / "attacks" / "eps0.1-linf" / "sa-rl.json"
     fit_file.parent.mkdir(parents=True)
     fit_file.write_text("{}")
-    here = Study.open(tmp_path / "here", path)
-    here.run_dir(runs[1]).mkdir(parents=True)  # seed 1 started here too: it shares only the fits
+    here = run_study(path, tmp_path / "here", workers=1, only=["ppo-Pendulum-v1-s1-*"])  # seed 1 finished here too
+    here.run_dir(runs[0]).mkdir(parents=True)  # seed 0 stopped partway here (a failed, empty start)
+    (here.run_dir(runs[0]) / "progress.csv").write_text("iteration\n")
+    here.status["runs"][runs[0].name].update(train="failed", train_attempts=2)
     (other.run_dir(runs[2]) / "progress.csv").parent.mkdir(parents=True)  # seed 2 is not finished there
+    assert here.reuse_runs(tmp_path / "other", dry_run=True) == {"runs": [runs[0].name], "attacks": [runs[1].name]}
+    assert not (here.run_dir(runs[1]) / "attacks").exists()  # a dry run copies nothing
     assert here.reuse_runs(tmp_path / "other") == {"runs": [runs[0].name], "attacks": [runs[1].name]}
     assert (here.run_dir(runs[1]) / "attacks" / "eps0.1-linf" / "sa-rl.json").read_text() == "{}"
     assert not here.run_dir(runs[2]).exists()
+    assert [p.name.startswith(runs[0].name) for p in (tmp_path / "here" / "set_aside").iterdir()] == [True]
+    entry = here.status["runs"][runs[0].name]
+    assert entry["train"] == "pending" and entry["train_attempts"] == 0 and entry["reused_from"] == str(tmp_path / "other")
+
     def checkpoints():
         return {p.name: p.stat().st_mtime_ns for p in here.run_dir(runs[0]).glob("checkpoints/*.safetensors")}
 

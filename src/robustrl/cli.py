@@ -822,12 +822,16 @@ def study_run(
     parsed = load_spec(spec)  # a bad spec fails here, before anything is written
     directory = out or Path("runs") / "studies" / parsed.name
     _check_only(Study.inspect(directory, parsed), only)  # a typo fails before anything is written
-    if dry_run:
-        _print_study_plan(parsed, directory, workers, only, retry_failed)
-        return
     for other in reuse_from:  # checked before the runner starts: a wrong path fails with nothing written
         if not (other / "runs").is_dir():
             raise InvalidArgumentError(f"--reuse-from {other}: not a study directory (it has no runs/)")
+    if dry_run:
+        for other in reuse_from:  # what a real run copies first (the plan below still counts those runs)
+            reused = Study.inspect(directory, parsed).reuse_runs(other, only, dry_run=True)
+            console.print(f"from {other}: would copy in {len(reused['runs'])} finished run(s) and the fitted "
+                          f"attacks of {len(reused['attacks'])} run(s) both have")  # fmt: skip
+        _print_study_plan(parsed, directory, workers, only, retry_failed)
+        return
     executor = make_executor(backend, workers, address)
     study = Study.open(directory, spec)
     console.print(f"study [bold]{parsed.name}[/]: {len(parsed.runs)} runs -> {directory} ({backend})")

@@ -108,6 +108,19 @@ def fits_done(result: dict[str, Any] | None) -> int:
     return len(result.get("fits") or [None])
 
 
+def fits_held(result: dict[str, Any] | None, name: str, options: dict[str, Any], budget: int | None) -> int:
+    """The fits a report's result holds that :func:`robustness_report` keeps for attack ``name``
+    asked with ``options`` and ``budget`` (a result under other options or another budget is
+    fitted again: none)."""
+    if not result or "mean" not in result:
+        return 0
+    learned = ATTACKS[name].learned
+    budget = int(budget) if learned and budget is not None else None
+    if result.get("options") != _effective_options(name, options) or result.get("budget") != budget:
+        return 0
+    return fits_done(result)
+
+
 def _fits_used(result: dict[str, Any] | None) -> int:
     """How many fits a result's cell is the worst of (``fits_done`` unless fewer were asked for)."""
     return int((result or {}).get("fits_used", fits_done(result)))

@@ -594,6 +594,10 @@ class Study:
 
     def _set(self, run: RunSpec, task: str, state: str, error: str | None = None) -> None:
         entry = self.status["runs"][run.name]
+        if entry[task] == "failed" and state in ("pending", "running"):
+            # a fit failed past its retries: a sibling fit stopped, lost or still running does not
+            # undo it (only --retry-failed does, which resets the entry itself)
+            return
         entry[task] = state
         if error is not None:
             entry[f"{task}_error"] = error
@@ -632,46 +636,75 @@ class Study:
         # ``--only ppo`` (the name the spec gives it) must select them
         return any(fnmatch.fnmatchcase(n, p) for n in (name, run.label, run.method) for p in only)
 
-    def reuse_runs(self, other: Path | str, only: Sequence[str] = ()) -> dict[str, list[str]]:
+    def reuse_runs(self, other: Path | str, only: Sequence[str] = (), dry_run: bool = False) -> dict[str, list[str]]:
         """Take what study directory ``other`` has already done for runs of this spec (those ``only``
         selects): a run of the same name (so the same config: the name holds its hash) that
-        ``other`` has trained to the end and this study has not started is copied in whole, with
-        its reports and fitted attacks; a run both have gets the fitted attacks only ``other``
-        holds (each cached fit is checked against its victim when loaded). The runner then
-        finds the training complete and the evaluations resume from what was copied. Returns the
-        names of the ``runs`` copied and of the runs given ``attacks``. For studies that share
+        ``other`` has trained to the end and this study has not (not started, or stopped partway:
+        that directory is moved to ``<study>/set_aside/``, not deleted) is copied in whole, with its
+        reports and fitted attacks, and its status starts afresh (marked ``reused_from``: left out
+        of the study's rates); a run both have finished gets the fitted attacks only ``other``
+        holds (each cached fit is checked against its victim when loaded). The runner then finds
+        the training complete and the evaluations resume from what was copied. Returns the names
+        of the ``runs`` copied and of the runs given ``attacks`` (``dry_run``: what it would copy,
+        copying nothing). Refused while another runner works on this study. For studies that share
         runs (a reliability study attacking every seed of another study's method)."""
         import shutil
 
         other = Path(other)
         if not (other / "runs").is_dir():
             raise InvalidArgumentError(f"--reuse-from {other}: not a study directory (it has no runs/)")
+        runner = self.status.get("runner", {})
+        live = self.status_path.is_file() and runner.get("pid") not in (None, os.getpid())
+        if not dry_run and live and study_status(self.directory)["runner_alive"]:
+            raise InvalidArgumentError(f"{self.directory}: another runner (pid {runner['pid']}) is working on it; "
+                                       "stop it before copying runs in")  # fmt: skip
         copied: dict[str, list[str]] = {"runs": [], "attacks": []}
         for run in self.spec.runs:
             source, target = other / "runs" / run.name, self.run_dir(run)
             if not self.selected(run.name, only) or not source.is_dir() or source.resolve() == target.resolve():
                 continue
-            if not target.exists():
-                if run_complete(source, run.config.num_iterations):
-                    partial = target.with_name(target.name + ".partial")
-                    shutil.rmtree(partial, ignore_errors=True)  # a copy cut short before
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copytree(source, partial)
-                    os.replace(partial, target)  # never a half-copied run that would pass for one
+            planned = run.config.num_iterations
+            if not run_complete(target, planned):
+                if run_complete(source, planned):
                     copied["runs"].append(run.name)
+                    if not dry_run:
+                        self._copy_run(source, target)
+                        entry = self.status["runs"][run.name]
+                        for task in ("train", "evaluate"):
+                            entry[task], entry[f"{task}_attempts"] = "pending", 0
+                            entry.pop(f"{task}_error", None)
+                        entry.pop("fit_attempts", None)
+                        entry["reused_from"] = str(other)
                 continue
             # weights before their JSON: a cache is found by its JSON, so a copy cut short between
             # the two leaves no JSON pointing at missing weights
             files = sorted((source / "attacks").rglob("*"), key=lambda f: (f.suffix == ".json", str(f)))
             new = [f for f in files if f.is_file() and not (target / f.relative_to(source)).exists()]
-            for file in new:
+            if new:
+                copied["attacks"].append(run.name)
+            for file in [] if dry_run else new:
                 destination = target / file.relative_to(source)
                 destination.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(file, destination.with_name(destination.name + ".partial"))
                 os.replace(destination.with_name(destination.name + ".partial"), destination)
-            if new:
-                copied["attacks"].append(run.name)
+        if copied["runs"] and not dry_run:
+            self.save_status()
         return copied
+
+    def _copy_run(self, source: Path, target: Path) -> None:
+        """Copy run directory ``source`` to ``target`` beside it and rename it into place (never a
+        half-copied run that would pass for one); a ``target`` stopped partway is set aside first."""
+        import shutil
+
+        if target.exists():
+            folder = self.directory / SET_ASIDE
+            folder.mkdir(exist_ok=True)
+            os.replace(target, folder / f"{target.name}-{datetime.now(UTC):%Y%m%dT%H%M%S}")
+        partial = target.with_name(target.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)  # a copy cut short before
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(source, partial)
+        os.replace(partial, target)
 
     def retry_failed(self, only: Sequence[str] = (), save: bool = True) -> int:
         """Give the failed tasks of the runs ``only`` selects their ``retries`` again (``study run
@@ -684,6 +717,8 @@ class Study:
             for task in ("train", "evaluate"):
                 if entry.get(task) == "failed":
                     entry[task], entry[f"{task}_attempts"] = "pending", 0
+                    if task == "evaluate":
+                        entry.pop("fit_attempts", None)
                     reset += 1
         if reset and save:
             self.save_status()
@@ -705,8 +740,10 @@ class Study:
                 if entry["train"] != "failed" or entry["train_attempts"] <= self.spec.retries:
                     trainings.append(("train", run.name))
             elif entry["evaluate"] != "done" and (
-                entry["evaluate"] != "failed" or entry["evaluate_attempts"] <= self.spec.retries
-            ):
+                entry["evaluate"] != "failed"
+                or (entry["evaluate_attempts"] <= self.spec.retries
+                    and all(n <= self.spec.retries for n in entry.get("fit_attempts", {}).values()))  # a fit failed for good
+            ):  # fmt: skip
                 queue.append(("evaluate", run.name))  # trained agents are attacked first
         if self.spec.evaluation.median:  # groups evaluated before a restart whose median still lacks its attacks
             for run in self.spec.runs:
@@ -771,6 +808,8 @@ class Study:
                 for key in (run.label, "*"):
                     steps[key] = steps.get(key, 0.0) + self.steps_trained(run)[1]
                     seconds[key] = seconds.get(key, 0.0) + entry["train_seconds"]
+            if entry.get("reused_from"):
+                continue  # copied in from another study (--reuse-from): what it booked here is no evaluation's cost
             if entry.get("evaluate_seconds", 0.0) > 0:  # booked when it finished (a changed evaluation re-queues it)
                 # the rates are of one fit per learned attack: plan_seconds prices the fits beyond it
                 booked = max(entry["evaluate_seconds"] - self._extra_fit_seconds(run), 0.0)
@@ -802,15 +841,19 @@ class Study:
 
     def _fit_times(self, run: RunSpec) -> list[tuple[str, int, float]]:
         """(attack, fit index, seconds of fitting and its episodes) of every fit of ``evaluation.fits``'
-        attacks that ``run``'s report holds with its fit's seconds: fitted by the report itself or by
-        a fit task (a cached fit keeps its seconds); a cache from before they were kept has none."""
+        attacks that ``run``'s report holds and that this study made: fitted by the report itself, or
+        by one of this study's fit tasks (booked in status.json's ``fits_made``; the report then
+        loaded it from the cache, which kept its seconds). A cache copied from elsewhere is no cost
+        of this study's."""
         from robustrl.evaluate.robustness import fit_records
 
         results, times = self._results(run), []
+        made = self.status["runs"][run.name].get("fits_made", [])
         for name in self.spec.evaluation.fits:
             if "mean" in results.get(name, {}):
                 for j, fit in enumerate(fit_records(results[name])):
-                    if fit.get("fit_seconds", 0) > 0:
+                    ours = not fit.get("loaded_fitted_attack") or fit_label(name, j) in made
+                    if ours and fit.get("fit_seconds", 0) > 0:
                         times.append((name, j, fit["fit_seconds"] + fit.get("eval_seconds", 0.0)))
         return times
 
@@ -919,10 +962,14 @@ class Study:
                 if lost > 3 * len(runs) + 3:
                     raise RuntimeError("study workers keep dying; see status.json") from None
                 executor.recover()
-                # every task of the broken pool was lost with it: requeue them (they resume)
+                # every task of the broken pool was lost with it: requeue them (they resume), but
+                # not the tasks of a run a failed fit has failed
                 for other in list(running):
-                    queue.insert(0, running.pop(other))
-                queue.insert(0, (task, name))
+                    lost_task = running.pop(other)
+                    if self.status["runs"][lost_task[1]]["evaluate"] != "failed" or lost_task[0] == "train":
+                        queue.insert(0, lost_task)
+                if self.status["runs"][name][key] != "failed":
+                    queue.insert(0, (task, name))
                 self._set(run, key, "pending")
                 return False
             except CancelledError:  # never started (submitted ahead of a free worker)
@@ -934,6 +981,8 @@ class Study:
             if result.get("set_aside"):  # booked, so `study status` and status.json say where it went
                 entry["train_set_aside"] = result["set_aside"]
             if result.get("ok") and task.startswith(FIT):
+                if not result.get("cached") and task not in entry.setdefault("fits_made", []):
+                    entry["fits_made"].append(task)  # this study's cost (pricing), not a cache's from elsewhere
                 # one fit of a median agent, cached: its evaluation is done once the median task
                 # that waits for its fits has run (a failed sibling keeps it failed)
                 if entry[key] != "failed":
@@ -953,8 +1002,14 @@ class Study:
             if result.get("error") == "interrupted":  # stopped on request, saved: not an attempt
                 self._set(run, key, "pending")
                 return True
-            entry[f"{key}_attempts"] += 1
-            if entry[f"{key}_attempts"] <= self.spec.retries:
+            if task.startswith(FIT):  # each fit has its own retries: two fits failing once is no run failing twice
+                attempts = entry.setdefault("fit_attempts", {})
+                attempts[task] = attempts.get(task, 0) + 1
+                retry = attempts[task] <= self.spec.retries
+            else:
+                entry[f"{key}_attempts"] += 1
+                retry = entry[f"{key}_attempts"] <= self.spec.retries
+            if retry:
                 self._set(run, key, "pending", result.get("error"))
                 queue.append((task, name))
             else:
@@ -1020,7 +1075,7 @@ class Study:
         the episodes. Fitted in one task, one after another, 3 SA-RL fits and PA-AD kept one worker
         busy for an hour on Ant while the other idled."""
         from robustrl.evaluate.reports import split_attacks
-        from robustrl.evaluate.robustness import fits_done
+        from robustrl.evaluate.robustness import fits_held
 
         runs = {run.name: run for run in self.spec.runs}
         expanded: list[tuple[str, str]] = []
@@ -1028,8 +1083,11 @@ class Study:
             expensive = {"median": self.median_attacks(), "evaluate": split_attacks(self.evaluation_tasks(runs[name]))[1]}
             if task in expensive:
                 results = self._results(runs[name])
+                evaluation = self.spec.evaluation
                 for attack in expensive[task]:
-                    done = fits_done(results.get(attack))
+                    # as robustness_report counts them: a result under other options or another
+                    # budget is fitted again, so its fits are not the report's
+                    done = fits_held(results.get(attack), attack, evaluation.attack_options.get(attack, {}), evaluation.budgets.get(attack))
                     expanded += [(fit_label(attack, j), name) for j in range(done, self.spec.evaluation.fits.get(attack, 1))]
             expanded.append((task, name))
         return expanded
