@@ -606,6 +606,25 @@ def test_cli_fits_keeps_the_worst_fit(capsys, run_copy, tmp_path):
     assert len(result["fits"]) == 2 and result["mean"] == min(f["mean"] for f in result["fits"])
 
 
+def test_cli_workers_make_the_fits_side_by_side_and_the_report_loads_them(capsys, run_copy, tmp_path):
+    """`--workers 2 --fits sa-rl=2`: both SA-RL fits are made in worker processes into the run's
+    cache (fit 1 in its own folder) before the episodes; the report loads both (each keeps the
+    seconds its fit took) and keeps the worst; with --median, --workers is refused by name."""
+    json_file = tmp_path / "report.json"
+    tiny = json.dumps([{"steps_per_iteration": 256, "num_minibatches": 4, "policy_epochs": 1, "value_epochs": 1}])
+    options = [f"--attack-option=sa-rl.grid={tiny}", "--attack-option=sa-rl.num_envs=2", "--attack-option=sa-rl.selection_episodes=1"]
+    code, _, err = call(capsys, "evaluate", str(run_copy), "--attacks", "random,sa-rl", "--episodes", "1", "--eps", "0.1",
+                        "--budget", "sa-rl=512", "--fits", "sa-rl=2", *options, "--workers", "2", "--json", str(json_file))  # fmt: skip
+    assert code == 0, err
+    cache = run_copy / "attacks" / "eps0.1-linf"
+    assert (cache / "sa-rl.json").is_file() and (cache / "fit1" / "sa-rl.json").is_file()
+    result = json.loads(json_file.read_text())["results"]["sa-rl"]
+    assert [f["loaded_fitted_attack"] for f in result["fits"]] == [True, True]
+    assert all(f["fit_seconds"] > 0 for f in result["fits"]) and result["mean"] == min(f["mean"] for f in result["fits"])
+    code, _, err = call(capsys, "evaluate", str(run_copy), "--attacks", "random,sa-rl", "--median", "--workers", "2")
+    assert code != 0 and "--workers" in err
+
+
 def test_cli_default_report_lives_in_the_run_dir(capsys, run_copy):
     code, _, err = call(capsys, "evaluate", str(run_copy), "--attacks", "random", "--episodes", "1", "--eps", "0.1")
     assert code == 0, err

@@ -530,6 +530,10 @@ def evaluate(
     ),
     median: bool = typer.Option(False, "--median", help="Median-agent protocol over the given runs (BARPO App. F.3)."),
     refit: bool = typer.Option(False, "--refit", help="Fit learned attacks again even if a fitted one is cached."),
+    workers: int = typer.Option(
+        1, "--workers", help="Make the SA-RL / PA-AD fits (--fits each) this many at a time, one core each, "
+        "before the episodes (a table's fits are minutes each, one after another by default).",
+    ),
     vecnormalize: Path | None = typer.Option(
         None, "--vecnormalize", help="SB3 VecNormalize statistics (.npz/.json, or .pkl with --trust-pickle)."
     ),
@@ -592,6 +596,12 @@ def evaluate(
         raise InvalidArgumentError("with --attacks, --mode is deterministic (default, as the papers) or stochastic")
     if median and eps_sweep is not None:
         raise InvalidArgumentError("--median and --eps-sweep cannot be combined")
+    if workers < 1:
+        raise InvalidArgumentError(f"--workers must be a whole number >= 1, got {workers}")
+    if workers > 1 and (median or eps_sweep is not None):
+        # the median agent is known only once the cheap attacks ran (a study runs its fits in
+        # parallel: `robustrl study run`); a sweep runs its attacks at many radii
+        raise InvalidArgumentError("--workers parallelises the fits of one table: not with --median or --eps-sweep")
     sweep = parse_float_list(eps_sweep, "--eps-sweep") if eps_sweep is not None else None
     common = dict(
         norm=norm,
@@ -616,6 +626,8 @@ def evaluate(
             json_path=json_file,
             load=load,
             progress=progress,
+            workers=workers,
+            load_options={"vecnormalize": vecnormalize, "trust_pickle": trust_pickle, "obs_stats": obs_stats},
             **common,
         )
     console.print(robustness_table(reports, labels))

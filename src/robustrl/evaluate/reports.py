@@ -103,6 +103,8 @@ def evaluate_robustness(
     json_path: Path | str | None = None,
     load: Callable[[Path | str, str | None], Any] | None = None,
     progress: Progress | None = None,
+    workers: int = 1,
+    load_options: dict[str, Any] | None = None,
     **options: Any,
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """The robustness report of each source (run directory, checkpoint, model file), written next
@@ -111,8 +113,16 @@ def evaluate_robustness(
     median). Every policy is loaded and every attack built with its options before any report is
     read or written, so bad input damages nothing. With several sources, ``json_path`` receives
     :func:`merge_reports`. Returns ``(reports, labels)``; ``options`` go to
-    :func:`~robustrl.evaluate.robustness.robustness_report`."""
-    from robustrl.evaluate.robustness import check_attacks, median_agent_protocol, robustness_report
+    :func:`~robustrl.evaluate.robustness.robustness_report`. ``workers`` > 1 (not with ``median``)
+    makes the SA-RL / PA-AD fits that many at a time in processes of their own first
+    (:func:`~robustrl.evaluate.robustness.prefit_parallel`, loading each source with
+    :func:`~robustrl.policies.adapters.load_model` and ``load_options``); the reports load them."""
+    from robustrl.evaluate.robustness import check_attacks, median_agent_protocol, prefit_parallel, robustness_report
+
+    if workers < 1:
+        raise InvalidArgumentError(f"workers must be a whole number >= 1, got {workers}")
+    if workers > 1 and median:
+        raise InvalidArgumentError("workers > 1 parallelises the fits of plain reports, not of the median-agent protocol")
 
     if load is None:
         from robustrl.policies.adapters import load_model
@@ -150,6 +160,13 @@ def evaluate_robustness(
         reports[result["median_index"]] = result["median_report"]
         labels = [run_label(s) + (" (median)" if i == result["median_index"] else "") for i, s in enumerate(sources)]
     else:
+        if workers > 1:
+            prefit_parallel(
+                sources, env_id, attacks, workers=workers, eps=eps, norm=norm, seed=options.get("seed", 10_000),
+                attack_options=options.get("attack_options"), budgets=options.get("budgets"), fits=options.get("fits"),
+                refit=options.get("refit", False), load_options=load_options, progress=progress,
+            )  # fmt: skip
+            options = {**options, "refit": False}  # made just now: the reports load them
         reports, labels = [], []
         for source, (policy, env) in zip(sources, policies):
             path = json_path if json_path is not None and len(sources) == 1 else None

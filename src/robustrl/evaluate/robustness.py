@@ -295,20 +295,88 @@ def prefit(
     seed: int = 10_000,
     options: dict[str, Any] | None = None,
     budget: int | None = None,
+    refit: bool = False,
     progress: Progress | None = None,
 ) -> tuple[float, bool]:
     """Fit ``fit`` (0-based) of learned attack ``name`` into the cache the report of ``source``
     reads (:func:`fit_location`), without evaluating it or touching any report: fits of one agent
     can then run side by side (a study's fit tasks) and :func:`robustness_report`, called with the
-    same settings, loads them. Returns (the fit's seconds, whether it was cached already)."""
+    same settings, loads them. Returns (the fit's seconds, whether it was cached already); with
+    ``refit``, a cached fit is made again."""
     eps = default_eps(env_id) if eps is None else eps
     norm = parse_norm(norm)
     check_attacks([name], eps, norm, {name: options or {}}, policy, env_id)
     if not ATTACKS[name].learned:
         raise InvalidArgumentError(f"attack {name!r} learns nothing: there is no fit to make ahead")
     fit_dir, fit_seed = fit_location(attack_directory(Path(source), eps, norm), seed, fit)
-    _, seconds, loaded = _fitted_attack(name, eps, norm, policy, env_id, options or {}, budget, fit_dir, False, progress, fit_seed)
+    _, seconds, loaded = _fitted_attack(name, eps, norm, policy, env_id, options or {}, budget, fit_dir, refit, progress, fit_seed)
     return seconds, loaded
+
+
+def prefit_parallel(
+    sources: list[Path | str],
+    env_id: str | None,
+    attacks: list[str],
+    *,
+    workers: int,
+    eps: float | None = None,
+    norm: str = "inf",
+    seed: int = 10_000,
+    attack_options: dict[str, dict[str, Any]] | None = None,
+    budgets: dict[str, int] | None = None,
+    fits: dict[str, int] | None = None,
+    refit: bool = False,
+    load_options: dict[str, Any] | None = None,
+    progress: Progress | None = None,
+) -> float:
+    """Make every fit of the expensive learned attacks among ``attacks`` (SA-RL, PA-AD; ``fits``
+    per attack) of every source, ``workers`` at a time, each in a process of its own with one torch
+    thread, into the caches :func:`robustness_report` reads (:func:`prefit`): the reports then load
+    them and run the episodes. One SA-RL fit is minutes of one core and a table fits several per
+    agent, one after another. Sources are loaded in the workers with
+    :func:`robustrl.policies.adapters.load_model` (``load_options``: its keyword arguments).
+    ``progress`` hears ``("fits", done, total)``. Returns the seconds of fitting made (cached fits:
+    0). A fit that raises stops the others and raises; the finished ones stay cached."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    fits = check_fits(fits)
+    expensive = split_attacks(attacks)[1]
+    jobs = [(str(source), env_id, name, j) for source in sources for name in expensive for j in range(fits.get(name, 1))]
+    if not jobs:
+        return 0.0
+    attack_options, budgets = attack_options or {}, budgets or {}
+    made = 0.0
+    # spawn: a forked copy of a process that has run torch (threads, compiled kernels) can hang
+    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [
+            pool.submit(_prefit_job, source, env, name, j, eps, norm, seed, attack_options.get(name, {}),
+                        budgets.get(name), refit, load_options or {})
+            for source, env, name, j in jobs
+        ]
+        try:
+            if progress is not None:
+                progress("fits", 0, len(futures))
+            for done, future in enumerate(as_completed(futures), 1):
+                made += future.result()
+                if progress is not None:
+                    progress("fits", done, len(futures))
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+    return made
+
+
+def _prefit_job(source, env_id, name, fit, eps, norm, seed, options, budget, refit, load_options) -> float:
+    """One fit of :func:`prefit_parallel`, in a worker process (one torch thread: N workers, N cores)."""
+    from robustrl.policies.adapters import load_model
+
+    torch.set_num_threads(1)
+    policy = load_model(source, env_id, **load_options)
+    seconds, cached = prefit(policy, env_id or policy.env_id, name, fit, source=source, eps=eps, norm=norm, seed=seed,
+                             options=options, budget=budget, refit=refit)  # fmt: skip
+    return 0.0 if cached else seconds
 
 
 def fit_location(attack_dir: Path | None, seed: int, fit: int) -> tuple[Path | None, int]:
