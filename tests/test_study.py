@@ -241,7 +241,9 @@ def test_ctrl_c_saves_every_running_run_and_the_study_resumes(tmp_path, where):
     from robustrl.policies.checkpoint import list_checkpoints
 
     path = tmp_path / "s.yaml"
-    path.write_text(json.dumps(spec(seeds=[0], steps=256 * 12)))
+    # 24 iterations: the stop lands within the runner's 1 s poll; with 12, a fast machine once
+    # finished both runs first (session 20, a fresh clone with the cores free)
+    path.write_text(json.dumps(spec(seeds=[0], steps=256 * 24)))
     command = [sys.executable, "-m", "robustrl.cli", "study", "run", str(path), "--out", str(tmp_path / "study"), "--workers", "2"]
     ignore_sigint = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if where == "background" else None
     runner = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=ignore_sigint,
@@ -270,7 +272,7 @@ def test_ctrl_c_saves_every_running_run_and_the_study_resumes(tmp_path, where):
     assert "failed" not in status["counts"]["train"], _errors(tmp_path / "study")
     # how far each interrupted training got, from its progress.csv: shown by `study status`
     done, total = status["train_steps"]
-    assert 0 < done < total == 2 * 256 * 12
+    assert 0 < done < total == 2 * 256 * 24
     for name, entry in status["runs"].items():
         logged = (tmp_path / "study" / "runs" / name / "progress.csv").read_text().splitlines()
         assert entry["steps_done"] == (int(logged[-1].split(",")[1]) if len(logged) > 1 else 0)
@@ -282,7 +284,7 @@ def test_ctrl_c_saves_every_running_run_and_the_study_resumes(tmp_path, where):
     assert rerun.returncode == 0, rerun.stdout[-2000:]
     for log in (tmp_path / "study").glob("runs/*/progress.csv"):
         iterations = [int(line.split(",")[0]) for line in log.read_text().splitlines()[1:]]
-        assert iterations == list(range(1, 13)), (log, iterations)
+        assert iterations == list(range(1, 25)), (log, iterations)
 
 
 def test_workers_of_a_killed_runner_save_and_exit(tmp_path):
