@@ -10,9 +10,9 @@ Layout of a study directory::
     results/          runs, metrics, evaluations as Parquet (+ CSV): see :func:`collect_results`
 
 Training and evaluation are separate tasks, so attacks on finished agents run while others still
-train; each fit of an expensive learned attack (SA-RL, PA-AD) is a task of its own (:func:`fit_task`),
-so the fits of one agent run side by side too. A run whose config hash is already complete is skipped; an interrupted one resumes from its
-last checkpoint; a task that raises is recorded with its traceback and retried up to
+train; each fit of an expensive learned attack (SA-RL, PA-AD) is a task of its own
+(:func:`fit_task`), so the fits of one agent run side by side too. A run whose config hash is
+already complete is skipped; an interrupted one resumes from its last checkpoint; a task that raises is recorded with its traceback and retried up to
 ``spec.retries`` times while the others go on; a worker process that dies (OOM, kill) is replaced
 and its task resumes from its last checkpoint.
 """
