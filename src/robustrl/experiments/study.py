@@ -170,11 +170,16 @@ def _set_aside_unresumable(run_dir: Path) -> str | None:
 
     if not run_dir.is_dir() or is_run_dir(run_dir) or _unstarted(run_dir):
         return None
+    return str(_set_aside(run_dir))
+
+
+def _set_aside(run_dir: Path) -> Path:
+    """Move ``runs/<name>`` to ``<study>/set_aside/<name>-<time>`` (kept, not deleted); returns where."""
     folder = run_dir.parent.parent / SET_ASIDE
     folder.mkdir(exist_ok=True)
     dest = folder / f"{run_dir.name}-{datetime.now(UTC):%Y%m%dT%H%M%S}"
     os.replace(run_dir, dest)
-    return str(dest)
+    return dest
 
 
 @contextmanager
@@ -697,9 +702,7 @@ class Study:
         import shutil
 
         if target.exists():
-            folder = self.directory / SET_ASIDE
-            folder.mkdir(exist_ok=True)
-            os.replace(target, folder / f"{target.name}-{datetime.now(UTC):%Y%m%dT%H%M%S}")
+            _set_aside(target)
         partial = target.with_name(target.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)  # a copy cut short before
         target.parent.mkdir(parents=True, exist_ok=True)
