@@ -57,6 +57,7 @@ QUEUE = (
     Step("barpo_ant", "studies/barpo_ant.yaml", ("bar-ppo",), "item 3: Ant at the paper's 10M steps, BAR-PPO first (the one task with no row yet: before more reliability knobs)"),
     Step("barpo_ant", "studies/barpo_ant.yaml", ("ppo",), "item 3: Ant, PPO"),
     Step("barpo_reliability", "studies/barpo_reliability.yaml", ("bar-ppo-k1-minibatch",), "item 5: the inner problem per minibatch, 5 seeds, learned attacks on each"),
+    Step("barpo_reliability", "studies/barpo_reliability.yaml", ("bar-ppo-k1-long",), "item 5: longer at full eps (4M steps, the same warm-up), 5 seeds, learned attacks on each"),
     Step("barpo_reliability", "studies/barpo_reliability.yaml", (), "item 5: the rest of the reliability study"),
     Step("barpo_hopper", "studies/barpo_hopper_kappa.yaml", (), "item 1: the Hopper kappa grid's last runs (ar-ppo-k1 s1 needs --retry-failed)"),
     Step("barpo_walker_cheetah", "studies/barpo_walker_cheetah.yaml", ("wocar-ppo", "radial-ppo"), "item 2: Table 2's WocaR-PPO and RADIAL-PPO, if compute allows"),

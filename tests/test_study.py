@@ -67,6 +67,8 @@ def spec(**changes):
         ({"methods": {"x": {"algo": "ppo", "seeds": [0, -2]}}}, r"methods.x.seeds must be whole numbers >= 0"),
         ({"methods": {"x": {"algo": "ppo", "seeds": []}}}, r"methods.x.seeds must name at least one seed"),
         ({"steps": 0}, r"steps must be a positive whole number"),
+        ({"methods": {"x": {"algo": "ppo", "steps": -5}}}, r"methods.x.steps must be a positive whole number"),
+        ({"methods": {"x": {"algo": "ppo", "steps": []}}}, r"methods.x.steps must name at least one budget"),
         ({"evaluation": {"attacks": ["mda"]}}, r"evaluation: unknown attack"),
         ({"evaluation": {"budgets": {"mad": 10}}}, r"evaluation.budgets.mad: not a learned attack"),
         ({"evaluation": {"fits": {"mad": 3}}}, r"evaluation.fits: 'mad' is not a learned attack"),
@@ -140,6 +142,18 @@ def test_a_method_takes_its_own_seeds():
     assert sorted((r.label, r.config.seed) for r in parsed.runs) == [("bar", 0), ("bar", 1), ("bar", 2), ("ppo", 0)]
     everywhere = parse_spec(spec(seeds=[0, 1, 2]))
     assert {r.name for r in parsed.runs if r.label == "bar"} == {r.name for r in everywhere.runs if r.label == "bar"}
+
+
+def test_a_method_takes_its_own_steps():
+    """Training longer for one method (issue 17 item 5: longer at full eps) without a grid axis on
+    every method; the study's budget written as the method's own gives the same run."""
+    parsed = parse_spec(spec(methods={"ppo": {"algo": "ppo"}, "bar": {"algo": "bar-ppo", "steps": [512, 1024]}}))
+    assert sorted((r.label, r.config.total_steps) for r in parsed.runs) == [("bar", 512), ("bar", 1024), ("ppo", 512)]
+    assert len({r.name for r in parsed.runs}) == 3
+    same = parse_spec(spec(methods={"bar": {"algo": "bar-ppo", "steps": 512}}))
+    assert {r.name for r in same.runs} == {r.name for r in parse_spec(spec()).runs if r.label == "bar"}
+    papers = parse_spec(spec(envs=["Ant-v5"], steps=512, methods={"bar": {"algo": "bar-ppo", "steps": None}}))
+    assert [r.config.total_steps for r in papers.runs] == [10_000_000]
 
 
 # ---- running --------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ A spec (see ``studies/smoke.yaml``)::
       bar-ppo: {algo: bar-ppo, kappa: 0.3}
       bar-ppo-nog: {algo: bar-ppo, guidance: false}
       bar-ppo-5: {algo: bar-ppo, seeds: [0, 1, 2, 3, 4]}   # a method's own seeds (else the study's)
+      bar-ppo-4m: {algo: bar-ppo, steps: 4000000}          # a method's own budget (else the study's)
     envs: [Pendulum-v1]
     seeds: [0, 1]
     steps: 4096               # or a list: one more grid axis; null: the papers' budget per env (2M; Ant 10M)
@@ -266,6 +267,14 @@ def parse_spec(data: dict[str, Any], where: str = "spec") -> StudySpec:
         # this method's own seeds (more seeds for the method a quality goal is about, without
         # paying for them on every baseline); the same seed gives the same run as the study's seeds
         method_seeds = _seeds(settings.pop("seeds"), f"methods.{label}.seeds") if "seeds" in settings else seeds
+        # this method's own budget(s) (e.g. training longer at full eps, issue 17 item 5); the same
+        # budget gives the same run as the study's steps
+        method_steps = (
+            [None if s is None else _count(s, f"methods.{label}.steps") for s in _as_list(settings.pop("steps"))]
+            if "steps" in settings else steps
+        )  # fmt: skip
+        if not method_steps:
+            raise StudySpecError(f"methods.{label}.steps must name at least one budget")
         method_prune = {**prune_set, **_prune_mapping(settings.pop("prune", None), f"methods.{label}.prune", prune_fields)}
         method_grid = settings.pop("grid", {}) or {}  # axes of this method only (added to, or replacing, the study's)
         if not isinstance(method_grid, dict):
@@ -289,7 +298,7 @@ def parse_spec(data: dict[str, Any], where: str = "spec") -> StudySpec:
         axes = {k: v for k, v in grid_axes.items() if k in knobs and k not in settings} | own_axes
         pruning_axes = {k: v for k, v in prune_axes.items() if k not in method_prune} | own_prune_axes
         method_prune = {k: v for k, v in method_prune.items() if k not in own_prune_axes}
-        for env, seed, total_steps, *values in itertools.product(envs, method_seeds, steps, *axes.values(), *pruning_axes.values()):
+        for env, seed, total_steps, *values in itertools.product(envs, method_seeds, method_steps, *axes.values(), *pruning_axes.values()):
             robust_values, prune_values = values[: len(axes)], values[len(axes) :]
             options = {k: v for k, v in robust_set.items() if k in knobs}
             options.update(settings)
