@@ -1294,6 +1294,43 @@ def test_a_median_agents_fits_run_side_by_side_and_its_attacks_after_them(tmp_pa
     assert [t for t, _ in study.with_fits([("median", median)])][:3] == ["fit:sa-rl:0", "fit:sa-rl:1", "fit:sa-rl:2"]
 
 
+def test_status_books_an_evaluations_fits_running_and_done_until_its_task_has_run(tmp_path, monkeypatch):
+    """`study status` shows a waiting evaluation's fits (done, running): the runner books them in
+    status.json while they run, keeps the done ones until the task that loads them has run, and a
+    runner that died leaves none booked running."""
+    study, median = _median_study(tmp_path)
+    seen = []
+
+    class Watching(_OneAtATimeExecutor):
+        def submit(self, fn, *args):
+            entry = study.status["runs"][median]
+            seen.append((list(entry.get("fits_done", [])), list(entry.get("fits_running", []))))
+            return super().submit(fn, *args)
+
+    study.run(Watching())
+    assert seen[2] == (["fit:sa-rl:0"], ["fit:sa-rl:1"])  # the third submission: one done, one running
+    assert seen[-1] == (["fit:sa-rl:0", "fit:sa-rl:1", "fit:sa-rl:2", "fit:pa-ad:0"], [])  # the median task's
+    entry = study.status["runs"][median]
+    assert "fits_done" not in entry and not entry["fits_running"]  # the report holds them now
+    # a runner killed while fits ran: the next one (and `study status`) shows none running
+    entry.update(evaluate="running", fits_done=["fit:sa-rl:0"], fits_running=["fit:sa-rl:1"])
+    study.save_status()
+    reopened = Study(tmp_path, study.spec)
+    assert "fits_running" not in reopened.status["runs"][median]
+    assert reopened.status["runs"][median]["fits_done"] == ["fit:sa-rl:0"]
+    from robustrl import cli
+
+    printed = []
+    monkeypatch.setattr(cli.console, "print", lambda *a, **k: printed.append(a))
+    monkeypatch.setattr(cli, "_study_cost_left", lambda directory: None)
+    study.save_status()  # booked by this process, alive: its running fits are shown
+    (tmp_path / "study.json").write_text(json.dumps({"runs": {}}))
+    cli._print_study_status(tmp_path)
+    table = printed[0][0]
+    evaluate = dict(zip(table.columns[0]._cells, table.columns[2]._cells))
+    assert evaluate[median] == "running (fits: 1 done, 1 running)"
+
+
 def test_a_fit_that_fails_for_good_fails_the_evaluation_and_drops_its_median_task(tmp_path):
     """retries 0: a fit that raises fails its run's evaluation (with the error booked); the median
     task that waited for it is not run, and a sibling fit finishing later does not undo the failure."""

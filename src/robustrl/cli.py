@@ -968,7 +968,13 @@ def _print_study_status(directory: Path) -> None:
         train = entry.get("train", "pending")
         if train != "done" and entry.get("steps_done"):  # how far a running or interrupted training is
             train += f" {entry['steps_done'] / entry['steps_total']:.0%}"
-        table.add_row(name, train, entry.get("evaluate", "pending"), f"{minutes:.1f}" if minutes else "",
+        evaluate = entry.get("evaluate", "pending")
+        fits = [f"{len(entry['fits_done'])} done"] if entry.get("fits_done") and evaluate != "done" else []
+        if entry.get("fits_running") and status["runner_alive"]:
+            fits.append(f"{len(entry['fits_running'])} running")
+        if fits:  # a learned attack's fits are tasks of their own; the evaluation waits for them
+            evaluate += f" (fits: {', '.join(fits)})"
+        table.add_row(name, train, evaluate, f"{minutes:.1f}" if minutes else "",
                       error.strip().splitlines()[-1] if error else "")  # fmt: skip
     console.print(table)
     done, total = status["train_steps"]

@@ -579,6 +579,7 @@ class Study:
                 entry.setdefault(f"{task}_attempts", 0)
                 if entry[task] == "running":  # a runner that died: its tasks resume
                     entry[task] = "pending"
+            entry.pop("fits_running", None)  # as its fits (those done stay booked in fits_done)
             if entry["train"] == "done" and not run_complete(self.run_dir(run), run.config.num_iterations):
                 entry["train"] = entry["evaluate"] = "pending"  # the directory was removed or damaged
             elif entry["evaluate"] == "done" and not self._evaluated(run):
@@ -947,6 +948,9 @@ class Study:
                     evaluate_task, str(self.run_dir(run)), run.env_id, evaluation, attacks, task == "median"
                 )
             running[handle] = (task, name)
+            if task.startswith(FIT):  # `study status` shows an evaluation's fits: done, running
+                fits = self.status["runs"][name].setdefault("fits_running", [])
+                fits.append(task) if task not in fits else None
             self._set(run, "train" if task == "train" else "evaluate", "running")
 
         def record(handle: Any, stopping: bool = False) -> bool:
@@ -955,6 +959,8 @@ class Study:
             task, name = running.pop(handle)
             run = runs[name]
             key = "train" if task == "train" else "evaluate"  # a median agent's fits and attacks are its evaluation's
+            if task in self.status["runs"][name].get("fits_running", []):
+                self.status["runs"][name]["fits_running"].remove(task)
             try:
                 result = executor.result(handle)
             except WorkerLost:
@@ -986,12 +992,16 @@ class Study:
             if result.get("ok") and task.startswith(FIT):
                 if not result.get("cached") and task not in entry.setdefault("fits_made", []):
                     entry["fits_made"].append(task)  # this study's cost (pricing), not a cache's from elsewhere
+                if task not in entry.setdefault("fits_done", []):
+                    entry["fits_done"].append(task)  # cached, for the task that waits for them (until it has run)
                 # one fit of a median agent, cached: its evaluation is done once the median task
                 # that waits for its fits has run (a failed sibling keeps it failed)
                 if entry[key] != "failed":
                     self._set(run, key, "running" if name in (n for _, n in running.values()) else "pending")
                 return True
             if result.get("ok"):
+                if task != "train":
+                    entry.pop("fits_done", None)  # the report holds them now
                 self._set(run, key, "done")
                 # evaluations go first: they are short, and a study stopped early then still has
                 # whole rows (trained and attacked) rather than many trained, unattacked agents
@@ -1063,6 +1073,7 @@ class Study:
                 except (KeyboardInterrupt, RuntimeError):  # a third, raised wherever it landed
                     executor.shutdown(wait=False)
                 for task, name in running.values():
+                    self.status["runs"][name].pop("fits_running", None)
                     self._set(runs[name], "train" if task == "train" else "evaluate", "pending")
                 self.save_status()
                 raise KeyboardInterrupt from None
