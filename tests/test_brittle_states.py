@@ -1,0 +1,46 @@
+"""benchmarks/brittle_states.py (issue 17, item 5): the states an agent visits, clean and under an
+attack, and the ball's worst action divergence at each."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from robustrl.attacks import make_attack
+from robustrl.policies.actor_critic import ActorCritic
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("brittle_states", ROOT / "benchmarks" / "brittle_states.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_visited_states_and_their_worst_divergence_in_the_ball():
+    brittle = _module()
+    env = gym.make("Pendulum-v1")
+    torch.manual_seed(0)
+    policy = ActorCritic(env.observation_space, env.action_space)
+    with torch.no_grad():  # an untrained actor's output is ~1e-3 wide: its KLs round to 0 in float32
+        for layer in policy.actor.modules():
+            if isinstance(layer, torch.nn.Linear):
+                layer.weight.normal_(0.0, 1.0)
+    # Pendulum's episodes are 200 steps: 2 episodes on 2 envs visit 400 clean states
+    states, caused, _ = brittle.visited_states(policy, "Pendulum-v1", 2, seed=0)
+    assert states.shape == (400, 3) and not caused.any()  # no attack, no divergence caused
+    mad = make_attack("mad", 0.1, seed=0)
+    mad.bind(policy, "Pendulum-v1")
+    attacked, caused, _ = brittle.visited_states(policy, "Pendulum-v1", 2, seed=0, attack=mad)
+    assert attacked.shape == (400, 3) and (caused >= 0).all() and caused.mean() > 0
+    # a wider ball holds more divergence: ten times the radius, far more at the median
+    worst = brittle.worst_divergence(policy, "Pendulum-v1", attacked, 0.1, seed=0)
+    narrow = brittle.worst_divergence(policy, "Pendulum-v1", attacked, 0.01, seed=0)
+    assert worst.shape == (400,) and np.median(worst) > 10 * np.median(narrow) > 0
+    assert np.allclose(brittle.worst_divergence(policy, "Pendulum-v1", attacked, 0.0, seed=0), 0.0)  # an empty ball
