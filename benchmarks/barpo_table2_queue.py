@@ -59,6 +59,8 @@ QUEUE = (
     Step("barpo_reliability", "studies/barpo_reliability.yaml", ("bar-ppo-k1-minibatch",), "item 5: the inner problem per minibatch, 5 seeds, learned attacks on each"),
     Step("barpo_reliability", "studies/barpo_reliability.yaml", ("bar-ppo-k1-long",), "item 5: longer at full eps (4M steps, the same warm-up), 5 seeds, learned attacks on each"),
     Step("barpo_reliability", "studies/barpo_reliability.yaml", (), "item 5: the rest of the reliability study"),
+    Step("barpo_ant_reliability", "studies/barpo_ant_reliability.yaml", (), "item 5: learned attacks on every Ant BAR-PPO seed (no training: the runs are barpo_ant's)",
+         ("barpo_ant",)),
     Step("barpo_hopper", "studies/barpo_hopper_kappa.yaml", (), "item 1: the Hopper kappa grid's last runs (ar-ppo-k1 s1 needs --retry-failed)"),
     Step("barpo_walker_cheetah", "studies/barpo_walker_cheetah.yaml", ("wocar-ppo", "radial-ppo"), "item 2: Table 2's WocaR-PPO and RADIAL-PPO, if compute allows"),
 )  # fmt: skip
