@@ -75,6 +75,28 @@ def test_same_seed_same_run_and_other_seed_differs(tmp_path):
     assert not torch.equal(state[0][0]["policy/actor.0.weight"], state[2][0]["policy/actor.0.weight"])
 
 
+def test_deterministic_evaluation_is_logged_and_does_not_change_training(tmp_path):
+    """ppo.eval_every: progress.csv gains eval_return (the mean action's return) at every
+    eval_every-th iteration and the last, blank on the others; the run trains exactly as without
+    it (same final state), and keeps its study run name."""
+    import csv
+
+    from robustrl.experiments.spec import config_hash
+
+    plain = train(small_config(iterations=5), tmp_path / "plain", progress=False)
+    watched_config = small_config(iterations=5, eval_every=2, eval_episodes=2)
+    watched = train(watched_config, tmp_path / "watched", progress=False)
+    _assert_same_state(_final_state(plain.run_dir), _final_state(watched.run_dir))
+    rows = list(csv.DictReader(open(tmp_path / "watched" / "progress.csv")))
+    evaluated = [r["iteration"] for r in rows if r.get("eval_return")]
+    assert evaluated == ["2", "4", "5"]
+    assert all(-2000 < float(r["eval_return"]) < 0 for r in rows if r.get("eval_return"))  # Pendulum's range
+    assert "eval_return" not in open(tmp_path / "plain" / "progress.csv").readline()
+    assert config_hash(watched_config) == config_hash(small_config(iterations=5))
+    with pytest.raises(InvalidArgumentError, match="ppo.eval_every must be >= 0"):
+        small_config(eval_every=-1).validate()
+
+
 @pytest.mark.parametrize("env_id,num_envs", [("Hopper-v5", 1), ("Pendulum-v1", 2)])
 def test_resume_equals_uninterrupted(tmp_path, env_id, num_envs):
     config = small_config(env_id, iterations=4, num_envs=num_envs)

@@ -182,6 +182,8 @@ def test_smoke_study_end_to_end_and_rerun_runs_nothing_twice(tmp_path):
     written = write_study_report(tmp_path / "smoke")
     assert {"table2_median", "table2_mean", "table2_iqm", "training_curves", "natural_vs_worst"} <= set(written)
     assert (tmp_path / "smoke" / "report" / "training_curves.svg").is_file()
+    # the smoke spec logs the mean action's return every iteration (ppo.eval_every): its own curves
+    assert metrics["eval_return"].notna().all() and "eval_curves" in written
     # BAR-PPO logs its robust term: its curve beside the returns (PPO has none and is left out)
     assert (tmp_path / "smoke" / "report" / "robust_term_curves.svg").is_file() and "robust_term_curves" in written
     assert "| ppo (2) |" in written["table2_median"].read_text()

@@ -157,6 +157,9 @@ _COMPILE_IDS = itertools.count()  # unique names for compile_own's copies
 # Minibatch steps per call of the compiled update (ppo.compile): more steps per call amortise the
 # call's guard checks, fewer keep compile time down (timings: docs/architecture.md, "Speed").
 STEPS_PER_COMPILED_CALL = 4
+# The deterministic evaluation's env seeds (ppo.eval_every): the run's seed plus this, away from
+# the training envs' seeds and from the evaluation tables' (robustrl.evaluate: 10_000 by default)
+EVAL_SEED = 1_000_000
 
 
 class GuardSkipper:
@@ -662,6 +665,8 @@ class PPO:
             mean_return=float(np.mean(self.recent_returns)) if self.recent_returns else math.nan,
             episodes=float(self.total_episodes),
         )
+        if cfg.eval_every and (self.iteration % cfg.eval_every == 0 or self.iteration == self.num_iterations):
+            metrics["eval_return"] = self.evaluate_mean_action()
         stats = IterationStats(self.iteration, self.global_step, metrics, finished)
         clock = self.clock()
         for hook in self.hooks.callbacks:
@@ -669,6 +674,17 @@ class PPO:
         for callback in self.hooks.on_iteration:
             callback(stats)
         return stats
+
+    def evaluate_mean_action(self) -> float:
+        """Mean return of ``ppo.eval_episodes`` episodes of the policy's mean action (the tables'
+        mode) on envs of their own, seeded the same at every evaluation so that the curve moves
+        with the policy, not the starts. Draws nothing from the training's random streams and
+        leaves the normaliser as it is: the run trains the same with or without it (tested)."""
+        from robustrl.policies.episodes import run_episodes
+
+        cfg = self.config
+        return run_episodes(self.policy, cfg.env_id, cfg.ppo.eval_episodes, deterministic=True,
+                            seed=EVAL_SEED + cfg.seed, backend=cfg.backend).mean  # fmt: skip
 
     def learn(self) -> None:
         """Run iterations until the budget is spent or :meth:`request_stop` is called."""

@@ -134,13 +134,13 @@ def config_hash(config: Any) -> str:
     switches added after studies existed (``ppo.fast_rollout``: results equal up to float
     rounding), and without newer knobs at the value that means what their absence meant
     (``ppo.learn_std: true``), so every existing study keeps its run names."""
-    from robustrl.config import LEGACY_PPO_VALUES, SPEED_SWITCHES
+    from robustrl.config import LEGACY_PPO_VALUES, MONITORING, SPEED_SWITCHES
 
     data = config.to_dict()
     if isinstance(data.get("ppo"), dict):
         data["ppo"] = {
             k: v for k, v in data["ppo"].items()
-            if k not in SPEED_SWITCHES and not (k in LEGACY_PPO_VALUES and v == LEGACY_PPO_VALUES[k])
+            if k not in SPEED_SWITCHES + MONITORING and not (k in LEGACY_PPO_VALUES and v == LEGACY_PPO_VALUES[k])
         }  # fmt: skip
     text = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:10]

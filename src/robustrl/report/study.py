@@ -481,6 +481,12 @@ def write_study_report(
             written |= _plot_eps(evaluations, out)
     if len(metrics) and "mean_return" in metrics:
         written |= _plot_curves(metrics, out)
+    if len(metrics) and "eval_return" in metrics and metrics["eval_return"].notna().any():
+        # ppo.eval_every: the mean action's return over training, the mode the tables report (the
+        # training curve is of sampled actions and can be far above it)
+        evaluated = metrics[metrics["eval_return"].notna()]
+        written |= _plot_curves(evaluated, out, value="eval_return", ylabel="mean-action return (ppo.eval_episodes)",
+                                stem="eval_curves", what="deterministic evaluation during training")  # fmt: skip
     if len(metrics) and "robust_term" in metrics and metrics["robust_term"].notna().any():
         # the robust methods' own objective over training: beside the return curves it shows a
         # natural return that stalls while the robust term is already small (issue 17's ARPO
