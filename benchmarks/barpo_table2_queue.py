@@ -56,8 +56,10 @@ QUEUE = (
     Step("barpo_reliability", "studies/barpo_reliability.yaml", ("bar-ppo-k1-inner20",), "item 5: a stronger inner solve, 5 seeds, learned attacks on each"),
     Step("barpo_ant", "studies/barpo_ant.yaml", ("bar-ppo",), "item 3: Ant at the paper's 10M steps, BAR-PPO first (the one task with no row yet: before more reliability knobs)"),
     Step("barpo_ant", "studies/barpo_ant.yaml", ("ppo",), "item 3: Ant, PPO"),
-    Step("barpo_reliability", "studies/barpo_reliability.yaml", ("bar-ppo-k1-minibatch",), "item 5: the inner problem per minibatch, 5 seeds, learned attacks on each"),
-    Step("barpo_reliability", "studies/barpo_reliability.yaml", ("bar-ppo-k1-long",), "item 5: longer at full eps (4M steps, the same warm-up), 5 seeds, learned attacks on each"),
+    # one step for both: a step with fewer tasks than workers leaves the others idle (minibatch
+    # seed 4 trained alone on one of two workers for 20 min in session 21)
+    Step("barpo_reliability", "studies/barpo_reliability.yaml", ("bar-ppo-k1-minibatch", "bar-ppo-k1-long"),
+         "item 5: the inner problem per minibatch, and longer at full eps (4M steps, the same warm-up), 5 seeds each, learned attacks on each"),
     Step("barpo_reliability", "studies/barpo_reliability.yaml", (), "item 5: the rest of the reliability study"),
     Step("barpo_ant_reliability", "studies/barpo_ant_reliability.yaml", (), "item 5: learned attacks on every Ant BAR-PPO seed (no training: the runs are barpo_ant's)",
          ("barpo_ant",)),
