@@ -299,6 +299,12 @@ PAPER_STEP_SIZE = {  # Table 10: step size k * eps/steps at 10 steps, k = 1, 2, 
 }
 
 
+def _steps(value: Any) -> str:
+    """A method's own budget as the page writes it: 4000000 -> 4M (a list: each)."""
+    values = value if isinstance(value, list) else [value]
+    return ", ".join("the paper's" if v is None else f"{int(v) / 1e6:g}M" for v in values)
+
+
 def paper_ablations(env: str, median: pd.DataFrame, settings: dict[str, dict[str, dict]]) -> list[str]:
     """Our guided BAR-PPO median agents beside the paper's ablations at the same setting: Table 8
     where only kappa differs from our defaults; Table 9 where the inner steps do (at step size
@@ -331,7 +337,7 @@ def paper_ablations(env: str, median: pd.DataFrame, settings: dict[str, dict[str
                        and not (k == "guidance" and method[k] is True))  # fmt: skip
         setting = f"kappa {kappa:g}" + (f", {steps} inner steps" if steps != default.inner_steps else "")
         setting += f", step size {multiple:g} eps/steps" if not math.isclose(multiple, 1.0) else ""
-        setting += "".join(f", {k} {method[k]}" for k in knobs)
+        setting += "".join(f", {_steps(method[k])} steps" if k == "steps" else f", {k} {method[k]}" for k in knobs)
         cheap_worst = min((row[c] for c in cheap if not pd.isna(row[c])), default=math.nan)
         paper, source, ours = None, "", f"{_cell(row['natural'])} / {_cell(row['worst'])}"
         if not knobs and math.isclose(multiple, 1.0) and steps == default.inner_steps:

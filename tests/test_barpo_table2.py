@@ -221,6 +221,7 @@ def test_bar_ppo_rows_meet_the_papers_ablation_at_the_same_setting():
         {**row, "study": "rel", "label": "step2", "natural": 3000.0, "worst": 700.0, "run": "e"},
         {**row, "study": "rel", "label": "inner20-step2", "natural": 3100.0, "worst": 800.0, "run": "f"},
         {**row, "study": "rel", "label": "warm", "natural": 1774.0, "worst": 1175.0, "run": "g"},
+        {**row, "study": "rel", "label": "long", "natural": 3500.0, "worst": 1500.0, "run": "i"},
         {**row, "env": "HalfCheetah-v5", "study": "wc", "label": "bar-ppo", "natural": 5146.0, "worst": 4791.0, "run": "h"},
     ])  # fmt: skip
     bar = {"algo": "bar-ppo", "kappa": 1.0, "paper": "BARPO"}
@@ -230,7 +231,8 @@ def test_bar_ppo_rows_meet_the_papers_ablation_at_the_same_setting():
         "rel": {"inner20": {**bar, "inner_steps": 20, "inner_step_size": 0.0025},  # = eps / 20
                 "step2": {**bar, "inner_step_size": 0.01},  # 2 eps / 10
                 "inner20-step2": {**bar, "inner_steps": 20, "inner_step_size": 0.005},  # 2 eps / 20: no table
-                "warm": {"algo": "bar-ppo", "guidance": True, "eps_warmup_fraction": 0.4}},
+                "warm": {"algo": "bar-ppo", "guidance": True, "eps_warmup_fraction": 0.4},
+                "long": {**bar, "steps": 4000000, "eps_warmup_fraction": 0.375}},  # a method's own budget
     }  # fmt: skip
     lines = table2.paper_ablations("Walker2d-v5", median, settings)
     rows = [line for line in lines if line.startswith("| kappa")]
@@ -240,5 +242,6 @@ def test_bar_ppo_rows_meet_the_papers_ablation_at_the_same_setting():
         "| kappa 1, step size 2 eps/steps | step2 [rel] (5) | 3000 / 2000 (cheap attacks; all: 700) | 4424 / 4284 | Table 10, 2 eps/steps (kappa not stated) |",
         "| kappa 1, 20 inner steps, step size 2 eps/steps | inner20-step2 [rel] (5) | 3100 / 800 | - |  |",
         "| kappa 0.3, eps_warmup_fraction 0.4 | warm [rel] (5) | 1774 / 1175 | - |  |",
+        "| kappa 1, eps_warmup_fraction 0.375, 4M steps | long [rel] (5) | 3500 / 1500 | - |  |",
     ]
     assert table2.paper_ablations("Ant-v5", median, settings) == []  # no BAR-PPO row: no section
