@@ -40,7 +40,25 @@ def test_visited_states_and_their_worst_divergence_in_the_ball():
     attacked, caused, _ = brittle.visited_states(policy, "Pendulum-v1", 2, seed=0, attack=mad)
     assert attacked.shape == (400, 3) and (caused >= 0).all() and caused.mean() > 0
     # a wider ball holds more divergence: ten times the radius, far more at the median
-    worst = brittle.worst_divergence(policy, "Pendulum-v1", attacked, 0.1, seed=0)
-    narrow = brittle.worst_divergence(policy, "Pendulum-v1", attacked, 0.01, seed=0)
+    worst = brittle.worst_divergence(policy, "Pendulum-v1", attacked, 0.1, "inf", seed=0)
+    narrow = brittle.worst_divergence(policy, "Pendulum-v1", attacked, 0.01, "inf", seed=0)
     assert worst.shape == (400,) and np.median(worst) > 10 * np.median(narrow) > 0
-    assert np.allclose(brittle.worst_divergence(policy, "Pendulum-v1", attacked, 0.0, seed=0), 0.0)  # an empty ball
+    assert np.allclose(brittle.worst_divergence(policy, "Pendulum-v1", attacked, 0.0, "inf", seed=0), 0.0)  # an empty ball
+
+
+def test_summary_per_task_and_float_noise_ratios():
+    """The medians are per task (KL scales differ by task), PPO apart from the robust agents; a
+    p90 ratio of two float-noise KLs reads "-" (no division by zero)."""
+    import pandas as pd
+
+    brittle = _module()
+    rows = [{"env": env, "label": label, "broken": broken, "ratio": ratio, "kl_natural_p90": kl, "kl_attacked_p90": kl,
+             "kl_caused_p90": kl / 2}
+            for env, label, broken, ratio, kl in [("Hopper-v5", "bar-ppo", True, 0.3, 0.2), ("Hopper-v5", "bar-ppo", False, 0.9, 0.1),
+                                                  ("Hopper-v5", "ppo", True, 0.1, 10.0), ("Walker2d-v5", "sa-ppo", False, 0.9, 0.05)]]  # fmt: skip
+    lines = brittle.summary_lines(pd.DataFrame(rows))
+    assert "| Hopper-v5 | robust, broken | 1 | 0.200 | 0.200 | 0.100 |" in lines
+    assert "| Hopper-v5 | ppo | 1 | 10.000 | 10.000 | 5.000 |" in lines
+    assert any(line.startswith("| Walker2d-v5 | robust, not broken | 1 |") for line in lines)
+    assert "Robust agents (3, every task)" in lines[-1]
+    assert brittle._ratio(0.0, 0.0) == "-" and brittle._ratio(0.4, 0.2) == "2.0"

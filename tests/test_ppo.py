@@ -95,6 +95,12 @@ def test_deterministic_evaluation_is_logged_and_does_not_change_training(tmp_pat
     assert config_hash(watched_config) == config_hash(small_config(iterations=5))
     with pytest.raises(InvalidArgumentError, match="ppo.eval_every must be >= 0"):
         small_config(eval_every=-1).validate()
+    from robustrl.envs.make import make_env
+
+    built = make_env("Pendulum-v1", 1, 0)  # e.g. a learned attack's adversary MDP: nothing to evaluate on
+    with pytest.raises(InvalidArgumentError, match="eval_every needs envs of its own"):
+        PPO(small_config(eval_every=1), env=built)
+    built.close()
 
 
 @pytest.mark.parametrize("env_id,num_envs", [("Hopper-v5", 1), ("Pendulum-v1", 2)])

@@ -148,8 +148,11 @@ def test_a_method_takes_its_own_steps():
     """Training longer for one method (issue 17 item 5: longer at full eps) without a grid axis on
     every method; the study's budget written as the method's own gives the same run."""
     parsed = parse_spec(spec(methods={"ppo": {"algo": "ppo"}, "bar": {"algo": "bar-ppo", "steps": [512, 1024]}}))
-    assert sorted((r.label, r.config.total_steps) for r in parsed.runs) == [("bar", 512), ("bar", 1024), ("ppo", 512)]
+    # two budgets of one method are two groups (each its own median agent and table row)
+    assert sorted((r.label, r.config.total_steps) for r in parsed.runs) == [("bar-1024", 1024), ("bar-512", 512), ("ppo", 512)]
     assert len({r.name for r in parsed.runs}) == 3
+    study_axis = parse_spec(spec(steps=[2000, 1_000_000], methods={"ppo": {"algo": "ppo"}}))
+    assert sorted(r.label for r in study_axis.runs) == ["ppo-1M", "ppo-2k"]
     same = parse_spec(spec(methods={"bar": {"algo": "bar-ppo", "steps": 512}}))
     assert {r.name for r in same.runs} == {r.name for r in parse_spec(spec()).runs if r.label == "bar"}
     papers = parse_spec(spec(envs=["Ant-v5"], steps=512, methods={"bar": {"algo": "bar-ppo", "steps": None}}))
@@ -1317,9 +1320,14 @@ def test_status_books_an_evaluations_fits_running_and_done_until_its_task_has_ru
     # a runner killed while fits ran: the next one (and `study status`) shows none running
     entry.update(evaluate="running", fits_done=["fit:sa-rl:0"], fits_running=["fit:sa-rl:1"])
     study.save_status()
+    import robustrl.experiments.study as study_module
+
+    monkeypatch.setattr(study_module, "run_complete", lambda run_dir, iterations: True)  # the agent is still there
     reopened = Study(tmp_path, study.spec)
     assert "fits_running" not in reopened.status["runs"][median]
     assert reopened.status["runs"][median]["fits_done"] == ["fit:sa-rl:0"]
+    monkeypatch.setattr(study_module, "run_complete", lambda run_dir, iterations: False)  # its directory is gone
+    assert "fits_done" not in Study(tmp_path, study.spec).status["runs"][median]  # with the agent they were of
     from robustrl import cli
 
     printed = []

@@ -29,6 +29,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -49,7 +50,7 @@ from robustrl.envs.snapshot import (
     restore_vector_env,
     snapshot_vector_env,
 )
-from robustrl.errors import CheckpointError, NonFiniteError
+from robustrl.errors import CheckpointError, InvalidArgumentError, NonFiniteError, RobustRLError
 from robustrl.policies.actor_critic import ActorCritic
 from robustrl.policies.checkpoint import (
     policy_from_checkpoint,
@@ -237,8 +238,14 @@ class PPO:
         cfg = config.ppo
         torch.manual_seed(config.seed)
         self.rng = np.random.default_rng(config.seed)
+        # what ppo.eval_every evaluates on: envs of its own, made as the training's are
+        self._eval_env = env if env is not None else config.env_id
         if env is None or (callable(env) and not hasattr(env, "step")):
             env = make_env(env if env is not None else config.env_id, config.num_envs, config.seed, config.backend)
+        elif cfg.eval_every:
+            raise InvalidArgumentError(
+                "ppo.eval_every needs envs of its own to evaluate on: pass an env factory, not a built vector env"
+            )
         elif env.num_envs != config.num_envs:
             raise ValueError(f"env has {env.num_envs} copies, config.num_envs is {config.num_envs}")
         self.env = env
@@ -683,8 +690,13 @@ class PPO:
         from robustrl.policies.episodes import run_episodes
 
         cfg = self.config
-        return run_episodes(self.policy, cfg.env_id, cfg.ppo.eval_episodes, deterministic=True,
-                            seed=EVAL_SEED + cfg.seed, backend=cfg.backend).mean  # fmt: skip
+        try:
+            return run_episodes(self.policy, self._eval_env, cfg.ppo.eval_episodes, deterministic=True,
+                                seed=EVAL_SEED + cfg.seed, backend=cfg.backend).mean  # fmt: skip
+        except RobustRLError as error:  # e.g. a NaN observation: the monitoring fails, not the run
+            warnings.warn(f"{self.label}: the evaluation at iteration {self.iteration} failed ({error}); eval_return NaN",
+                          stacklevel=2)  # fmt: skip
+            return math.nan
 
     def learn(self) -> None:
         """Run iterations until the budget is spent or :meth:`request_stop` is called."""

@@ -582,6 +582,7 @@ class Study:
             entry.pop("fits_running", None)  # as its fits (those done stay booked in fits_done)
             if entry["train"] == "done" and not run_complete(self.run_dir(run), run.config.num_iterations):
                 entry["train"] = entry["evaluate"] = "pending"  # the directory was removed or damaged
+                entry.pop("fits_done", None)  # with the agent they were fitted on
             elif entry["evaluate"] == "done" and not self._evaluated(run):
                 # the spec's evaluation changed (an attack added, sampled actions, another eps): the
                 # task runs again, and its report resumes, so only the missing cells are computed
@@ -680,6 +681,7 @@ class Study:
                             entry[task], entry[f"{task}_attempts"] = "pending", 0
                             entry.pop(f"{task}_error", None)
                         entry.pop("fit_attempts", None)
+                        entry.pop("fits_done", None)  # fitted on the agent the copy replaced
                         entry["reused_from"] = str(other)
                 continue
             # weights before their JSON: a cache is found by its JSON, so a copy cut short between
@@ -938,6 +940,8 @@ class Study:
         def submit(task: str, name: str) -> None:
             run = runs[name]
             if task == "train":
+                # a training (e.g. of a directory set aside) makes a new agent: no fit of it is done
+                self.status["runs"][name].pop("fits_done", None)
                 handle = executor.submit(train_task, str(self.run_dir(run)), run.config.to_dict())
             elif task.startswith(FIT):
                 attack, fit = parse_fit(task)
@@ -975,6 +979,8 @@ class Study:
                 # not the tasks of a run a failed fit has failed
                 for other in list(running):
                     lost_task = running.pop(other)
+                    if lost_task[0] in self.status["runs"][lost_task[1]].get("fits_running", []):
+                        self.status["runs"][lost_task[1]]["fits_running"].remove(lost_task[0])
                     if self.status["runs"][lost_task[1]]["evaluate"] != "failed" or lost_task[0] == "train":
                         queue.insert(0, lost_task)
                 if self.status["runs"][name][key] != "failed":
@@ -998,6 +1004,8 @@ class Study:
                 # that waits for its fits has run (a failed sibling keeps it failed)
                 if entry[key] != "failed":
                     self._set(run, key, "running" if name in (n for _, n in running.values()) else "pending")
+                else:
+                    self.save_status()  # what it booked (_set, which saves, leaves a failed run as it is)
                 return True
             if result.get("ok"):
                 if task != "train":
