@@ -85,11 +85,13 @@ def test_deterministic_evaluation_is_logged_and_does_not_change_training(tmp_pat
 
     plain = train(small_config(iterations=5), tmp_path / "plain", progress=False)
     watched_config = small_config(iterations=5, eval_every=2, eval_episodes=2)
-    watched = train(watched_config, tmp_path / "watched", progress=False)
+    shown = []  # a progress display gets the latest evaluation from its iteration on
+    watched = train(watched_config, tmp_path / "watched", progress=lambda task, done, total, **f: shown.append(f.get("eval_return")))
     _assert_same_state(_final_state(plain.run_dir), _final_state(watched.run_dir))
     rows = list(csv.DictReader(open(tmp_path / "watched" / "progress.csv")))
     evaluated = [r["iteration"] for r in rows if r.get("eval_return")]
     assert evaluated == ["2", "4", "5"]
+    assert shown[:2] == [None, None] and shown[2] == float(rows[1]["eval_return"]) == shown[3]  # start, it 1, it 2, it 3
     assert all(-2000 < float(r["eval_return"]) < 0 for r in rows if r.get("eval_return"))  # Pendulum's range
     assert "eval_return" not in open(tmp_path / "plain" / "progress.csv").readline()
     assert config_hash(watched_config) == config_hash(small_config(iterations=5))

@@ -303,6 +303,8 @@ def _run(
         last_saved = learner.iteration
     report = _progress_callback(progress)
 
+    last_eval: dict[str, float] = {}  # the latest ppo.eval_every evaluation, shown until the next
+
     def on_iteration(stats: IterationStats) -> None:
         nonlocal previous_time, previous_step
         now = time.perf_counter()
@@ -321,9 +323,11 @@ def _run(
         log.log(stats, row)
         if stats.iteration % checkpoint_every == 0:
             save()
+        if "eval_return" in stats.metrics:
+            last_eval["eval_return"] = stats.metrics["eval_return"]
         if report is not None:
             report("train", stats.global_step, learner.total_steps, label=learner.label, rate=iteration_rate,
-                   mean_return=stats.metrics.get("mean_return", math.nan))  # fmt: skip
+                   mean_return=stats.metrics.get("mean_return", math.nan), **last_eval)  # fmt: skip
 
     learner.add_iteration_callback(on_iteration)
     learner.clear_stop_request()  # before the signal handlers are installed, so no request is lost

@@ -50,6 +50,8 @@ def progress_bars(console: Any = None, transient: bool = False, disable: bool = 
             if "mean_return" in fields:
                 value = fields["mean_return"]
                 extra += "  return " + ("-" if value is None or math.isnan(value) else f"{value:8.1f}")
+            if "eval_return" in fields and not math.isnan(fields["eval_return"]):  # ppo.eval_every: the mean action's
+                extra += f"  eval {fields['eval_return']:8.1f}"
             if task not in tasks:
                 tasks[task] = bar.add_task(str(fields.get("label", task)), total=total, extra=extra)
             bar.update(tasks[task], completed=done, total=total, extra=extra)
