@@ -954,7 +954,8 @@ class Study:
             running[handle] = (task, name)
             if task.startswith(FIT):  # `study status` shows an evaluation's fits: done, running
                 fits = self.status["runs"][name].setdefault("fits_running", [])
-                fits.append(task) if task not in fits else None
+                if task not in fits:
+                    fits.append(task)
             self._set(run, "train" if task == "train" else "evaluate", "running")
 
         def record(handle: Any, stopping: bool = False) -> bool:
