@@ -300,9 +300,11 @@ PAPER_STEP_SIZE = {  # Table 10: step size k * eps/steps at 10 steps, k = 1, 2, 
 
 
 def _steps(value: Any) -> str:
-    """A method's own budget as the page writes it: 4000000 -> 4M (a list: each)."""
+    """A method's own budget as the page writes it, as run labels do: 4000000 -> 4M (a list: each)."""
+    from robustrl.experiments.spec import budget_label
+
     values = value if isinstance(value, list) else [value]
-    return ", ".join("the paper's" if v is None else f"{int(v) / 1e6:g}M" for v in values)
+    return ", ".join("the paper's" if v is None else budget_label(int(v)) for v in values)
 
 
 def paper_ablations(env: str, median: pd.DataFrame, settings: dict[str, dict[str, dict]]) -> list[str]:

@@ -319,7 +319,7 @@ def parse_spec(data: dict[str, Any], where: str = "spec") -> StudySpec:
                 raise StudySpecError(f"methods.{label} on {env}: {error}") from None
             axis_label = "".join(f"-{k}{v}" for k, v in zip(axes, robust_values))
             if len(method_steps) > 1:  # a budget axis: its runs are groups of their own (median agent, tables)
-                axis_label += f"-{_budget_label(total_steps)}"
+                axis_label += f"-{budget_label(total_steps)}"
             if pruning_axes:  # the unpruned run is one run, whatever the strategy or interval axes say
                 axis_label += "".join(
                     "-" + PRUNE_LABELS.get(k, k + "{}").format(v) for k, v in zip(pruning_axes, prune_values)
@@ -333,7 +333,7 @@ def parse_spec(data: dict[str, Any], where: str = "spec") -> StudySpec:
     return StudySpec(name, tuple(runs.values()), evaluation, retries, json.loads(json.dumps(data, default=str)))
 
 
-def _budget_label(steps: int) -> str:
+def budget_label(steps: int) -> str:
     """A budget as a run label reads it: 2000000 -> 2M, 512000 -> 512k, 768 -> 768."""
     for unit, size in (("M", 1_000_000), ("k", 1_000)):
         if steps % size == 0:

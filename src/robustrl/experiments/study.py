@@ -937,6 +937,11 @@ class Study:
         self.status["invocations"] = int(self.status.get("invocations", 0)) + 1
         self.status.setdefault("workers", []).append(getattr(executor, "workers", None))
 
+        def unbook_fit(task: str, name: str) -> None:
+            """A fit task no longer running (finished, lost): out of `study status`'s running fits."""
+            if task in self.status["runs"][name].get("fits_running", []):
+                self.status["runs"][name]["fits_running"].remove(task)
+
         def submit(task: str, name: str) -> None:
             run = runs[name]
             if task == "train":
@@ -964,8 +969,7 @@ class Study:
             task, name = running.pop(handle)
             run = runs[name]
             key = "train" if task == "train" else "evaluate"  # a median agent's fits and attacks are its evaluation's
-            if task in self.status["runs"][name].get("fits_running", []):
-                self.status["runs"][name]["fits_running"].remove(task)
+            unbook_fit(task, name)
             try:
                 result = executor.result(handle)
             except WorkerLost:
@@ -980,8 +984,7 @@ class Study:
                 # not the tasks of a run a failed fit has failed
                 for other in list(running):
                     lost_task = running.pop(other)
-                    if lost_task[0] in self.status["runs"][lost_task[1]].get("fits_running", []):
-                        self.status["runs"][lost_task[1]]["fits_running"].remove(lost_task[0])
+                    unbook_fit(*lost_task)
                     if self.status["runs"][lost_task[1]]["evaluate"] != "failed" or lost_task[0] == "train":
                         queue.insert(0, lost_task)
                 if self.status["runs"][name][key] != "failed":
