@@ -60,9 +60,11 @@ QUEUE = (
     # seed 4 trained alone on one of two workers for 20 min in session 21)
     Step("barpo_reliability", "studies/barpo_reliability.yaml", ("bar-ppo-k1-minibatch", "bar-ppo-k1-long"),
          "item 5: the inner problem per minibatch, and longer at full eps (4M steps, the same warm-up), 5 seeds each, learned attacks on each"),
-    Step("barpo_reliability", "studies/barpo_reliability.yaml", (), "item 5: the rest of the reliability study"),
+    Step("barpo_reliability", "studies/barpo_reliability.yaml", ("bar-ppo-k1-warmup40",), "item 5: the warm-up over 40%: its agents' last SA-RL fits"),
     Step("barpo_ant_reliability", "studies/barpo_ant_reliability.yaml", (), "item 5: learned attacks on every Ant BAR-PPO seed (no training: the runs are barpo_ant's)",
          ("barpo_ant",)),
+    Step("barpo_reliability", "studies/barpo_reliability.yaml", ("bar-ppo-k1-nog",),
+         "item 5: BARPO without guidance, 5 seeds, learned attacks on each (is guidance what breaks seeds?)"),
     Step("barpo_hopper", "studies/barpo_hopper_kappa.yaml", (), "item 1: the Hopper kappa grid's last runs (ar-ppo-k1 s1 needs --retry-failed)"),
     Step("barpo_walker_cheetah", "studies/barpo_walker_cheetah.yaml", ("wocar-ppo", "radial-ppo"), "item 2: Table 2's WocaR-PPO and RADIAL-PPO, if compute allows"),
 )  # fmt: skip
