@@ -28,6 +28,8 @@ import pandas as pd
 from robustrl.report.claims import paper_values, roles_at_pick
 from robustrl.report.paper import default_reference, load_reference, paper_entries, paper_method
 from robustrl.report.study import (
+    BROKEN_FRACTION,
+    broken_interval,
     format_broken_interval,
     format_ratio_cell,
     format_screening,
@@ -266,6 +268,56 @@ def settings_tried(env: str, median: pd.DataFrame, reliability: pd.DataFrame) ->
     return [f"  - settings tried for no seed broken (a learned attack fitted on every seed): {'; '.join(cells)}. "
             f"None broken of {n} seeds would still leave the fraction's 95% interval reaching {1 - 0.025 ** (1 / n):.0%}: "
             "settings whose counts differ by one seed are not told apart."]  # fmt: skip
+
+
+def guidance_pooled(env: str, per_run: pd.DataFrame, settings: dict[str, dict[str, dict]]) -> list[str]:
+    """Does SPO guidance (the PPO loss beside kappa * L_bar, BARPO paper Sec. 5) go with the seeds a
+    learned attack breaks? Every agent of ``env`` that SA-RL or PA-AD ran on, pooled over the
+    studies and settings by algorithm and guidance, each agent once (a run in two studies keeps its
+    lowest learned return: the worst of every fit seen), with a two-sided Fisher exact test of
+    "broken" against guidance per algorithm. Pooling mixes settings (kappa, inner solve, budget)
+    and fit counts (a study's median agents had one SA-RL fit before session 18), so a difference
+    here is a lead for a controlled run, not a finding."""
+    from scipy.stats import fisher_exact  # a dependency already (pyproject: exact intervals)
+
+    learned = [a for a in LEARNED if a in per_run.columns]
+    if not learned or not len(per_run) or "study" not in per_run:
+        return []
+    rows = per_run[(per_run["env"] == env)].dropna(subset=learned, how="all").copy()
+    if not len(rows):
+        return []
+    method = lambda r: settings.get(r["study"], {}).get(r["label"], {})  # noqa: E731
+    rows["algo"] = [str(method(r).get("algo", r["label"])) for _, r in rows.iterrows()]
+    # a spec entry without the key trains with guidance (BAR-PPO's and AR-PPO's default); methods
+    # without a robust term (PPO, SA-PPO, ...) have no guidance to drop
+    rows["guided"] = [bool(method(r).get("guidance", True)) for _, r in rows.iterrows()]
+    rows = rows[rows["algo"].isin(["bar-ppo", "ar-ppo"])]
+    if not (rows.groupby("algo")["guided"].nunique() == 2).any():
+        return []  # nothing to set side by side
+    rows["learned"] = rows[learned].min(axis=1)
+    rows = rows.sort_values("learned", kind="stable").drop_duplicates("run")
+    rows["broken"] = rows["learned"] / rows["natural"].abs() < BROKEN_FRACTION
+    lines = ["", "### Guidance and the seeds a learned attack breaks (every attacked agent, pooled over studies)", "",
+             "Each agent once; its settings (kappa, inner solve, budget) and SA-RL fit counts differ, so this is a lead "
+             "for a controlled comparison (same settings, same fits), not a finding.", "",
+             "| algorithm | guidance | agents | broken | fraction broken [exact 95% interval] | median natural | "
+             "Fisher exact p (guided vs not) |", "|---|---|---:|---:|---|---:|---|"]  # fmt: skip
+    for algo, group in rows.groupby("algo", sort=True):
+        counts = {g: (int(part["broken"].sum()), len(part)) for g, part in group.groupby("guided")}
+        p = ""
+        if len(counts) == 2:
+            (b1, n1), (b0, n0) = counts[True], counts[False]
+            p = f"{fisher_exact([[b1, n1 - b1], [b0, n0 - b0]])[1]:.2f}"
+        for guided in (True, False):
+            if guided not in counts:
+                continue
+            broken, agents = counts[guided]
+            part = group[group["guided"] == guided]
+            low, high = broken_interval(broken, agents)
+            interval = format_broken_interval({"broken_low": low, "broken_high": high})
+            lines.append(f"| {algo} | {'with' if guided else 'without'} | {agents} | {broken} | {broken / agents:.0%} {interval} | "
+                         f"{part['natural'].median():.0f} | {p if guided else ''} |")  # fmt: skip
+    return lines
 
 
 # The paper's BAR-PPO ablations, natural / worst per task, transcribed from
@@ -516,6 +568,7 @@ def main() -> None:
             for _, row in attacked.iterrows():
                 lines.append(f"| {_who(row, attacked)} | {row['agents']} | {_fits_text(row) or '1 each'} | {row['broken']} | "
                              f"{row['broken_fraction']:.0%} {format_broken_interval(row)} | {format_ratio_cell(row)} |")  # fmt: skip
+        lines += guidance_pooled(env, per_run, settings)
         if len(screen) and (screen["env"] == env).any():
             lines += ["", "### Do the cheap attacks tell which agents the learned ones break?", "",
                       "Per study, every agent SA-RL and PA-AD ran on, methods pooled (so a correlation partly reflects "

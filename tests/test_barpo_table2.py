@@ -245,3 +245,35 @@ def test_bar_ppo_rows_meet_the_papers_ablation_at_the_same_setting():
         "| kappa 1, eps_warmup_fraction 0.375, 4M steps | long [rel] (5) | 3500 / 1500 | - |  |",
     ]
     assert table2.paper_ablations("Ant-v5", median, settings) == []  # no BAR-PPO row: no section
+
+
+def test_guidance_is_pooled_over_studies_with_each_agent_once_at_its_lowest_learned_return():
+    """An agent in two studies counts once, with the lower of its learned returns (the worst of every
+    fit seen); agents of methods without a robust term are left out; the table says how many
+    agents, with and without guidance, broke, and the Fisher exact p of the difference."""
+    table2 = _table2()
+    row = lambda study, label, run, natural, sa_rl, pa_ad: {  # noqa: E731
+        "study": study, "env": "Hopper-v5", "label": label, "run": run, "natural": natural, "sa-rl": sa_rl, "pa-ad": pa_ad}
+    per_run = pd.DataFrame([
+        # s0 unbroken in the grid's one fit, broken by the reliability study's three: counted once, broken
+        row("grid", "bar-ppo-k1", "bar-ppo-k1-s0", 3600.0, 2500.0, 3000.0),
+        row("reliability", "bar-ppo-k1", "bar-ppo-k1-s0", 3600.0, 1000.0, 3000.0),
+        row("reliability", "bar-ppo-k1", "bar-ppo-k1-s1", 3600.0, 3500.0, 1700.0),  # broken by PA-AD
+        row("reliability", "bar-ppo-k1", "bar-ppo-k1-s2", 3600.0, 3500.0, 3400.0),
+        row("reliability", "bar-ppo-k1-nog", "bar-ppo-k1-nog-s0", 2000.0, 1900.0, 1800.0),
+        row("reliability", "bar-ppo-k1-nog", "bar-ppo-k1-nog-s1", 2500.0, None, None),  # not attacked yet
+        row("grid", "ppo", "ppo-s0", 3000.0, 100.0, 200.0),  # no guidance to drop: left out
+    ])  # fmt: skip
+    settings = {"grid": {"bar-ppo-k1": {"algo": "bar-ppo", "kappa": 1.0}, "ppo": {"algo": "ppo"}},
+                "reliability": {"bar-ppo-k1": {"algo": "bar-ppo", "kappa": 1.0},
+                                "bar-ppo-k1-nog": {"algo": "bar-ppo", "kappa": 1.0, "guidance": False}}}  # fmt: skip
+    lines = table2.guidance_pooled("Hopper-v5", per_run, settings)
+    rows = [line for line in lines if line.startswith("| bar-ppo") or line.startswith("| ppo")]
+    assert len(rows) == 2
+    assert rows[0].startswith("| bar-ppo | with | 3 | 2 | 67% ")
+    assert rows[0].endswith("| 3600 | 1.00 |")  # 2 of 3 against 0 of 1
+    assert rows[1].startswith("| bar-ppo | without | 1 | 0 | 0% ")
+    assert rows[1].endswith("| 2000 |  |")  # the attacked agent's natural return
+    # an algorithm with no agent on one side: nothing to compare
+    assert table2.guidance_pooled("Hopper-v5", per_run[per_run["label"] != "bar-ppo-k1-nog"], settings) == []
+    assert table2.guidance_pooled("Walker2d-v5", per_run, settings) == []
