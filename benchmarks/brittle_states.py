@@ -121,6 +121,9 @@ def agent_row(run_dir: Path, env_id: str, label: str, seed: int, eps: float, nor
         # what the adversary uses of it: the KL its own perturbation causes, per state
         "kl_caused_median": float(np.median(kl_caused)), "kl_caused_p90": float(np.quantile(kl_caused, 0.9)),
         "states_natural": len(kl_natural), "states_attacked": len(kl_attacked),
+        # the width of the trained Gaussian, mean over action dims (exp(log_std); nan without one): a
+        # wide policy was trained on its own large action deviations (ARPO w/o g ends at ~0.9 on Hopper)
+        "action_std": float(policy.log_std.exp().mean()) if hasattr(policy, "log_std") else float("nan"),
     }  # fmt: skip
 
 
@@ -167,20 +170,25 @@ def _ratio(attacked: float, natural: float) -> str:
 def summary_lines(table: pd.DataFrame) -> list[str]:
     """Per task (the KL scales differ by task), the medians of broken and unbroken robust agents
     (PPO's KL is two orders larger: its own row), and the rank correlation over robust agents."""
-    lines = ["| task | agents | n | KL natural p90 | KL attacked p90 | KL caused p90 |", "|---|---|---:|---:|---:|---:|"]
+    lines = ["| task | agents | n | KL natural p90 | KL attacked p90 | KL caused p90 | action std |", "|---|---|---:|---:|---:|---:|---:|"]
     for env, here in table.groupby("env", sort=False):
         groups = [("robust, broken", here[(here["label"] != "ppo") & here["broken"]]),
                   ("robust, not broken", here[(here["label"] != "ppo") & ~here["broken"]]),
                   ("ppo", here[here["label"] == "ppo"])]  # fmt: skip
         for name, rows in groups:
             if len(rows):
+                std = rows["action_std"].median() if "action_std" in rows else float("nan")  # older tables lack it
                 lines.append(f"| {env} | {name} | {len(rows)} | {rows['kl_natural_p90'].median():.3f} | "
-                             f"{rows['kl_attacked_p90'].median():.3f} | {rows['kl_caused_p90'].median():.3f} |")  # fmt: skip
+                             f"{rows['kl_attacked_p90'].median():.3f} | {rows['kl_caused_p90'].median():.3f} | {std:.2f} |")  # fmt: skip
     robust = table[table["label"] != "ppo"]
     if len(robust) > 2:
         rank = robust["kl_attacked_p90"].corr(robust["ratio"], method="spearman")
         lines += ["", f"Robust agents ({len(robust)}, every task): Spearman rank correlation of the attacked states' worst "
                   f"KL (p90) with learned worst / natural: {rank:+.2f}."]  # fmt: skip
+        if "action_std" in robust and robust["action_std"].notna().sum() > 2:
+            width = robust["action_std"].corr(robust["ratio"], method="spearman")
+            lines.append(f"Of the action std with learned worst / natural: {width:+.2f} (a wider policy, trained on larger "
+                         "deviations of its own actions, would rank higher if width were what keeps a seed unbroken).")  # fmt: skip
     return lines
 
 
@@ -224,17 +232,18 @@ def main() -> None:
         "report's, so they may not show the break; 'replay' column), and over every clean state those episodes visit, "
         "the worst KL(pi(.|s) || pi(.|s_hat)) in the eps ball (MAD: the larger of 10 SGLD steps of eps/10 and "
         f"{MAD_STEPS} of eps/{MAD_STEPS}; the inner objective of BAR-PPO's robust term), median and 90th percentile, "
-        "and the KL the adversary's own perturbations cause.", "",
+        "and the KL the adversary's own perturbations cause; and the trained policy's action std (exp(log_std), mean over "
+        "action dimensions).", "",
         "| task | method | seed | natural | learned worst / natural (attack) | replay: natural / attacked | "
-        "KL natural states (median / p90) | KL attacked states (median / p90) | p90 attacked / natural | KL caused (median / p90) |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "KL natural states (median / p90) | KL attacked states (median / p90) | p90 attacked / natural | KL caused (median / p90) | action std |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]  # fmt: skip
     for r in table.sort_values(["env", "label", "seed"]).itertuples():
         mark = " **broken**" if r.broken else ""
         lines.append(f"| {r.env} | {r.label} | {r.seed} | {r.natural:.0f} | {r.ratio:.2f}{mark} ({r.adversary}) | "
                      f"{r.replayed_natural:.0f} / {r.replayed_attacked:.0f} | {r.kl_natural_median:.3f} / {r.kl_natural_p90:.3f} | "
                      f"{r.kl_attacked_median:.3f} / {r.kl_attacked_p90:.3f} | {_ratio(r.kl_attacked_p90, r.kl_natural_p90)} | "
-                     f"{r.kl_caused_median:.3f} / {r.kl_caused_p90:.3f} |")  # fmt: skip
+                     f"{r.kl_caused_median:.3f} / {r.kl_caused_p90:.3f} | {r.action_std:.2f} |")  # fmt: skip
     lines += ["", "Medians per task:", "", *summary_lines(table)]
     lines += ["", f"![worst / natural against worst KL per agent]({args.out.with_suffix('.png').name})"]
     args.out.write_text("\n".join(lines) + "\n")

@@ -53,12 +53,17 @@ def test_summary_per_task_and_float_noise_ratios():
 
     brittle = _module()
     rows = [{"env": env, "label": label, "broken": broken, "ratio": ratio, "kl_natural_p90": kl, "kl_attacked_p90": kl,
-             "kl_caused_p90": kl / 2}
+             "kl_caused_p90": kl / 2, "action_std": 0.1 + ratio / 2}
             for env, label, broken, ratio, kl in [("Hopper-v5", "bar-ppo", True, 0.3, 0.2), ("Hopper-v5", "bar-ppo", False, 0.9, 0.1),
                                                   ("Hopper-v5", "ppo", True, 0.1, 10.0), ("Walker2d-v5", "sa-ppo", False, 0.9, 0.05)]]  # fmt: skip
     lines = brittle.summary_lines(pd.DataFrame(rows))
-    assert "| Hopper-v5 | robust, broken | 1 | 0.200 | 0.200 | 0.100 |" in lines
-    assert "| Hopper-v5 | ppo | 1 | 10.000 | 10.000 | 5.000 |" in lines
+    assert "| Hopper-v5 | robust, broken | 1 | 0.200 | 0.200 | 0.100 | 0.25 |" in lines
+    assert "| Hopper-v5 | ppo | 1 | 10.000 | 10.000 | 5.000 | 0.15 |" in lines
     assert any(line.startswith("| Walker2d-v5 | robust, not broken | 1 |") for line in lines)
-    assert "Robust agents (3, every task)" in lines[-1]
+    assert "Robust agents (3, every task)" in lines[-2]
+    # the width here grows with the ratio (ties alike): the same ranks
+    assert lines[-1].startswith("Of the action std with learned worst / natural: +1.00")
+    # a table from before the column: the std reads nan, and no width line
+    old = brittle.summary_lines(pd.DataFrame(rows).drop(columns="action_std"))
+    assert "| Hopper-v5 | robust, broken | 1 | 0.200 | 0.200 | 0.100 | nan |" in old and "Robust agents" in old[-1]
     assert brittle._ratio(0.0, 0.0) == "-" and brittle._ratio(0.4, 0.2) == "2.0"
