@@ -63,8 +63,9 @@ QUEUE = (
     Step("barpo_reliability", "studies/barpo_reliability.yaml", ("bar-ppo-k1-warmup40",), "item 5: the warm-up over 40%: its agents' last SA-RL fits"),
     Step("barpo_ant_reliability", "studies/barpo_ant_reliability.yaml", (), "item 5: learned attacks on every Ant BAR-PPO seed (no training: the runs are barpo_ant's)",
          ("barpo_ant",)),
-    Step("barpo_reliability", "studies/barpo_reliability.yaml", ("bar-ppo-k1-nog",),
-         "item 5: BARPO without guidance, 5 seeds, learned attacks on each (is guidance what breaks seeds?)"),
+    Step("barpo_reliability", "studies/barpo_reliability.yaml", ("bar-ppo-nog",),
+         "item 5: BARPO without guidance, 5 seeds (0-2 are barpo_hopper's), learned attacks on each (is guidance what breaks seeds?)",
+         ("barpo_hopper",)),
     Step("barpo_hopper", "studies/barpo_hopper_kappa.yaml", (), "item 1: the Hopper kappa grid's last runs (ar-ppo-k1 s1 needs --retry-failed)"),
     Step("barpo_walker_cheetah", "studies/barpo_walker_cheetah.yaml", ("wocar-ppo", "radial-ppo"), "item 2: Table 2's WocaR-PPO and RADIAL-PPO, if compute allows"),
 )  # fmt: skip
