@@ -270,36 +270,52 @@ def settings_tried(env: str, median: pd.DataFrame, reliability: pd.DataFrame) ->
             "settings whose counts differ by one seed are not told apart."]  # fmt: skip
 
 
-def guidance_pooled(env: str, per_run: pd.DataFrame, settings: dict[str, dict[str, dict]]) -> list[str]:
+GUIDED_ALGOS = ("ar-ppo", "bar-ppo")  # the methods with SPO guidance to drop (``--no-guidance``)
+
+
+def run_methods(study: Path, saved: dict | None = None) -> dict[str, tuple[str, bool]]:
+    """Each run of ``study`` -> (algo, guidance) from the config it trained with (study.json), not
+    from its spec label: grid axes extend labels, and a study-wide knob sets guidance too."""
+    saved = saved if saved is not None else json.loads((study / "study.json").read_text())
+    methods = {}
+    for name, run in saved.get("runs", {}).items():
+        config = run.get("config", {})
+        methods[name] = (str(config.get("algo")), bool((config.get("robust") or {}).get("guidance", True)))
+    return methods
+
+
+def guidance_pooled(env: str, per_run: pd.DataFrame, methods: dict[str, tuple[str, bool]]) -> list[str]:
     """Does SPO guidance (the PPO loss beside kappa * L_bar, BARPO paper Sec. 5) go with the seeds a
-    learned attack breaks? Every agent of ``env`` that SA-RL or PA-AD ran on, pooled over the
-    studies and settings by algorithm and guidance, each agent once (a run in two studies keeps its
-    lowest learned return: the worst of every fit seen), with a two-sided Fisher exact test of
-    "broken" against guidance per algorithm. Pooling mixes settings (kappa, inner solve, budget)
-    and fit counts (a study's median agents had one SA-RL fit before session 18), so a difference
-    here is a lead for a controlled run, not a finding."""
+    learned attack breaks? Every AR-PPO and BAR-PPO agent of ``env`` that SA-RL or PA-AD ran on,
+    pooled over studies and settings by algorithm and guidance (``methods``: run name -> (algo,
+    guidance), from :func:`run_methods`), each agent once (a run in two studies keeps its lowest
+    learned worst / natural: the worst of every fit seen), broken as the reliability table says
+    (learned worst < 50% of natural), with a two-sided Fisher exact test per algorithm. Pooling
+    mixes settings (kappa, inner solve, budget) and fit counts (a median-protocol study may have
+    fitted SA-RL once), so a difference here is a lead for a controlled run, not a finding."""
     from scipy.stats import fisher_exact  # a dependency already (pyproject: exact intervals)
 
     learned = [a for a in LEARNED if a in per_run.columns]
-    if not learned or not len(per_run) or "study" not in per_run:
+    if not learned or not len(per_run):
         return []
     rows = per_run[(per_run["env"] == env)].dropna(subset=learned, how="all").copy()
     if not len(rows):
         return []
-    method = lambda r: settings.get(r["study"], {}).get(r["label"], {})  # noqa: E731
-    rows["algo"] = [str(method(r).get("algo", r["label"])) for _, r in rows.iterrows()]
-    # a spec entry without the key trains with guidance (BAR-PPO's and AR-PPO's default); methods
-    # without a robust term (PPO, SA-PPO, ...) have no guidance to drop
-    rows["guided"] = [bool(method(r).get("guidance", True)) for _, r in rows.iterrows()]
-    rows = rows[rows["algo"].isin(["bar-ppo", "ar-ppo"])]
+    unknown = sorted(set(rows["run"]) - set(methods))
+    if unknown:  # a run no study.json names would drop out of the counts unseen
+        raise ValueError(f"guidance_pooled: no training config for run(s) {', '.join(unknown)}")
+    rows["algo"] = [methods[run][0] for run in rows["run"]]
+    rows["guided"] = [methods[run][1] for run in rows["run"]]
+    rows = rows[rows["algo"].isin(GUIDED_ALGOS)]
     if not (rows.groupby("algo")["guided"].nunique() == 2).any():
         return []  # nothing to set side by side
-    rows["learned"] = rows[learned].min(axis=1)
-    rows = rows.sort_values("learned", kind="stable").drop_duplicates("run")
-    rows["broken"] = rows["learned"] / rows["natural"].abs() < BROKEN_FRACTION
-    lines = ["", "### Guidance and the seeds a learned attack breaks (every attacked agent, pooled over studies)", "",
-             "Each agent once; its settings (kappa, inner solve, budget) and SA-RL fit counts differ, so this is a lead "
-             "for a controlled comparison (same settings, same fits), not a finding.", "",
+    rows["ratio"] = rows[learned].min(axis=1) / rows["natural"].abs()
+    rows = rows.sort_values("ratio", kind="stable").drop_duplicates("run")
+    rows["broken"] = rows["ratio"] < BROKEN_FRACTION
+    lines = ["", "### Guidance and the seeds a learned attack breaks (every AR-PPO / BAR-PPO agent attacked, pooled over studies)", "",
+             "Broken: a learned attack (SA-RL or PA-AD) leaves it below 50% of its natural return. Each agent once (its "
+             "lowest ratio where two studies attacked it); settings (kappa, inner solve, budget) and SA-RL fit counts "
+             "differ between agents, so this is a lead for a controlled comparison (same settings, same fits), not a finding.", "",
              "| algorithm | guidance | agents | broken | fraction broken [exact 95% interval] | median natural | "
              "Fisher exact p (guided vs not) |", "|---|---|---:|---:|---|---:|---|"]  # fmt: skip
     for algo, group in rows.groupby("algo", sort=True):
@@ -470,6 +486,7 @@ def main() -> None:
     pending: dict[str, list[str]] = {}
     paper_names: dict[str, dict[str, str]] = {}  # study -> label -> the paper's name of the method
     settings: dict[str, dict[str, dict]] = {}  # study -> label -> the spec's method entry
+    trained_as: dict[str, tuple[str, bool]] = {}  # run -> (algo, guidance) it trained with
     for study in args.studies:
         saved = json.loads((study / "study.json").read_text())  # read once: its name and its spec's methods
         name = saved["name"]
@@ -494,6 +511,7 @@ def main() -> None:
         methods = saved["spec"].get("methods", {})
         paper_names[name] = {label: str(m["paper"]) for label, m in methods.items() if (m or {}).get("paper")}
         settings[name] = {label: dict(m or {}) for label, m in methods.items()}
+        trained_as.update(run_methods(study, saved))
     cat = lambda frames: pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()  # noqa: E731
     median, mean, claim, per_run = cat(medians), cat(means), cat(claims), cat(per_runs)
     reliability, grid, claim_at_pick, screen = cat(reliabilities), cat(grids), cat(claims_at_pick), cat(screens)
@@ -568,7 +586,7 @@ def main() -> None:
             for _, row in attacked.iterrows():
                 lines.append(f"| {_who(row, attacked)} | {row['agents']} | {_fits_text(row) or '1 each'} | {row['broken']} | "
                              f"{row['broken_fraction']:.0%} {format_broken_interval(row)} | {format_ratio_cell(row)} |")  # fmt: skip
-        lines += guidance_pooled(env, per_run, settings)
+        lines += guidance_pooled(env, per_run, trained_as)
         if len(screen) and (screen["env"] == env).any():
             lines += ["", "### Do the cheap attacks tell which agents the learned ones break?", "",
                       "Per study, every agent SA-RL and PA-AD ran on, methods pooled (so a correlation partly reflects "

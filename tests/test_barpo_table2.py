@@ -247,33 +247,59 @@ def test_bar_ppo_rows_meet_the_papers_ablation_at_the_same_setting():
     assert table2.paper_ablations("Ant-v5", median, settings) == []  # no BAR-PPO row: no section
 
 
-def test_guidance_is_pooled_over_studies_with_each_agent_once_at_its_lowest_learned_return():
-    """An agent in two studies counts once, with the lower of its learned returns (the worst of every
-    fit seen); agents of methods without a robust term are left out; the table says how many
-    agents, with and without guidance, broke, and the Fisher exact p of the difference."""
+def test_guidance_is_pooled_over_studies_with_each_agent_once_at_its_lowest_learned_ratio():
+    """An agent in two studies counts once, at the lower of its learned worst / natural (the worst of
+    every fit seen, whichever study is read first); algo and guidance come from the config each run
+    trained with; agents of methods without guidance are left out; the table says how many agents,
+    with and without guidance, broke (< 50% of natural, as the reliability table), and the Fisher
+    exact p of the difference."""
     table2 = _table2()
-    row = lambda study, label, run, natural, sa_rl, pa_ad: {  # noqa: E731
-        "study": study, "env": "Hopper-v5", "label": label, "run": run, "natural": natural, "sa-rl": sa_rl, "pa-ad": pa_ad}
+    row = lambda study, run, natural, sa_rl, pa_ad: {  # noqa: E731
+        "study": study, "env": "Hopper-v5", "label": run.rsplit("-s", 1)[0], "run": run, "natural": natural,
+        "sa-rl": sa_rl, "pa-ad": pa_ad}
     per_run = pd.DataFrame([
-        # s0 unbroken in the grid's one fit, broken by the reliability study's three: counted once, broken
-        row("grid", "bar-ppo-k1", "bar-ppo-k1-s0", 3600.0, 2500.0, 3000.0),
-        row("reliability", "bar-ppo-k1", "bar-ppo-k1-s0", 3600.0, 1000.0, 3000.0),
-        row("reliability", "bar-ppo-k1", "bar-ppo-k1-s1", 3600.0, 3500.0, 1700.0),  # broken by PA-AD
-        row("reliability", "bar-ppo-k1", "bar-ppo-k1-s2", 3600.0, 3500.0, 3400.0),
-        row("reliability", "bar-ppo-k1-nog", "bar-ppo-k1-nog-s0", 2000.0, 1900.0, 1800.0),
-        row("reliability", "bar-ppo-k1-nog", "bar-ppo-k1-nog-s1", 2500.0, None, None),  # not attacked yet
-        row("grid", "ppo", "ppo-s0", 3000.0, 100.0, 200.0),  # no guidance to drop: left out
+        # g0 unbroken in the grid's one fit, broken by the reliability study's three (read second)
+        row("grid", "bar-k1-s0", 3600.0, 2500.0, 3000.0),
+        row("reliability", "bar-k1-s0", 3600.0, 1000.0, 3000.0),
+        # g1 broken in the study read first, not in the second: still broken
+        row("reliability", "bar-k1-s1", 3600.0, 3500.0, 1700.0),  # broken by PA-AD
+        row("grid", "bar-k1-s1", 3600.0, 3500.0, 3400.0),
+        row("reliability", "bar-k1-s2", 3600.0, 3500.0, 3400.0),
+        row("reliability", "bar-k1-s3", 3600.0, 1800.0, 3400.0),  # exactly 50%: not broken
+        row("reliability", "bar-nog-s0", 2000.0, 1900.0, 1800.0),
+        row("reliability", "bar-nog-s1", -200.0, -90.0, 300.0),  # a negative natural: the ratio over |natural|
+        row("reliability", "bar-nog-s2", 2500.0, None, None),  # not attacked yet
+        row("grid", "ppo-s0", 3000.0, 100.0, 200.0),  # no guidance to drop: left out
     ])  # fmt: skip
-    settings = {"grid": {"bar-ppo-k1": {"algo": "bar-ppo", "kappa": 1.0}, "ppo": {"algo": "ppo"}},
-                "reliability": {"bar-ppo-k1": {"algo": "bar-ppo", "kappa": 1.0},
-                                "bar-ppo-k1-nog": {"algo": "bar-ppo", "kappa": 1.0, "guidance": False}}}  # fmt: skip
-    lines = table2.guidance_pooled("Hopper-v5", per_run, settings)
+    methods = {**{f"bar-k1-s{s}": ("bar-ppo", True) for s in range(4)},
+               **{f"bar-nog-s{s}": ("bar-ppo", False) for s in range(3)}, "ppo-s0": ("ppo", True)}  # fmt: skip
+    lines = table2.guidance_pooled("Hopper-v5", per_run, methods)
     rows = [line for line in lines if line.startswith("| bar-ppo") or line.startswith("| ppo")]
     assert len(rows) == 2
-    assert rows[0].startswith("| bar-ppo | with | 3 | 2 | 67% ")
-    assert rows[0].endswith("| 3600 | 1.00 |")  # 2 of 3 against 0 of 1
-    assert rows[1].startswith("| bar-ppo | without | 1 | 0 | 0% ")
-    assert rows[1].endswith("| 2000 |  |")  # the attacked agent's natural return
+    assert rows[0].startswith("| bar-ppo | with | 4 | 2 | 50% ")  # s0 and s1
+    assert rows[0].endswith("| 3600 | 1.00 |")
+    assert rows[1].startswith("| bar-ppo | without | 2 | 1 | 50% ")  # -90 / 200 = -0.45: broken
+    assert rows[1].endswith("| 900 |  |")  # the median of the attacked agents' naturals (2000, -200)
+    # a difference the test can see: 5 of 5 broken against 0 of 5, p = 2 / C(10, 5) = 0.0079
+    five = pd.DataFrame([row("r", f"g-s{s}", 3000.0, 100.0, 200.0) for s in range(5)]
+                        + [row("r", f"n-s{s}", 3000.0, 2900.0, 2800.0) for s in range(5)])  # fmt: skip
+    split = {**{f"g-s{s}": ("ar-ppo", True) for s in range(5)}, **{f"n-s{s}": ("ar-ppo", False) for s in range(5)}}
+    (guided,) = [line for line in table2.guidance_pooled("Hopper-v5", five, split) if line.startswith("| ar-ppo | with |")]
+    assert guided.startswith("| ar-ppo | with | 5 | 5 | 100% ") and guided.endswith("| 0.01 |")
     # an algorithm with no agent on one side: nothing to compare
-    assert table2.guidance_pooled("Hopper-v5", per_run[per_run["label"] != "bar-ppo-k1-nog"], settings) == []
-    assert table2.guidance_pooled("Walker2d-v5", per_run, settings) == []
+    assert table2.guidance_pooled("Hopper-v5", per_run[~per_run["run"].str.startswith("bar-nog")], methods) == []
+    assert table2.guidance_pooled("Walker2d-v5", per_run, methods) == []
+    # a run with no training config would drop out unseen: refused, naming it
+    with pytest.raises(ValueError, match="bar-nog-s1"):
+        table2.guidance_pooled("Hopper-v5", per_run, {k: v for k, v in methods.items() if k != "bar-nog-s1"})
+
+
+def test_run_methods_reads_algo_and_guidance_from_each_runs_config(tmp_path):
+    import json
+
+    table2 = _table2()
+    (tmp_path / "study.json").write_text(json.dumps({"runs": {
+        "a": {"label": "bar-ppo-k1", "config": {"algo": "bar-ppo", "robust": {"guidance": True}}},
+        "b": {"label": "bar-ppo-nog", "config": {"algo": "bar-ppo", "robust": {"guidance": False}}},
+        "c": {"label": "ppo", "config": {"algo": "ppo"}}}}))  # fmt: skip
+    assert table2.run_methods(tmp_path) == {"a": ("bar-ppo", True), "b": ("bar-ppo", False), "c": ("ppo", True)}
