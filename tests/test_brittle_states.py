@@ -53,17 +53,21 @@ def test_summary_per_task_and_float_noise_ratios():
 
     brittle = _module()
     rows = [{"env": env, "label": label, "broken": broken, "ratio": ratio, "kl_natural_p90": kl, "kl_attacked_p90": kl,
-             "kl_caused_p90": kl / 2, "action_std": 0.1 + ratio / 2}
-            for env, label, broken, ratio, kl in [("Hopper-v5", "bar-ppo", True, 0.3, 0.2), ("Hopper-v5", "bar-ppo", False, 0.9, 0.1),
-                                                  ("Hopper-v5", "ppo", True, 0.1, 10.0), ("Walker2d-v5", "sa-ppo", False, 0.9, 0.05)]]  # fmt: skip
+             "kl_caused_p90": kl / 2, "action_std": std}
+            for env, label, broken, ratio, kl, std in [
+                ("Hopper-v5", "bar-ppo", True, 0.3, 0.2, 0.25), ("Hopper-v5", "bar-ppo", False, 0.9, 0.1, 0.30),
+                ("Hopper-v5", "bar-ppo-k1", False, 0.7, 0.1, 0.45), ("Hopper-v5", "bar-ppo-k1", True, 0.2, 0.1, 0.21),
+                ("Hopper-v5", "ppo", True, 0.1, 10.0, 0.15), ("Walker2d-v5", "sa-ppo", False, 0.9, 0.05, 0.9)]]  # fmt: skip
     lines = brittle.summary_lines(pd.DataFrame(rows))
-    assert "| Hopper-v5 | robust, broken | 1 | 0.200 | 0.200 | 0.100 | 0.25 |" in lines
+    assert "| Hopper-v5 | robust, broken | 2 | 0.150 | 0.150 | 0.075 | 0.23 |" in lines  # medians of 2
     assert "| Hopper-v5 | ppo | 1 | 10.000 | 10.000 | 5.000 | 0.15 |" in lines
     assert any(line.startswith("| Walker2d-v5 | robust, not broken | 1 |") for line in lines)
-    assert "Robust agents (3, every task)" in lines[-2]
-    # the width here grows with the ratio (ties alike): the same ranks
-    assert lines[-1].startswith("Of the action std with learned worst / natural: +1.00")
+    assert "Robust agents (5, every task)" in lines[-2]
+    # the four Hopper BAR-PPO agents only (SA-PPO's wide Walker2d agent is another method and task):
+    # std ranks 2 3 4 1 against ratio ranks 2 4 3 1: Spearman 1 - 6 * 2 / 60 = +0.80
+    assert lines[-1].startswith("BAR-PPO agents, per task: Spearman rank correlation of the action std with learned "
+                                "worst / natural: Hopper-v5 +0.80 (4 agents) (positive if")  # fmt: skip
     # a table from before the column: the std reads nan, and no width line
     old = brittle.summary_lines(pd.DataFrame(rows).drop(columns="action_std"))
-    assert "| Hopper-v5 | robust, broken | 1 | 0.200 | 0.200 | 0.100 | nan |" in old and "Robust agents" in old[-1]
+    assert "| Hopper-v5 | robust, broken | 2 | 0.150 | 0.150 | 0.075 | nan |" in old and "Robust agents" in old[-1]
     assert brittle._ratio(0.0, 0.0) == "-" and brittle._ratio(0.4, 0.2) == "2.0"
