@@ -15,8 +15,13 @@ The victim acts deterministically (mean action), as in the evaluation it is atta
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import time
+import warnings
 from abc import abstractmethod
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -24,15 +29,17 @@ import numpy as np
 import torch
 from gymnasium.vector.utils import batch_space
 
-from robustrl.attacks.base import Attack
+from robustrl.attacks.base import Attack, policy_fingerprint
 from robustrl.config import TrainConfig, fast_settings, ppo_defaults_for
 from robustrl.envs.make import make_env, require_finite
-from robustrl.errors import InvalidArgumentError
+from robustrl.errors import CheckpointError, InvalidArgumentError
 from robustrl.policies.actor_critic import ActorCritic
 from robustrl.policies.checkpoint import (
+    load_checkpoint,
     policy_from_checkpoint,
     policy_meta,
     policy_tensors,
+    save_checkpoint,
 )
 from robustrl.policies.episodes import run_episodes
 from robustrl.progress import Progress
@@ -103,6 +110,47 @@ class AdversaryVectorEnv(gym.vector.VectorEnv):
         self.env.close()
 
 
+@dataclasses.dataclass
+class FitCheckpoint:
+    """Where one adversary's training keeps its state while it trains, so a fit cut short (Ctrl-C,
+    SIGTERM, a lost worker) resumes from its last save instead of starting over: a learned attack's
+    1M-step fit takes 5-15 min, and a study runner stopped between its saves loses at most
+    ``every`` iterations. ``identity`` (victim weights, attack, ball, seed, PPO overrides, budget)
+    must match for a saved state to be resumed; anything else starts afresh. A finished adversary
+    is kept (``finished``) until the caller has cached the whole fit and removed the folder.
+    Resumed training is not bit-identical to an uninterrupted one: the adversary MDP's envs cannot
+    be snapshotted, so they start fresh episodes (PPO.load_state)."""
+
+    path: Path  # the state's stem (<path>.safetensors + <path>.json)
+    identity: dict[str, Any]
+    every: int = 20  # iterations between saves (~40k env steps, ~10 s of a Hopper fit)
+    seconds_before: float = 0.0  # training seconds spent before this process resumed it
+    resumed_at: int | None = None  # the env step it resumed from (None: started afresh)
+    curve: list[list[float]] = dataclasses.field(default_factory=list)  # (env steps, victim return) so far
+
+    def _load(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
+        if not self.path.with_suffix(".json").is_file():
+            return None
+        try:
+            tensors, meta = load_checkpoint(self.path)
+        except CheckpointError as error:  # damaged (e.g. a disk full mid-write): start afresh
+            warnings.warn(f"{error}; the adversary trains from the start", stacklevel=3)
+            return None
+        if meta.get("fit_identity") != _as_json(self.identity):
+            return None  # another victim, budget or setting: not this fit's state
+        return tensors, meta
+
+    def save(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any], seconds: float, finished: bool) -> None:
+        meta = {**meta, "fit_identity": _as_json(self.identity), "fit_seconds_so_far": seconds,
+                "victim_curve": self.curve, "finished": finished}  # fmt: skip
+        save_checkpoint(self.path, tensors, meta)
+
+
+def _as_json(value: Any) -> Any:
+    """``value`` as JSON reads it back (tuples -> lists), so a saved identity compares equal."""
+    return json.loads(json.dumps(value, default=str))
+
+
 def train_adversary(
     victim: Any,
     env_id: str,
@@ -116,6 +164,7 @@ def train_adversary(
     on_iteration: Callable[[int, float | None], None] | None = None,
     curriculum: Callable[[float], PerturbationFromAction] | None = None,
     backend: str | None = None,
+    checkpoint: FitCheckpoint | None = None,
 ) -> ActorCritic:
     """Train an adversary policy with our PPO on the adversary MDP; returns it (in eval mode).
 
@@ -124,8 +173,24 @@ def train_adversary(
     the env steps so far and the victim's mean episodic return under the training adversary over
     the episodes that iteration ended (None if none ended): the adversary's learning curve.
     ``curriculum``, if given, maps the fraction of the budget spent to the perturbation to train
-    with next (the radius curriculum of :class:`LearnedAdversaryAttack`)."""
+    with next (the radius curriculum of :class:`LearnedAdversaryAttack`). ``checkpoint``, if
+    given, saves the training state every ``checkpoint.every`` iterations and at the end, and
+    resumes from a matching saved state (its curve points are replayed through ``on_iteration``
+    first; a finished one is returned without training)."""
     from robustrl.algos.ppo import PPO, PPOHooks
+
+    start = time.perf_counter()
+    saved = checkpoint._load() if checkpoint is not None else None
+    if checkpoint is not None and saved is not None:
+        checkpoint.seconds_before = float(saved[1].get("fit_seconds_so_far", 0.0))
+        checkpoint.curve = [list(point) for point in saved[1].get("victim_curve", [])]
+        checkpoint.resumed_at = int(saved[1].get("global_step", 0))
+        for steps, victim_return in checkpoint.curve if on_iteration is not None else []:
+            on_iteration(int(steps), victim_return)
+        if saved[1].get("finished"):  # trained to the end before the cut: no PPO (nor compile) needed
+            adversary = policy_from_checkpoint(saved[0], saved[1], checkpoint.path, expected_env_id=env_id)
+            adversary.env_id = env_id
+            return adversary.eval()
 
     total_steps = adversary_steps(env_id, ppo_overrides, total_steps)
     # the fast configuration's compiled update and EnvPool envs, for budgets that earn them back
@@ -146,20 +211,39 @@ def train_adversary(
             env.perturbation = curriculum(stats.global_step / total_steps)
 
         hooks.on_iteration.append(advance)
-    if on_iteration is not None:
+    def report(stats: Any) -> None:
         # the adversary's reward is minus the victim's: its episodic return, negated, is the victim's
-        hooks.on_iteration.append(
-            lambda stats: on_iteration(
-                stats.global_step, -float(np.mean(stats.episode_returns)) if stats.episode_returns else None
-            )
-        )
+        victim_return = -float(np.mean(stats.episode_returns)) if stats.episode_returns else None
+        if checkpoint is not None and victim_return is not None:
+            checkpoint.curve.append([stats.global_step, victim_return])
+        if on_iteration is not None:
+            on_iteration(stats.global_step, victim_return)
+
+    hooks.on_iteration.append(report)
     trainer = PPO(config, hooks, env=env)
     trainer.policy.env_id = env_id
+
+    def seconds() -> float:
+        return checkpoint.seconds_before + time.perf_counter() - start
+
+    if checkpoint is not None:
+        if saved is not None:
+            trainer.load_state(*saved, source=str(checkpoint.path))
+            if curriculum is not None:  # where the radius curriculum was at the save
+                env.perturbation = curriculum(trainer.global_step / total_steps)
+
+        def save(stats: Any) -> None:
+            if trainer.iteration % checkpoint.every == 0 and not trainer.done:
+                checkpoint.save(*trainer.state(), seconds=seconds(), finished=False)
+
+        hooks.on_iteration.append(save)
     try:
         trainer.learn()
     finally:
         trainer.close()
     trainer.policy.eval()
+    if checkpoint is not None:  # kept until the whole fit is cached (a grid's later candidate may be cut)
+        checkpoint.save(*trainer.state(), seconds=seconds(), finished=True)
     return trainer.policy
 
 
@@ -188,6 +272,7 @@ class LearnedAdversaryAttack(Attack):
     perturbation *directions* learnt at a large radius transfer to the small one."""
 
     expensive = True
+    checkpoint_every = 20  # PPO iterations between saves of a fit's state when fit() gets a resume_dir
 
     learned = True
     legacy_options = {"curriculum_scale": 1.0}
@@ -262,6 +347,12 @@ class LearnedAdversaryAttack(Attack):
                         fields["mean_return"] = victim_return
                     progress(f"fit {self.name}", sum(totals[:index]) + env_steps, sum(totals), **fields)
 
+            checkpoint = None
+            if self.resume_dir is not None:
+                identity = {"attack": self.name, "env_id": self.env_id, "eps": self.eps, "norm": self.ball.norm,
+                            "victim": policy_fingerprint(self.policy), "seed": self.seed + index, "candidate": index,
+                            "overrides": overrides, "steps": steps, "options": dataclasses.asdict(o)}  # fmt: skip
+                checkpoint = FitCheckpoint(Path(self.resume_dir) / f"candidate{index}", identity, self.checkpoint_every)
             adversary = train_adversary(
                 self.policy,
                 self.env_id,
@@ -273,7 +364,10 @@ class LearnedAdversaryAttack(Attack):
                 ppo_overrides=overrides,
                 on_iteration=on_iteration,
                 curriculum=self._curriculum(),
+                checkpoint=checkpoint,
             )
+            if checkpoint is not None:
+                self.resumed_seconds += checkpoint.seconds_before
             candidates.append((overrides, adversary))
         best, means = select_strongest(
             candidates, self.policy, self.env_id, self._perturb_with, o.selection_episodes, seed=20_000 + self.seed

@@ -87,6 +87,10 @@ class Attack(ABC):
         # seconds the last fit took, kept with a cached fit: a study that fits in one task and
         # evaluates in another (experiments/study.py's fit tasks) still prices its fits
         self.fit_seconds: float | None = None
+        # a folder where a learned attack keeps its training state while it fits, to resume a fit
+        # cut short (robustrl.attacks.adversary.FitCheckpoint); None: not kept
+        self.resume_dir: Path | None = None
+        self.resumed_seconds = 0.0  # fit seconds spent before a resume, added to fit_seconds
 
     @property
     def eps(self) -> float:
@@ -94,16 +98,20 @@ class Attack(ABC):
 
     # ---- the protocol ----------------------------------------------------------------------------
     def fit(
-        self, policy: AttackablePolicy, env_id: str, *, budget: int | None = None, progress: Progress | None = None
-    ) -> Attack:
-        """Bind the victim (and learn, for learned attacks). Returns self."""
+        self, policy: AttackablePolicy, env_id: str, *, budget: int | None = None, progress: Progress | None = None,
+        resume_dir: Path | str | None = None,
+    ) -> Attack:  # fmt: skip
+        """Bind the victim (and learn, for learned attacks). Returns self. ``resume_dir``: where a
+        learned attack keeps its training state while it fits, and resumes it from (the caller
+        removes it once the fitted attack is saved)."""
         self.bind(policy, env_id)
         if self.learned:
             self.fit_budget = None if budget is None else int(budget)
+            self.resume_dir, self.resumed_seconds = (None if resume_dir is None else Path(resume_dir)), 0.0
             start = time.perf_counter()
             with torch_threads():  # a deliberate thread count (robustrl.threads), as train and evaluate
                 self._fit(budget, progress)
-            self.fit_seconds = round(time.perf_counter() - start, 2)
+            self.fit_seconds = round(time.perf_counter() - start + self.resumed_seconds, 2)
             self.fitted = True
         return self
 

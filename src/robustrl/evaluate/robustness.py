@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -439,10 +440,16 @@ def _fitted_attack(name, eps, norm, policy, env_id, options, budget, attack_dir,
             pass  # another victim or a damaged file: fit again (the new fit replaces it atomically)
     attack = make_attack(name, eps, norm, seed=seed, **options)
     start = time.perf_counter()
-    attack.fit(policy, env_id, budget=budget, progress=progress)  # progress("fit <name>", done, total, **fields)
-    seconds = time.perf_counter() - start
+    # a learned fit keeps its training state beside its cache while it trains: a fit cut short
+    # (Ctrl-C, a stopped study) resumes there; it is removed once the fit is cached
+    partial = attack_dir / f"{name}.partial" if cls.learned and attack_dir is not None else None
+    if refit and partial is not None:
+        shutil.rmtree(partial, ignore_errors=True)  # asked for a new fit: not the rest of an old one
+    attack.fit(policy, env_id, budget=budget, progress=progress, resume_dir=partial)  # progress("fit <name>", done, total, **fields)
+    seconds = time.perf_counter() - start + attack.resumed_seconds
     if cls.learned and attack_dir is not None:
         attack.save(attack_dir)
+        shutil.rmtree(partial, ignore_errors=True)
     return attack, seconds, False
 
 
