@@ -165,6 +165,11 @@ TRAIN_BAD_INPUT = {
     "bar-ppo-with-solver": ["--env", ENV, *TINY, "--algo", "bar-ppo", "--solver", "ibp"],
     "sa-ppo-with-no-guidance": ["--env", ENV, *TINY, "--algo", "sa-ppo", "--no-guidance"],
     "steps-beyond-1e10": ["--env", ENV, "--steps", "1e99", "--no-progress"],
+    # ATLA (robustrl.algos.atla): an unknown adversary, a knob without --atla, an unknown knob, a bad value
+    "atla-unknown-adversary": ["--env", ENV, *TINY, "--atla", "mad"],
+    "set-atla-without-atla": ["--env", ENV, *TINY, "--set-atla", "fraction=0.5"],
+    "set-atla-unknown-key": ["--env", ENV, *TINY, "--atla", "sa-rl", "--set-atla", "ratio=2"],
+    "set-atla-fraction-zero": ["--env", ENV, *TINY, "--atla", "sa-rl", "--set-atla", "fraction=0"],
     "steps-infinite": ["--env", ENV, "--steps", "inf", "--no-progress"],
 }
 

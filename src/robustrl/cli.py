@@ -198,6 +198,12 @@ def train(
     burn_in: float | None = typer.Option(
         None, "--burn-in", help="--prune: fraction of the run before pruning starts (default 0.25)."
     ),
+    atla: str | None = typer.Option(
+        None, "--atla", help="Train against a learned adversary in the loop (ATLA; any --algo): sa-rl. It perturbs the "
+        "observations of half the rollout envs at the run's eps (docs/methods.md)."),
+    atla_options: list[str] = typer.Option(
+        [], "--set-atla", help="--atla knob KEY=VALUE (repeatable): fraction (of the envs attacked, default 0.5), "
+        "agent_iterations and adversary_iterations (per phase, default 10 each)."),
     list_knobs: bool = typer.Option(
         False, "--list-knobs", help="List the --set and --set-robust keys (defaults, which --algo reads each) and exit."
     ),
@@ -233,6 +239,8 @@ def train(
             "--sparsity": sparsity,
             "--prune-every": prune_every,
             "--burn-in": burn_in,
+            "--atla": atla,
+            "--set-atla": atla_options,
         }
         passed = [name for name, value in given.items() if value not in (None, [], False)]
         if passed:
@@ -274,6 +282,7 @@ def train(
             ppo=ppo_defaults_for(env, **ppo_overrides),
             robust=robust_config_for(algo, robust),
             prune=_prune_config(prune, sparsity, prune_every, burn_in),
+            atla=_atla_config(atla, atla_options),
         )
         config.validate()
         check_env_support(config)  # e.g. wocar-ppo on a discrete-action env: refused before the run directory exists
@@ -331,6 +340,24 @@ def _print_knobs() -> None:
         users = [name for name in ALGORITHMS if key in robust_knobs(name)]
         robust.add_row(key, json.dumps(value), ", ".join(users) or "-")
     console.print(robust)
+
+
+def _atla_config(adversary: str | None, pairs: list[str]) -> Any:
+    """``--atla sa-rl --set-atla fraction=0.25`` -> a validated AtlaConfig."""
+    from robustrl.config import AtlaConfig
+
+    known = {f.name for f in dataclasses.fields(AtlaConfig)} - {"adversary"}
+    if pairs and adversary is None:
+        raise InvalidArgumentError("--set-atla needs --atla ADVERSARY (sa-rl)")
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or key not in known:
+            raise InvalidArgumentError(f"--set-atla expects KEY=VALUE with KEY one of {sorted(known)}, got {pair!r}")
+        values[key] = _json_value(raw, "--set-atla", key, False)
+    config = AtlaConfig(adversary=adversary or "none", **values)
+    config.validate()
+    return config
 
 
 def _prune_config(strategy: str | None, sparsity: float | None, prune_every: int | None, burn_in: float | None) -> Any:

@@ -405,6 +405,31 @@ class PruneConfig:
             raise InvalidArgumentError(f"sparsity {self.sparsity:g} needs a pruning strategy (prune.strategy is none)")
 
 
+ATLA_ADVERSARIES = ("none", "sa-rl")
+
+
+@dataclass(frozen=True)
+class AtlaConfig:
+    """Alternating training with a learned adversary (robustrl.algos.atla; Zhang et al. 2021):
+    an SA-RL adversary trains against the agent, and perturbs the observations of a fraction of
+    the agent's rollout envs. Composes with every PPO-based method (``--algo``)."""
+
+    adversary: str = "none"  # "none" (off) or "sa-rl"
+    fraction: float = 0.5  # of the rollout envs the adversary perturbs (rounded up to whole envs: one of one)
+    agent_iterations: int = 10  # agent iterations per phase
+    adversary_iterations: int = 10  # adversary PPO iterations per phase (ATLA's 1:1 ratio)
+
+    def validate(self) -> None:
+        check_field_types(self, "atla.")
+        if self.adversary not in ATLA_ADVERSARIES:
+            raise InvalidArgumentError(f"atla.adversary must be one of {', '.join(ATLA_ADVERSARIES)}, got {self.adversary!r}")
+        if not 0.0 < self.fraction <= 1.0:
+            raise InvalidArgumentError(f"atla.fraction must be in (0, 1], got {self.fraction:g}")
+        for name in ("agent_iterations", "adversary_iterations"):
+            if getattr(self, name) < 1:
+                raise InvalidArgumentError(f"atla.{name} must be >= 1, got {getattr(self, name)}")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """A whole training run: what to train, where, for how long, and with which PPO knobs."""
@@ -419,6 +444,7 @@ class TrainConfig:
     ppo: PPOConfig = field(default_factory=PPOConfig)
     robust: RobustConfig = field(default_factory=RobustConfig)
     prune: PruneConfig = field(default_factory=PruneConfig)  # absent from older config.json: no pruning
+    atla: AtlaConfig = field(default_factory=AtlaConfig)  # absent from older config.json: off
 
     @property
     def steps_per_env(self) -> int:
@@ -433,8 +459,9 @@ class TrainConfig:
         self.ppo.validate()
         self.robust.validate()
         self.prune.validate()
+        self.atla.validate()
         for f in fields(self):
-            if f.name not in ("ppo", "robust", "prune"):
+            if f.name not in ("ppo", "robust", "prune", "atla"):
                 check_field_value(type(self), f.name, getattr(self, f.name))
         if self.total_steps < 1:
             raise InvalidArgumentError(f"total steps must be >= 1, got {self.total_steps}")
@@ -482,6 +509,12 @@ class TrainConfig:
         unknown = set(prune_data or {}) - {f.name for f in fields(PruneConfig)}
         if unknown:
             raise InvalidArgumentError(f"unknown prune config keys: {sorted(unknown)}")
+        atla_data = data.pop("atla", None)  # absent in runs written before ATLA
+        if atla_data is not None and not isinstance(atla_data, dict):
+            raise InvalidArgumentError(f"atla config must be an object, got {_describe(atla_data)}")
+        unknown = set(atla_data or {}) - {f.name for f in fields(AtlaConfig)}
+        if unknown:
+            raise InvalidArgumentError(f"unknown atla config keys: {sorted(unknown)}")
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
@@ -490,6 +523,7 @@ class TrainConfig:
             ppo=PPOConfig(**ppo_data),
             robust=RobustConfig(**robust_data),
             prune=PruneConfig(**(prune_data or {})),
+            atla=AtlaConfig(**(atla_data or {})),
             **data,
         )
 

@@ -822,6 +822,10 @@ def hooks_for(config: TrainConfig, extra: PPOHooks | None = None) -> PPOHooks:
         from robustrl.prune.callback import prune_callback_for
 
         hooks.callbacks.append(prune_callback_for(config))
+    if config.atla.adversary != "none":  # a learned adversary in the loop composes too (robustrl.algos.atla)
+        from robustrl.algos.atla import atla_callback_for
+
+        hooks.callbacks.append(atla_callback_for(config))
     if extra is None:
         return hooks
     for name in ("objective", "eps_schedule", "after_optimizer_step"):

@@ -238,6 +238,10 @@ class RolloutCollector:
         self.episodes = EpisodeBook(self.num_envs)
         self.global_step = 0
         self.obs: np.ndarray | None = None
+        # an adversary in the loop (robustrl.algos.atla): normalised observations of the envs in
+        # ``attacked_envs`` -> what the policy is shown instead (and trained on); None: clean rollouts
+        self.observation_attack: Callable[[Any], Any] | None = None
+        self.attacked_envs: np.ndarray | None = None
 
     def reset(self, seed: int) -> None:
         self.obs, _ = self.env.reset(seed=[seed + i for i in range(self.num_envs)])
@@ -253,9 +257,10 @@ class RolloutCollector:
             policy.normalizer.update(self.obs)
             if actor is not None:
                 obs = policy.normalizer(self.obs)  # numpy, the values policy.normalize wraps
+                obs = self._attacked(obs)
                 actions = policy.sample_from_output(actor(obs), std, self.rng)
             else:
-                obs = policy.normalize(self.obs)
+                obs = self._attacked(policy.normalize(self.obs))
                 actions = policy.sample(obs, self.rng)
             # blame the policy, not the env, when its own output is already broken
             require_finite(actions, f"action from the policy at step {self.global_step}: its parameters diverged")
@@ -274,6 +279,15 @@ class RolloutCollector:
             self.obs = next_obs
             self.global_step += num_envs
         return buffer.batch(self.obs, self.gamma, self.gae_lambda), finished
+
+    def _attacked(self, obs: Any) -> Any:
+        """``obs`` (normalised, numpy or torch) with the attacked envs' rows as the adversary shows them."""
+        if self.observation_attack is None or self.attacked_envs is None or not self.attacked_envs.any():
+            return obs
+        obs = obs.copy() if isinstance(obs, np.ndarray) else obs.clone()
+        rows = self.attacked_envs if isinstance(obs, np.ndarray) else torch.as_tensor(self.attacked_envs)
+        obs[rows] = self.observation_attack(obs[rows])
+        return obs
 
     def state_dict(self) -> dict[str, Any]:
         return {

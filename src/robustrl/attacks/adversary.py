@@ -79,8 +79,14 @@ class AdversaryVectorEnv(gym.vector.VectorEnv):
         self._obs: torch.Tensor | None = None
         # the victim is frozen: its actor runs in numpy on one copy of its weights (same actions
         # up to float rounding; ~4x cheaper than torch modules on a few rows: issue 16)
+        self.set_victim(victim)
+
+    def set_victim(self, victim: Any) -> None:
+        """Attack ``victim`` from the next step (ATLA refreshes the agent it trains against). Its
+        numpy actor is a copy of the weights now: call again after changing them."""
         from robustrl.threat.objectives import plain_mlp
 
+        self.victim = victim
         self._victim_actor = plain_mlp(victim, "actor")
 
     def reset(self, *, seed: Any = None, options: Any = None):

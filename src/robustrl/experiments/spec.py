@@ -10,6 +10,7 @@ A spec (see ``studies/smoke.yaml``)::
       bar-ppo-nog: {algo: bar-ppo, guidance: false}
       bar-ppo-5: {algo: bar-ppo, seeds: [0, 1, 2, 3, 4]}   # a method's own seeds (else the study's)
       bar-ppo-4m: {algo: bar-ppo, steps: 4000000}          # a method's own budget (else the study's)
+      bar-ppo-atla: {algo: bar-ppo, atla: {adversary: sa-rl}}  # a learned adversary in training (ATLA)
     envs: [Pendulum-v1]
     seeds: [0, 1]
     steps: 4096               # or a list: one more grid axis; null: the papers' budget per env (2M; Ant 10M)
@@ -133,10 +134,12 @@ def config_hash(config: Any) -> str:
     """First 10 hex digits of the SHA-256 of the config's canonical JSON, without the speed
     switches added after studies existed (``ppo.fast_rollout``: results equal up to float
     rounding), and without newer knobs at the value that means what their absence meant
-    (``ppo.learn_std: true``), so every existing study keeps its run names."""
+    (``ppo.learn_std: true``, ``atla`` off), so every existing study keeps its run names."""
     from robustrl.config import LEGACY_PPO_VALUES, MONITORING, SPEED_SWITCHES
 
     data = config.to_dict()
+    if data.get("atla", {}).get("adversary", "none") == "none":
+        data.pop("atla", None)  # off, as in every run before it existed: the same names
     if isinstance(data.get("ppo"), dict):
         data["ppo"] = {
             k: v for k, v in data["ppo"].items()
@@ -197,6 +200,7 @@ def parse_spec(data: dict[str, Any], where: str = "spec") -> StudySpec:
     """Validate ``data`` and expand its grid into runs."""
     from robustrl.algos import ALGORITHMS, robust_config_for, robust_knobs
     from robustrl.config import (
+        AtlaConfig,
         PPOConfig,
         PruneConfig,
         TrainConfig,
@@ -276,6 +280,7 @@ def parse_spec(data: dict[str, Any], where: str = "spec") -> StudySpec:
         if not method_steps:
             raise StudySpecError(f"methods.{label}.steps must name at least one budget")
         method_prune = {**prune_set, **_prune_mapping(settings.pop("prune", None), f"methods.{label}.prune", prune_fields)}
+        method_atla = _atla_mapping(settings.pop("atla", None), f"methods.{label}.atla")  # a learned adversary in training
         method_grid = settings.pop("grid", {}) or {}  # axes of this method only (added to, or replacing, the study's)
         if not isinstance(method_grid, dict):
             raise StudySpecError(f"methods.{label}.grid must be a mapping of knob -> list of values")
@@ -312,7 +317,7 @@ def parse_spec(data: dict[str, Any], where: str = "spec") -> StudySpec:
                 prune = _prune_config(pruning)
                 config = TrainConfig(
                     env_id=env, algo=algo, total_steps=total_steps, seed=seed, num_envs=num_envs, backend=backend,
-                    ppo=ppo_defaults_for(env, **overrides), robust=robust, prune=prune,
+                    ppo=ppo_defaults_for(env, **overrides), robust=robust, prune=prune, atla=AtlaConfig(**method_atla),
                 )  # fmt: skip
                 config.validate()
             except (InvalidArgumentError, TypeError) as error:
@@ -378,6 +383,21 @@ def _prune_mapping(value: Any, key: str, fields: set[str]) -> dict[str, Any]:
     unknown = sorted(set(value) - fields)
     if unknown:
         raise StudySpecError(f"{key}: unknown pruning knob(s) {unknown}; pruning knobs: {sorted(fields)}")
+    return dict(value)
+
+
+def _atla_mapping(value: Any, key: str) -> dict[str, Any]:
+    """A method's ``atla:`` entry (robustrl.algos.atla): e.g. ``{adversary: sa-rl, fraction: 0.5}``."""
+    from robustrl.config import AtlaConfig
+
+    if value is None:
+        return {}
+    fields = {f.name for f in dataclasses.fields(AtlaConfig)}
+    if not isinstance(value, dict):
+        raise StudySpecError(f"{key} must be a mapping of ATLA knob -> value, e.g. {{adversary: sa-rl}}; knobs: {sorted(fields)}")
+    unknown = sorted(set(value) - fields)
+    if unknown:
+        raise StudySpecError(f"{key}: unknown ATLA knob(s) {unknown}; ATLA knobs: {sorted(fields)}")
     return dict(value)
 
 
