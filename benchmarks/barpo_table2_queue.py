@@ -66,6 +66,8 @@ QUEUE = (
     Step("barpo_reliability", "studies/barpo_reliability.yaml", ("bar-ppo-nog",),
          "item 5: BARPO without guidance, 5 seeds (0-2 are barpo_hopper's), learned attacks on each (is guidance what breaks seeds?)",
          ("barpo_hopper",)),
+    Step("barpo_reliability", "studies/barpo_reliability.yaml", ("bar-ppo-k1-atla",),
+         "item 5: a learned SA-RL adversary in training (ATLA), 5 seeds, learned attacks on each"),
     Step("barpo_reliability", "studies/barpo_reliability.yaml", ("bar-ppo-k3",),
          "item 5: kappa 3 (guidance kept, the robust term weighted more), 5 seeds, learned attacks on each"),
     Step("barpo_hopper", "studies/barpo_hopper_kappa.yaml", (), "item 1: the Hopper kappa grid's last runs (ar-ppo-k1 s1 needs --retry-failed)"),
