@@ -91,15 +91,15 @@ def test_rollouts_show_the_attacked_envs_the_adversarys_perturbation_inside_the_
 def test_the_adversary_learns_to_lower_the_victims_return_and_the_agent_trains_on_what_it_saw():
     """SignGuess (tests/toy_envs.py: guess the sign of x, 5 steps; an adversary with eps > |x|
     flips the guess): phase by phase the adversary drives the agent's return down, from ~3.5 of 5
-    to ~1.85 after 3 phases of 2 iterations at seeds 0-2 (measured; 0.44-0.97 two phases later),
-    and the agent's rollouts show perturbed observations."""
+    to ~1.85 after 3 phases of 2 iterations (seeds 0-2 measured), and the agent's rollouts show
+    perturbed observations."""
     from toy_envs import SIGN_GUESS
 
     torch.manual_seed(0)
     config = TrainConfig(
         env_id=SIGN_GUESS, algo="ppo", total_steps=8 * 256, seed=0, num_envs=2, robust=RobustConfig(eps=1.5, eps_warmup_fraction=0.0),
         ppo=ppo_defaults_for(SIGN_GUESS, steps_per_iteration=256, num_minibatches=4, policy_lr=3e-3),
-        atla=AtlaConfig(adversary="sa-rl", agent_iterations=2, adversary_iterations=2),
+        atla=AtlaConfig(adversary="sa-rl", agent_iterations=2, adversary_iterations=2, curriculum_scale=1.0),
     )  # fmt: skip
     trainer = PPO(config, hooks_for(config))
     (atla,) = [c for c in trainer.hooks.callbacks if c.name == "atla"]
@@ -112,15 +112,22 @@ def test_the_adversary_learns_to_lower_the_victims_return_and_the_agent_trains_o
         return shown
 
     trainer.collector.observation_attack = recording
+    x = np.array([[0.7], [-0.2]], dtype=np.float32)
     while not trainer.done:
         stats = trainer.train_iteration()
         assert stats.metrics["atla_eps"] == 1.5
         if "atla_victim_return" in stats.metrics:
             victim_returns.append(stats.metrics["atla_victim_return"])
+            at_phase = trainer.policy.normalize(x)  # the agent the adversary just trained against
     trainer.close()
-    assert len(victim_returns) == 3  # phases after iterations 2, 4 and 6 (none after the last)
-    assert atla.adversary.iteration == 6
-    assert victim_returns[-1] < victim_returns[0] - 1.0, victim_returns
+    assert len(victim_returns) == 4  # phases after iterations 1 (eps > 0, never trained), 2, 4, 6 (none after the last)
+    assert atla.adversary.iteration == 8
+    # the adversary attacked the agent as it was: its weights and its observation normaliser
+    torch.testing.assert_close(atla.victim.normalize(x), at_phase)
+    assert trainer.policy.normalizer.stats.count > 100  # (a normaliser that saw data)
+    # the adversary takes > 1 of 5 off the agent (3.56 -> 1.88 by the third phase); the agent then
+    # adapts (2.77 at the fourth): ATLA's point
+    assert min(victim_returns[1:]) < victim_returns[0] - 1.0, victim_returns
     assert max(seen) > 0.5  # the agent's rollouts were perturbed
 
 
@@ -137,8 +144,9 @@ def test_the_adversary_rides_in_the_checkpoints_and_a_resumed_run_continues_with
     assert any(key.startswith("callback/atla/") for key in tensors)
     stopped_at = meta["iteration"]
     assert 2 <= stopped_at < 6
-    # a phase of 2 adversary iterations after every 2 agent iterations
-    assert meta["trainer"]["callbacks"]["atla"]["adversary"]["iteration"] == 2 * (stopped_at // 2)
+    # a phase of 2 adversary iterations after iteration 1 (eps 0.3 from the start) and after every 2
+    phases = 1 + len([i for i in range(2, stopped_at + 1, 2)])
+    assert meta["trainer"]["callbacks"]["atla"]["adversary"]["iteration"] == 2 * phases
     # the state a resume loads is the adversary that was saved
     trainer = PPO(config, hooks_for(config))
     trainer.load_state(tensors, meta, "test")
@@ -148,8 +156,49 @@ def test_the_adversary_rides_in_the_checkpoints_and_a_resumed_run_continues_with
     assert actor, sorted(tensors)[:8]
     for name, value in actor.items():
         torch.testing.assert_close(atla.adversary.policy.state_dict()[name], value)
-    assert atla.adversary.iteration == 2 * (stopped_at // 2) and atla.eps == 0.3
+    assert atla.eps == 0.3
+    x = np.array([[0.5, -0.5, 2.0]], dtype=np.float32)
+    torch.testing.assert_close(atla.victim.normalize(x), trainer.policy.normalize(x))  # the restored agent's
     trainer.close()
     result = train(resume=tmp_path / "run", handle_signals=False, progress=False)
     assert result.iterations == 6 and not result.interrupted
-    assert result.learner.hooks.callbacks[-1].adversary.iteration == 4  # phases after iterations 2 and 4
+    assert result.learner.hooks.callbacks[-1].adversary.iteration == 6  # phases after iterations 1, 2 and 4
+
+
+def test_eps_follows_the_runs_warm_up_and_the_adversary_trains_at_the_curriculums_radius():
+    """The rollouts' eps is the robust methods' schedule for the iteration about to run; the first
+    phase comes as soon as it is above 0; the adversary trains at 4x down to 1x eps over the first
+    half of the run (SA-RL's radius curriculum); closing the trainer closes the adversary's envs."""
+    from robustrl.algos.objectives.common import linear_eps_schedule
+
+    torch.manual_seed(0)
+    config = TrainConfig(
+        env_id=PENDULUM, algo="ppo", total_steps=8 * 256, seed=0, num_envs=2, ppo=ppo_defaults_for(PENDULUM, **TINY),
+        robust=RobustConfig(eps=0.2, eps_warmup_fraction=0.5), atla=AtlaConfig(adversary="sa-rl", agent_iterations=3, adversary_iterations=1),
+    )  # fmt: skip
+    trainer = PPO(config, hooks_for(config))
+    (atla,) = [c for c in trainer.hooks.callbacks if c.name == "atla"]
+    schedule = linear_eps_schedule(0.2, 0.5)
+    radii = []
+    original = atla._perturbation
+
+    def spying(eps):
+        radii.append(eps)
+        return original(eps)
+
+    atla._perturbation = spying
+    phases = []
+    while not trainer.done:
+        stats = trainer.train_iteration()
+        assert stats.metrics["atla_eps"] == pytest.approx(schedule(trainer.iteration, 8))  # the next iteration's
+        assert atla.eps == stats.metrics["atla_eps"]
+        if "atla_victim_return" in stats.metrics:
+            phases.append(trainer.iteration)
+    assert phases == [1, 3, 6]  # eps > 0 from iteration 1 on; then every 3; none after the last
+    # the radii the adversary trained at (rollout perturbations call it with eps itself)
+    trained = [atla.training_radius(schedule(i, 8), i / 8) for i in phases]
+    assert trained == pytest.approx([0.05 * (4 - 3 * 0.25), 0.15 * (4 - 3 * 0.75), 0.2])  # eps 0.05, 0.15, 0.2
+    assert all(any(r == pytest.approx(t) for r in radii) for t in trained)
+    env = atla.adversary.env.env
+    trainer.close()
+    assert env.closed

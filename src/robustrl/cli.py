@@ -203,7 +203,8 @@ def train(
         "observations of half the rollout envs at the run's eps (docs/methods.md)."),
     atla_options: list[str] = typer.Option(
         [], "--set-atla", help="--atla knob KEY=VALUE (repeatable): fraction (of the envs attacked, default 0.5), "
-        "agent_iterations and adversary_iterations (per phase, default 10 each)."),
+        "agent_iterations and adversary_iterations (per phase, default 10 each), curriculum_scale (4) and "
+        "curriculum_fraction (0.5: the adversary's radius curriculum)."),
     list_knobs: bool = typer.Option(
         False, "--list-knobs", help="List the --set and --set-robust keys (defaults, which --algo reads each) and exit."
     ),

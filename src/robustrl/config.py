@@ -418,6 +418,10 @@ class AtlaConfig:
     fraction: float = 0.5  # of the rollout envs the adversary perturbs (rounded up to whole envs: one of one)
     agent_iterations: int = 10  # agent iterations per phase
     adversary_iterations: int = 10  # adversary PPO iterations per phase (ATLA's 1:1 ratio)
+    # the adversary trains at curriculum_scale x eps, down to 1x over this fraction of the run
+    # (SA-RL's radius curriculum, robustrl.attacks.adversary); the rollouts are attacked at eps
+    curriculum_scale: float = 4.0
+    curriculum_fraction: float = 0.5
 
     def validate(self) -> None:
         check_field_types(self, "atla.")
@@ -428,6 +432,10 @@ class AtlaConfig:
         for name in ("agent_iterations", "adversary_iterations"):
             if getattr(self, name) < 1:
                 raise InvalidArgumentError(f"atla.{name} must be >= 1, got {getattr(self, name)}")
+        if not (math.isfinite(self.curriculum_scale) and self.curriculum_scale >= 1.0):
+            raise InvalidArgumentError(f"atla.curriculum_scale must be a number >= 1 (1 = none), got {self.curriculum_scale:g}")
+        if not 0.0 <= self.curriculum_fraction <= 1.0:
+            raise InvalidArgumentError(f"atla.curriculum_fraction must be in [0, 1], got {self.curriculum_fraction:g}")
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,9 @@ The loop, per phase of ``atla.agent_iterations`` agent iterations:
 
   1. the adversary's victim becomes a frozen copy of the agent (weights and normaliser);
   2. the adversary trains ``atla.adversary_iterations`` PPO iterations on the adversary MDP at the
-     run's current eps (the robust methods' warm-up; phases wait while eps is 0);
+     run's current eps (the robust methods' warm-up; phases wait while eps is 0; the first comes
+     as soon as eps is above 0), times SA-RL's radius curriculum (``curriculum_scale`` x down to
+     1x over the first ``curriculum_fraction`` of the run: see ``training_radius``);
   3. the agent collects its next rollouts with the adversary's mean action perturbing the
      normalised observations of the first ``ceil(atla.fraction * num_envs)`` envs (the rest stay
      clean, so natural return keeps a signal: our choice; ATLA's paper attacks every rollout).
@@ -25,7 +27,11 @@ saved in the run's checkpoints (``callback/atla/...``), so a run resumes with it
 snapshotted, so a resumed ATLA run is not bit-identical to an uninterrupted one.
 
 Cost: each phase adds ``adversary_iterations`` rollouts of the victim plus their updates, about as
-much as the agent's own iterations at the defaults (1:1, ATLA's ratio).
+much as the agent's own iterations at the defaults (1:1, ATLA's ratio). The adversary runs the env's
+reference PPO settings (2048-step iterations): ``num_envs`` must divide 2048.
+
+Plain PPO reads no robust knob, so PPO with ATLA runs at the env's default eps and warm-up (the
+CLI's --eps and a spec's set_robust eps are for the robust methods).
 """
 
 from __future__ import annotations
@@ -106,19 +112,38 @@ class LearnedAdversaryTraining(Callback):
     # ---- the phases -----------------------------------------------------------------------------
     def on_iteration(self, stats: Any, clock: Clock) -> None:
         next_eps = self.eps_schedule(clock.iteration, clock.num_iterations)
-        if clock.iteration % self.atla.agent_iterations == 0 and next_eps > 0 and clock.iteration < clock.num_iterations:
-            victim_returns = self._train_adversary(next_eps)
+        # a phase every agent_iterations, and the first as soon as eps is above 0 (the rollouts
+        # are not attacked by an adversary that never trained)
+        due = clock.iteration % self.atla.agent_iterations == 0 or self.adversary.iteration == 0
+        if due and next_eps > 0 and clock.iteration < clock.num_iterations:
+            victim_returns = self._train_adversary(next_eps, clock.fraction)
             stats.metrics["atla_victim_return"] = float(np.mean(victim_returns)) if victim_returns else math.nan
         self.eps = next_eps
         stats.metrics["atla_eps"] = next_eps
 
-    def _train_adversary(self, eps: float) -> list[float]:
-        """Steps 1-2: refresh the frozen victim, then train the adversary at ``eps``; returns the
-        victim's returns in the episodes that ended (the adversary's learning signal)."""
-        self.victim.load_state_dict(self.trainer.policy.state_dict())
+    def _refresh_victim(self) -> None:
+        """The adversary's victim becomes a frozen copy of the agent: weights and observation
+        normaliser (not in the state_dict), and the numpy actor the adversary env keeps."""
+        self.victim = copy.deepcopy(self.trainer.policy).eval()
+        self.adversary.env.set_victim(self.victim)
+
+    def training_radius(self, eps: float, fraction: float) -> float:
+        """The radius the adversary trains at: SA-RL's radius curriculum (robustrl.attacks.
+        adversary), from curriculum_scale * eps down to eps over the first curriculum_fraction of
+        the run. At Hopper's eps 0.075 an SA-RL adversary trained at eps alone learns nothing in 1M
+        steps, while directions learnt at a larger radius transfer (benchmarks/results/attacks.md);
+        the rollouts are attacked at eps, the threat model."""
+        a = self.atla
+        progress = min(1.0, fraction / a.curriculum_fraction) if a.curriculum_fraction > 0 else 1.0
+        return eps * (a.curriculum_scale + (1.0 - a.curriculum_scale) * progress)
+
+    def _train_adversary(self, eps: float, fraction: float) -> list[float]:
+        """Steps 1-2: refresh the frozen victim, then train the adversary at the curriculum's
+        radius for ``eps``; returns the victim's returns in the episodes that ended (the
+        adversary's learning signal)."""
+        self._refresh_victim()
         env = self.adversary.env
-        env.set_victim(self.victim)
-        env.perturbation = self._perturbation(eps)
+        env.perturbation = self._perturbation(self.training_radius(eps, fraction))
         returns: list[float] = []
         for _ in range(self.atla.adversary_iterations):
             if self.adversary.done:
@@ -127,6 +152,10 @@ class LearnedAdversaryTraining(Callback):
             returns += [-r for r in stats.episode_returns]  # the adversary's return is minus the victim's
         self.adversary.policy.eval()
         return returns
+
+    def close(self) -> None:
+        if self.adversary is not None:
+            self.adversary.close()
 
     # ---- checkpoints ----------------------------------------------------------------------------
     def state_tensors(self) -> dict[str, torch.Tensor]:
@@ -144,9 +173,7 @@ class LearnedAdversaryTraining(Callback):
         self.adversary.load_state(self._pending_tensors, state["adversary"], source="the checkpoint's ATLA adversary")
         self._pending_tensors = {}
         self.eps = float(state["eps"])
-        self.victim.load_state_dict(self.trainer.policy.state_dict())
-        self.adversary.env.set_victim(self.victim)
-        self.adversary.env.perturbation = self._perturbation(self.eps)
+        self._refresh_victim()  # the next phase sets the adversary env's radius
 
 
 def atla_callback_for(config: Any) -> LearnedAdversaryTraining | None:

@@ -81,6 +81,9 @@ class Callback:
     def on_iteration(self, stats: Any, clock: Clock) -> None:
         """After each training iteration."""
 
+    def close(self) -> None:
+        """When the trainer closes (e.g. envs of the callback's own)."""
+
     def state_tensors(self) -> dict[str, torch.Tensor]:
         return {}
 

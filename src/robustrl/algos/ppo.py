@@ -704,6 +704,8 @@ class PPO:
             self.train_iteration()
 
     def close(self) -> None:
+        for callback in self.hooks.callbacks:
+            callback.close()
         self.env.close()
 
     # ---- exact state, for checkpoints and resume ------------------------------------------------

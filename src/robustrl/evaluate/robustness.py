@@ -433,6 +433,9 @@ def _fitted_attack(name, eps, norm, policy, env_id, options, budget, attack_dir,
             # (SA-RL's grid), and a cached fit must still be found
             same_options = _effective_options(name, dataclasses.asdict(attack.options)) == _effective_options(name, options)
             if same_options and same_budget and same_ball:
+                # a partial state left beside a cached fit (cut between the cache's save and its
+                # removal, or of another budget) is of no use now
+                shutil.rmtree(attack_dir / f"{name}.partial", ignore_errors=True)
                 # the seconds its fit took when it was made (0 if not kept): a fit made ahead by a
                 # study's fit task (prefit) is priced as the fit it is
                 return attack, float(attack.fit_seconds or 0.0), True
