@@ -62,6 +62,14 @@ def test_a_study_method_takes_an_atla_entry_and_refuses_unknown_knobs():
     assert len({run.name for run in spec.runs}) == 2
     from robustrl.experiments.spec import StudySpecError
 
+    # with ATLA, plain PPO takes the radius and its warm-up (ATLA-PPO); without, it still refuses them
+    spec = parse_spec({**base, "set_robust": {"eps": 0.2, "eps_warmup_fraction": 0.1},
+                       "methods": {"ppo": {"algo": "ppo"}, "ppo-atla": {"algo": "ppo", "eps": 0.3, "atla": {"adversary": "sa-rl"}}}})  # fmt: skip
+    robust = {run.label: run.config.robust for run in spec.runs}
+    assert (robust["ppo-atla"].eps, robust["ppo-atla"].eps_warmup_fraction) == (0.3, 0.1)
+    assert (robust["ppo"].eps, robust["ppo"].eps_warmup_fraction) == (None, 0.75)
+    with pytest.raises(StudySpecError, match="ppo does not use eps"):
+        parse_spec({**base, "methods": {"ppo": {"algo": "ppo", "eps": 0.3}}})
     with pytest.raises(StudySpecError, match="unknown ATLA knob"):
         parse_spec({**base, "methods": {"x": {"algo": "ppo", "atla": {"adversary": "sa-rl", "every": 3}}}})
 

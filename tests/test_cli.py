@@ -170,6 +170,7 @@ TRAIN_BAD_INPUT = {
     "set-atla-without-atla": ["--env", ENV, *TINY, "--set-atla", "fraction=0.5"],
     "set-atla-unknown-key": ["--env", ENV, *TINY, "--atla", "sa-rl", "--set-atla", "ratio=2"],
     "set-atla-fraction-zero": ["--env", ENV, *TINY, "--atla", "sa-rl", "--set-atla", "fraction=0"],
+    "ppo-with-kappa-and-atla": ["--env", ENV, *TINY, "--atla", "sa-rl", "--kappa", "1"],  # ATLA reads eps, not kappa
     "steps-infinite": ["--env", ENV, "--steps", "inf", "--no-progress"],
 }
 

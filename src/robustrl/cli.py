@@ -281,7 +281,7 @@ def train(
             backend=backend,
             checkpoint_every=checkpoint_every or 50,
             ppo=ppo_defaults_for(env, **ppo_overrides),
-            robust=robust_config_for(algo, robust),
+            robust=robust_config_for(algo, robust, atla=atla is not None),
             prune=_prune_config(prune, sparsity, prune_every, burn_in),
             atla=_atla_config(atla, atla_options),
         )

@@ -51,10 +51,14 @@ def robust_knobs(algo: str) -> tuple[str, ...]:
     return tuple(getattr(cls, "knobs", ())) if cls is not None else ()
 
 
-def robust_config_for(algo: str, options: dict[str, Any]) -> RobustConfig:
+ATLA_KNOBS = ("eps", "norm", "eps_warmup_fraction")  # what robustrl.algos.atla reads of the robust config
+
+
+def robust_config_for(algo: str, options: dict[str, Any], atla: bool = False) -> RobustConfig:
     """A validated :class:`RobustConfig` from ``options`` (field -> value), refusing the fields
-    ``algo`` does not read: a knob the method would ignore is an error, not a silent no-op."""
-    knobs = robust_knobs(algo)
+    ``algo`` does not read: a knob the method would ignore is an error, not a silent no-op.
+    ``atla``: a learned adversary in the loop reads the radius and its warm-up too (PPO + ATLA)."""
+    knobs = tuple(dict.fromkeys(robust_knobs(algo) + (ATLA_KNOBS if atla else ())))
     unknown = sorted(set(options) - {f.name for f in dataclasses.fields(RobustConfig)})
     if unknown:
         raise InvalidArgumentError(f"unknown robust option(s) {unknown}; see `robustrl train --list-knobs`")

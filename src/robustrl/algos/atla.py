@@ -30,8 +30,8 @@ Cost: each phase adds ``adversary_iterations`` rollouts of the victim plus their
 much as the agent's own iterations at the defaults (1:1, ATLA's ratio). The adversary runs the env's
 reference PPO settings (2048-step iterations): ``num_envs`` must divide 2048.
 
-Plain PPO reads no robust knob, so PPO with ATLA runs at the env's default eps and warm-up (the
-CLI's --eps and a spec's set_robust eps are for the robust methods).
+With ATLA every method, plain PPO included, takes ``eps``, ``norm`` and ``eps_warmup_fraction``
+(``robustrl.algos.ATLA_KNOBS``): ``robustrl train --algo ppo --atla sa-rl --eps 0.075`` is ATLA-PPO.
 """
 
 from __future__ import annotations

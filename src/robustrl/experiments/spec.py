@@ -198,7 +198,7 @@ def _count(value: Any, key: str) -> int:
 
 def parse_spec(data: dict[str, Any], where: str = "spec") -> StudySpec:
     """Validate ``data`` and expand its grid into runs."""
-    from robustrl.algos import ALGORITHMS, robust_config_for, robust_knobs
+    from robustrl.algos import ALGORITHMS, ATLA_KNOBS, robust_config_for, robust_knobs
     from robustrl.config import (
         AtlaConfig,
         PPOConfig,
@@ -294,7 +294,8 @@ def parse_spec(data: dict[str, Any], where: str = "spec") -> StudySpec:
             raise StudySpecError(
                 f"methods.{label}.algo: unknown algorithm {algo!r}; available: {', '.join(ALGORITHMS)}"
             )
-        knobs = set(robust_knobs(algo))
+        # a learned adversary in the loop reads the radius and its warm-up, whatever the method
+        knobs = set(robust_knobs(algo)) | (set(ATLA_KNOBS) if method_atla.get("adversary", "none") != "none" else set())
         bad = sorted(set(settings) - robust_fields)
         if bad:
             raise StudySpecError(
@@ -312,7 +313,7 @@ def parse_spec(data: dict[str, Any], where: str = "spec") -> StudySpec:
             if total_steps is None:
                 total_steps = default_total_steps(env)
             try:
-                robust = robust_config_for(algo, options)
+                robust = robust_config_for(algo, options, atla=method_atla.get("adversary", "none") != "none")
                 overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in {**ppo_set, **method_set}.items()}
                 prune = _prune_config(pruning)
                 config = TrainConfig(
