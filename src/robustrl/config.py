@@ -511,18 +511,8 @@ class TrainConfig:
         unknown = set(robust_data) - {f.name for f in fields(RobustConfig)}
         if unknown:
             raise InvalidArgumentError(f"unknown robust config keys: {sorted(unknown)}")
-        prune_data = data.pop("prune", None)  # absent in runs written before pruning
-        if prune_data is not None and not isinstance(prune_data, dict):
-            raise InvalidArgumentError(f"prune config must be an object, got {_describe(prune_data)}")
-        unknown = set(prune_data or {}) - {f.name for f in fields(PruneConfig)}
-        if unknown:
-            raise InvalidArgumentError(f"unknown prune config keys: {sorted(unknown)}")
-        atla_data = data.pop("atla", None)  # absent in runs written before ATLA
-        if atla_data is not None and not isinstance(atla_data, dict):
-            raise InvalidArgumentError(f"atla config must be an object, got {_describe(atla_data)}")
-        unknown = set(atla_data or {}) - {f.name for f in fields(AtlaConfig)}
-        if unknown:
-            raise InvalidArgumentError(f"unknown atla config keys: {sorted(unknown)}")
+        prune_data = _section(data.pop("prune", None), "prune", PruneConfig)  # absent in runs written before pruning
+        atla_data = _section(data.pop("atla", None), "atla", AtlaConfig)  # absent in runs written before ATLA
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
@@ -530,14 +520,27 @@ class TrainConfig:
         return cls(
             ppo=PPOConfig(**ppo_data),
             robust=RobustConfig(**robust_data),
-            prune=PruneConfig(**(prune_data or {})),
-            atla=AtlaConfig(**(atla_data or {})),
+            prune=PruneConfig(**prune_data),
+            atla=AtlaConfig(**atla_data),
             **data,
         )
 
     @classmethod
     def from_json(cls, text: str) -> TrainConfig:
         return cls.from_dict(json.loads(text))
+
+
+def _section(value: Any, name: str, cls: type) -> dict[str, Any]:
+    """An optional config section of a saved config (``prune``, ``atla``): an object of ``cls``'s
+    fields, or absent (None: the defaults, as in runs written before the section existed)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidArgumentError(f"{name} config must be an object, got {_describe(value)}")
+    unknown = set(value) - {f.name for f in fields(cls)}
+    if unknown:
+        raise InvalidArgumentError(f"unknown {name} config keys: {sorted(unknown)}")
+    return dict(value)
 
 
 BACKENDS = ("gymnasium", "envpool")

@@ -376,30 +376,27 @@ def _split_grid(
     return robust, prune
 
 
-def _prune_mapping(value: Any, key: str, fields: set[str]) -> dict[str, Any]:
+def _knob_mapping(value: Any, key: str, fields: set[str], what: str, example: str) -> dict[str, Any]:
+    """A spec's mapping of ``what`` knobs (pruning, ATLA) -> value, its keys checked."""
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise StudySpecError(f"{key} must be a mapping of pruning knob -> value, e.g. {{strategy: magnitude, sparsity: 0.5}}")
+        raise StudySpecError(f"{key} must be a mapping of {what} knob -> value, e.g. {example}")
     unknown = sorted(set(value) - fields)
     if unknown:
-        raise StudySpecError(f"{key}: unknown pruning knob(s) {unknown}; pruning knobs: {sorted(fields)}")
+        raise StudySpecError(f"{key}: unknown {what} knob(s) {unknown}; {what} knobs: {sorted(fields)}")
     return dict(value)
+
+
+def _prune_mapping(value: Any, key: str, fields: set[str]) -> dict[str, Any]:
+    return _knob_mapping(value, key, fields, "pruning", "{strategy: magnitude, sparsity: 0.5}")
 
 
 def _atla_mapping(value: Any, key: str) -> dict[str, Any]:
     """A method's ``atla:`` entry (robustrl.algos.atla): e.g. ``{adversary: sa-rl, fraction: 0.5}``."""
     from robustrl.config import AtlaConfig
 
-    if value is None:
-        return {}
-    fields = {f.name for f in dataclasses.fields(AtlaConfig)}
-    if not isinstance(value, dict):
-        raise StudySpecError(f"{key} must be a mapping of ATLA knob -> value, e.g. {{adversary: sa-rl}}; knobs: {sorted(fields)}")
-    unknown = sorted(set(value) - fields)
-    if unknown:
-        raise StudySpecError(f"{key}: unknown ATLA knob(s) {unknown}; ATLA knobs: {sorted(fields)}")
-    return dict(value)
+    return _knob_mapping(value, key, {f.name for f in dataclasses.fields(AtlaConfig)}, "ATLA", "{adversary: sa-rl}")
 
 
 def _prune_config(values: dict[str, Any]) -> Any:
