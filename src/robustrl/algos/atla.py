@@ -91,10 +91,11 @@ class LearnedAdversaryTraining(Callback):
         trainer.collector.attacked_envs = attacked
 
     def _perturbation(self, eps: float):
-        """SA-RL's map from the adversary's action in [-1, 1]^d to the observation it shows:
-        s + eps * a, projected onto the ball (robustrl.attacks.sa_rl)."""
+        """SA-RL's perturbation (robustrl.attacks.sa_rl) at radius ``eps``."""
+        from robustrl.attacks.sa_rl import sa_rl_perturbation
+
         ball = Ball(eps, self.norm)
-        return lambda obs, action: ball.project(obs + ball.eps * action.clamp(-1.0, 1.0), obs)
+        return lambda obs, action: sa_rl_perturbation(obs, action, ball)
 
     # ---- the rollouts ---------------------------------------------------------------------------
     @torch.no_grad()

@@ -134,7 +134,7 @@ class FitCheckpoint:
     resumed_at: int | None = None  # the env step it resumed from (None: started afresh)
     curve: list[list[float]] = dataclasses.field(default_factory=list)  # (env steps, victim return) so far
 
-    def _load(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
+    def load(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
         if not self.path.with_suffix(".json").is_file():
             return None
         try:
@@ -186,7 +186,7 @@ def train_adversary(
     from robustrl.algos.ppo import PPO, PPOHooks
 
     start = time.perf_counter()
-    saved = checkpoint._load() if checkpoint is not None else None
+    saved = checkpoint.load() if checkpoint is not None else None
     if checkpoint is not None and saved is not None:
         checkpoint.seconds_before = float(saved[1].get("fit_seconds_so_far", 0.0))
         checkpoint.curve = [list(point) for point in saved[1].get("victim_curve", [])]

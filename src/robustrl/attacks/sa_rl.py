@@ -12,6 +12,12 @@ from robustrl.attacks.base import register
 from robustrl.threat import Ball
 
 
+def sa_rl_perturbation(obs: torch.Tensor, action: torch.Tensor, ball: Ball) -> torch.Tensor:
+    """SA-RL's map from the adversary's action in [-1, 1]^d to the observation it shows:
+    s + eps * hardtanh(a), projected onto ``ball`` (also ATLA's, robustrl.algos.atla)."""
+    return ball.project(obs + ball.eps * action.clamp(-1.0, 1.0), obs)
+
+
 @register
 class SARLAttack(LearnedAdversaryAttack):
     """The adversary's action a in [-1, 1]^d (d = observation size) is the perturbation itself:
@@ -39,5 +45,4 @@ class SARLAttack(LearnedAdversaryAttack):
         return self.policy.obs_dim
 
     def perturbation_from_action(self, obs: torch.Tensor, action: torch.Tensor, ball: Ball | None = None) -> torch.Tensor:
-        ball = ball or self.ball
-        return ball.project(obs + ball.eps * action.clamp(-1.0, 1.0), obs)
+        return sa_rl_perturbation(obs, action, ball or self.ball)
