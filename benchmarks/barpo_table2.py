@@ -375,6 +375,15 @@ def _steps(value: Any) -> str:
     return ", ".join("the paper's" if v is None else budget_label(int(v)) for v in values)
 
 
+def _knob_value(value: Any) -> str:
+    """A spec knob for a table cell: a section such as ``atla: {adversary: sa-rl, fraction: 0.25}``
+    reads "sa-rl, fraction 0.25" (its first key is the choice, the rest its options)."""
+    if isinstance(value, dict):
+        items = list(value.items())
+        return ", ".join(str(v) if i == 0 else f"{k} {v}" for i, (k, v) in enumerate(items))
+    return str(value)
+
+
 def paper_ablations(env: str, median: pd.DataFrame, settings: dict[str, dict[str, dict]]) -> list[str]:
     """Our guided BAR-PPO median agents beside the paper's ablations at the same setting: Table 8
     where only kappa differs from our defaults; Table 9 where the inner steps do (at step size
@@ -407,7 +416,7 @@ def paper_ablations(env: str, median: pd.DataFrame, settings: dict[str, dict[str
                        and not (k == "guidance" and method[k] is True))  # fmt: skip
         setting = f"kappa {kappa:g}" + (f", {steps} inner steps" if steps != default.inner_steps else "")
         setting += f", step size {multiple:g} eps/steps" if not math.isclose(multiple, 1.0) else ""
-        setting += "".join(f", {_steps(method[k])} steps" if k == "steps" else f", {k} {method[k]}" for k in knobs)
+        setting += "".join(f", {_steps(method[k])} steps" if k == "steps" else f", {k} {_knob_value(method[k])}" for k in knobs)
         cheap_worst = min((row[c] for c in cheap if not pd.isna(row[c])), default=math.nan)
         paper, source, ours = None, "", f"{_cell(row['natural'])} / {_cell(row['worst'])}"
         if not knobs and math.isclose(multiple, 1.0) and steps == default.inner_steps:

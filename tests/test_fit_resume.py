@@ -93,6 +93,15 @@ def test_a_saved_state_of_another_fit_or_a_damaged_one_is_not_resumed(iterations
             _attack(seed=other.get("seed", 3)).fit(other.get("victim", victim), PENDULUM, budget=other.get("budget", BUDGET),
                                                    progress=_cut_after(ITERATION), resume_dir=partial)  # fmt: skip
         assert iterations["n"] == 1, other  # started from the first iteration
+    # the same identity, but saved under other PPO defaults (another robustrl): not resumed
+    stem = partial / "candidate0.json"
+    meta = json.loads(stem.read_text())
+    meta["config"]["ppo"]["policy_lr"] *= 2
+    stem.write_text(json.dumps(meta))
+    iterations["n"] = 0
+    with pytest.warns(UserWarning, match="another adversary configuration"), pytest.raises(KeyboardInterrupt):
+        _attack().fit(victim, PENDULUM, budget=BUDGET, progress=_cut_after(ITERATION), resume_dir=partial)
+    assert iterations["n"] == 1
     (partial / "candidate0.safetensors").write_bytes(b"not a checkpoint")
     iterations["n"] = 0
     with pytest.warns(UserWarning, match="trains from the start"):

@@ -62,6 +62,7 @@ class LearnedAdversaryTraining(Callback):
         self.adversary: Any = None  # the adversary's PPO trainer (its policy: .policy)
         self.victim: Any = None
         self._pending_tensors: dict[str, torch.Tensor] = {}
+        self._state_for_json: tuple[dict[str, torch.Tensor], dict[str, Any]] | None = None
 
     # ---- building -------------------------------------------------------------------------------
     def bind(self, trainer: Any) -> None:
@@ -160,10 +161,15 @@ class LearnedAdversaryTraining(Callback):
 
     # ---- checkpoints ----------------------------------------------------------------------------
     def state_tensors(self) -> dict[str, torch.Tensor]:
-        return self.adversary.state()[0]
+        # PPO.state asks for the tensors, then the JSON half: one adversary.state() serves both
+        # (it snapshots the adversary's envs); state_json takes it and drops it, so a later
+        # checkpoint never reads a stale one.
+        self._state_for_json = self.adversary.state()
+        return self._state_for_json[0]
 
     def state_json(self) -> dict[str, Any]:
-        return {"eps": self.eps, "adversary": self.adversary.state()[1]}
+        state, self._state_for_json = self._state_for_json or self.adversary.state(), None
+        return {"eps": self.eps, "adversary": state[1]}
 
     def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
         self._pending_tensors = dict(tensors)  # used with the JSON half (PPO loads tensors first)

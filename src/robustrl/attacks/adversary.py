@@ -186,7 +186,22 @@ def train_adversary(
     from robustrl.algos.ppo import PPO, PPOHooks
 
     start = time.perf_counter()
+    total_steps = adversary_steps(env_id, ppo_overrides, total_steps)
+    # the fast configuration's compiled update and EnvPool envs, for budgets that earn them back
+    fast = fast_settings(env_id, total_steps)[0]
+    ppo_overrides = {"compile": fast["compile"], **ppo_overrides}
+    backend = backend or fast["backend"]
+    ppo = ppo_defaults_for(env_id, **ppo_overrides)
+    config = TrainConfig(
+        env_id=env_id, algo="adversary", total_steps=total_steps, seed=seed, num_envs=num_envs, ppo=ppo
+    )
     saved = checkpoint.load() if checkpoint is not None else None
+    if saved is not None and saved[1].get("config") != _as_json(config.to_dict()):
+        # the identity holds the caller's overrides; the defaults they fill in may have changed
+        # since the save (another robustrl): that state belongs to another training, start afresh
+        warnings.warn(f"{checkpoint.path}: saved with another adversary configuration; the adversary trains from the start",
+                      stacklevel=2)  # fmt: skip
+        saved = None
     if checkpoint is not None and saved is not None:
         checkpoint.seconds_before = float(saved[1].get("fit_seconds_so_far", 0.0))
         checkpoint.curve = [list(point) for point in saved[1].get("victim_curve", [])]
@@ -198,15 +213,6 @@ def train_adversary(
             adversary.env_id = env_id
             return adversary.eval()
 
-    total_steps = adversary_steps(env_id, ppo_overrides, total_steps)
-    # the fast configuration's compiled update and EnvPool envs, for budgets that earn them back
-    fast = fast_settings(env_id, total_steps)[0]
-    ppo_overrides = {"compile": fast["compile"], **ppo_overrides}
-    backend = backend or fast["backend"]
-    ppo = ppo_defaults_for(env_id, **ppo_overrides)
-    config = TrainConfig(
-        env_id=env_id, algo="adversary", total_steps=total_steps, seed=seed, num_envs=num_envs, ppo=ppo
-    )
     env = AdversaryVectorEnv(
         victim, env_id, num_envs, seed, action_dim, curriculum(0.0) if curriculum else perturbation, backend
     )
