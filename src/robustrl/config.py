@@ -96,6 +96,8 @@ def check_field_types(instance: Any, prefix: str = "") -> None:
 # lacking them meant (TrainConfig.from_dict fills them in; a new config gets the field default).
 # Speed switches among them stay out of study run names (robustrl.experiments.spec.config_hash).
 LEGACY_PPO_VALUES: dict[str, Any] = {"fast_rollout": False, "fast_inner": False, "learn_std": True}
+# Robust knobs newer than the studies, at the value that means what their absence meant.
+LEGACY_ROBUST_VALUES: dict[str, Any] = {"guidance_until": 1.0}
 # The speed switches among them (results equal up to float rounding): never part of a run's name.
 SPEED_SWITCHES = ("fast_rollout", "fast_inner", "skip_guards")
 # What a run reports besides training, not how it trains (the same agent with or without): never
@@ -299,6 +301,10 @@ class RobustConfig:
     eps_warmup_fraction: float = 0.75
     kappa: float = 0.3  # robustness weight; BAR-PPO grid {0.1, 0.3, 1.0}
     guidance: bool = True  # False: the robust term alone ("ARPO", "BARPO w/o g")
+    # Guidance for the first fraction of the iterations only, then the robust term alone (1.0: the
+    # whole run, the papers' setting). Not in the papers: issue 17's reliability question (guided
+    # BAR-PPO seeds break under learned attacks, unguided ones did not, but lose natural return).
+    guidance_until: float = 1.0
     inner_steps: int = 10  # solver iterations (BARPO App. F.3)
     inner_step_size: float | None = None  # None = eps / inner_steps
     temperature: float = 1e-5  # SGLD beta
@@ -320,6 +326,10 @@ class RobustConfig:
             raise InvalidArgumentError(f"robust.norm must be 'inf' or '2', got {self.norm!r}")
         if self.eps is not None and (not math.isfinite(self.eps) or self.eps < 0):
             raise InvalidArgumentError(f"robust.eps must be a finite number >= 0, got {self.eps}")
+        if not 0.0 < self.guidance_until <= 1.0:
+            raise InvalidArgumentError(f"robust.guidance_until must be in (0, 1], got {self.guidance_until}")
+        if self.guidance_until < 1.0 and not self.guidance:
+            raise InvalidArgumentError("robust.guidance_until < 1 ends guidance early, but guidance is off (--no-guidance)")
         if not 0.0 <= self.eps_warmup_fraction <= 1.0:
             raise InvalidArgumentError(f"robust.eps_warmup_fraction must be in [0, 1], got {self.eps_warmup_fraction}")
         if not (math.isfinite(self.kappa) and self.kappa >= 0):

@@ -652,6 +652,12 @@ class PPO:
             self.optimizer.param_groups[0]["lr"] = cfg.policy_lr * fraction
             self.optimizer.param_groups[1]["lr"] = cfg.value_lr * fraction
         eps = self.hooks.eps_schedule(self.iteration, self.num_iterations) if self.hooks.eps_schedule else 0.0
+        objective = self.hooks.objective
+        if objective is not None and hasattr(objective, "guidance_at"):
+            guided = objective.guidance_at(self.iteration, self.num_iterations)
+            if guided != objective.guidance:  # robust.guidance_until: the term alone from here on
+                objective.guidance = guided
+                self._compiled_steps = None  # the compiled step read the old value as a constant
         start = time.perf_counter()
         batch, finished = self.collect_rollout()
         rollout_seconds = time.perf_counter() - start
@@ -711,7 +717,10 @@ class PPO:
     # ---- exact state, for checkpoints and resume ------------------------------------------------
     def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """Everything a resume needs: tensors (policy, optimiser, scalers, objective and callback
-        state) and JSON metadata (counters, random streams, the envs' mid-episode state)."""
+        state) and JSON metadata (counters, random streams, the envs' mid-episode state). A
+        snapshot: the tensors are copies, so training on after the call leaves them as they were
+        (the optimiser's state is updated in place, and Adam.load_state_dict keeps the tensors it
+        is given: a second trainer loaded from live tensors would share its moments)."""
         tensors = policy_tensors(self.policy)
         optimizer_state = self.optimizer.state_dict()
         for index, parameter_state in optimizer_state["state"].items():
@@ -744,7 +753,7 @@ class PPO:
             "global_step": self.global_step,
             "trainer": trainer,
         }
-        return tensors, meta
+        return {key: value.detach().clone() for key, value in tensors.items()}, meta
 
     def load_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any], source: str) -> bool:
         """Restore :meth:`state`. Returns False if the envs could not be restored exactly (they

@@ -23,7 +23,7 @@ from robustrl.threat import pgd
 
 
 class ARPPO(RobustObjective):
-    knobs = (*RobustObjective.knobs, "guidance")
+    knobs = (*RobustObjective.knobs, "guidance", "guidance_until")
     pure_iteration_loss = True  # L(theta; s_hat) with s_hat fixed: ppo.compile can trace it
     pure_minibatch_loss = True  # solved before each compiled step (presolve), as BAR-PPO's
 

@@ -29,7 +29,7 @@ from robustrl.threat import sgld
 
 
 class BARPPO(RobustObjective):
-    knobs = (*RobustObjective.knobs, "guidance", "temperature")
+    knobs = (*RobustObjective.knobs, "guidance", "guidance_until", "temperature")
     pure_iteration_loss = True  # L(theta; s_hat) with s_hat fixed: ppo.compile can trace it
     pure_minibatch_loss = True  # the inner KL reads no advantage: solved before each compiled step
 

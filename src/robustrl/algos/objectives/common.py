@@ -123,6 +123,12 @@ class RobustObjective(ABC):
         the eager path computes inside the loss; the same solver draws in the same order)."""
         minibatch.extras["obs_hat"] = self.solve_inner(minibatch, policy, eps).detach()
 
+    def guidance_at(self, iteration: int, num_iterations: int) -> bool:
+        """Whether iteration ``iteration`` of ``num_iterations`` minimises PPO loss + kappa * term
+        (guidance) or the term alone: guidance as configured, ended after the first
+        ``guidance_until`` of the iterations (1.0: never ended)."""
+        return self.guidance and iteration < round(self.robust.guidance_until * num_iterations)
+
     def ball(self, eps: float) -> Ball:
         return Ball(eps, self.robust.norm)
 
