@@ -273,18 +273,23 @@ def settings_tried(env: str, median: pd.DataFrame, reliability: pd.DataFrame) ->
 GUIDED_ALGOS = ("ar-ppo", "bar-ppo")  # the methods with SPO guidance to drop (``--no-guidance``)
 
 
-def run_methods(study: Path, saved: dict | None = None) -> dict[str, tuple[str, bool]]:
+def run_methods(study: Path, saved: dict | None = None) -> dict[str, tuple[str, bool | None]]:
     """Each run of ``study`` -> (algo, guidance) from the config it trained with (study.json), not
-    from its spec label: grid axes extend labels, and a study-wide knob sets guidance too."""
+    from its spec label: grid axes extend labels, and a study-wide knob sets guidance too. Guidance
+    None: guided for the first part of the run only (``robust.guidance_until`` < 1)."""
     saved = saved if saved is not None else json.loads((study / "study.json").read_text())
     methods = {}
     for name, run in saved.get("runs", {}).items():
         config = run.get("config", {})
-        methods[name] = (str(config.get("algo")), bool((config.get("robust") or {}).get("guidance", True)))
+        robust = config.get("robust") or {}
+        guided: bool | None = bool(robust.get("guidance", True))
+        if guided and float(robust.get("guidance_until", 1.0)) < 1.0:
+            guided = None  # guided for part of the run only: neither group of the pooled comparison
+        methods[name] = (str(config.get("algo")), guided)
     return methods
 
 
-def guidance_pooled(env: str, per_run: pd.DataFrame, methods: dict[str, tuple[str, bool]]) -> list[str]:
+def guidance_pooled(env: str, per_run: pd.DataFrame, methods: dict[str, tuple[str, bool | None]]) -> list[str]:
     """Does SPO guidance (the PPO loss beside kappa * L_bar, BARPO paper Sec. 5) go with the seeds a
     learned attack breaks? Every AR-PPO and BAR-PPO agent of ``env`` that SA-RL or PA-AD ran on,
     pooled over studies and settings by algorithm and guidance (``methods``: run name -> (algo,
@@ -306,7 +311,7 @@ def guidance_pooled(env: str, per_run: pd.DataFrame, methods: dict[str, tuple[st
         raise ValueError(f"guidance_pooled: no training config for run(s) {', '.join(unknown)}")
     rows["algo"] = [methods[run][0] for run in rows["run"]]
     rows["guided"] = [methods[run][1] for run in rows["run"]]
-    rows = rows[rows["algo"].isin(GUIDED_ALGOS)]
+    rows = rows[rows["algo"].isin(GUIDED_ALGOS) & rows["guided"].notna()]  # partial guidance: in neither group
     if not (rows.groupby("algo")["guided"].nunique() == 2).any():
         return []  # nothing to set side by side
     rows["ratio"] = rows[learned].min(axis=1) / rows["natural"].abs()

@@ -270,9 +270,11 @@ def test_guidance_is_pooled_over_studies_with_each_agent_once_at_its_lowest_lear
         row("reliability", "bar-nog-s1", -200.0, -90.0, 300.0),  # a negative natural: the ratio over |natural|
         row("reliability", "bar-nog-s2", 2500.0, None, None),  # not attacked yet
         row("grid", "ppo-s0", 3000.0, 100.0, 200.0),  # no guidance to drop: left out
+        row("reliability", "bar-g75-s0", 3600.0, 100.0, 200.0),  # guided for part of the run: left out
     ])  # fmt: skip
     methods = {**{f"bar-k1-s{s}": ("bar-ppo", True) for s in range(4)},
-               **{f"bar-nog-s{s}": ("bar-ppo", False) for s in range(3)}, "ppo-s0": ("ppo", True)}  # fmt: skip
+               **{f"bar-nog-s{s}": ("bar-ppo", False) for s in range(3)}, "ppo-s0": ("ppo", True),
+               "bar-g75-s0": ("bar-ppo", None)}  # fmt: skip
     lines = table2.guidance_pooled("Hopper-v5", per_run, methods)
     rows = [line for line in lines if line.startswith("| bar-ppo") or line.startswith("| ppo")]
     assert len(rows) == 2
@@ -301,5 +303,7 @@ def test_run_methods_reads_algo_and_guidance_from_each_runs_config(tmp_path):
     (tmp_path / "study.json").write_text(json.dumps({"runs": {
         "a": {"label": "bar-ppo-k1", "config": {"algo": "bar-ppo", "robust": {"guidance": True}}},
         "b": {"label": "bar-ppo-nog", "config": {"algo": "bar-ppo", "robust": {"guidance": False}}},
-        "c": {"label": "ppo", "config": {"algo": "ppo"}}}}))  # fmt: skip
-    assert table2.run_methods(tmp_path) == {"a": ("bar-ppo", True), "b": ("bar-ppo", False), "c": ("ppo", True)}
+        "c": {"label": "ppo", "config": {"algo": "ppo"}},
+        "d": {"label": "bar-ppo-g75", "config": {"algo": "bar-ppo", "robust": {"guidance": True, "guidance_until": 0.75}}}}}))  # fmt: skip
+    # d was guided for part of its run only: in neither group of the pooled comparison
+    assert table2.run_methods(tmp_path) == {"a": ("bar-ppo", True), "b": ("bar-ppo", False), "c": ("ppo", True), "d": ("bar-ppo", None)}
