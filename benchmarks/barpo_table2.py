@@ -500,7 +500,7 @@ def main() -> None:
     pending: dict[str, list[str]] = {}
     paper_names: dict[str, dict[str, str]] = {}  # study -> label -> the paper's name of the method
     settings: dict[str, dict[str, dict]] = {}  # study -> label -> the spec's method entry
-    trained_as: dict[str, tuple[str, bool]] = {}  # run -> (algo, guidance) it trained with
+    trained_as: dict[str, tuple[str, bool | None]] = {}  # run -> (algo, guidance; None: partly) it trained with
     for study in args.studies:
         saved = json.loads((study / "study.json").read_text())  # read once: its name and its spec's methods
         name = saved["name"]

@@ -93,9 +93,20 @@ def test_a_saved_state_of_another_fit_or_a_damaged_one_is_not_resumed(iterations
             _attack(seed=other.get("seed", 3)).fit(other.get("victim", victim), PENDULUM, budget=other.get("budget", BUDGET),
                                                    progress=_cut_after(ITERATION), resume_dir=partial)  # fmt: skip
         assert iterations["n"] == 1, other  # started from the first iteration
-    # the same identity, but saved under other PPO defaults (another robustrl): not resumed
+    # saved by an older robustrl (no robust.guidance_until yet) on a machine without a C++ compiler
+    # (compile off): the same training, resumed
     stem = partial / "candidate0.json"
     meta = json.loads(stem.read_text())
+    legacy = json.loads(json.dumps(meta))
+    legacy["config"]["robust"].pop("guidance_until")
+    legacy["config"]["ppo"]["compile"] = not legacy["config"]["ppo"]["compile"]
+    stem.write_text(json.dumps(legacy))
+    iterations["n"] = 0
+    with pytest.raises(KeyboardInterrupt):
+        _attack().fit(victim, PENDULUM, budget=BUDGET, progress=_cut_after(3 * ITERATION), resume_dir=partial)
+    assert iterations["n"] == 1  # resumed at the save of iteration 2: one more iteration to reach 3
+    stem.write_text(json.dumps(meta))
+    # the same identity, but saved under other PPO defaults (another robustrl): not resumed
     meta["config"]["ppo"]["policy_lr"] *= 2
     stem.write_text(json.dumps(meta))
     iterations["n"] = 0

@@ -95,6 +95,20 @@ def test_the_compiled_step_is_traced_again_when_guidance_ends(monkeypatch, aot_e
     assert not any(i >= 2 and g for i, g in seen)  # never the stale guided graph after the switch
 
 
+def test_a_method_without_the_knob_keeps_its_guidance_whatever_the_config_says(monkeypatch):
+    """A hand-built config (TrainConfig.from_dict checks no knobs per method) with guidance_until
+    on SA-PPO: SA-PPO does not read it, so its regulariser stays beside PPO's loss all run."""
+    torch.set_num_threads(1)
+    seen = _record_guidance(monkeypatch)
+    base = small_config("Pendulum-v1", iterations=2, compile=False)
+    config = TrainConfig(base.env_id, algo="sa-ppo", total_steps=base.total_steps, ppo=base.ppo,
+                         robust=RobustConfig(eps=0.2, guidance_until=0.5, inner_steps=2))  # fmt: skip
+    trainer = PPO(config, hooks=PPOHooks(objective=OBJECTIVES["sa-ppo"](config), eps_schedule=lambda i, n: 0.2))
+    trainer.learn()
+    trainer.close()
+    assert {i for i, _ in seen} == {0, 1} and all(g for _, g in seen)
+
+
 def test_bad_values_are_refused_and_other_methods_do_not_take_it():
     for value in (0.0, -0.1, 1.5):
         with pytest.raises(InvalidArgumentError, match="guidance_until"):

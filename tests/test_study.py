@@ -479,6 +479,9 @@ def test_kappa_grid_picks_each_methods_kappa_by_the_median_agents_worst_case():
     assert "| Hopper-v5 | bar-ppo (3) | 1 | 110 | 100 | **picked** |" in format_kappa_grid(grid)
     no_guidance = runs.assign(guidance=False)
     assert kappa_grid(aggregate(per_run, no_guidance, "median", cheap=["random", "mad"]), no_guidance).empty
+    # B guided for the first 75% of its run only (robust.guidance_until): not a point of the grid
+    partly = runs.assign(guidance_until=[1.0] * 3 + [0.75] * 3)
+    assert kappa_grid(aggregate(per_run, partly, "median", cheap=["random", "mad"]), partly).empty
     # B's median agent has not run every attack yet ("sa-rl" missing): A is picked, B not compared
     median = aggregate(per_run, runs, "median", cheap=["random", "mad"]).assign(**{"sa-rl": [50.0, np.nan]})
     grid = kappa_grid(median, runs, attacks=["random", "mad", "sa-rl"])

@@ -157,6 +157,21 @@ def _as_json(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
+def _training_identity(config: Any) -> Any:
+    """What of a TrainConfig dict decides how an adversary trains: read back through
+    TrainConfig.from_dict (a key newer than the save takes the value its absence meant), without
+    the speed switches, the monitoring and ``compile`` (it follows whether the machine has a C++
+    compiler; results equal up to float rounding). None for a config that does not read back."""
+    from robustrl.config import MONITORING, SPEED_SWITCHES
+
+    try:
+        data = _as_json(TrainConfig.from_dict(dict(config)).to_dict())
+    except (InvalidArgumentError, TypeError, ValueError, KeyError):
+        return None
+    data["ppo"] = {k: v for k, v in data.get("ppo", {}).items() if k not in (*SPEED_SWITCHES, *MONITORING, "compile")}
+    return data
+
+
 def train_adversary(
     victim: Any,
     env_id: str,
@@ -196,7 +211,7 @@ def train_adversary(
         env_id=env_id, algo="adversary", total_steps=total_steps, seed=seed, num_envs=num_envs, ppo=ppo
     )
     saved = checkpoint.load() if checkpoint is not None else None
-    if saved is not None and saved[1].get("config") != _as_json(config.to_dict()):
+    if saved is not None and _training_identity(saved[1].get("config")) != _training_identity(config.to_dict()):
         # the identity holds the caller's overrides; the defaults they fill in may have changed
         # since the save (another robustrl): that state belongs to another training, start afresh
         warnings.warn(f"{checkpoint.path}: saved with another adversary configuration; the adversary trains from the start",

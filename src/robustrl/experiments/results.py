@@ -43,6 +43,7 @@ def collect_results(study: Any) -> dict[str, Path]:
         runs.append({
             **keys, "method": run.method or run.label, "algo": config.algo, "total_steps": config.total_steps, "num_envs": config.num_envs,
             "kappa": config.robust.kappa, "eps_train": config.robust.eps, "guidance": config.robust.guidance,
+            "guidance_until": config.robust.guidance_until,
             "prune_strategy": config.prune.strategy, "sparsity": config.prune.sparsity, "prune_every": config.prune.prune_every,
             "config_hash": config_hash(config), "train_status": entry.get("train", "pending"),
             "evaluate_status": entry.get("evaluate", "pending"), "median_agent": bool(entry.get("median_agent", False)),

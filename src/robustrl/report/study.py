@@ -114,17 +114,21 @@ def kappa_grid(median_table: pd.DataFrame, runs: pd.DataFrame, attacks: Sequence
     row per (env, algorithm with guidance, kappa) that the study ran at more than one kappa, from
     the median-agent table, and ``best`` marking each group's pick. The paper does not state its
     rule; ours: the highest worst-case return of the median agent (ties: the higher natural).
-    Methods without guidance are left out: their loss is the robust term alone, kappa does not
-    enter it. Only kappas whose median agent ran every one of ``attacks`` compete (``complete``):
+    Methods without guidance (or with it for part of the run only) are left out: their loss is
+    the robust term alone, kappa does not enter it. Only kappas whose median agent ran every one of ``attacks`` compete (``complete``):
     a group not yet whole has no learned attack on its median agent, and its worst case over the
     cheap ones alone is an upper bound that would win unfairly (it did: one bar-ppo seed at kappa
     0.1, 1714 over the cheap attacks, beat kappa 1's 1492 under SA-RL)."""
     columns = ["env", "algo", "kappa", "label", "seeds", "natural", "worst", "best", "complete"]
     if not len(runs) or not {"algo", "kappa", "guidance"} <= set(runs.columns):
         return pd.DataFrame(columns=columns)
-    methods = runs.drop_duplicates("label").set_index("label")[["algo", "kappa", "guidance"]]
+    runs = runs if "guidance_until" in runs.columns else runs.assign(guidance_until=1.0)  # tables written before it
+    methods = runs.drop_duplicates("label").set_index("label")[["algo", "kappa", "guidance", "guidance_until"]]
     table = median_table.join(methods, on="label")
-    table = table[table["guidance"].astype("boolean").fillna(False) & table["kappa"].notna()]
+    # guided for the whole run only (robust.guidance_until 1): a run guided for part of it is
+    # another method, not a point of the grid
+    whole = table["guidance_until"].astype(float).fillna(1.0) >= 1.0
+    table = table[table["guidance"].astype("boolean").fillna(False) & whole & table["kappa"].notna()]
     rows = []
     for (env, algo), group in table.groupby(["env", "algo"], sort=False):
         if group["kappa"].nunique() < 2:

@@ -35,7 +35,7 @@ PAPER_TABLE2 = {
         "saliency": (0.85, 1.00, 1.66, 1.28),
     }
 }
-FAMILY = ["env", "algo", "kappa", "eps_train", "guidance", "total_steps"]
+FAMILY = ["env", "algo", "kappa", "eps_train", "guidance", "guidance_until", "total_steps"]
 CERTIFICATE = ["measured_sparsity", "lipschitz", "tv_bound", "ibp_mean_tv_bound"]
 
 
