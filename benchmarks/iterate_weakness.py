@@ -64,7 +64,8 @@ def replay(run: Path, attack: str, out: Path, last: int, every: int, episodes: i
     rows = []
     for iteration, stem in track(checkpoints(run, last, every), description=f"{run.name[:40]} ({attack})"):
         cache = out / run.name / f"{stem.name}-{attack}.json"
-        if not cache.is_file():
+        # the report is written as it goes (natural first): one cut short lacks the transfer row
+        if not cache.is_file() or "transfer" not in json.loads(cache.read_text()).get("results", {}):
             cache.parent.mkdir(parents=True, exist_ok=True)
             policy = load_policy(stem, env)
             options = {"transfer": {"source": str(run), "attack": attack}}
