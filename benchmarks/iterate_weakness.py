@@ -100,11 +100,16 @@ def report(table: pd.DataFrame, out: Path, episodes: int, last: int, every: int)
         lines.append("")
     (out / "iterate_weakness.md").write_text("\n".join(lines))
     (out / "iterate_weakness.json").write_text(table.to_json(orient="records", indent=1))
-    figure, axis = plt.subplots(figsize=(7, 4))
-    for (run, attack), group in table.groupby(["run", "attack"], sort=False):
-        axis.plot(group["iteration"], group["ratio"], marker="o", label=f"{run.rsplit('-', 1)[0]} ({attack})")
-    axis.axhline(BROKEN, color="grey", linestyle="--", linewidth=1)
-    axis.set_xlabel("iteration of the checkpoint")
+    figure, axis = plt.subplots(figsize=(8, 4.5))
+    colors = plt.get_cmap("tab20").colors
+    for index, ((run, attack), group) in enumerate(table.groupby(["run", "attack"], sort=False)):
+        # runs of different lengths on one axis: iterations before each run's final checkpoint;
+        # dashed: a run its final iterate's adversary does not break (a control)
+        final = group.loc[group["iteration"].idxmax()]
+        axis.plot(group["iteration"] - final["iteration"], group["ratio"], marker="o", color=colors[index % len(colors)],
+                  linestyle="-" if final["ratio"] < BROKEN else "--", label=f"{run.rsplit('-', 1)[0]} ({attack})")  # fmt: skip
+    axis.axhline(BROKEN, color="grey", linestyle=":", linewidth=1)
+    axis.set_xlabel("iterations before the run's final checkpoint")
     axis.set_ylabel("attacked / natural return")
     axis.set_title("the final iterate's adversary on earlier iterates")
     axis.legend(fontsize=7)
