@@ -3,11 +3,12 @@ finds how many seeds a learned attack broke."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pandas as pd
 import pytest
+
+from _benchmarks import load_benchmark
 
 ROOT = Path(__file__).resolve().parent.parent
 PAPER_TABLES = ROOT.parent / "shared" / "reference" / "barpo_tables.json"
@@ -15,10 +16,7 @@ needs_paper_tables = pytest.mark.skipif(not PAPER_TABLES.is_file(), reason=f"{PA
 
 
 def _table2():
-    spec = importlib.util.spec_from_file_location("barpo_table2", ROOT / "benchmarks" / "barpo_table2.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("barpo_table2")
 
 
 def _frames(runs_elsewhere: list[str]):

@@ -2,7 +2,6 @@
 stand-in commands here (the queue's logic: order, stop, go on, start from a state, pass SIGTERM
 on); the real steps are `robustrl study run`, tested in test_study.py."""
 
-import importlib.util
 import os
 import signal
 import sys
@@ -11,17 +10,15 @@ from pathlib import Path
 
 import pytest
 
+from _benchmarks import load_benchmark
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def queue():
-    spec = importlib.util.spec_from_file_location("barpo_table2_queue", ROOT / "benchmarks" / "barpo_table2_queue.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclass looks its module up while the module executes
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
+    yield load_benchmark("barpo_table2_queue")
+    sys.modules.pop("barpo_table2_queue", None)
 
 
 def _steps(queue, *studies):

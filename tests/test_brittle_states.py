@@ -3,24 +3,17 @@ attack, and the ball's worst action divergence at each."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import gymnasium as gym
 import numpy as np
 import torch
 
+from _benchmarks import load_benchmark
 from robustrl.attacks import make_attack
 from robustrl.policies.actor_critic import ActorCritic
 
-ROOT = Path(__file__).resolve().parent.parent
-
 
 def _module():
-    spec = importlib.util.spec_from_file_location("brittle_states", ROOT / "benchmarks" / "brittle_states.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("brittle_states")
 
 
 def test_visited_states_and_their_worst_divergence_in_the_ball():

@@ -3,21 +3,16 @@ iterate's adversary on, and what its report says."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from _benchmarks import load_benchmark
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("iterate_weakness", ROOT / "benchmarks" / "iterate_weakness.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("iterate_weakness")
 
 
 def test_the_last_checkpoints_every_so_many_iterations_and_the_final_one(tmp_path):
