@@ -59,6 +59,13 @@ def eval_settings(run: Path) -> tuple[str, float, str, int]:
     return report["env_id"], float(report["eps"]), str(report["norm"]), int(settings.get("seed", 10000))
 
 
+def attacked_fraction(natural: float, attacked: float) -> float:
+    """attacked / natural return; NaN where the natural return is not positive: "below half its
+    natural return" means nothing for an agent that earns nothing yet (a HalfCheetah policy at
+    iteration 0 returns ~0, and a ratio of two values near 0 is noise)."""
+    return attacked / natural if natural > 0 else float("nan")
+
+
 def replay(run: Path, attack: str, out: Path, last: int, every: int, episodes: int) -> list[dict]:
     env, eps, norm, seed = eval_settings(run)
     rows = []
@@ -76,7 +83,7 @@ def replay(run: Path, attack: str, out: Path, last: int, every: int, episodes: i
         results = json.loads(cache.read_text())["results"]
         natural, attacked = results["natural"]["mean"], results["transfer"]["mean"]
         rows.append({"run": run.name, "attack": attack, "iteration": iteration, "natural": natural,
-                     "attacked": attacked, "ratio": attacked / abs(natural)})  # fmt: skip
+                     "attacked": attacked, "ratio": attacked_fraction(natural, attacked)})  # fmt: skip
     return rows
 
 
@@ -91,12 +98,14 @@ def report(table: pd.DataFrame, out: Path, episodes: int, last: int, every: int)
              f"(its worst fit, replayed by the `transfer` attack) against the run's checkpoints of its last {last} "
              f"iterations, {every} apart; {episodes} deterministic episodes each, the run's own evaluation seed and eps. "
              "Ratio: attacked / natural return of that checkpoint; below 0.5 = broken by that adversary. An adversary "
-             "that does not transfer to an iterate does not make it robust (a fit on it might find another weakness).", ""]  # fmt: skip
+             "that does not transfer to an iterate does not make it robust (a fit on it might find another weakness). "
+             "No ratio where the natural return is not positive.", ""]  # fmt: skip
     for (run, attack), group in table.groupby(["run", "attack"], sort=False):
-        broken = int((group["ratio"] < BROKEN).sum())
-        lines += [f"## {run} ({attack}): {broken} of {len(group)} checkpoints below half their natural return", "",
+        broken, rated = int((group["ratio"] < BROKEN).sum()), int(group["ratio"].notna().sum())
+        lines += [f"## {run} ({attack}): {broken} of {rated} checkpoints below half their natural return", "",
                   "| iteration | natural | attacked | ratio |", "|---:|---:|---:|---:|"]  # fmt: skip
-        lines += [f"| {r.iteration} | {r.natural:.0f} | {r.attacked:.0f} | {r.ratio:.2f} |" for r in group.itertuples()]
+        lines += [f"| {r.iteration} | {r.natural:.0f} | {r.attacked:.0f} | {'-' if pd.isna(r.ratio) else f'{r.ratio:.2f}'} |"
+                  for r in group.itertuples()]  # fmt: skip
         lines.append("")
     (out / "iterate_weakness.md").write_text("\n".join(lines))
     (out / "iterate_weakness.json").write_text(table.to_json(orient="records", indent=1))

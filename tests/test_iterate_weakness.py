@@ -42,13 +42,15 @@ def test_the_report_counts_the_checkpoints_below_half_their_natural_return(tmp_p
     table = pd.DataFrame([
         {"run": "a-s0", "attack": "sa-rl", "iteration": 900, "natural": 3600.0, "attacked": 1700.0},
         {"run": "a-s0", "attack": "sa-rl", "iteration": 976, "natural": 3600.0, "attacked": 700.0},
+        {"run": "b-s1", "attack": "sa-rl", "iteration": 0, "natural": -0.2, "attacked": 0.1},  # earns nothing yet: no ratio
         {"run": "b-s1", "attack": "sa-rl", "iteration": 976, "natural": 3000.0, "attacked": 1500.0},  # exactly half: not broken
     ])  # fmt: skip
-    table["ratio"] = table["attacked"] / table["natural"]
+    table["ratio"] = [weakness.attacked_fraction(n, a) for n, a in zip(table["natural"], table["attacked"])]
     weakness.report(table, tmp_path, episodes=20, last=300, every=50)
     text = (tmp_path / "iterate_weakness.md").read_text()
     assert "## a-s0 (sa-rl): 2 of 2 checkpoints below half their natural return" in text
     assert "## b-s1 (sa-rl): 0 of 1 checkpoints below half" in text
     assert "| 976 | 3600 | 700 | 0.19 |" in text
-    assert len(json.loads((tmp_path / "iterate_weakness.json").read_text())) == 3
+    assert "| 0 | -0 | 0 | - |" in text
+    assert len(json.loads((tmp_path / "iterate_weakness.json").read_text())) == 4
     assert (tmp_path / "iterate_weakness.png").stat().st_size > 0
