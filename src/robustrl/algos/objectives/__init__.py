@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from robustrl.algos.objectives.arpo import ARPPO
 from robustrl.algos.objectives.barpo import BARPPO
+from robustrl.algos.objectives.barpo_wocar import WorstCaseAwareBARPPO
 from robustrl.algos.objectives.common import linear_eps_schedule
 from robustrl.algos.objectives.radial import RADIALPPO
 from robustrl.algos.objectives.sa_ppo import SAPPO, MinimaxKL
@@ -21,6 +22,7 @@ from robustrl.config import TrainConfig
 OBJECTIVES: dict[str, type] = {
     "ar-ppo": ARPPO,
     "bar-ppo": BARPPO,
+    "bar-ppo-wocar": WorstCaseAwareBARPPO,
     "sa-ppo": SAPPO,
     "minimax-kl": MinimaxKL,
     "wocar-ppo": WocaRPPO,
@@ -47,6 +49,7 @@ __all__ = [
     "SAPPO",
     "MinimaxKL",
     "WocaRPPO",
+    "WorstCaseAwareBARPPO",
     "linear_eps_schedule",
     "robust_hooks",
 ]

@@ -94,21 +94,17 @@ class WorstCaseQ(nn.Module):
         return self.net(torch.cat([obs, actions], dim=-1)).squeeze(-1)
 
 
-class WocaRPPO(SAPPO):
-    """WocaR-PPO; see the module docstring."""
+class WorstCaseCritic:
+    """Part 1 of the module docstring, for any robust objective (a RobustObjective subclass mixes
+    it in before its base): the worst-attack critic Q_w, its target and optimiser, its fit on each
+    batch (``fit_critic``), the worst-case weight w_t, and its checkpoint tensors. WocaR-PPO uses
+    it beside SA-PPO's regulariser; ``bar-ppo-wocar`` beside BAR-PPO's L_bar."""
 
-    default_inner_solve = "minibatch"  # the regulariser's inner max, per minibatch as the reference
-
-    knobs = (*SAPPO.knobs, "q_weight", "q_lr", "q_epochs", "q_tau")
+    q_knobs = ("q_weight", "q_lr", "q_epochs", "q_tau")
     continuous_actions_only = True  # the worst-attack critic Q_w(s, a) takes a continuous action
 
-    def __init__(self, config: Any):
-        super().__init__(config)
-        # The critic is fitted in prepare (outside the step); the term reads eps, the critic's
-        # values and its loss from batch columns (prepare), so with the regulariser solved per
-        # minibatch (SA-PPO's SGLD inside the compiled step) ppo.compile traces it like SA-PPO's.
+    def init_critic(self, config: Any) -> None:
         robust, ppo = config.robust, config.ppo
-        self.guidance = False  # L_wocar already contains PPO's (worst-case-aware) surrogate
         self.q_weight = robust.q_weight
         self.target_eps = robust.target_eps(config.env_id)
         self.gamma, self.gae_lambda = ppo.gamma, ppo.gae_lambda
@@ -123,10 +119,19 @@ class WocaRPPO(SAPPO):
         self.skip_guards = ppo.skip_guards
         self._critic_step: Any = None
 
+    def fit_and_value(self, batch: Batch, policy: Any, eps: float) -> torch.Tensor:
+        """Fit Q_w on ``batch`` (building it on the first) and return Q_w'(s, a) of its rows."""
+        if self.q_network is None:
+            self.build_critic(policy)
+        self.fit_critic(batch, policy, eps)
+        assert self.target_network is not None
+        with torch.no_grad():
+            return self.target_network(batch.obs, batch.actions)
+
     # ---- the worst-attack critic --------------------------------------------------------------
     def build_critic(self, policy: Any) -> None:
         if not policy.continuous:
-            raise ValueError("wocar-ppo needs a Gaussian policy (continuous actions)")
+            raise ValueError(f"{type(self).__name__} needs a Gaussian policy (continuous actions): its critic Q_w(s, a) takes a continuous action")
         with torch.random.fork_rng(devices=[]):  # leave the global torch stream to the PPO run
             torch.manual_seed(self.seed)
             self.q_network = WorstCaseQ(policy.obs_dim, policy.action_dim, self.hidden_sizes, self.activation)
@@ -269,19 +274,30 @@ class WocaRPPO(SAPPO):
         self._critic_step = call
         return call
 
-    # ---- the Objective protocol ---------------------------------------------------------------
     def worst_case_weight(self, eps: torch.Tensor) -> torch.Tensor:
         """w_t = q_weight * min(1, eps_t / eps_target), per row of the eps column."""
         return self.q_weight * (eps / self.target_eps).clamp(max=1.0)
 
+
+class WocaRPPO(WorstCaseCritic, SAPPO):
+    """WocaR-PPO; see the module docstring."""
+
+    default_inner_solve = "minibatch"  # the regulariser's inner max, per minibatch as the reference
+
+    knobs = (*SAPPO.knobs, *WorstCaseCritic.q_knobs)
+
+    def __init__(self, config: Any):
+        super().__init__(config)
+        # The critic is fitted in prepare (outside the step); the term reads eps, the critic's
+        # values and its loss from batch columns (prepare), so with the regulariser solved per
+        # minibatch (SA-PPO's SGLD inside the compiled step) ppo.compile traces it like SA-PPO's.
+        self.init_critic(config)
+        self.guidance = False  # L_wocar already contains PPO's (worst-case-aware) surrogate
+
+    # ---- the Objective protocol ---------------------------------------------------------------
     def prepare(self, batch: Batch, policy: Any, eps: float) -> None:
         super().prepare(batch, policy, eps)  # reseed; the regulariser's inner solve if "iteration"
-        if self.q_network is None:
-            self.build_critic(policy)
-        self.fit_critic(batch, policy, eps)
-        assert self.target_network is not None
-        with torch.no_grad():
-            batch.extras["worst_q"] = self.target_network(batch.obs, batch.actions)
+        batch.extras["worst_q"] = self.fit_and_value(batch, policy, eps)
         # columns sliced with every minibatch, so the term is a pure function of its inputs
         self.store_eps(batch, eps)  # absent at eps 0: no worst-case weight, no regulariser
         batch.extras["worst_q_loss"] = torch.full((len(batch),), self.last_q_loss)
