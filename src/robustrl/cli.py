@@ -178,7 +178,7 @@ def train(
     ),
     kappa: float | None = typer.Option(None, "--kappa", help="Robust methods: robustness weight (default 0.3)."),
     no_guidance: bool = typer.Option(
-        False, "--no-guidance", help="ar-ppo/bar-ppo: the robust term alone (ARPO, BARPO w/o g)."
+        False, "--no-guidance", help="ar-ppo/bar-ppo/bar-ppo-wocar: the robust term alone (ARPO, BARPO w/o g)."
     ),
     inner_solve: str | None = typer.Option(None, "--inner-solve", help="iteration (once per batch) or minibatch."),
     solver: str | None = typer.Option(None, "--solver", help="sa-ppo inner solver: sgld, pgd or ibp."),
