@@ -85,13 +85,15 @@ def test_the_worst_case_value_changes_the_update_and_a_resumed_run_is_exact():
 
 
 @pytest.mark.skipif(shutil.which("c++") is None, reason="torch.compile needs a C++ compiler")
-def test_the_compiled_update_equals_the_eager_one(aot_eager_compile):
+@pytest.mark.parametrize("inner_solve", ["iteration", "minibatch"])
+def test_the_compiled_update_equals_the_eager_one(inner_solve, aot_eager_compile):
     """One iteration (from the second on, sign steps turn float rounding into other inner
-    solutions, as for every objective: test_ppo.test_compiled_robust_update_equals_eager)."""
+    solutions, as for every objective: test_ppo.test_compiled_robust_update_equals_eager); with
+    the inner problem solved per minibatch too (BAR-PPO's presolve before each compiled step)."""
     torch.set_num_threads(1)
     runs = []
     for compile_step in (False, True):
-        trainer = _trainer(_config(iterations=1, compile_step=compile_step))
+        trainer = _trainer(_config(iterations=1, compile_step=compile_step, inner_solve=inner_solve))
         assert trainer.hooks.objective.compilable
         trainer.learn()
         runs.append(_parameters(trainer))
