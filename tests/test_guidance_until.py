@@ -44,13 +44,19 @@ def _record_guidance(monkeypatch) -> list[tuple[int, bool]]:
     return seen
 
 
-@pytest.mark.parametrize("algo", ["bar-ppo", "ar-ppo"])
-def test_guidance_ends_after_its_fraction_of_the_iterations(algo, monkeypatch):
+def _guidance_over_a_run(monkeypatch, **options) -> tuple[list[tuple[int, bool]], PPO]:
+    """Four iterations with guidance until 0.5: what the losses saw, and the finished trainer."""
     torch.set_num_threads(1)
     seen = _record_guidance(monkeypatch)
-    trainer = _trainer(4, 0.5, algo=algo)
+    trainer = _trainer(4, 0.5, **options)
     trainer.learn()
     trainer.close()
+    return seen, trainer
+
+
+@pytest.mark.parametrize("algo", ["bar-ppo", "ar-ppo"])
+def test_guidance_ends_after_its_fraction_of_the_iterations(algo, monkeypatch):
+    seen, trainer = _guidance_over_a_run(monkeypatch, algo=algo)
     by_iteration = {i: {g for it, g in seen if it == i} for i in range(4)}
     assert by_iteration == {0: {True}, 1: {True}, 2: {False}, 3: {False}}
     assert not trainer.hooks.objective.guidance
@@ -85,11 +91,7 @@ def test_after_the_switch_the_update_is_the_unguided_update(monkeypatch):
 
 @pytest.mark.skipif(shutil.which("c++") is None, reason="torch.compile needs a C++ compiler")
 def test_the_compiled_step_is_traced_again_when_guidance_ends(monkeypatch, aot_eager_compile):
-    torch.set_num_threads(1)
-    seen = _record_guidance(monkeypatch)
-    trainer = _trainer(4, 0.5, compile_step=True)
-    trainer.learn()
-    trainer.close()
+    seen, _ = _guidance_over_a_run(monkeypatch, compile_step=True)
     # traced (not run step by step) under compile: a trace while guided and one after the switch
     assert any(g for _, g in seen) and any(i >= 2 and not g for i, g in seen)
     assert not any(i >= 2 and g for i, g in seen)  # never the stale guided graph after the switch
