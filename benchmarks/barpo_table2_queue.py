@@ -70,6 +70,8 @@ QUEUE = (
          "item 5: a learned SA-RL adversary in training (ATLA), 5 seeds, learned attacks on each"),
     Step("barpo_reliability", "studies/barpo_reliability.yaml", ("bar-ppo-k3",),
          "item 5: kappa 3 (guidance kept, the robust term weighted more), 5 seeds, learned attacks on each"),
+    Step("barpo_wc_reliability", "studies/barpo_wc_reliability.yaml", ("bar-ppo-k3",),
+         "item 5: kappa 3 on Walker2d / HalfCheetah (no Hopper seed broken at kappa 3), 3 seeds each, learned attacks on each"),
     Step("barpo_reliability", "studies/barpo_reliability.yaml", ("bar-ppo-k1-g75",),
          "item 5: guidance for the first 75% of the run, then L_bar alone (keep the natural return, lose the breaks?), 5 seeds, learned attacks on each"),
     Step("barpo_reliability", "studies/barpo_reliability.yaml", ("bar-ppo-k1-wocar",),
