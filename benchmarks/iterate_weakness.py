@@ -71,16 +71,16 @@ def replay(run: Path, attack: str, out: Path, last: int, every: int, episodes: i
     rows = []
     for iteration, stem in track(checkpoints(run, last, every), description=f"{run.name[:40]} ({attack})"):
         cache = out / run.name / f"{stem.name}-{attack}.json"
+        results = json.loads(cache.read_text()).get("results", {}) if cache.is_file() else {}
         # the report is written as it goes (natural first): one cut short lacks the transfer row
-        if not cache.is_file() or "transfer" not in json.loads(cache.read_text()).get("results", {}):
+        if "transfer" not in results:
             cache.parent.mkdir(parents=True, exist_ok=True)
             policy = load_policy(stem, env)
             options = {"transfer": {"source": str(run), "attack": attack}}
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                robustness_report(policy, env, attacks=["transfer"], eps=eps, norm=norm, episodes=episodes, seed=seed,
-                                  attack_options=options, json_path=cache)  # fmt: skip
-        results = json.loads(cache.read_text())["results"]
+                results = robustness_report(policy, env, attacks=["transfer"], eps=eps, norm=norm, episodes=episodes,
+                                            seed=seed, attack_options=options, json_path=cache)["results"]  # fmt: skip
         natural, attacked = results["natural"]["mean"], results["transfer"]["mean"]
         rows.append({"run": run.name, "attack": attack, "iteration": iteration, "natural": natural,
                      "attacked": attacked, "ratio": attacked_fraction(natural, attacked)})  # fmt: skip

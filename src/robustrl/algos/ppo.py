@@ -653,8 +653,9 @@ class PPO:
             self.optimizer.param_groups[1]["lr"] = cfg.value_lr * fraction
         eps = self.hooks.eps_schedule(self.iteration, self.num_iterations) if self.hooks.eps_schedule else 0.0
         objective = self.hooks.objective
-        if objective is not None and "guidance_until" in getattr(objective, "knobs", ()):  # AR-PPO, BAR-PPO
-            guided = objective.guidance_at(self.iteration, self.num_iterations)
+        guidance_at = getattr(objective, "guidance_at", None)  # the robust objectives' (robust.guidance_until)
+        if guidance_at is not None:
+            guided = guidance_at(self.iteration, self.num_iterations)
             if guided != objective.guidance:  # robust.guidance_until: the term alone from here on
                 objective.guidance = guided
                 self._compiled_steps = None  # the compiled step read the old value as a constant

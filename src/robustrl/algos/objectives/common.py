@@ -126,7 +126,10 @@ class RobustObjective(ABC):
     def guidance_at(self, iteration: int, num_iterations: int) -> bool:
         """Whether iteration ``iteration`` of ``num_iterations`` minimises PPO loss + kappa * term
         (guidance) or the term alone: guidance as configured, ended after the first
-        ``guidance_until`` of the iterations (1.0: never ended)."""
+        ``guidance_until`` of the iterations (1.0: never ended). Only objectives that take the
+        knob (AR-PPO, BAR-PPO) read it: for the others guidance stays as they set it."""
+        if "guidance_until" not in self.knobs:
+            return self.guidance
         return self.guidance and iteration < round(self.robust.guidance_until * num_iterations)
 
     def ball(self, eps: float) -> Ball:
