@@ -72,11 +72,13 @@ QUEUE = (
          "item 5: kappa 3 (guidance kept, the robust term weighted more), 5 seeds, learned attacks on each"),
     Step("barpo_wc_reliability", "studies/barpo_wc_reliability.yaml", ("bar-ppo-k3",),
          "item 5: kappa 3 on Walker2d / HalfCheetah (no Hopper seed broken at kappa 3), 3 seeds each, learned attacks on each"),
+    # before more reliability knobs (session 24): the grid is a deliverable of its own (item 1) and
+    # has waited since session 19 for its last 3 runs and its medians' fits
+    Step("barpo_hopper", "studies/barpo_hopper_kappa.yaml", (), "item 1: the Hopper kappa grid's last runs and its medians' SA-RL fits"),
     Step("barpo_reliability", "studies/barpo_reliability.yaml", ("bar-ppo-k1-g75",),
          "item 5: guidance for the first 75% of the run, then L_bar alone (keep the natural return, lose the breaks?), 5 seeds, learned attacks on each"),
     Step("barpo_reliability", "studies/barpo_reliability.yaml", ("bar-ppo-k1-wocar",),
          "item 5: BAR-PPO on WocaR's worst-case-aware advantage (a term that sees the return under attack), 5 seeds, learned attacks on each"),
-    Step("barpo_hopper", "studies/barpo_hopper_kappa.yaml", (), "item 1: the Hopper kappa grid's last runs (ar-ppo-k1 s1 needs --retry-failed)"),
     Step("barpo_walker_cheetah", "studies/barpo_walker_cheetah.yaml", ("wocar-ppo", "radial-ppo"), "item 2: Table 2's WocaR-PPO and RADIAL-PPO, if compute allows"),
 )  # fmt: skip
 
