@@ -112,7 +112,8 @@ def agent_row(run_dir: Path, env_id: str, label: str, seed: int, eps: float, nor
     kl_attacked = worst_divergence(policy, env_id, attacked_states, eps, norm, episode_seed)
     worst, clean = learned[strongest], report["natural"]["mean"]
     return {
-        "env": env_id, "label": label, "run": run_dir.name, "seed": seed, "natural": clean, "adversary": strongest,
+        "env": env_id, "label": label, "family": family(run_dir), "run": run_dir.name, "seed": seed, "natural": clean,
+        "adversary": strongest,
         "learned_worst": worst, "ratio": worst / clean, "broken": worst < BROKEN * clean,
         # the replay's own episodes (fewer, other starts): whether they show the break the report has
         "replayed_natural": natural, "replayed_attacked": attacked,
@@ -127,13 +128,20 @@ def agent_row(run_dir: Path, env_id: str, label: str, seed: int, eps: float, nor
     }  # fmt: skip
 
 
-FAMILIES = {"bar-ppo": "tab:blue", "ar-ppo": "tab:orange", "sa-ppo": "tab:green", "wocar-ppo": "tab:purple",
-            "radial-ppo": "tab:brown", "ppo": "tab:red"}  # label prefix -> colour (longest prefixes first)
+FAMILIES = {"bar-ppo": "tab:blue", "bar-ppo+atla": "tab:olive", "bar-ppo-wocar": "tab:cyan", "ar-ppo": "tab:orange",
+            "sa-ppo": "tab:green", "wocar-ppo": "tab:purple", "radial-ppo": "tab:brown", "ppo": "tab:red"}  # family -> colour
 MARKERS = {"Hopper-v5": "o", "Walker2d-v5": "s", "HalfCheetah-v5": "^", "Ant-v5": "D"}
 
 
-def family(label: str) -> str:
-    return next((f for f in FAMILIES if label.startswith(f)), "other")
+def family(run_dir: Path) -> str:
+    """The agent's training method from its saved config, not its label: a label is the study's
+    name for a setting, and ``bar-ppo-k1-atla`` (a learned adversary in training) or
+    ``bar-ppo-wocar`` (another objective) begin like BAR-PPO's kappa and guidance variants, which
+    a label prefix lumped together with them. Variants of one objective (kappa, guidance, inner
+    steps, warm-up) stay one family; a learned adversary in the loop is its own (``+atla``)."""
+    config = json.loads((run_dir / "config.json").read_text())
+    atla = (config.get("atla") or {}).get("adversary")
+    return config["algo"] + ("+atla" if atla else "")
 
 
 def plot(table: pd.DataFrame, path: Path) -> None:
@@ -147,9 +155,9 @@ def plot(table: pd.DataFrame, path: Path) -> None:
     figure, axis = plt.subplots(figsize=(7.2, 4.8))
     for row in table.itertuples():
         axis.scatter(max(row.kl_attacked_p90, TINY_KL), row.ratio, marker=MARKERS.get(row.env, "o"),
-                     c=FAMILIES.get(family(row.label), "grey"), alpha=0.8)  # fmt: skip
-    for name in dict.fromkeys(family(label) for label in table["label"]):
-        axis.scatter([], [], c=FAMILIES.get(name, "grey"), label=name if name in ("ppo", "other") else name + "*")
+                     c=FAMILIES.get(row.family, "grey"), alpha=0.8)  # fmt: skip
+    for name in dict.fromkeys(table["family"]):
+        axis.scatter([], [], c=FAMILIES.get(name, "grey"), label=name)
     for env in dict.fromkeys(table["env"]):
         axis.scatter([], [], marker=MARKERS.get(env, "o"), c="grey", label=env)
     axis.axhline(BROKEN, ls="--", c="k", lw=0.8)
@@ -189,7 +197,7 @@ def summary_lines(table: pd.DataFrame) -> list[str]:
             # per task and within BAR-PPO: width is mostly a method's trait (ARPO w/o g ends ~0.9 wide
             # on Hopper, BAR-PPO ~0.3), so a correlation over methods would rank methods
             cells = []
-            for env, here in robust[robust["label"].str.startswith("bar-ppo")].groupby("env", sort=False):
+            for env, here in robust[robust["family"] == "bar-ppo"].groupby("env", sort=False):
                 here = here.dropna(subset=["action_std"])
                 if len(here) > 2 and here["action_std"].nunique() > 1:
                     cells.append(f"{env} {here['action_std'].corr(here['ratio'], method='spearman'):+.2f} ({len(here)} agents)")

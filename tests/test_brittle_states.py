@@ -45,12 +45,12 @@ def test_summary_per_task_and_float_noise_ratios():
     import pandas as pd
 
     brittle = _module()
-    rows = [{"env": env, "label": label, "broken": broken, "ratio": ratio, "kl_natural_p90": kl, "kl_attacked_p90": kl,
-             "kl_caused_p90": kl / 2, "action_std": std}
-            for env, label, broken, ratio, kl, std in [
-                ("Hopper-v5", "bar-ppo", True, 0.3, 0.2, 0.25), ("Hopper-v5", "bar-ppo", False, 0.9, 0.1, 0.30),
-                ("Hopper-v5", "bar-ppo-k1", False, 0.7, 0.1, 0.45), ("Hopper-v5", "bar-ppo-k1", True, 0.2, 0.1, 0.21),
-                ("Hopper-v5", "ppo", True, 0.1, 10.0, 0.15), ("Walker2d-v5", "sa-ppo", False, 0.9, 0.05, 0.9)]]  # fmt: skip
+    rows = [{"env": env, "label": label, "family": family, "broken": broken, "ratio": ratio, "kl_natural_p90": kl,
+             "kl_attacked_p90": kl, "kl_caused_p90": kl / 2, "action_std": std}
+            for env, label, family, broken, ratio, kl, std in [
+                ("Hopper-v5", "bar-ppo", "bar-ppo", True, 0.3, 0.2, 0.25), ("Hopper-v5", "bar-ppo", "bar-ppo", False, 0.9, 0.1, 0.30),
+                ("Hopper-v5", "bar-ppo-k1", "bar-ppo", False, 0.7, 0.1, 0.45), ("Hopper-v5", "bar-ppo-k1", "bar-ppo", True, 0.2, 0.1, 0.21),
+                ("Hopper-v5", "ppo", "ppo", True, 0.1, 10.0, 0.15), ("Walker2d-v5", "sa-ppo", "sa-ppo", False, 0.9, 0.05, 0.9)]]  # fmt: skip
     lines = brittle.summary_lines(pd.DataFrame(rows))
     assert "| Hopper-v5 | robust, broken | 2 | 0.150 | 0.150 | 0.075 | 0.23 |" in lines  # medians of 2
     assert "| Hopper-v5 | ppo | 1 | 10.000 | 10.000 | 5.000 | 0.15 |" in lines
@@ -60,7 +60,27 @@ def test_summary_per_task_and_float_noise_ratios():
     # std ranks 2 3 4 1 against ratio ranks 2 4 3 1: Spearman 1 - 6 * 2 / 60 = +0.80
     assert lines[-1].startswith("BAR-PPO agents, per task: Spearman rank correlation of the action std with learned "
                                 "worst / natural: Hopper-v5 +0.80 (4 agents) (positive if")  # fmt: skip
+    # labels that begin like BAR-PPO's but name another method (a learned adversary in training,
+    # WocaR's critic) stay out of the BAR-PPO correlation: their widths would reverse its sign
+    others = [{**rows[0], "label": "bar-ppo-k1-atla", "family": "bar-ppo+atla", "broken": False, "ratio": 0.95, "action_std": 0.1},
+              {**rows[0], "label": "bar-ppo-wocar", "family": "bar-ppo-wocar", "broken": True, "ratio": 0.1, "action_std": 0.9}]  # fmt: skip
+    assert brittle.summary_lines(pd.DataFrame(rows + others))[-1] == lines[-1]
     # a table from before the column: the std reads nan, and no width line
     old = brittle.summary_lines(pd.DataFrame(rows).drop(columns="action_std"))
     assert "| Hopper-v5 | robust, broken | 2 | 0.150 | 0.150 | 0.075 | nan |" in old and "Robust agents" in old[-1]
     assert brittle._ratio(0.0, 0.0) == "-" and brittle._ratio(0.4, 0.2) == "2.0"
+
+
+def test_family_comes_from_the_saved_config_not_the_label(tmp_path):
+    """A label is a study's name for a setting: the family is the run's algorithm, with a learned
+    adversary in its training loop (ATLA) as a family of its own."""
+    import json
+
+    brittle = _module()
+    for name, config in [("bar-ppo-k3", {"algo": "bar-ppo", "atla": {"adversary": None}}),
+                         ("bar-ppo-k1-atla", {"algo": "bar-ppo", "atla": {"adversary": "sa-rl"}}),
+                         ("bar-ppo-k1-wocar", {"algo": "bar-ppo-wocar"}), ("sa-ppo", {"algo": "sa-ppo"})]:  # fmt: skip
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text(json.dumps(config))
+    assert [brittle.family(tmp_path / n) for n in ("bar-ppo-k3", "bar-ppo-k1-atla", "bar-ppo-k1-wocar", "sa-ppo")] == [
+        "bar-ppo", "bar-ppo+atla", "bar-ppo-wocar", "sa-ppo"]
