@@ -289,6 +289,80 @@ def run_methods(study: Path, saved: dict | None = None) -> dict[str, tuple[str, 
     return methods
 
 
+# the robust knobs a setting is named by where they differ from RobustConfig's defaults (eps is
+# left out: each task has its own radius, and a setting is pooled over tasks at theirs)
+SETTING_KNOBS = ("guidance_until", "inner_steps", "inner_step_size", "inner_solve", "eps_warmup_fraction", "temperature",
+                 "solver", "q_weight", "radial_mix")  # fmt: skip
+
+
+def training_setting(config: dict) -> str:
+    """A run's training setting as one name that holds across tasks: the algorithm, kappa and
+    guidance for AR-PPO / BAR-PPO, the robust knobs that differ from their defaults, and a learned
+    adversary in the loop. Not the spec's label: a label names a setting within one study
+    (barpo_walker_cheetah's ``bar-ppo`` is barpo_reliability's ``bar-ppo-k1``)."""
+    from robustrl.config import RobustConfig
+
+    default = RobustConfig()
+    robust = config.get("robust") or {}
+    parts = [str(config.get("algo"))]
+    if parts[0] in GUIDED_ALGOS:
+        guided = bool(robust.get("guidance", default.guidance))
+        parts.append(f"kappa {float(robust.get('kappa', default.kappa)):g}" if guided else "no guidance")
+    for knob in SETTING_KNOBS:
+        if robust.get(knob, getattr(default, knob)) != getattr(default, knob):
+            parts.append(f"{knob} {robust[knob]}")
+    adversary = (config.get("atla") or {}).get("adversary", "none")
+    if adversary not in (None, "none"):  # AtlaConfig's "none": off
+        parts.append(f"ATLA {adversary}")
+    return ", ".join(parts)
+
+
+def label_settings(saved: dict) -> dict[tuple[str, str], str]:
+    """(env, label) -> :func:`training_setting` of that label's runs in one study (study.json);
+    one label with two settings on one task (a spec edited between runs) reads as both."""
+    found: dict[tuple[str, str], set[str]] = {}
+    for run in saved.get("runs", {}).values():
+        config = run.get("config", {})
+        found.setdefault((str(config.get("env_id")), str(run.get("label"))), set()).add(training_setting(config))
+    return {key: " / ".join(sorted(names)) for key, names in found.items()}
+
+
+def settings_pooled(reliability: pd.DataFrame, settings_of: dict[str, dict[tuple[str, str], str]]) -> list[str]:
+    """The seeds a learned attack breaks per training setting, pooled over tasks: one setting tried
+    on several tasks has more seeds than any one task (5 unbroken seeds leave the exact interval
+    reaching 52%; 11 leave 28%). Reads the learned attacks fitted on every seed (reliability rows
+    with >= 2 agents; per task and label, the study that attacked the most), and lists only the
+    settings tried on two tasks or more. The tasks differ in eps, budget (Ant: 10M steps) and
+    PPO's hyperparameters, so a pooled fraction says how often the setting breaks, not why."""
+    if not len(reliability) or "study" not in reliability:
+        return []
+    tried = reliability[reliability["agents"] >= 2].sort_values("agents", ascending=False, kind="stable")
+    tried = tried.drop_duplicates(["env", "label"]).copy()
+    tried["setting"] = [settings_of.get(study, {}).get((env, label)) for study, env, label in zip(tried["study"], tried["env"], tried["label"])]
+    tried = tried.dropna(subset=["setting"])
+    # one task's agents once: two labels of one setting on one task (copied runs) keep the larger
+    tried = tried.drop_duplicates(["env", "setting"])
+    pooled = tried.groupby("setting").filter(lambda group: group["env"].nunique() >= 2)
+    if not len(pooled):
+        return []
+    envs = [env for env in TASKS if env in set(pooled["env"])]
+    lines = ["", "### Pooled over tasks: the seeds a learned attack breaks per training setting", "",
+             "Settings tried with a learned attack fitted on every seed on two tasks or more (per task: broken of attacked, "
+             "from the study that attacked the most). The tasks differ in eps, budget and PPO's hyperparameters: a pooled "
+             "fraction says how often a setting breaks, not why.", "",
+             "| setting | " + " | ".join(envs) + " | pooled: broken of agents [exact 95% interval] |",
+             "|---|" + "---:|" * len(envs) + "---|"]  # fmt: skip
+    order = pooled.groupby("setting").apply(lambda g: g["broken"].sum() / g["agents"].sum(), include_groups=False).sort_values(kind="stable")
+    for setting in order.index:
+        group = pooled[pooled["setting"] == setting].set_index("env")
+        cells = [f"{int(group.at[env, 'broken'])} of {int(group.at[env, 'agents'])}" if env in group.index else "" for env in envs]
+        broken, agents = int(group["broken"].sum()), int(group["agents"].sum())
+        low, high = broken_interval(broken, agents)
+        interval = format_broken_interval({"broken_low": low, "broken_high": high})
+        lines.append(f"| {setting} | " + " | ".join(cells) + f" | {broken} of {agents} {interval} |")
+    return lines
+
+
 def guidance_pooled(env: str, per_run: pd.DataFrame, methods: dict[str, tuple[str, bool | None]]) -> list[str]:
     """Does SPO guidance (the PPO loss beside kappa * L_bar, BARPO paper Sec. 5) go with the seeds a
     learned attack breaks? Every AR-PPO and BAR-PPO agent of ``env`` that SA-RL or PA-AD ran on,
@@ -501,6 +575,7 @@ def main() -> None:
     paper_names: dict[str, dict[str, str]] = {}  # study -> label -> the paper's name of the method
     settings: dict[str, dict[str, dict]] = {}  # study -> label -> the spec's method entry
     trained_as: dict[str, tuple[str, bool | None]] = {}  # run -> (algo, guidance; None: partly) it trained with
+    settings_of: dict[str, dict[tuple[str, str], str]] = {}  # study -> (env, label) -> training setting
     for study in args.studies:
         saved = json.loads((study / "study.json").read_text())  # read once: its name and its spec's methods
         name = saved["name"]
@@ -526,6 +601,7 @@ def main() -> None:
         paper_names[name] = {label: str(m["paper"]) for label, m in methods.items() if (m or {}).get("paper")}
         settings[name] = {label: dict(m or {}) for label, m in methods.items()}
         trained_as.update(run_methods(study, saved))
+        settings_of[name] = label_settings(saved)
     cat = lambda frames: pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()  # noqa: E731
     median, mean, claim, per_run = cat(medians), cat(means), cat(claims), cat(per_runs)
     reliability, grid, claim_at_pick, screen = cat(reliabilities), cat(grids), cat(claims_at_pick), cat(screens)
@@ -613,6 +689,7 @@ def main() -> None:
     for env in TASKS:
         lines += quality_goal(env, per_run, median, reliability, reference, grid) if len(median) else [f"- {env}: not run."]
         lines += settings_tried(env, median, reliability)
+    lines += settings_pooled(reliability, settings_of)
     lines.append("")
     figure = plot_against_paper(median, grid, paper_names, reference, args.out)
     if figure:

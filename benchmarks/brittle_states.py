@@ -140,8 +140,8 @@ def family(run_dir: Path) -> str:
     a label prefix lumped together with them. Variants of one objective (kappa, guidance, inner
     steps, warm-up) stay one family; a learned adversary in the loop is its own (``+atla``)."""
     config = json.loads((run_dir / "config.json").read_text())
-    atla = (config.get("atla") or {}).get("adversary")
-    return config["algo"] + ("+atla" if atla else "")
+    atla = (config.get("atla") or {}).get("adversary", "none")
+    return config["algo"] + ("" if atla in (None, "none") else "+atla")  # AtlaConfig's "none": off
 
 
 def plot(table: pd.DataFrame, path: Path) -> None:

@@ -305,3 +305,42 @@ def test_run_methods_reads_algo_and_guidance_from_each_runs_config(tmp_path):
         "d": {"label": "bar-ppo-g75", "config": {"algo": "bar-ppo", "robust": {"guidance": True, "guidance_until": 0.75}}}}}))  # fmt: skip
     # d was guided for part of its run only: in neither group of the pooled comparison
     assert table2.run_methods(tmp_path) == {"a": ("bar-ppo", True), "b": ("bar-ppo", False), "c": ("ppo", True), "d": ("bar-ppo", None)}
+
+
+def test_a_training_setting_is_named_by_its_config_not_its_label():
+    table2 = _table2()
+    name = table2.training_setting
+    # as saved: AtlaConfig's "none" is no adversary
+    assert name({"algo": "bar-ppo", "robust": {"kappa": 1.0, "guidance": True, "eps": None}, "atla": {"adversary": "none"}}) == "bar-ppo, kappa 1"
+    # kappa does not enter the loss without guidance: not part of the name
+    assert name({"algo": "bar-ppo", "robust": {"kappa": 0.3, "guidance": False}}) == "bar-ppo, no guidance"
+    assert name({"algo": "bar-ppo", "robust": {"kappa": 1.0, "guidance_until": 0.75, "inner_steps": 20},
+                 "atla": {"adversary": "sa-rl"}}) == "bar-ppo, kappa 1, guidance_until 0.75, inner_steps 20, ATLA sa-rl"  # fmt: skip
+    # a per-task radius is not a setting; PPO has no kappa
+    assert name({"algo": "ppo", "robust": {"eps": 0.05, "kappa": 0.3}}) == "ppo"
+
+
+def test_settings_are_pooled_over_tasks_by_their_config_each_task_once():
+    import pandas as pd
+
+    table2 = _table2()
+    rows = [  # study, env, label, agents, broken
+        ("rel", "Hopper-v5", "bar-ppo-k1", 5, 1), ("rel", "Hopper-v5", "bar-ppo-k3", 5, 0),
+        ("hop", "Hopper-v5", "bar-ppo-k1", 1, 1),  # the median protocol: one agent, left out
+        ("wc", "Walker2d-v5", "bar-ppo", 5, 1), ("wc", "HalfCheetah-v5", "bar-ppo", 5, 1),
+        ("wc", "Walker2d-v5", "bar-ppo-k3", 3, 0), ("ant", "Ant-v5", "bar-ppo", 3, 0),
+        ("rel", "Hopper-v5", "bar-ppo-nog", 5, 0),  # one task only: nothing to pool
+    ]  # fmt: skip
+    reliability = pd.DataFrame([{"study": s, "env": e, "label": l, "agents": a, "broken": b} for s, e, l, a, b in rows])
+    k1, k3 = "bar-ppo, kappa 1", "bar-ppo, kappa 3"
+    settings_of = {"rel": {("Hopper-v5", "bar-ppo-k1"): k1, ("Hopper-v5", "bar-ppo-k3"): k3, ("Hopper-v5", "bar-ppo-nog"): "nog"},
+                   "hop": {("Hopper-v5", "bar-ppo-k1"): k1},
+                   "wc": {("Walker2d-v5", "bar-ppo"): k1, ("HalfCheetah-v5", "bar-ppo"): k1, ("Walker2d-v5", "bar-ppo-k3"): k3},
+                   "ant": {("Ant-v5", "bar-ppo"): k1}}  # fmt: skip
+    lines = table2.settings_pooled(reliability, settings_of)
+    table = [line for line in lines if line.startswith("| bar-ppo")]
+    # fewest broken first; tasks in the page's order; Hopper's kappa 1 agents counted once (5, not 6)
+    assert table == ["| bar-ppo, kappa 3 | 0 of 5 | 0 of 3 |  |  | 0 of 8 [0%, 37%] |",
+                     "| bar-ppo, kappa 1 | 1 of 5 | 1 of 5 | 1 of 5 | 0 of 3 | 3 of 18 [4%, 41%] |"]  # fmt: skip
+    assert "| setting | Hopper-v5 | Walker2d-v5 | HalfCheetah-v5 | Ant-v5 |" in lines[-4]
+    assert table2.settings_pooled(reliability[reliability["label"] == "bar-ppo-nog"], settings_of) == []

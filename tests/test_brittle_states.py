@@ -77,7 +77,7 @@ def test_family_comes_from_the_saved_config_not_the_label(tmp_path):
     import json
 
     brittle = _module()
-    for name, config in [("bar-ppo-k3", {"algo": "bar-ppo", "atla": {"adversary": None}}),
+    for name, config in [("bar-ppo-k3", {"algo": "bar-ppo", "atla": {"adversary": "none"}}),
                          ("bar-ppo-k1-atla", {"algo": "bar-ppo", "atla": {"adversary": "sa-rl"}}),
                          ("bar-ppo-k1-wocar", {"algo": "bar-ppo-wocar"}), ("sa-ppo", {"algo": "sa-ppo"})]:  # fmt: skip
         (tmp_path / name).mkdir()
