@@ -75,6 +75,8 @@ QUEUE = (
     # before more reliability knobs (session 24): the grid is a deliverable of its own (item 1) and
     # has waited since session 19 for its last 3 runs and its medians' fits
     Step("barpo_hopper", "studies/barpo_hopper_kappa.yaml", (), "item 1: the Hopper kappa grid's last runs and its medians' SA-RL fits"),
+    Step("barpo_reliability", "studies/barpo_reliability.yaml", ("bar-ppo-k2",),
+         "item 5: kappa 2, between kappa 1 (natural met, 1 of 5 broken) and kappa 3 (0 of 5 broken, natural 9% short), 5 seeds, learned attacks on each"),
     Step("barpo_reliability", "studies/barpo_reliability.yaml", ("bar-ppo-k1-g75",),
          "item 5: guidance for the first 75% of the run, then L_bar alone (keep the natural return, lose the breaks?), 5 seeds, learned attacks on each"),
     Step("barpo_reliability", "studies/barpo_reliability.yaml", ("bar-ppo-k1-wocar",),
