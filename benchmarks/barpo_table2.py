@@ -244,30 +244,70 @@ def _pending_runs(study: Path) -> dict[str, list[str]]:
     return {env: [f"{label} x{n}" for label, n in labels.items()] for env, labels in left.items()}
 
 
-def settings_tried(env: str, median: pd.DataFrame, reliability: pd.DataFrame) -> list[str]:
-    """The settings tried for "no seed broken" on ``env`` (those a learned attack was fitted on for
-    every seed), fewest broken first, each with its median agent's natural return (a knob that
-    buys reliability by giving up return is no fix), and what their seed counts can tell apart:
-    with none broken of n seeds the exact 95% interval on the fraction still reaches
-    1 - 0.025^(1/n) (52% at 5 seeds, 31% at 10)."""
+def tried_settings(env: str, median: pd.DataFrame, reliability: pd.DataFrame) -> pd.DataFrame:
+    """The settings tried for "no seed broken" on ``env``: the reliability rows of labels a learned
+    attack was fitted on for every seed (>= 2 agents; a label in two studies: the one that attacked
+    the most of its agents), fewest broken first, each with its median agent's natural return from
+    the same study (NaN where that study has no median row)."""
     if not len(reliability):
-        return []
+        return pd.DataFrame()
     tried = reliability[(reliability["env"] == env) & (reliability["agents"] >= 2)]
-    # a label in two studies: the one that attacked the most of its agents
     tried = tried.sort_values("agents", ascending=False, kind="stable").drop_duplicates("label")
     tried = tried.sort_values(["broken_fraction", "agents"], ascending=[True, False], kind="stable")
+    here = median[median["env"] == env] if len(median) else median
+    if len(tried) and len(here) and "study" in here and "study" in tried:  # the same study's median agent
+        here = here.merge(tried[["label", "study"]], on=["label", "study"])
+    natural = here.drop_duplicates("label").set_index("label")["natural"] if len(here) else pd.Series(dtype=float)
+    return tried.assign(natural=[natural.get(label, math.nan) for label in tried["label"]]).reset_index(drop=True)
+
+
+def settings_tried(env: str, median: pd.DataFrame, reliability: pd.DataFrame) -> list[str]:
+    """:func:`tried_settings` as a line of Markdown, each with its median agent's natural return (a
+    knob that buys reliability by giving up return is no fix), and what their seed counts can tell
+    apart: with none broken of n seeds the exact 95% interval on the fraction still reaches
+    1 - 0.025^(1/n) (52% at 5 seeds, 31% at 10)."""
+    tried = tried_settings(env, median, reliability)
     if not len(tried):
         return []
-    here = median[median["env"] == env]
-    if "study" in here and "study" in tried:  # the natural return of the same study's median agent
-        here = here.merge(tried[["label", "study"]], on=["label", "study"])
-    natural = here.drop_duplicates("label").set_index("label")["natural"]
     cells = [f"{r['label']} {int(r['broken'])} of {int(r['agents'])} broken {format_broken_interval(r)}"
-             + (f", median agent's natural {natural[r['label']]:.0f}" if r["label"] in natural else "") for _, r in tried.iterrows()]  # fmt: skip
+             + (f", median agent's natural {r['natural']:.0f}" if pd.notna(r["natural"]) else "") for _, r in tried.iterrows()]  # fmt: skip
     n = int(tried["agents"].max())
     return [f"  - settings tried for no seed broken (a learned attack fitted on every seed): {'; '.join(cells)}. "
             f"None broken of {n} seeds would still leave the fraction's 95% interval reaching {1 - 0.025 ** (1 / n):.0%}: "
             "settings whose counts differ by one seed are not told apart."]  # fmt: skip
+
+
+def plot_settings(median: pd.DataFrame, reliability: pd.DataFrame, reference: dict, out: Path) -> Path | None:
+    """One panel per task with two settings tried or more: each setting's fraction of seeds broken
+    by a learned attack (exact 95% interval) against its median agent's natural return, beside the
+    paper's BAR-PPO natural return. The quality goal asks for the lower right (no seed broken, the
+    paper's return or more): the figure shows which settings buy reliability with return."""
+    panels = [(env, tried) for env in TASKS if len(tried := tried_settings(env, median, reliability).dropna(subset=["natural"])) >= 2]
+    if not panels:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, len(panels), figsize=(5.6 * len(panels), 4.4), squeeze=False)
+    for axis, (env, tried) in zip(axes[0], panels):
+        fraction = tried["broken"] / tried["agents"]
+        below, above = (fraction - tried["broken_low"]).clip(lower=0), (tried["broken_high"] - fraction).clip(lower=0)
+        axis.errorbar(tried["natural"], fraction, yerr=[below, above], fmt="o", capsize=3, alpha=0.8)
+        # labels above and below in turn along the x axis: settings with the same count sit close
+        for i, (_, row) in enumerate(tried.sort_values("natural").iterrows()):
+            axis.annotate(f"{row['label']} ({int(row['broken'])}/{int(row['agents'])})", (row["natural"], row["broken"] / row["agents"]),
+                          fontsize=7, xytext=(4, 4 if i % 2 == 0 else -11), textcoords="offset points")  # fmt: skip
+        paper = paper_values(reference, env).get("barpo")
+        if paper is not None:
+            axis.axvline(paper["natural"], color="grey", ls="--", lw=0.8, label=f"paper's BAR-PPO natural ({paper['natural']:.0f})")
+            axis.legend(fontsize=7, loc="upper left")
+        axis.set(title=f"{env}: settings tried for no seed broken", xlabel="median agent's natural return",
+                 ylabel="seeds broken by a learned attack [exact 95%]", ylim=(-0.05, 1.05))  # fmt: skip
+        axis.margins(x=0.2)  # room for the rightmost label
+    figure.tight_layout()
+    return save_figure(figure, out, "settings_reliability")["settings_reliability"]
 
 
 GUIDED_ALGOS = ("ar-ppo", "bar-ppo")  # the methods with SPO guidance to drop (``--no-guidance``)
@@ -690,6 +730,11 @@ def main() -> None:
         lines += quality_goal(env, per_run, median, reliability, reference, grid) if len(median) else [f"- {env}: not run."]
         lines += settings_tried(env, median, reliability)
     lines += settings_pooled(reliability, settings_of)
+    tradeoff = plot_settings(median, reliability, reference, args.out)
+    if tradeoff:
+        lines += ["", f"![settings tried](barpo_table2/{tradeoff.name}) Per task, each setting tried for no seed broken: "
+                  "the fraction of its seeds a learned attack breaks (exact 95% interval) against its median agent's natural "
+                  f"return; the goal is the lower right of the dashed line (`barpo_table2/{tradeoff.name}`, and .svg)."]  # fmt: skip
     lines.append("")
     figure = plot_against_paper(median, grid, paper_names, reference, args.out)
     if figure:

@@ -130,6 +130,26 @@ def test_the_settings_tried_for_reliability_are_listed_fewest_broken_first_with_
     assert table2.settings_tried("Ant-v5", median, reliability) == []
 
 
+def test_the_settings_figure_has_a_panel_per_task_with_two_settings_with_a_natural_return(tmp_path):
+    table2 = _table2()
+    reliability = pd.DataFrame([
+        {"env": "Hopper-v5", "label": "bar-ppo-k1", "agents": 5, "broken": 1, "broken_fraction": 0.2, "broken_low": 0.005, "broken_high": 0.716},
+        {"env": "Hopper-v5", "label": "bar-ppo-k3", "agents": 5, "broken": 0, "broken_fraction": 0.0, "broken_low": 0.0, "broken_high": 0.522},
+        {"env": "Walker2d-v5", "label": "bar-ppo", "agents": 5, "broken": 1, "broken_fraction": 0.2, "broken_low": 0.005, "broken_high": 0.716},
+    ])  # fmt: skip
+    median = pd.DataFrame([{"env": "Hopper-v5", "label": "bar-ppo-k1", "natural": 3765.0},
+                           {"env": "Hopper-v5", "label": "bar-ppo-k3", "natural": 3365.0},
+                           {"env": "Walker2d-v5", "label": "bar-ppo", "natural": 4862.0}])  # fmt: skip
+    tried = table2.tried_settings("Hopper-v5", median, reliability)
+    assert list(tried["label"]) == ["bar-ppo-k3", "bar-ppo-k1"] and list(tried["natural"]) == [3365.0, 3765.0]
+    reference = {"tables": {}}
+    path = table2.plot_settings(median, reliability, reference, tmp_path)
+    assert path is not None and path.is_file() and path.stat().st_size > 0 and path.with_suffix(".svg").is_file()
+    # one setting per task (Walker2d) or none with a natural return: no figure
+    assert table2.plot_settings(median, reliability[reliability["env"] == "Walker2d-v5"], reference, tmp_path / "w") is None
+    assert table2.plot_settings(median.iloc[:1], reliability, reference, tmp_path / "x") is None
+
+
 @needs_paper_tables
 def test_where_we_stand_has_one_row_per_task_with_the_goal_the_claims_at_the_pick_and_what_is_left():
     from robustrl.report.paper import load_reference
