@@ -351,7 +351,8 @@ def test_settings_are_pooled_over_tasks_by_their_config_each_task_once():
         ("wc", "Walker2d-v5", "bar-ppo-k3", 3, 0), ("ant", "Ant-v5", "bar-ppo", 3, 0),
         ("rel", "Hopper-v5", "bar-ppo-nog", 5, 0),  # one task only: nothing to pool
     ]  # fmt: skip
-    reliability = pd.DataFrame([{"study": s, "env": e, "label": l, "agents": a, "broken": b} for s, e, l, a, b in rows])
+    columns = ("study", "env", "label", "agents", "broken")
+    reliability = pd.DataFrame([dict(zip(columns, row)) for row in rows])
     k1, k3 = "bar-ppo, kappa 1", "bar-ppo, kappa 3"
     settings_of = {"rel": {("Hopper-v5", "bar-ppo-k1"): k1, ("Hopper-v5", "bar-ppo-k3"): k3, ("Hopper-v5", "bar-ppo-nog"): "nog"},
                    "hop": {("Hopper-v5", "bar-ppo-k1"): k1},
