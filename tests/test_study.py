@@ -22,6 +22,7 @@ from robustrl.experiments.spec import StudySpecError, config_hash, load_spec, pa
 from robustrl.experiments.study import LocalExecutor, Study, run_study, study_status
 from robustrl.report.study import (
     aggregate,
+    PAPER_KAPPAS,
     format_kappa_grid,
     format_reliability,
     format_screening,
@@ -487,6 +488,32 @@ def test_kappa_grid_picks_each_methods_kappa_by_the_median_agents_worst_case():
     grid = kappa_grid(median, runs, attacks=["random", "mad", "sa-rl"])
     assert list(grid["best"]) == [True, False] and list(grid["complete"]) == [True, False]
     assert "| 1 | 110 | 100 | not every attack ran on its median agent yet: not compared |" in format_kappa_grid(grid)
+
+
+
+def test_a_kappa_grid_holds_labels_that_differ_in_kappa_only_and_picks_from_the_papers_grid():
+    """A (kappa 0.1) and B (1.0) differ in kappa only; C (kappa 1, another inner solve: another
+    grid_key) is a method of its own, so it is neither a point of A's grid nor a rival of B. D is
+    A's setting at kappa 3 with the highest worst case: a grid row, but outside the paper's grid
+    {0.1, 0.3, 1} the paper's protocol picks from."""
+    per_run = per_run_table(_fixture_evaluations())
+    runs = pd.DataFrame({
+        "run": ["A0", "A1", "A2", "B0", "B1", "B2"], "label": ["A"] * 3 + ["B"] * 3, "algo": ["bar-ppo"] * 6,
+        "kappa": [0.1] * 3 + [1.0] * 3, "guidance": [True] * 6, "median_agent": [False] * 6, "grid_key": ["g"] * 6,
+    })  # fmt: skip
+    median = aggregate(per_run, runs, "median", cheap=["random", "mad"])
+    other = median[median["label"] == "B"].assign(label="C", worst=500.0)
+    runs_c = runs[runs["label"] == "B"].assign(label="C", run=["C0", "C1", "C2"], grid_key="h")
+    grid = kappa_grid(pd.concat([median, other]), pd.concat([runs, runs_c]), pick_from=PAPER_KAPPAS)
+    assert list(grid["label"]) == ["A", "B"] and list(grid["best"]) == [False, True]  # C: a grid of one kappa, none
+    wide = median[median["label"] == "A"].assign(label="D", worst=900.0)
+    runs_d = runs[runs["label"] == "A"].assign(label="D", run=["D0", "D1", "D2"], kappa=3.0)
+    grid = kappa_grid(pd.concat([median, wide]), pd.concat([runs, runs_d]), pick_from=PAPER_KAPPAS)
+    assert list(grid["label"]) == ["A", "B", "D"] and list(grid["best"]) == [False, True, False]
+    assert list(grid["eligible"]) == [True, True, False]
+    assert "| 3 | 80 | 900 | outside the paper's grid {0.1, 0.3, 1}: not picked |" in format_kappa_grid(grid)
+    # without pick_from every kappa competes: D
+    assert list(kappa_grid(pd.concat([median, wide]), pd.concat([runs, runs_d]))["best"]) == [False, False, True]
 
 
 def test_reliability_counts_the_agents_a_learned_attack_breaks(tmp_path):

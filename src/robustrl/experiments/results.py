@@ -45,7 +45,7 @@ def collect_results(study: Any) -> dict[str, Path]:
             "kappa": config.robust.kappa, "eps_train": config.robust.eps, "guidance": config.robust.guidance,
             "guidance_until": config.robust.guidance_until,
             "prune_strategy": config.prune.strategy, "sparsity": config.prune.sparsity, "prune_every": config.prune.prune_every,
-            "config_hash": config_hash(config), "train_status": entry.get("train", "pending"),
+            "config_hash": config_hash(config), "grid_key": grid_key(config), "train_status": entry.get("train", "pending"),
             "evaluate_status": entry.get("evaluate", "pending"), "median_agent": bool(entry.get("median_agent", False)),
             **_certificate_columns(study.run_dir(run)),
         })  # fmt: skip
@@ -138,6 +138,15 @@ def _certificate_columns(run_dir: Path) -> dict[str, float]:
         }
     except (json.JSONDecodeError, KeyError, TypeError, ValueError):
         return {}  # a damaged certificate is recomputed by the next evaluation
+
+
+def grid_key(config: Any) -> str:
+    """The config's hash with its seed and kappa set aside: runs that share it differ in seed or
+    kappa only, so their labels are points of one kappa grid (:func:`robustrl.report.study.kappa_grid`);
+    a label that also changes the inner solve, the warm-up or the budget is another method."""
+    from dataclasses import replace
+
+    return config_hash(replace(config, seed=0, robust=replace(config.robust, kappa=0.0)))
 
 
 def refresh_results(directory: Path | str) -> dict[str, Path]:

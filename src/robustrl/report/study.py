@@ -109,37 +109,52 @@ def aggregate(per_run: pd.DataFrame, runs: pd.DataFrame, how: str, cheap: Sequen
     return pd.DataFrame(rows)
 
 
-def kappa_grid(median_table: pd.DataFrame, runs: pd.DataFrame, attacks: Sequence[str] = ()) -> pd.DataFrame:
+PAPER_KAPPAS = (0.1, 0.3, 1.0)  # BARPO App. F.3: the grid the paper picks kappa from, per task
+
+
+def kappa_grid(
+    median_table: pd.DataFrame, runs: pd.DataFrame, attacks: Sequence[str] = (), pick_from: Sequence[float] | None = None
+) -> pd.DataFrame:
     """The kappa grid (BARPO App. F.3: kappa picked per task from {0.1, 0.3, 1.0}; issue 17): one
     row per (env, algorithm with guidance, kappa) that the study ran at more than one kappa, from
     the median-agent table, and ``best`` marking each group's pick. The paper does not state its
     rule; ours: the highest worst-case return of the median agent (ties: the higher natural).
+    A grid's labels differ in kappa only (the runs table's ``grid_key``): a label that also
+    changes the inner solve, the warm-up or the budget is a method of its own, not a grid point.
+    ``pick_from``: the kappas that may be picked (``PAPER_KAPPAS`` for the paper's protocol); the
+    others stay rows of the grid (``eligible`` False) but are not picked. None: every kappa.
     Methods without guidance (or with it for part of the run only) are left out: their loss is
     the robust term alone, kappa does not enter it. Only kappas whose median agent ran every one of ``attacks`` compete (``complete``):
     a group not yet whole has no learned attack on its median agent, and its worst case over the
     cheap ones alone is an upper bound that would win unfairly (it did: one bar-ppo seed at kappa
     0.1, 1714 over the cheap attacks, beat kappa 1's 1492 under SA-RL)."""
-    columns = ["env", "algo", "kappa", "label", "seeds", "natural", "worst", "best", "complete"]
+    columns = ["env", "algo", "kappa", "label", "seeds", "natural", "worst", "best", "complete", "eligible"]
     if not len(runs) or not {"algo", "kappa", "guidance"} <= set(runs.columns):
         return pd.DataFrame(columns=columns)
     runs = runs if "guidance_until" in runs.columns else runs.assign(guidance_until=1.0)  # tables written before it
-    methods = runs.drop_duplicates("label").set_index("label")[["algo", "kappa", "guidance", "guidance_until"]]
-    table = median_table.join(methods, on="label")
+    runs = runs if "grid_key" in runs.columns else runs.assign(grid_key="")  # before it: one grid per algorithm
+    methods = runs.drop_duplicates("label").set_index("label")[["algo", "kappa", "guidance", "guidance_until", "grid_key"]]
+    table = median_table.join(methods, on="label").reset_index(drop=True)  # unique index: rows are told apart by it
     # guided for the whole run only (robust.guidance_until 1): a run guided for part of it is
     # another method, not a point of the grid
     whole = table["guidance_until"].astype(float).fillna(1.0) >= 1.0
     table = table[table["guidance"].astype("boolean").fillna(False) & whole & table["kappa"].notna()]
     rows = []
-    for (env, algo), group in table.groupby(["env", "algo"], sort=False):
+    for (env, algo, _), group in table.groupby(["env", "algo", "grid_key"], sort=False):
         if group["kappa"].nunique() < 2:
             continue
         group = group.sort_values("kappa")
+        kappas = group["kappa"].astype(float).to_numpy()[:, None]
+        eligible = group if pick_from is None else group[np.isclose(kappas, list(pick_from)).any(axis=1)]
         complete = group.dropna(subset=[a for a in attacks if a in group.columns])
-        pick = (complete if len(complete) else group).sort_values(["worst", "natural"], ascending=False).index[0]
+        candidates = eligible[eligible.index.isin(complete.index)]
+        candidates = candidates if len(candidates) else eligible
+        pick = candidates.sort_values(["worst", "natural"], ascending=False).index[0] if len(candidates) else None
         for index, row in group.iterrows():
             rows.append({"env": env, "algo": algo, "kappa": float(row["kappa"]), "label": row["label"],
                          "seeds": int(row["seeds"]), "natural": row["natural"], "worst": row["worst"],
-                         "best": index == pick, "complete": index in complete.index})  # fmt: skip
+                         "best": index == pick, "complete": index in complete.index,
+                         "eligible": index in eligible.index})  # fmt: skip
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -287,6 +302,9 @@ def format_kappa_grid(grid: pd.DataFrame) -> str:
 def kappa_grid_mark(row: Mapping[str, Any]) -> str:
     if row["best"]:
         return "**picked**"
+    eligible = row.get("eligible", True)
+    if not (pd.isna(eligible) or bool(eligible)):  # a grid written before the column reads as eligible
+        return "outside the paper's grid {0.1, 0.3, 1}: not picked"
     complete = row.get("complete", True)
     # a grid written before the column existed (or concatenated with one) reads as complete
     return "" if pd.isna(complete) or bool(complete) else "not every attack ran on its median agent yet: not compared"
@@ -443,13 +461,14 @@ def write_study_report(
             )
             written[f"table2_{how}"] = out / f"table2_{how}.md"
         attacks = [c for c in columns if c not in ("natural", "worst", "worst_case_robustness")]
-        grid = kappa_grid(aggregate(per_run, runs, "median", cheap), runs, attacks)
+        grid = kappa_grid(aggregate(per_run, runs, "median", cheap), runs, attacks, pick_from=PAPER_KAPPAS)
         if len(grid):
             grid.to_csv(out / "kappa_grid.csv", index=False)
             (out / "kappa_grid.md").write_text(
                 f"# {study['name']}: the kappa grid (median agents)\n\nEach method with guidance at every kappa "
                 "the study ran; **picked**: the highest worst-case return of the median agent (ties: the higher "
-                "natural; the paper does not state its rule). Without guidance kappa does not enter the loss.\n\n"
+                "natural; the paper does not state its rule), from the paper's grid {0.1, 0.3, 1} (App. F.3). "
+                "A grid's labels differ in kappa only. Without guidance kappa does not enter the loss.\n\n"
                 + format_kappa_grid(grid)
             )
             written["kappa_grid"] = out / "kappa_grid.md"
