@@ -21,8 +21,8 @@ from robustrl.experiments.results import read_results
 from robustrl.experiments.spec import StudySpecError, config_hash, load_spec, parse_spec
 from robustrl.experiments.study import LocalExecutor, Study, run_study, study_status
 from robustrl.report.study import (
-    aggregate,
     PAPER_KAPPAS,
+    aggregate,
     format_kappa_grid,
     format_reliability,
     format_screening,
