@@ -108,6 +108,8 @@ def goal_status(env: str, per_run: pd.DataFrame, median: pd.DataFrame, reliabili
     paper = paper_values(reference, env).get("barpo")
     labels = BAR_LABELS
     if grid is not None and len(grid):
+        # every grid's pick (a grid picks only among two kappas or more of the paper's {0.1, 0.3,
+        # 1}: a reliability study's {1, 3} picks none); two picked labels: the one with more seeds
         picked = grid[(grid["env"] == env) & (grid["algo"] == "bar-ppo") & grid["best"].astype(bool)]
         if len(picked):
             labels = tuple(picked["label"])
@@ -250,7 +252,7 @@ def tried_settings(env: str, median: pd.DataFrame, reliability: pd.DataFrame) ->
     the most of its agents), fewest broken first, each with its median agent's natural return from
     the same study (NaN where that study has no median row)."""
     if not len(reliability):
-        return pd.DataFrame()
+        return pd.DataFrame(columns=["label", "agents", "broken", "broken_fraction", "broken_low", "broken_high", "natural"])
     tried = reliability[(reliability["env"] == env) & (reliability["agents"] >= 2)]
     tried = tried.sort_values("agents", ascending=False, kind="stable").drop_duplicates("label")
     tried = tried.sort_values(["broken_fraction", "agents"], ascending=[True, False], kind="stable")
@@ -329,28 +331,28 @@ def run_methods(study: Path, saved: dict | None = None) -> dict[str, tuple[str, 
     return methods
 
 
-# the robust knobs a setting is named by where they differ from RobustConfig's defaults (eps is
-# left out: each task has its own radius, and a setting is pooled over tasks at theirs)
-SETTING_KNOBS = ("guidance_until", "inner_steps", "inner_step_size", "inner_solve", "eps_warmup_fraction", "temperature",
-                 "solver", "q_weight", "radial_mix")  # fmt: skip
-
-
 def training_setting(config: dict) -> str:
-    """A run's training setting as one name that holds across tasks: the algorithm, kappa and
-    guidance for AR-PPO / BAR-PPO, the robust knobs that differ from their defaults, and a learned
-    adversary in the loop. Not the spec's label: a label names a setting within one study
-    (barpo_walker_cheetah's ``bar-ppo`` is barpo_reliability's ``bar-ppo-k1``)."""
+    """A run's training setting as one name that holds across tasks: the algorithm, then every
+    robust knob it reads (``robustrl.algos.robust_knobs``) that differs from RobustConfig's
+    default, kappa always where it enters the loss, and a learned adversary in the loop. eps is
+    left out: each task has its own radius, and a setting is pooled over tasks at theirs. Not the
+    spec's label: a label names a setting within one study (barpo_walker_cheetah's ``bar-ppo``
+    is barpo_reliability's ``bar-ppo-k1``)."""
+    from robustrl.algos import robust_knobs
     from robustrl.config import RobustConfig
 
     default = RobustConfig()
     robust = config.get("robust") or {}
-    parts = [str(config.get("algo"))]
-    if parts[0] in GUIDED_ALGOS:
-        guided = bool(robust.get("guidance", default.guidance))
-        parts.append(f"kappa {float(robust.get('kappa', default.kappa)):g}" if guided else "no guidance")
-    for knob in SETTING_KNOBS:
-        if robust.get(knob, getattr(default, knob)) != getattr(default, knob):
-            parts.append(f"{knob} {robust[knob]}")
+    algo = str(config.get("algo"))
+    knobs = [k for k in robust_knobs(algo) if k != "eps"]
+    guided = bool(robust.get("guidance", default.guidance))
+    parts = [algo] + (["no guidance"] if "guidance" in knobs and not guided else [])
+    for knob in knobs:
+        value = robust.get(knob, getattr(default, knob))
+        if knob == "guidance" or (knob == "kappa" and "guidance" in knobs and not guided):
+            continue  # said above; without guidance kappa does not enter the loss
+        if knob == "kappa" or value != getattr(default, knob):
+            parts.append(f"{knob} {value:g}" if isinstance(value, float) else f"{knob} {value}")
     adversary = (config.get("atla") or {}).get("adversary", "none")
     if adversary not in (None, "none"):  # AtlaConfig's "none": off
         parts.append(f"ATLA {adversary}")
@@ -376,12 +378,12 @@ def settings_pooled(reliability: pd.DataFrame, settings_of: dict[str, dict[tuple
     PPO's hyperparameters, so a pooled fraction says how often the setting breaks, not why."""
     if not len(reliability) or "study" not in reliability:
         return []
-    tried = reliability[reliability["agents"] >= 2].sort_values("agents", ascending=False, kind="stable")
-    tried = tried.drop_duplicates(["env", "label"]).copy()
+    tried = reliability[reliability["agents"] >= 2].sort_values("agents", ascending=False, kind="stable").copy()
     tried["setting"] = [settings_of.get(study, {}).get((env, label)) for study, env, label in zip(tried["study"], tried["env"], tried["label"])]
-    tried = tried.dropna(subset=["setting"])
-    # one task's agents once: two labels of one setting on one task (copied runs) keep the larger
-    tried = tried.drop_duplicates(["env", "setting"])
+    # one setting's agents on one task once (two studies may hold the same runs, copied in):
+    # the study that attacked the most of them. By setting, not label: one label may name two
+    # settings in two studies
+    tried = tried.dropna(subset=["setting"]).drop_duplicates(["env", "setting"])
     pooled = tried.groupby("setting").filter(lambda group: group["env"].nunique() >= 2)
     if not len(pooled):
         return []

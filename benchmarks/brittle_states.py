@@ -179,16 +179,18 @@ def summary_lines(table: pd.DataFrame) -> list[str]:
     """Per task (the KL scales differ by task), the medians of broken and unbroken robust agents
     (PPO's KL is two orders larger: its own row), and the rank correlation over robust agents."""
     lines = ["| task | agents | n | KL natural p90 | KL attacked p90 | KL caused p90 | action std |", "|---|---|---:|---:|---:|---:|---:|"]
+    # PPO by its family where the table has one (a PPO run labelled otherwise is still PPO)
+    is_ppo = table["family"] == "ppo" if "family" in table else table["label"] == "ppo"
     for env, here in table.groupby("env", sort=False):
-        groups = [("robust, broken", here[(here["label"] != "ppo") & here["broken"]]),
-                  ("robust, not broken", here[(here["label"] != "ppo") & ~here["broken"]]),
-                  ("ppo", here[here["label"] == "ppo"])]  # fmt: skip
+        ppo = is_ppo[here.index]
+        groups = [("robust, broken", here[~ppo & here["broken"]]), ("robust, not broken", here[~ppo & ~here["broken"]]),
+                  ("ppo", here[ppo])]  # fmt: skip
         for name, rows in groups:
             if len(rows):
                 std = rows["action_std"].median() if "action_std" in rows else float("nan")  # older tables lack it
                 lines.append(f"| {env} | {name} | {len(rows)} | {rows['kl_natural_p90'].median():.3f} | "
                              f"{rows['kl_attacked_p90'].median():.3f} | {rows['kl_caused_p90'].median():.3f} | {std:.2f} |")  # fmt: skip
-    robust = table[table["label"] != "ppo"]
+    robust = table[~is_ppo]
     if len(robust) > 2:
         rank = robust["kl_attacked_p90"].corr(robust["ratio"], method="spearman")
         lines += ["", f"Robust agents ({len(robust)}, every task): Spearman rank correlation of the attacked states' worst "

@@ -148,6 +148,9 @@ def test_the_settings_figure_has_a_panel_per_task_with_two_settings_with_a_natur
     # one setting per task (Walker2d) or none with a natural return: no figure
     assert table2.plot_settings(median, reliability[reliability["env"] == "Walker2d-v5"], reference, tmp_path / "w") is None
     assert table2.plot_settings(median.iloc[:1], reliability, reference, tmp_path / "x") is None
+    # no study has learned attacks on every seed yet: no figure, no error
+    assert table2.plot_settings(median, pd.DataFrame(), reference, tmp_path / "y") is None
+    assert table2.settings_tried("Hopper-v5", median, pd.DataFrame()) == []
 
 
 @needs_paper_tables
@@ -335,9 +338,13 @@ def test_a_training_setting_is_named_by_its_config_not_its_label():
     # kappa does not enter the loss without guidance: not part of the name
     assert name({"algo": "bar-ppo", "robust": {"kappa": 0.3, "guidance": False}}) == "bar-ppo, no guidance"
     assert name({"algo": "bar-ppo", "robust": {"kappa": 1.0, "guidance_until": 0.75, "inner_steps": 20},
-                 "atla": {"adversary": "sa-rl"}}) == "bar-ppo, kappa 1, guidance_until 0.75, inner_steps 20, ATLA sa-rl"  # fmt: skip
-    # a per-task radius is not a setting; PPO has no kappa
+                 "atla": {"adversary": "sa-rl"}}) == "bar-ppo, kappa 1, inner_steps 20, guidance_until 0.75, ATLA sa-rl"  # fmt: skip
+    # a per-task radius is not a setting; PPO reads no robust knob
     assert name({"algo": "ppo", "robust": {"eps": 0.05, "kappa": 0.3}}) == "ppo"
+    # every method that reads kappa is named with it (SA-PPO's regulariser weight), and its own knobs
+    assert name({"algo": "sa-ppo", "robust": {"kappa": 1.0}}) != name({"algo": "sa-ppo", "robust": {"kappa": 0.3}})
+    assert name({"algo": "bar-ppo-wocar", "robust": {"kappa": 1.0, "q_weight": 0.8}}) == "bar-ppo-wocar, kappa 1, q_weight 0.8"
+    assert name({"algo": "bar-ppo-wocar", "robust": {"guidance": False}}) == "bar-ppo-wocar, no guidance"
 
 
 def test_settings_are_pooled_over_tasks_by_their_config_each_task_once():
@@ -365,3 +372,12 @@ def test_settings_are_pooled_over_tasks_by_their_config_each_task_once():
                      "| bar-ppo, kappa 1 | 1 of 5 | 1 of 5 | 1 of 5 | 0 of 3 | 3 of 18 [4%, 41%] |"]  # fmt: skip
     assert "| setting | Hopper-v5 | Walker2d-v5 | HalfCheetah-v5 | Ant-v5 |" in lines[-4]
     assert table2.settings_pooled(reliability[reliability["label"] == "bar-ppo-nog"], settings_of) == []
+    # one label naming two settings in two studies: each setting keeps its own rows
+    settings_of["rel"] = {("Hopper-v5", "bar-ppo-k1"): k3}  # rel's bar-ppo-k1 (5 agents) is kappa 3 here
+    settings_of["rel2"] = {("Hopper-v5", "bar-ppo-k1"): k1}
+    renamed = pd.concat([reliability[reliability["study"] != "rel"],
+                         pd.DataFrame([{"study": "rel", "env": "Hopper-v5", "label": "bar-ppo-k1", "agents": 5, "broken": 0},
+                                       {"study": "rel2", "env": "Hopper-v5", "label": "bar-ppo-k1", "agents": 4, "broken": 2}])])  # fmt: skip
+    table = [line for line in table2.settings_pooled(renamed, settings_of) if line.startswith("| bar-ppo")]
+    assert table == ["| bar-ppo, kappa 3 | 0 of 5 | 0 of 3 |  |  | 0 of 8 [0%, 37%] |",
+                     "| bar-ppo, kappa 1 | 2 of 4 | 1 of 5 | 1 of 5 | 0 of 3 | 4 of 17 [7%, 50%] |"]  # fmt: skip

@@ -21,7 +21,7 @@ from robustrl.experiments.results import read_results
 from robustrl.experiments.spec import StudySpecError, config_hash, load_spec, parse_spec
 from robustrl.experiments.study import LocalExecutor, Study, run_study, study_status
 from robustrl.report.study import (
-    PAPER_KAPPAS,
+    PAPER_PICKS,
     aggregate,
     format_kappa_grid,
     format_reliability,
@@ -504,16 +504,43 @@ def test_a_kappa_grid_holds_labels_that_differ_in_kappa_only_and_picks_from_the_
     median = aggregate(per_run, runs, "median", cheap=["random", "mad"])
     other = median[median["label"] == "B"].assign(label="C", worst=500.0)
     runs_c = runs[runs["label"] == "B"].assign(label="C", run=["C0", "C1", "C2"], grid_key="h")
-    grid = kappa_grid(pd.concat([median, other]), pd.concat([runs, runs_c]), pick_from=PAPER_KAPPAS)
+    grid = kappa_grid(pd.concat([median, other]), pd.concat([runs, runs_c]), pick_from=PAPER_PICKS)
     assert list(grid["label"]) == ["A", "B"] and list(grid["best"]) == [False, True]  # C: a grid of one kappa, none
     wide = median[median["label"] == "A"].assign(label="D", worst=900.0)
     runs_d = runs[runs["label"] == "A"].assign(label="D", run=["D0", "D1", "D2"], kappa=3.0)
-    grid = kappa_grid(pd.concat([median, wide]), pd.concat([runs, runs_d]), pick_from=PAPER_KAPPAS)
+    grid = kappa_grid(pd.concat([median, wide]), pd.concat([runs, runs_d]), pick_from=PAPER_PICKS)
     assert list(grid["label"]) == ["A", "B", "D"] and list(grid["best"]) == [False, True, False]
     assert list(grid["eligible"]) == [True, True, False]
-    assert "| 3 | 80 | 900 | outside the paper's grid {0.1, 0.3, 1}: not picked |" in format_kappa_grid(grid)
-    # without pick_from every kappa competes: D
+    assert "| 3 | 80 | 900 | outside the kappas picked from (the paper's grid): not picked |" in format_kappa_grid(grid)
+    # without pick_from every kappa competes: D; and a method the paper picks no kappa for (SA-PPO's
+    # regulariser weight) competes at every kappa too
     assert list(kappa_grid(pd.concat([median, wide]), pd.concat([runs, runs_d]))["best"]) == [False, False, True]
+    sa = pd.concat([runs, runs_d]).assign(algo="sa-ppo")
+    assert list(kappa_grid(pd.concat([median, wide]), sa, pick_from=PAPER_PICKS)["best"]) == [False, False, True]
+    # B (kappa 1) and D (3) alone: one kappa of the paper's grid, nothing to choose between: no pick
+    alone = kappa_grid(pd.concat([median[median["label"] == "B"], wide]), pd.concat([runs[runs["label"] == "B"], runs_d]), pick_from=PAPER_PICKS)
+    assert list(alone["label"]) == ["B", "D"] and not alone["best"].any()
+    # two grids of one algorithm (grid_key g: A, B; h: E at 0.1, F at 1 with the higher worst
+    # case): a pick in each, told apart by grid_key
+    e = median[median["label"] == "A"].assign(label="E")
+    f = median[median["label"] == "B"].assign(label="F", worst=700.0)
+    runs_ef = pd.concat([runs[runs["label"] == "A"].assign(label="E", run=["E0", "E1", "E2"], grid_key="h"),
+                         runs[runs["label"] == "B"].assign(label="F", run=["F0", "F1", "F2"], grid_key="h")])  # fmt: skip
+    two = kappa_grid(pd.concat([median, e, f]), pd.concat([runs, runs_ef]), pick_from=PAPER_PICKS)
+    assert two.loc[two["best"], ["label", "grid_key"]].values.tolist() == [["B", "g"], ["F", "h"]]
+
+
+def test_grid_key_sets_seed_and_kappa_aside_and_keeps_every_other_knob():
+    from dataclasses import replace
+
+    from robustrl.config import TrainConfig
+    from robustrl.experiments.results import grid_key
+
+    config = TrainConfig(env_id="Hopper-v5", algo="bar-ppo")
+    assert grid_key(replace(config, seed=7, robust=replace(config.robust, kappa=3.0))) == grid_key(config)
+    assert grid_key(replace(config, robust=replace(config.robust, inner_steps=20))) != grid_key(config)
+    assert grid_key(replace(config, total_steps=4_000_000)) != grid_key(config)
+    assert grid_key(replace(config, env_id="Walker2d-v5")) != grid_key(config)
 
 
 def test_reliability_counts_the_agents_a_learned_attack_breaks(tmp_path):

@@ -185,7 +185,8 @@ def roles_at_pick(roles: Mapping[str, str], grid: pd.DataFrame) -> dict[str, dic
     moved: dict[str, dict[str, str]] = {}
     for env, rows in grid.groupby("env", sort=False):
         env_roles = dict(roles)
-        for _, group in rows.groupby("algo", sort=False):
+        # one grid per algorithm and grid_key (labels differing in kappa only); older grids: per algorithm
+        for _, group in rows.groupby([c for c in ("algo", "grid_key") if c in rows], sort=False, dropna=False):
             named = [label for label in group["label"] if label in roles]
             picked = group.loc[group["best"].astype(bool), "label"]
             if named and len(picked) and picked.iloc[0] != named[0]:

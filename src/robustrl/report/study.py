@@ -110,10 +110,14 @@ def aggregate(per_run: pd.DataFrame, runs: pd.DataFrame, how: str, cheap: Sequen
 
 
 PAPER_KAPPAS = (0.1, 0.3, 1.0)  # BARPO App. F.3: the grid the paper picks kappa from, per task
+PAPER_PICKS = {"ar-ppo": PAPER_KAPPAS, "bar-ppo": PAPER_KAPPAS}  # the methods it picks kappa for
 
 
 def kappa_grid(
-    median_table: pd.DataFrame, runs: pd.DataFrame, attacks: Sequence[str] = (), pick_from: Sequence[float] | None = None
+    median_table: pd.DataFrame,
+    runs: pd.DataFrame,
+    attacks: Sequence[str] = (),
+    pick_from: Mapping[str, Sequence[float]] | None = None,
 ) -> pd.DataFrame:
     """The kappa grid (BARPO App. F.3: kappa picked per task from {0.1, 0.3, 1.0}; issue 17): one
     row per (env, algorithm with guidance, kappa) that the study ran at more than one kappa, from
@@ -121,14 +125,16 @@ def kappa_grid(
     rule; ours: the highest worst-case return of the median agent (ties: the higher natural).
     A grid's labels differ in kappa only (the runs table's ``grid_key``): a label that also
     changes the inner solve, the warm-up or the budget is a method of its own, not a grid point.
-    ``pick_from``: the kappas that may be picked (``PAPER_KAPPAS`` for the paper's protocol); the
-    others stay rows of the grid (``eligible`` False) but are not picked. None: every kappa.
+    ``pick_from``: algorithm -> the kappas it may be picked at (:data:`PAPER_PICKS`: the paper's
+    grid for AR-PPO and BAR-PPO); the others stay rows of the grid (``eligible`` False) but are not
+    picked, and a grid with fewer than two eligible kappas picks none (nothing to choose between).
+    Algorithms it does not name, and None: every kappa. ``grid_key`` tells grids of one algorithm apart.
     Methods without guidance (or with it for part of the run only) are left out: their loss is
     the robust term alone, kappa does not enter it. Only kappas whose median agent ran every one of ``attacks`` compete (``complete``):
     a group not yet whole has no learned attack on its median agent, and its worst case over the
     cheap ones alone is an upper bound that would win unfairly (it did: one bar-ppo seed at kappa
     0.1, 1714 over the cheap attacks, beat kappa 1's 1492 under SA-RL)."""
-    columns = ["env", "algo", "kappa", "label", "seeds", "natural", "worst", "best", "complete", "eligible"]
+    columns = ["env", "algo", "kappa", "label", "seeds", "natural", "worst", "best", "complete", "eligible", "grid_key"]
     if not len(runs) or not {"algo", "kappa", "guidance"} <= set(runs.columns):
         return pd.DataFrame(columns=columns)
     runs = runs if "guidance_until" in runs.columns else runs.assign(guidance_until=1.0)  # tables written before it
@@ -140,21 +146,24 @@ def kappa_grid(
     whole = table["guidance_until"].astype(float).fillna(1.0) >= 1.0
     table = table[table["guidance"].astype("boolean").fillna(False) & whole & table["kappa"].notna()]
     rows = []
-    for (env, algo, _), group in table.groupby(["env", "algo", "grid_key"], sort=False):
+    for (env, algo, key), group in table.groupby(["env", "algo", "grid_key"], sort=False, dropna=False):
         if group["kappa"].nunique() < 2:
             continue
         group = group.sort_values("kappa")
+        allowed = (pick_from or {}).get(algo)
         kappas = group["kappa"].astype(float).to_numpy()[:, None]
-        eligible = group if pick_from is None else group[np.isclose(kappas, list(pick_from)).any(axis=1)]
+        eligible = group if allowed is None else group[np.isclose(kappas, list(allowed)).any(axis=1)]
         complete = group.dropna(subset=[a for a in attacks if a in group.columns])
         candidates = eligible[eligible.index.isin(complete.index)]
         candidates = candidates if len(candidates) else eligible
-        pick = candidates.sort_values(["worst", "natural"], ascending=False).index[0] if len(candidates) else None
+        pick = None
+        if eligible["kappa"].nunique() >= 2:
+            pick = candidates.sort_values(["worst", "natural"], ascending=False).index[0]
         for index, row in group.iterrows():
             rows.append({"env": env, "algo": algo, "kappa": float(row["kappa"]), "label": row["label"],
                          "seeds": int(row["seeds"]), "natural": row["natural"], "worst": row["worst"],
                          "best": index == pick, "complete": index in complete.index,
-                         "eligible": index in eligible.index})  # fmt: skip
+                         "eligible": index in eligible.index, "grid_key": key})  # fmt: skip
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -304,7 +313,7 @@ def kappa_grid_mark(row: Mapping[str, Any]) -> str:
         return "**picked**"
     eligible = row.get("eligible", True)
     if not (pd.isna(eligible) or bool(eligible)):  # a grid written before the column reads as eligible
-        return "outside the paper's grid {0.1, 0.3, 1}: not picked"
+        return "outside the kappas picked from (the paper's grid): not picked"
     complete = row.get("complete", True)
     # a grid written before the column existed (or concatenated with one) reads as complete
     return "" if pd.isna(complete) or bool(complete) else "not every attack ran on its median agent yet: not compared"
@@ -461,7 +470,7 @@ def write_study_report(
             )
             written[f"table2_{how}"] = out / f"table2_{how}.md"
         attacks = [c for c in columns if c not in ("natural", "worst", "worst_case_robustness")]
-        grid = kappa_grid(aggregate(per_run, runs, "median", cheap), runs, attacks, pick_from=PAPER_KAPPAS)
+        grid = kappa_grid(aggregate(per_run, runs, "median", cheap), runs, attacks, pick_from=PAPER_PICKS)
         if len(grid):
             grid.to_csv(out / "kappa_grid.csv", index=False)
             (out / "kappa_grid.md").write_text(
