@@ -44,7 +44,21 @@ LEARNED = ("sa-rl", "pa-ad")
 COLUMNS = ["env", "label", "run", "median_agent", "natural", "worst_measured", "held_out_worst", "drop"]
 
 
-def held_out_reports(study: Path, episodes: int, methods: list[str] | None = None, long_critic: bool = True) -> pd.DataFrame:
+def transfer_peers(group: list[str], median: str | None, name: str, every_seed: bool) -> list[str]:
+    """The runs whose fitted adversaries agent ``name`` meets as transferred attacks: the group's
+    median agent (the median protocol fits there only; none for the median agent itself), or
+    with ``every_seed`` every other run of its group, in order."""
+    if every_seed:
+        return [run for run in group if run != name]
+    return [median] if median is not None and median != name else []
+
+
+def held_out_reports(study: Path, episodes: int, methods: list[str] | None = None, long_critic: bool = True,
+                     every_seed: bool = False) -> pd.DataFrame:  # fmt: skip
+    """Per agent, its held-out returns. The transferred adversaries come from the group's median
+    agent, or with ``every_seed`` from every other seed of its group that holds a fit (a study
+    with ``median: false`` fits on every seed: each agent meets its peers' adversaries, the
+    weakest return kept)."""
     refresh_results(study)  # a committed state (a snapshot) has no results store: rebuilt from its runs
     runs = read_results(study, "runs")
     # trained agents only: a pending run's checkpoint is a half-trained agent (or there is none yet)
@@ -63,18 +77,15 @@ def held_out_reports(study: Path, episodes: int, methods: list[str] | None = Non
         medians = group[group["median_agent"].astype(bool)] if "median_agent" in group else group.iloc[:0]
         median = medians.iloc[0]["run"] if len(medians) else None
         for _, run in group.iterrows():
-            jobs.append((env, label, run["run"], median))
-    for env, label, name, median in track(jobs, description="held-out attacks"):
+            jobs.append((env, label, run["run"], median, transfer_peers(list(group["run"]), median, run["run"], every_seed)))
+    for env, label, name, median, peers in track(jobs, description="held-out attacks"):
         run_dir = study / "runs" / name
         eps = evaluation.eps if evaluation.eps is not None else report_eps(env)
         attacks: dict[str, dict] = {"critic": {"steps": LONG_CRITIC_STEPS}}
         names = ["critic"] if long_critic else []  # natural only: the transfers below are the held-out attacks
-        sources = []
-        if median is not None and median != name:
-            for learned in LEARNED:
-                cache = study / "runs" / median / "attacks" / f"eps{eps:g}-l{evaluation.norm}" / f"{learned}.json"
-                if cache.is_file():
-                    sources.append(learned)
+        # (learned attack, the run it was fitted on) for every peer that holds that fit
+        sources = [(learned, peer) for learned in LEARNED for peer in peers
+                   if (study / "runs" / peer / "attacks" / f"eps{eps:g}-l{evaluation.norm}" / f"{learned}.json").is_file()]  # fmt: skip
         policy = load_policy(run_dir)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -82,12 +93,15 @@ def held_out_reports(study: Path, episodes: int, methods: list[str] | None = Non
                                        seed=evaluation.seed, attack_options=attacks,
                                        json_path=run_dir / f"held-out-eps{eps:g}.json")  # fmt: skip
             results = {f"critic-{LONG_CRITIC_STEPS}": report["results"]["critic"]["mean"]} if long_critic else {}
-            for learned in sources:
-                options = {"transfer": {"source": str(study / "runs" / median), "attack": learned}}
+            for learned, peer in sources:
+                options = {"transfer": {"source": str(study / "runs" / peer), "attack": learned}}
+                # the median agent's transfer keeps its cache name from before every_seed existed
+                cached = f"held-out-{learned}-eps{eps:g}.json" if peer == median and not every_seed else f"held-out-{learned}-from-{peer}-eps{eps:g}.json"
                 transfer = robustness_report(policy, env, attacks=["transfer"], eps=eps, norm=evaluation.norm,
                                              episodes=episodes, seed=evaluation.seed, attack_options=options,
-                                             json_path=run_dir / f"held-out-{learned}-eps{eps:g}.json")  # fmt: skip
-                results[f"transfer {learned}"] = transfer["results"]["transfer"]["mean"]
+                                             json_path=run_dir / cached)  # fmt: skip
+                key = f"transfer {learned}"  # the weakest return over the peers' adversaries
+                results[key] = min(results.get(key, math.inf), transfer["results"]["transfer"]["mean"])
         measured = per_run[per_run["run"] == name]
         worst = float(measured.iloc[0]["worst"]) if len(measured) else math.nan
         natural = float(measured.iloc[0]["natural"]) if len(measured) else math.nan
@@ -137,6 +151,9 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--methods", nargs="*", default=None, help="only these method labels (default: all)")
     parser.add_argument("--out", type=Path, default=None, help="default benchmarks/results/held_out_<study>.md")
+    parser.add_argument("--every-seed", action="store_true",
+                        help="transfer the SA-RL / PA-AD fits of every other seed of the group, not only the median agent's "
+                        "(a study with `median: false` holds a fit on every seed)")
     parser.add_argument("--no-long-critic", action="store_true",
                         help=f"only the transferred attacks (the critic-{LONG_CRITIC_STEPS} solve costs ~{LONG_CRITIC_STEPS // 10}x a table cell)")
     args = parser.parse_args()
@@ -144,7 +161,8 @@ def main() -> None:
     out = args.out or ROOT / "benchmarks" / "results" / f"held_out_{name}.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     with torch_threads():
-        table = held_out_reports(args.study, args.episodes, args.methods, long_critic=not args.no_long_critic)
+        table = held_out_reports(args.study, args.episodes, args.methods, long_critic=not args.no_long_critic,
+                                 every_seed=args.every_seed)  # fmt: skip
     out.with_suffix(".json").write_text(json.dumps(table.to_dict("records"), indent=1))
     columns = [c for c in table.columns if c.startswith(("critic-", "transfer"))]
     lines = [
@@ -152,9 +170,12 @@ def main() -> None:
         "",
         f"Generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `python benchmarks/held_out.py {args.study} "
         f"--episodes {args.episodes}{' --methods ' + ' '.join(args.methods) if args.methods else ''}"
-        f"{' --no-long-critic' if args.no_long_critic else ''}`. critic-{LONG_CRITIC_STEPS}: the critic attack with {LONG_CRITIC_STEPS} PGD "
+        f"{' --no-long-critic' if args.no_long_critic else ''}{' --every-seed' if args.every_seed else ''}`. "
+        f"critic-{LONG_CRITIC_STEPS}: the critic attack with {LONG_CRITIC_STEPS} PGD "
         f"steps of eps/{LONG_CRITIC_STEPS} (the table's: 10 of eps/10); transfer: the SA-RL / PA-AD adversary fitted "
-        "on the method's median agent, replayed on the other seeds. Worst measured: the study's worst case (non-median "
+        + ("on each other seed of the method, replayed unchanged on this one (the weakest return kept)"
+           if args.every_seed else "on the method's median agent, replayed on the other seeds")
+        + ". Worst measured: the study's worst case (non-median "
         f"agents: cheap attacks only). Held-out vs worst: the held-out attacks' worst against the worst measured "
         f"(negative: lower). **Flagged**: a held-out attack lowers the worst case by more than {DROP:.0%}.",
         "",
