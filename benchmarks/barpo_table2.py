@@ -692,8 +692,10 @@ def main() -> None:
             lines.append(f"| {_who(row, means)} ({int(row['seeds'])}) | {_mean_cell(row, 'natural')} | {_mean_cell(row, 'worst')} |")
         picked = claim_at_pick[claim_at_pick["env"] == env] if len(claim_at_pick) else claim_at_pick
         if len(picked):
-            fixed = set(claim.loc[claim["env"] == env, "method"]) if len(claim) else set()
-            moved = ", ".join(sorted(set(picked["method"]) - fixed))
+            # per study: the methods its grid moved (another study's claims may name the same label)
+            pairs = lambda frame: set(zip(frame["study"], frame["method"])) if "study" in frame else set(zip([""] * len(frame), frame["method"]))  # noqa: E731
+            fixed = pairs(claim[claim["env"] == env]) if len(claim) else set()
+            moved = ", ".join(sorted({method for _, method in pairs(picked) - fixed}))
             lines += ["", "### The paper's claims at the kappa grid's pick (the paper's protocol)", "",
                       f"Each method at the kappa its grid picked (below; here {moved}): "
                       "the paper picks kappa per task from the grid and reports that run.", ""]  # fmt: skip

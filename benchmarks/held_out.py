@@ -118,7 +118,7 @@ def held_out_reports(study: Path, episodes: int, methods: list[str] | None = Non
     return pd.DataFrame(rows) if rows else pd.DataFrame(columns=COLUMNS)
 
 
-def reliability_lines(table: pd.DataFrame) -> list[str]:
+def reliability_lines(table: pd.DataFrame, every_seed: bool = False) -> list[str]:
     """Issue 17, item 5: per (task, method), how many of its seeds a learned attack breaks (worst
     below BROKEN x natural), counting the attacks fitted on an agent (the median agent's, with the
     median protocol) and those transferred from the median agent: every seed attacked, at the cost
@@ -126,10 +126,12 @@ def reliability_lines(table: pd.DataFrame) -> list[str]:
     if not len(table) or "learned_worst" not in table:
         return []
     lines = [f"## Reliability: seeds broken (an attack below {BROKEN:.0%} of the agent's natural return)", "",
-             "Learned: SA-RL / PA-AD fitted on the median agent (the study's table) or transferred from it (the other "
-             "seeds), so every seed meets a learned attack; a transferred adversary is weaker than one fitted on the "
-             "agent, so these counts are lower bounds. Any: the learned ones, the held-out critic and the study's cheap "
-             "attacks.", "",
+             ("Learned: SA-RL / PA-AD fitted on each agent (the study's table) and those fitted on every other seed of its "
+              "method, transferred. " if every_seed else
+              "Learned: SA-RL / PA-AD fitted on the median agent (the study's table) or transferred from it (the other "
+              "seeds), so every seed meets a learned attack; a transferred adversary is weaker than one fitted on the "
+              "agent, so these counts are lower bounds. ")
+             + "Any: the learned ones, the held-out critic and the study's cheap attacks.", "",
              "| task | method | seeds | broken by a learned attack | broken by any attack | lowest worst / natural |",
              "|---|---|---:|---:|---:|---:|"]  # fmt: skip
     for (env, label), group in table.groupby(["env", "label"], sort=False):
@@ -194,7 +196,7 @@ def main() -> None:
     flagged = table[table["drop"] > DROP]
     lines += ["", f"{len(flagged)} of {len(table)} agents flagged: "
               + (", ".join(f"{r.label} {r.run[-10:]}" for r in flagged.itertuples()) or "none") + "."]  # fmt: skip
-    lines += ["", *reliability_lines(table)]
+    lines += ["", *reliability_lines(table, every_seed=args.every_seed)]
     out.write_text("\n".join(lines) + "\n")
     print(out)
 
