@@ -25,6 +25,7 @@ from typing import Any
 
 import pandas as pd
 
+from robustrl.config import learned_adversary_on
 from robustrl.report.claims import paper_values, roles_at_pick
 from robustrl.report.paper import default_reference, load_reference, paper_entries, paper_method
 from robustrl.report.study import (
@@ -353,9 +354,8 @@ def training_setting(config: dict) -> str:
             continue  # said above; without guidance kappa does not enter the loss
         if knob == "kappa" or value != getattr(default, knob):
             parts.append(f"{knob} {value:g}" if isinstance(value, float) else f"{knob} {value}")
-    adversary = (config.get("atla") or {}).get("adversary", "none")
-    if adversary not in (None, "none"):  # AtlaConfig's "none": off
-        parts.append(f"ATLA {adversary}")
+    if learned_adversary_on(config.get("atla")):
+        parts.append(f"ATLA {config['atla']['adversary']}")
     return ", ".join(parts)
 
 

@@ -37,6 +37,7 @@ import torch
 from rich.progress import track
 
 from robustrl.attacks import make_attack
+from robustrl.config import learned_adversary_on
 from robustrl.errors import InvalidArgumentError
 from robustrl.evaluate.reports import report_path
 from robustrl.experiments.spec import parse_evaluation
@@ -140,8 +141,7 @@ def family(run_dir: Path) -> str:
     a label prefix lumped together with them. Variants of one objective (kappa, guidance, inner
     steps, warm-up) stay one family; a learned adversary in the loop is its own (``+atla``)."""
     config = json.loads((run_dir / "config.json").read_text())
-    atla = (config.get("atla") or {}).get("adversary", "none")
-    return config["algo"] + ("" if atla in (None, "none") else "+atla")  # AtlaConfig's "none": off
+    return config["algo"] + ("+atla" if learned_adversary_on(config.get("atla")) else "")
 
 
 def plot(table: pd.DataFrame, path: Path) -> None:

@@ -13,7 +13,7 @@ import torch
 
 from robustrl import TrainConfig, ppo_defaults_for
 from robustrl.algos.ppo import PPO, hooks_for
-from robustrl.config import AtlaConfig, RobustConfig
+from robustrl.config import AtlaConfig, RobustConfig, learned_adversary_on
 from robustrl.errors import InvalidArgumentError
 from robustrl.experiments.run import train
 from robustrl.experiments.spec import config_hash, parse_spec
@@ -52,6 +52,9 @@ def test_config_errors_name_the_knob_and_off_keeps_old_configs_and_run_names():
     assert config_hash(off) == config_hash(Legacy()) != config_hash(on)
     with pytest.raises(InvalidArgumentError, match="unknown atla config keys"):
         TrainConfig.from_dict({**on.to_dict(), "atla": {"adversary": "sa-rl", "ratio": 2}})
+    # one reading of "off" for configs, saved config dicts, spec sections and absent sections
+    assert learned_adversary_on(on.atla) and learned_adversary_on(on.to_dict()["atla"])
+    assert not any(learned_adversary_on(a) for a in (off.atla, legacy.get("atla"), {}, {"adversary": "none"}, {"fraction": 0.5}))
 
 
 def test_a_study_method_takes_an_atla_entry_and_refuses_unknown_knobs():

@@ -13,6 +13,7 @@ import json
 import math
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
@@ -446,6 +447,14 @@ class AtlaConfig:
             raise InvalidArgumentError(f"atla.curriculum_scale must be a number >= 1 (1 = none), got {self.curriculum_scale:g}")
         if not 0.0 <= self.curriculum_fraction <= 1.0:
             raise InvalidArgumentError(f"atla.curriculum_fraction must be in [0, 1], got {self.curriculum_fraction:g}")
+
+
+def learned_adversary_on(atla: AtlaConfig | Mapping[str, Any] | None) -> bool:
+    """Whether an ``atla`` section (an AtlaConfig, a saved config's or a study spec's dict, or
+    absent) puts a learned adversary in the training loop: ``adversary: none`` and an absent
+    section (runs written before ATLA existed) both mean off. The one place that reads it so."""
+    adversary = atla.adversary if isinstance(atla, AtlaConfig) else (atla or {}).get("adversary", "none")
+    return adversary not in (None, "none")
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,7 @@ import torch
 
 from robustrl.algos.hooks import Callback, Clock
 from robustrl.algos.objectives.common import linear_eps_schedule
+from robustrl.config import learned_adversary_on
 from robustrl.threat import Ball
 
 
@@ -185,4 +186,4 @@ class LearnedAdversaryTraining(Callback):
 
 def atla_callback_for(config: Any) -> LearnedAdversaryTraining | None:
     """The run's ATLA callback (None when ``config.atla.adversary`` is none)."""
-    return None if config.atla.adversary == "none" else LearnedAdversaryTraining(config)
+    return LearnedAdversaryTraining(config) if learned_adversary_on(config.atla) else None

@@ -42,7 +42,7 @@ from torch.optim.adam import adam as functional_adam
 from robustrl.algos.hooks import Callback, Clock, StepFunction, check_unique_names
 from robustrl.algos.learner import IterationStats, register_learner
 from robustrl.algos.rollout import Batch, RolloutCollector, compute_gae, normalized_advantages
-from robustrl.config import TrainConfig
+from robustrl.config import TrainConfig, learned_adversary_on
 from robustrl.envs.make import make_env
 from robustrl.envs.normalization import RewardScaler
 from robustrl.envs.snapshot import (
@@ -834,7 +834,7 @@ def hooks_for(config: TrainConfig, extra: PPOHooks | None = None) -> PPOHooks:
         from robustrl.prune.callback import prune_callback_for
 
         hooks.callbacks.append(prune_callback_for(config))
-    if config.atla.adversary != "none":  # a learned adversary in the loop composes too (robustrl.algos.atla)
+    if learned_adversary_on(config.atla):  # a learned adversary in the loop composes too (robustrl.algos.atla)
         from robustrl.algos.atla import atla_callback_for
 
         hooks.callbacks.append(atla_callback_for(config))

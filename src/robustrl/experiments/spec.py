@@ -135,10 +135,16 @@ def config_hash(config: Any) -> str:
     switches added after studies existed (``ppo.fast_rollout``: results equal up to float
     rounding), and without newer knobs at the value that means what their absence meant
     (``ppo.learn_std: true``, ``robust.guidance_until: 1``, ``atla`` off), so every existing study keeps its run names."""
-    from robustrl.config import LEGACY_PPO_VALUES, LEGACY_ROBUST_VALUES, MONITORING, SPEED_SWITCHES
+    from robustrl.config import (
+        LEGACY_PPO_VALUES,
+        LEGACY_ROBUST_VALUES,
+        MONITORING,
+        SPEED_SWITCHES,
+        learned_adversary_on,
+    )
 
     data = config.to_dict()
-    if data.get("atla", {}).get("adversary", "none") == "none":
+    if not learned_adversary_on(data.get("atla")):
         data.pop("atla", None)  # off, as in every run before it existed: the same names
     if isinstance(data.get("robust"), dict):
         data["robust"] = {k: v for k, v in data["robust"].items() if not (k in LEGACY_ROBUST_VALUES and v == LEGACY_ROBUST_VALUES[k])}
@@ -208,6 +214,7 @@ def parse_spec(data: dict[str, Any], where: str = "spec") -> StudySpec:
         TrainConfig,
         check_field_value,
         default_total_steps,
+        learned_adversary_on,
         ppo_defaults_for,
     )
 
@@ -297,7 +304,7 @@ def parse_spec(data: dict[str, Any], where: str = "spec") -> StudySpec:
                 f"methods.{label}.algo: unknown algorithm {algo!r}; available: {', '.join(ALGORITHMS)}"
             )
         # a learned adversary in the loop reads the radius and its warm-up, whatever the method
-        knobs = set(robust_knobs(algo)) | (set(ATLA_KNOBS) if method_atla.get("adversary", "none") != "none" else set())
+        knobs = set(robust_knobs(algo)) | (set(ATLA_KNOBS) if learned_adversary_on(method_atla) else set())
         bad = sorted(set(settings) - robust_fields)
         if bad:
             raise StudySpecError(
@@ -315,7 +322,7 @@ def parse_spec(data: dict[str, Any], where: str = "spec") -> StudySpec:
             if total_steps is None:
                 total_steps = default_total_steps(env)
             try:
-                robust = robust_config_for(algo, options, atla=method_atla.get("adversary", "none") != "none")
+                robust = robust_config_for(algo, options, atla=learned_adversary_on(method_atla))
                 overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in {**ppo_set, **method_set}.items()}
                 prune = _prune_config(pruning)
                 config = TrainConfig(
