@@ -30,7 +30,8 @@ from robustrl.report.claims import paper_values, roles_at_pick
 from robustrl.report.paper import default_reference, load_reference, paper_entries, paper_method
 from robustrl.report.study import (
     BROKEN_FRACTION,
-    broken_interval,
+    PAPER_KAPPAS,
+    broken_interval_cell,
     format_broken_interval,
     format_ratio_cell,
     format_screening,
@@ -399,9 +400,7 @@ def settings_pooled(reliability: pd.DataFrame, settings_of: dict[str, dict[tuple
         group = pooled[pooled["setting"] == setting].set_index("env")
         cells = [f"{int(group.at[env, 'broken'])} of {int(group.at[env, 'agents'])}" if env in group.index else "" for env in envs]
         broken, agents = int(group["broken"].sum()), int(group["agents"].sum())
-        low, high = broken_interval(broken, agents)
-        interval = format_broken_interval({"broken_low": low, "broken_high": high})
-        lines.append(f"| {setting} | " + " | ".join(cells) + f" | {broken} of {agents} {interval} |")
+        lines.append(f"| {setting} | " + " | ".join(cells) + f" | {broken} of {agents} {broken_interval_cell(broken, agents)} |")
     return lines
 
 
@@ -450,9 +449,7 @@ def guidance_pooled(env: str, per_run: pd.DataFrame, methods: dict[str, tuple[st
                 continue
             broken, agents = counts[guided]
             part = group[group["guided"] == guided]
-            low, high = broken_interval(broken, agents)
-            interval = format_broken_interval({"broken_low": low, "broken_high": high})
-            lines.append(f"| {algo} | {'with' if guided else 'without'} | {agents} | {broken} | {broken / agents:.0%} {interval} | "
+            lines.append(f"| {algo} | {'with' if guided else 'without'} | {agents} | {broken} | {broken / agents:.0%} {broken_interval_cell(broken, agents)} | "
                          f"{part['natural'].median():.0f} | {p if guided else ''} |")  # fmt: skip
     return lines
 
@@ -705,7 +702,11 @@ def main() -> None:
             lines += ["", f"### The paper's claims {title}".rstrip(), ""]
             lines += _claims_table(claim[claim["env"] == env])
         if len(grid) and (grid["env"] == env).any():
-            lines += ["", "### kappa grid (median agents)", "", "| method | kappa | natural | worst | |", "|---|---:|---:|---:|---|"]
+            picked_from = ", ".join(f"{k:g}" for k in PAPER_KAPPAS)
+            lines += ["", "### kappa grid (median agents)", "",
+                      f"Each method's kappa is picked by BARPO App. F.3's rule from the paper's grid {{{picked_from}}}, among labels that "
+                      "differ in kappa alone and only where two of its kappas or more ran; other kappas are shown, not picked.", "",
+                      "| method | kappa | natural | worst | |", "|---|---:|---:|---:|---|"]  # fmt: skip
             grids = grid[grid["env"] == env]
             for _, row in grids.iterrows():
                 lines.append(f"| {_who(row, grids, 'algo')} ({row['seeds']}) | {row['kappa']:g} | {row['natural']:.0f} | {row['worst']:.0f} | "

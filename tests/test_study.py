@@ -511,7 +511,7 @@ def test_a_kappa_grid_holds_labels_that_differ_in_kappa_only_and_picks_from_the_
     grid = kappa_grid(pd.concat([median, wide]), pd.concat([runs, runs_d]), pick_from=PAPER_PICKS)
     assert list(grid["label"]) == ["A", "B", "D"] and list(grid["best"]) == [False, True, False]
     assert list(grid["eligible"]) == [True, True, False]
-    assert "| 3 | 80 | 900 | outside the kappas picked from (the paper's grid): not picked |" in format_kappa_grid(grid)
+    assert "| 3 | 80 | 900 | outside the kappas picked from: not picked |" in format_kappa_grid(grid)
     # without pick_from every kappa competes: D; and a method the paper picks no kappa for (SA-PPO's
     # regulariser weight) competes at every kappa too
     assert list(kappa_grid(pd.concat([median, wide]), pd.concat([runs, runs_d]))["best"]) == [False, False, True]

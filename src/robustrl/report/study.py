@@ -277,6 +277,12 @@ def broken_interval(broken: int, agents: int, confidence: float = 0.95) -> tuple
     return float(interval.low), float(interval.high)
 
 
+def broken_interval_cell(broken: int, agents: int) -> str:
+    """``[low%, high%]``: :func:`broken_interval` of ``broken`` of ``agents``, as a table cell."""
+    low, high = broken_interval(broken, agents)
+    return format_broken_interval({"broken_low": low, "broken_high": high})
+
+
 def format_ratio_cell(row: Mapping[str, Any]) -> str:
     """A reliability row's mean worst / natural with its interval; one agent has no interval."""
     if row["agents"] < 2:
@@ -313,7 +319,7 @@ def kappa_grid_mark(row: Mapping[str, Any]) -> str:
         return "**picked**"
     eligible = row.get("eligible", True)
     if not (pd.isna(eligible) or bool(eligible)):  # a grid written before the column reads as eligible
-        return "outside the kappas picked from (the paper's grid): not picked"
+        return "outside the kappas picked from: not picked"  # kappa_grid's pick_from; the caption names them
     complete = row.get("complete", True)
     # a grid written before the column existed (or concatenated with one) reads as complete
     return "" if pd.isna(complete) or bool(complete) else "not every attack ran on its median agent yet: not compared"
