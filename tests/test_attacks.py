@@ -573,6 +573,29 @@ def test_transfer_replays_an_adversary_fitted_on_another_victim(victim, fitted, 
         make_attack("transfer", 0.1, source=str(source_run)).fit(random_victim(INVERTED), INVERTED)
 
 
+def test_a_cached_transfer_result_is_redone_when_the_source_is_fitted_again(victim, fitted, tmp_path):
+    """A held-out report caches each transfer result; the source's strongest fit can change after
+    (``--fits 3`` on a run fitted once): the cached return of the old adversary is not reused."""
+    from robustrl.evaluate.robustness import robustness_report
+
+    source_run = tmp_path / "source-run"
+    fitted["sa-rl"].save(source_run / "attacks" / "eps0.1-linf")
+    other, path = random_victim(seed=1), tmp_path / "held-out.json"
+    options = {"transfer": {"source": str(source_run), "attack": "sa-rl"}}
+
+    def held_out() -> dict:
+        return robustness_report(other, PENDULUM, attacks=["transfer"], eps=0.1, episodes=2, attack_options=options, json_path=path)
+
+    first = held_out()["results"]["transfer"]
+    assert first["options"]["adversary"] == str((source_run / "attacks" / "eps0.1-linf" / "sa-rl").resolve())
+    assert held_out()["results"]["transfer"] == first  # nothing changed: the cache serves
+    second = make_attack("sa-rl", 0.1, seed=4, **CHEAP["sa-rl"]).fit(victim, PENDULUM, budget=256)
+    second.save(source_run / "attacks" / "eps0.1-linf" / "fit1")  # the source's report now keeps fit 1
+    (source_run / "eval-eps0.1.json").write_text(json.dumps({"results": {"sa-rl": {"mean": 1.0, "worst_fit": 1}}}))
+    again = held_out()["results"]["transfer"]
+    assert again["options"]["adversary"].endswith("fit1/sa-rl") and again["options"]["adversary_sha256"] != first["options"]["adversary_sha256"]
+
+
 def test_pa_ad_numpy_fgsm_equals_the_generic_solver(victim):
     """PA-AD's per-step FGSM in numpy (l_inf ball, hand-written gradient) takes the same random
     start from the attack's generator and lands where threat.fgsm with autograd does."""

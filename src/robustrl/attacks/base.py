@@ -96,6 +96,12 @@ class Attack(ABC):
     def eps(self) -> float:
         return self.ball.eps
 
+    def inputs(self) -> dict[str, Any]:
+        """What besides the options decides this attack's result, as JSON (a cached result is
+        reused only where it matches: robustrl.evaluate.robustness). None for most attacks; the
+        transfer attack names the adversary file it replays, which a source's new fits replace."""
+        return {}
+
     # ---- the protocol ----------------------------------------------------------------------------
     def fit(
         self, policy: AttackablePolicy, env_id: str, *, budget: int | None = None, progress: Progress | None = None,

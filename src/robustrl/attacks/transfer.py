@@ -72,6 +72,17 @@ class TransferAttack(Attack):
             f"fit one first: robustrl evaluate {source} --attacks {attack} --eps {self.eps:g}"
         )
 
+    def inputs(self) -> dict[str, Any]:
+        """The replayed adversary: its files and a digest of its weights. A source fitted again
+        (``--fits 3`` after one fit) keeps its strongest fit elsewhere (``fit<j>/``) or overwrites
+        the first: either way a cached transfer result of the old adversary is not reused."""
+        import hashlib
+
+        stem = self.stem()
+        weights = stem.with_name(stem.name + ".safetensors")
+        digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16] if weights.is_file() else None
+        return {"adversary": str(stem.resolve()), "adversary_sha256": digest}
+
     def bind(self, policy: Any, env_id: str) -> None:
         super().bind(policy, env_id)
         stem = self.stem()

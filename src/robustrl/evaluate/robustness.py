@@ -251,6 +251,8 @@ def robustness_report(
         save()
     for name in attacks:
         options_used = _effective_options(name, attack_options.get(name, {}))
+        if options_used is not None:  # what else decides the result (transfer: the adversary it replays)
+            options_used |= json.loads(json.dumps(make_attack(name, eps, norm, seed=seed, **attack_options.get(name, {})).inputs()))
         # only learned attacks are fitted, so only their budget can change a result
         learned = ATTACKS[name].learned
         budget = int(budgets[name]) if learned and budgets.get(name) is not None else None
