@@ -168,9 +168,16 @@ def test_where_we_stand_has_one_row_per_task_with_the_goal_the_claims_at_the_pic
     assert len(lines) == 2 + len(table2.TASKS)
     hopper = next(line for line in lines if line.startswith("| Hopper-v5"))
     # the claims are read at the grid's pick where the task has one: 2 hold, 1 within noise, 0 do not
-    assert "| 3765 / 3684 (met) | 1492 / 1340 (met) | 2 of 5 | 2 / 1 / 0 | bar-ppo-k1-inner20 x5 |" in hopper
-    assert "| Ant-v5 | not run | | | | | ppo x3 |" in lines
-    assert "| Ant-v5 | not run | | | | | no study of it read here |" in table2.where_we_stand(goals, claims, at_pick, {})
+    # the whole goal in one cell: natural and worst met, but 2 seeds broken
+    assert "| 3765 / 3684 (met) | 1492 / 1340 (met) | 2 of 5 | not met: 2 seeds broken | 2 / 1 / 0 | bar-ppo-k1-inner20 x5 |" in hopper
+    assert "| Ant-v5 | not run | | | | | | ppo x3 |" in lines
+    assert "| Ant-v5 | not run | | | | | | no study of it read here |" in table2.where_we_stand(goals, claims, at_pick, {})
+    met = {**goals["Hopper-v5"], "broken": 0}
+    assert table2.whole_goal(met) == "**met**"
+    assert table2.whole_goal({**met, "worst_ok": "not met", "seeds": 3}) == "not met: worst, 3 of 5 seeds"
+    assert table2.whole_goal({**met, "broken": None}) == "not met: seeds broken not measured"
+    goals_with_setting = {**goals, "Hopper-v5": {**goals["Hopper-v5"], "setting": "kappa 1"}}
+    assert "| bar-ppo-k1 [hopper] (5), kappa 1 |" in next(line for line in table2.where_we_stand(goals_with_setting, claims, at_pick, {}) if line.startswith("| Hopper-v5"))
     # the claims of the goal's own study only (a task in two studies is not counted twice), and the
     # undecided ones (too few seeds, not run) said as such, not dropped
     at_pick = pd.DataFrame({"env": ["Hopper-v5"] * 4, "study": ["hopper", "hopper", "hopper", "reliability"],
