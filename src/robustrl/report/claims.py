@@ -24,7 +24,8 @@ an interval of width 0 that would turn any difference into "holds" or "does not 
 compares BAR-PPO with every Table 2 baseline the study ran (PPO, SA, RADIAL, WocaR; not Table 4's
 ablations, which claims 3-6 cover: BARPO w/o g has the higher worst case on Walker2d and
 HalfCheetah in the paper's own Table 4): it does not hold when one comparison does not, holds
-when every one holds, else takes the weakest verdict of the others. Beside it, the paper's own
+when every one holds, else takes the weakest verdict of the others; the baselines the study did
+not run are named beside it ("not run here"), as a verdict over fewer baselines claims less. Beside it, the paper's own
 verdict: the sign of the same difference in its tables (point values: it gives no seeds).
 
 A run's worst case is the minimum over the attacks it ran. With the median-agent protocol the
@@ -165,6 +166,9 @@ def check_claims(
                 if claim.better in paper and other in paper:
                     p = paper[claim.better][claim.column] - paper[other][claim.column]
                     theirs.append("holds" if p > 0 else "does not hold")
+            missing = [PAPER_NAMES[r][0] for r in TABLE2_BASELINES if r not in by_role] if claim.than == "*" else []
+            if missing:  # the verdict reads the baselines run; the paper's "all baselines" has more
+                details.append(f"not run here: {', '.join(missing)}")
             a = by_role[claim.better][claim.column].dropna()
             rows.append({
                 "env": env, "claim": claim.number, "text": claim.text, "source": claim.source, "column": claim.column,
