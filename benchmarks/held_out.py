@@ -53,8 +53,25 @@ def transfer_peers(group: list[str], median: str | None, name: str, every_seed: 
     return [median] if median is not None and median != name else []
 
 
+def peer_fits(run_dir: Path, eps: float, norm: str, learned: str, all_fits: bool) -> list[tuple[Path, int | None]]:
+    """The adversaries of ``learned`` that run ``run_dir`` holds, as (transfer source, fit):
+    the run directory itself (the transfer attack then replays the fit its report kept as the
+    cell, the strongest on that run; fit None), or with ``all_fits`` every fit's files (fit 0 at
+    the cache's top, fit j in ``fit<j>/``): an adversary that is not the strongest on its own
+    victim may still be the strongest on another (session 25: Hopper kappa-1 s2's first SA-RL fit
+    takes s0 to 0.47 of its natural return; its kept fit, to 0.92)."""
+    cache = run_dir / "attacks" / f"eps{eps:g}-l{norm}"
+    if not (cache / f"{learned}.json").is_file() and not any(cache.glob(f"fit*/{learned}.json")):
+        return []
+    if not all_fits:
+        return [(run_dir, None)]
+    later = sorted((int(d.name[3:]), d / learned) for d in cache.glob("fit*") if d.name[3:].isdigit())
+    stems = [(cache / learned, 0), *((stem, j) for j, stem in later)]
+    return [(stem, j) for stem, j in stems if stem.with_name(stem.name + ".json").is_file()]
+
+
 def held_out_reports(study: Path, episodes: int, methods: list[str] | None = None, long_critic: bool = True,
-                     every_seed: bool = False) -> pd.DataFrame:  # fmt: skip
+                     every_seed: bool = False, all_fits: bool = False) -> pd.DataFrame:  # fmt: skip
     """Per agent, its held-out returns. The transferred adversaries come from the group's median
     agent, or with ``every_seed`` from every other seed of its group that holds a fit (a study
     with ``median: false`` fits on every seed: each agent meets its peers' adversaries, the
@@ -83,9 +100,9 @@ def held_out_reports(study: Path, episodes: int, methods: list[str] | None = Non
         eps = evaluation.eps if evaluation.eps is not None else report_eps(env)
         attacks: dict[str, dict] = {"critic": {"steps": LONG_CRITIC_STEPS}}
         names = ["critic"] if long_critic else []  # natural only: the transfers below are the held-out attacks
-        # (learned attack, the run it was fitted on) for every peer that holds that fit
-        sources = [(learned, peer) for learned in LEARNED for peer in peers
-                   if (study / "runs" / peer / "attacks" / f"eps{eps:g}-l{evaluation.norm}" / f"{learned}.json").is_file()]  # fmt: skip
+        # (learned attack, the run it was fitted on, the transfer's source, which fit) for every peer that holds one
+        sources = [(learned, peer, source, fit) for learned in LEARNED for peer in peers
+                   for source, fit in peer_fits(study / "runs" / peer, eps, evaluation.norm, learned, all_fits)]  # fmt: skip
         policy = load_policy(run_dir)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -93,10 +110,11 @@ def held_out_reports(study: Path, episodes: int, methods: list[str] | None = Non
                                        seed=evaluation.seed, attack_options=attacks,
                                        json_path=run_dir / f"held-out-eps{eps:g}.json")  # fmt: skip
             results = {f"critic-{LONG_CRITIC_STEPS}": report["results"]["critic"]["mean"]} if long_critic else {}
-            for learned, peer in sources:
-                options = {"transfer": {"source": str(study / "runs" / peer), "attack": learned}}
+            for learned, peer, source, fit in sources:
+                options = {"transfer": {"source": str(source), "attack": learned}}
                 # the median agent's transfer keeps its cache name from before every_seed existed
-                cached = f"held-out-{learned}-eps{eps:g}.json" if peer == median and not every_seed else f"held-out-{learned}-from-{peer}-eps{eps:g}.json"
+                cached = (f"held-out-{learned}-eps{eps:g}.json" if peer == median and not every_seed and fit is None
+                          else f"held-out-{learned}-from-{peer}{'' if fit is None else f'-fit{fit}'}-eps{eps:g}.json")  # fmt: skip
                 transfer = robustness_report(policy, env, attacks=["transfer"], eps=eps, norm=evaluation.norm,
                                              episodes=episodes, seed=evaluation.seed, attack_options=options,
                                              json_path=run_dir / cached)  # fmt: skip
@@ -156,6 +174,9 @@ def main() -> None:
     parser.add_argument("--every-seed", action="store_true",
                         help="transfer the SA-RL / PA-AD fits of every other seed of the group, not only the median agent's "
                         "(a study with `median: false` holds a fit on every seed)")
+    parser.add_argument("--all-fits", action="store_true",
+                        help="transfer every fit a peer holds (SA-RL fitted 3 times: all three), not only the one its report "
+                        "kept (the strongest on the peer itself)")
     parser.add_argument("--no-long-critic", action="store_true",
                         help=f"only the transferred attacks (the critic-{LONG_CRITIC_STEPS} solve costs ~{LONG_CRITIC_STEPS // 10}x a table cell)")
     args = parser.parse_args()
@@ -164,7 +185,7 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     with torch_threads():
         table = held_out_reports(args.study, args.episodes, args.methods, long_critic=not args.no_long_critic,
-                                 every_seed=args.every_seed)  # fmt: skip
+                                 every_seed=args.every_seed, all_fits=args.all_fits)  # fmt: skip
     out.with_suffix(".json").write_text(json.dumps(table.to_dict("records"), indent=1))
     columns = [c for c in table.columns if c.startswith(("critic-", "transfer"))]
     lines = [
@@ -172,11 +193,12 @@ def main() -> None:
         "",
         f"Generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `python benchmarks/held_out.py {args.study} "
         f"--episodes {args.episodes}{' --methods ' + ' '.join(args.methods) if args.methods else ''}"
-        f"{' --no-long-critic' if args.no_long_critic else ''}{' --every-seed' if args.every_seed else ''}`. "
+        f"{' --no-long-critic' if args.no_long_critic else ''}{' --every-seed' if args.every_seed else ''}{' --all-fits' if args.all_fits else ''}`. "
         f"critic-{LONG_CRITIC_STEPS}: the critic attack with {LONG_CRITIC_STEPS} PGD "
         f"steps of eps/{LONG_CRITIC_STEPS} (the table's: 10 of eps/10); transfer: the SA-RL / PA-AD adversary fitted "
         + ("on each other seed of the method, replayed unchanged on this one (the weakest return kept)"
            if args.every_seed else "on the method's median agent, replayed on the other seeds")
+        + (" (every fit each peer holds, not only the one its report kept)" if args.all_fits else "")
         + ". Worst measured: the study's worst case (non-median "
         f"agents: cheap attacks only). Held-out vs worst: the held-out attacks' worst against the worst measured "
         f"(negative: lower). **Flagged**: a held-out attack lowers the worst case by more than {DROP:.0%}.",
