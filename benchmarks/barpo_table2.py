@@ -226,6 +226,8 @@ def where_we_stand(goals: dict[str, dict | None], claims: pd.DataFrame, claims_a
         counts += f" ({undecided} not decided: too few seeds or not run)" if undecided else ""
         broken = "not measured" if goal["broken"] is None else f"{goal['broken']} of {goal['attacked']}"
         broken += f" (fits per agent: {goal['fits']})" if goal.get("fits") else ""
+        if goal.get("broken_transfers") is not None:
+            broken += f"; {goal['broken_transfers']} of {goal['seeds']} counting the peers' adversaries transferred (held-out)"
         who = f"{goal['who']} ({goal['seeds']})" + (f", {goal['setting']}" if goal.get("setting") else "")
         lines.append(f"| {env} | {who} | {_cell(goal['natural'])} / {goal['paper_natural']:.0f} "
                      f"({goal['natural_ok']}) | {_cell(goal['worst'])} / {goal['paper_worst']:.0f} ({goal['worst_ok']}) "
@@ -237,10 +239,11 @@ def whole_goal(goal: dict) -> str:
     """Issue 17's quality goal on one task, all of it: the median agent's natural return and worst
     case at the paper's or above, on enough seeds, and no seed broken by a learned attack."""
     short = [name for name, ok in (("natural", goal["natural_ok"]), ("worst", goal["worst_ok"])) if ok != "met"]
-    if goal["broken"] is None:
+    broken = max((b for b in (goal["broken"], goal.get("broken_transfers")) if b is not None), default=None)
+    if broken is None:
         short.append("seeds broken not measured")
-    elif goal["broken"]:
-        short.append(f"{goal['broken']} seed{'s' if goal['broken'] > 1 else ''} broken")
+    elif broken:
+        short.append(f"{broken} seed{'s' if broken > 1 else ''} broken")
     if goal["seeds"] < goal["need"]:
         short.append(f"{goal['seeds']} of {goal['need']} seeds")
     return "**met**" if not short else "not met: " + ", ".join(short)
@@ -503,36 +506,63 @@ PAPER_STEP_SIZE = {  # Table 10: step size k * eps/steps at 10 steps, k = 1, 2, 
 HELD_OUT_DROP = 0.2  # issue 17, item 6 (benchmarks/held_out.py's DROP): a held-out attack lowering a worst case by more
 
 
-def held_out_lines(env: str, results: Path = ROOT / "benchmarks" / "results") -> list[str]:
-    """Issue 17, item 6 on one task: every held-out page (``benchmarks/held_out.py``'s
-    ``held_out_<name>.json``) with agents of ``env``: how many agents met a held-out attack, and
-    which lost more than 20% of the worst case their study measured (for an agent whose study ran
-    only the cheap attacks on it, that worst case is an upper bound, so a flag there says the
-    learned attacks were missing, which a reliability study with a fit on every seed settles)."""
-    rows = []
+def held_out_table(results: Path = ROOT / "benchmarks" / "results") -> pd.DataFrame:
+    """Every held-out page's agents (``benchmarks/held_out.py``'s ``held_out_<name>.json``), one row
+    per (page, agent), with the page's name in ``page``; empty where there is none."""
+    frames = []
     for path in sorted(results.glob("held_out_*.json")):
         try:
             table = pd.DataFrame(json.loads(path.read_text()))
         except (OSError, ValueError):
             continue  # a page being written: read at the next generation
-        if not len(table) or "env" not in table or "drop" not in table:
-            continue
-        mine = table[(table["env"] == env) & table["held_out_worst"].notna()]
-        if not len(mine):
-            continue
+        if len(table) and {"env", "run", "drop", "held_out_worst"} <= set(table.columns):
+            frames.append(table.assign(page=path.stem))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["page", "env", "label", "run"])
+
+
+def broken_with_transfers(runs: set[str], held_out: pd.DataFrame) -> int | None:
+    """How many of ``runs`` a learned attack breaks (below BROKEN_FRACTION of natural) counting the
+    adversaries of their peers transferred (held-out pages: each run's lowest learned worst over
+    every page it is in); None unless every run met a transferred adversary."""
+    if not runs or not len(held_out) or "learned_worst" not in held_out:
+        return None
+    rows = held_out[held_out["run"].isin(runs) & held_out["held_out_worst"].notna()]
+    if set(rows["run"]) != runs:
+        return None
+    lowest = rows.groupby("run").agg(learned=("learned_worst", "min"), natural=("natural", "first"))
+    return int((lowest["learned"] < BROKEN_FRACTION * lowest["natural"].abs()).sum())
+
+
+def held_out_lines(env: str, held_out: pd.DataFrame) -> list[str]:
+    """Issue 17, item 6 on one task: per held-out page with agents of ``env``, how many agents met
+    a held-out attack, which lost more than 20% of the worst case their study measured (where the
+    study ran only the cheap attacks on an agent that worst case is an upper bound, so a flag there
+    says the learned attacks were missing), and how many a learned attack breaks once the
+    transferred adversaries count."""
+    mine_all = held_out[(held_out["env"] == env) & held_out["held_out_worst"].notna()] if len(held_out) else held_out
+    rows = []
+    for page, mine in mine_all.groupby("page", sort=True):
         flagged = mine[mine["drop"] > HELD_OUT_DROP]
         largest = mine.loc[mine["drop"].idxmax()]
         flags = ", ".join(f"{r['label']} {str(r['run']).rsplit('-', 1)[-1]} ({-r['drop']:+.0%})" for _, r in flagged.iterrows())
-        rows.append(f"| [{path.stem}]({path.with_suffix('.md').name}) | {', '.join(sorted(mine['label'].unique()))} | {len(mine)} "
-                    f"| {len(flagged)}{': ' + flags if flags else ''} | {-largest['drop']:+.0%} ({largest['label']}) |")  # fmt: skip
+        # pages written before the column: the median protocol's transfers, or a reliability study's every seed
+        transfers = ", ".join(sorted(set(mine["transfers"].dropna()))) if "transfers" in mine else ""
+        transfers = transfers or "not recorded (page written before session 25)"
+        learned = mine["learned_worst"] if "learned_worst" in mine else pd.Series(math.nan, index=mine.index)
+        attacked = mine[learned.notna()]  # pages written before the column: not counted
+        broken = f"{int((attacked['learned_worst'] < BROKEN_FRACTION * attacked['natural'].abs()).sum())} of {len(attacked)}" if len(attacked) else "-"
+        rows.append(f"| [{page}]({page}.md) | {', '.join(sorted(mine['label'].unique()))} | {transfers} "
+                    f"| {len(mine)} | {len(flagged)}{': ' + flags if flags else ''} | {-largest['drop']:+.0%} ({largest['label']}) | {broken} |")  # fmt: skip
     if not rows:
         return []
     return ["", "### Held-out attacks (item 6)", "",
             "SA-RL / PA-AD adversaries fitted on another seed of the same method, replayed unchanged (`benchmarks/held_out.py`). "
             f"Flagged: the held-out worst case is more than {HELD_OUT_DROP:.0%} below the worst case the study measured on that "
-            "agent (over the cheap attacks only where the study fitted the learned ones on its median agent alone).", "",
-            "| page | methods | agents | flagged (held-out vs measured worst) | held-out vs measured worst, lowest |",
-            "|---|---|---:|---|---:|", *rows]  # fmt: skip
+            "agent (over the cheap attacks only where the study fitted the learned ones on its median agent alone). Broken: the "
+            "lowest learned return, the agent's own fits and the transferred ones, below 50% of its natural return.", "",
+            "| page | methods | adversaries transferred | agents | flagged (held-out vs measured worst) | "
+            "held-out vs measured worst, lowest | broken, transfers counted |",
+            "|---|---|---|---:|---|---:|---:|", *rows]  # fmt: skip
 
 
 def _steps(value: Any) -> str:
@@ -697,9 +727,14 @@ def main() -> None:
     columns = [c for c in ["natural", "random", "critic", "mad", "rs", "sa-rl", "pa-ad", "worst"] if c in median]
 
     goals = {env: goal_status(env, per_run, median, reliability, reference, grid) if len(median) else None for env in TASKS}
+    held_out = held_out_table()
     for env, goal in goals.items():  # the training setting beside the label: "bar-ppo" is kappa 0.3 in one study, 1 in another
         if goal is not None:
             goal["setting"] = settings_of.get(goal.get("study"), {}).get((env, goal["label"]), "")
+            mine = per_run[(per_run["env"] == env) & (per_run["label"] == goal["label"])]
+            if "study" in mine and goal.get("study") is not None:
+                mine = mine[mine["study"] == goal["study"]]
+            goal["broken_transfers"] = broken_with_transfers(set(mine["run"]), held_out)
     standing = where_we_stand(goals, claim, claim_at_pick, pending)
     lines = [
         "# BARPO's Tables 2 and 4 beyond Hopper (issue 17)",
@@ -776,7 +811,7 @@ def main() -> None:
                 lines.append(f"| {_who(row, attacked)} | {row['agents']} | {_fits_text(row) or '1 each'} | {row['broken']} | "
                              f"{row['broken_fraction']:.0%} {format_broken_interval(row)} | {format_ratio_cell(row)} |")  # fmt: skip
         lines += guidance_pooled(env, per_run, trained_as)
-        lines += held_out_lines(env)
+        lines += held_out_lines(env, held_out)
         if len(screen) and (screen["env"] == env).any():
             lines += ["", "### Do the cheap attacks tell which agents the learned ones break?", "",
                       "Per study, every agent SA-RL and PA-AD ran on, methods pooled (so a correlation partly reflects "

@@ -129,7 +129,8 @@ def held_out_reports(study: Path, episodes: int, methods: list[str] | None = Non
         learned = [results[f"transfer {c}"] for c in LEARNED if f"transfer {c}" in results]
         if len(measured):
             learned += [float(measured.iloc[0][c]) for c in LEARNED if c in measured and not pd.isna(measured.iloc[0][c])]
-        rows.append({"env": env, "label": label, "run": name, "median_agent": name == median, "natural": natural,
+        transfers = ("every fit of every other seed" if all_fits else "every other seed's kept fit") if every_seed else "the median agent's kept fit"
+        rows.append({"env": env, "label": label, "run": name, "median_agent": name == median, "natural": natural, "transfers": transfers,
                      "worst_measured": worst, **results, "held_out_worst": held,
                      "learned_worst": min(learned) if learned else math.nan,
                      "drop": (worst - held) / abs(worst) if worst and not math.isnan(worst) else math.nan})  # fmt: skip

@@ -3,6 +3,7 @@ finds how many seeds a learned attack broke."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -388,3 +389,24 @@ def test_settings_are_pooled_over_tasks_by_their_config_each_task_once():
     table = [line for line in table2.settings_pooled(renamed, settings_of) if line.startswith("| bar-ppo")]
     assert table == ["| bar-ppo, kappa 3 | 0 of 5 | 0 of 3 |  |  | 0 of 8 [0%, 37%] |",
                      "| bar-ppo, kappa 1 | 2 of 4 | 1 of 5 | 1 of 5 | 0 of 3 | 4 of 17 [7%, 50%] |"]  # fmt: skip
+
+
+def test_held_out_pages_count_the_seeds_a_transferred_adversary_breaks(tmp_path):
+    """Item 6 on the page: each held-out page's agents, the ones flagged, and the seeds broken once
+    the peers' adversaries count; the quality goal counts those too."""
+    table2 = _table2()
+    rows = [{"env": "Hopper-v5", "label": "bar-ppo-k1", "run": f"r{s}", "natural": 3600.0, "worst_measured": 3000.0,
+             "held_out_worst": held, "learned_worst": held, "drop": (3000.0 - held) / 3000.0,
+             "transfers": "every fit of every other seed"} for s, held in enumerate([1000.0, 3500.0, 2900.0])]  # fmt: skip
+    (tmp_path / "held_out_x.json").write_text(json.dumps(rows))
+    (tmp_path / "held_out_damaged.json").write_text("[{")  # being written: skipped, not an error
+    held_out = table2.held_out_table(tmp_path)
+    assert list(held_out["page"].unique()) == ["held_out_x"]
+    lines = table2.held_out_lines("Hopper-v5", held_out)
+    row = next(line for line in lines if line.startswith("| [held_out_x]"))
+    assert "| every fit of every other seed | 3 | 1: bar-ppo-k1 r0 (-67%) | -67% (bar-ppo-k1) | 1 of 3 |" in row
+    assert table2.held_out_lines("Walker2d-v5", held_out) == []
+    assert table2.broken_with_transfers({"r0", "r1", "r2"}, held_out) == 1
+    assert table2.broken_with_transfers({"r0", "r1", "r9"}, held_out) is None  # r9 met no transferred adversary
+    goal = {"natural_ok": "met", "worst_ok": "met", "broken": 0, "broken_transfers": 1, "seeds": 5, "need": 5}
+    assert table2.whole_goal(goal) == "not met: 1 seed broken"
