@@ -409,8 +409,9 @@ def settings_pooled(reliability: pd.DataFrame, settings_of: dict[str, dict[tuple
     envs = [env for env in TASKS if env in set(pooled["env"])]
     lines = ["", "### Pooled over tasks: the seeds a learned attack breaks per training setting", "",
              "Settings tried with a learned attack fitted on every seed on two tasks or more (per task: broken of attacked, "
-             "from the study that attacked the most). The tasks differ in eps, budget and PPO's hyperparameters: a pooled "
-             "fraction says how often a setting breaks, not why.", "",
+             "from the study that attacked the most), under each seed's own fits; the peers' adversaries transferred can break "
+             "more (each task's \"Held-out attacks\"). The tasks differ in eps, budget and PPO's "
+             "hyperparameters: a pooled fraction says how often a setting breaks, not why.", "",
              "| setting | " + " | ".join(envs) + " | pooled: broken of agents [exact 95% interval] |",
              "|---|" + "---:|" * len(envs) + "---|"]  # fmt: skip
     order = pooled.groupby("setting").apply(lambda g: g["broken"].sum() / g["agents"].sum(), include_groups=False).sort_values(kind="stable")
