@@ -188,7 +188,7 @@ def main() -> None:
         table = held_out_reports(args.study, args.episodes, args.methods, long_critic=not args.no_long_critic,
                                  every_seed=args.every_seed, all_fits=args.all_fits)  # fmt: skip
     out.with_suffix(".json").write_text(json.dumps(table.to_dict("records"), indent=1))
-    columns = [c for c in table.columns if c.startswith(("critic-", "transfer"))]
+    columns = [c for c in table.columns if c.startswith(("critic-", "transfer ")) and c != "transfers"]  # the returns, not the note
     lines = [
         f"# Held-out attacks on `{name}` (issue 17, item 6)",
         "",
