@@ -137,6 +137,12 @@ def held_out_reports(study: Path, episodes: int, methods: list[str] | None = Non
     return pd.DataFrame(rows) if rows else pd.DataFrame(columns=COLUMNS)
 
 
+def return_columns(table: pd.DataFrame) -> list[str]:
+    """The held-out returns a page shows (critic-50, transfer sa-rl, transfer pa-ad), not the
+    text columns beside them (``transfers``: which adversaries were replayed)."""
+    return [c for c in table.columns if c.startswith(("critic-", "transfer ")) and pd.api.types.is_numeric_dtype(table[c])]
+
+
 def reliability_lines(table: pd.DataFrame, every_seed: bool = False) -> list[str]:
     """Issue 17, item 5: per (task, method), how many of its seeds a learned attack breaks (worst
     below BROKEN x natural), counting the attacks fitted on an agent (the median agent's, with the
@@ -188,7 +194,7 @@ def main() -> None:
         table = held_out_reports(args.study, args.episodes, args.methods, long_critic=not args.no_long_critic,
                                  every_seed=args.every_seed, all_fits=args.all_fits)  # fmt: skip
     out.with_suffix(".json").write_text(json.dumps(table.to_dict("records"), indent=1))
-    columns = [c for c in table.columns if c.startswith(("critic-", "transfer ")) and c != "transfers"]  # the returns, not the note
+    columns = return_columns(table)
     lines = [
         f"# Held-out attacks on `{name}` (issue 17, item 6)",
         "",

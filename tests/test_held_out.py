@@ -37,3 +37,12 @@ def test_a_peer_offers_the_fit_its_report_kept_or_every_fit_it_holds(tmp_path):
     # a peer never fitted offers nothing (nor at another radius)
     assert held_out.peer_fits(tmp_path / "other", 0.075, "inf", "sa-rl", all_fits=True) == []
     assert held_out.peer_fits(run, 0.05, "inf", "sa-rl", all_fits=False) == []
+
+
+def test_the_page_shows_the_held_out_returns_not_the_note_of_which_were_replayed():
+    import pandas as pd
+
+    held_out = load_benchmark("held_out")
+    table = pd.DataFrame([{"run": "s0", "natural": 1.0, "transfers": "every fit of every other seed", "critic-50": 2.0,
+                           "transfer sa-rl": 3.0, "transfer pa-ad": float("nan")}])  # fmt: skip
+    assert held_out.return_columns(table) == ["critic-50", "transfer sa-rl", "transfer pa-ad"]
