@@ -98,7 +98,7 @@ class Attack(ABC):
 
     def inputs(self) -> dict[str, Any]:
         """What besides the options decides this attack's result, as JSON (a cached result is
-        reused only where it matches: robustrl.evaluate.robustness). None for most attacks; the
+        reused only where it matches: robustrl.evaluate.robustness). Empty for most attacks; the
         transfer attack names the adversary file it replays, which a source's new fits replace."""
         return {}
 
