@@ -79,10 +79,11 @@ QUEUE = (
          "item 5: kappa 2, between kappa 1 (natural met, 1 of 5 broken) and kappa 3 (0 of 5 broken, natural 9% short), 5 seeds, learned attacks on each"),
     Step("barpo_reliability", "studies/barpo_reliability.yaml", ("bar-ppo-k1-g75",),
          "item 5: guidance for the first 75% of the run, then L_bar alone (keep the natural return, lose the breaks?), 5 seeds, learned attacks on each"),
-    # session 25: the cheapest try at the quality goal on two tasks first, then Table 2's last
+    # session 25: the cheapest try at the quality goal on two tasks first (session 26: its seeds 3-4
+    # before the baselines' last RADIAL runs, as the README names them the cheapest next try), then Table 2's last
     # baselines ("if compute allows"), then another reliability knob of our own
     Step("barpo_wc_reliability", "studies/barpo_wc_reliability.yaml", ("bar-ppo-k2",),
-         "quality goal: kappa 2 on Walker2d / HalfCheetah (kappa 1 breaks 1 of 5 per task, kappa 3 none of 3 but costs a quarter of the natural return), 3 seeds each, learned attacks on each"),
+         "quality goal: kappa 2 on Walker2d / HalfCheetah (kappa 1 breaks 1 of 5 per task, kappa 3 none of 3 but costs a quarter of the natural return), 5 seeds each (3-4 added in session 26), learned attacks on each"),
     Step("barpo_walker_cheetah", "studies/barpo_walker_cheetah.yaml", ("wocar-ppo", "radial-ppo"), "item 2: Table 2's WocaR-PPO and RADIAL-PPO, if compute allows"),
     Step("barpo_reliability", "studies/barpo_reliability.yaml", ("bar-ppo-k1-wocar",),
          "item 5: BAR-PPO on WocaR's worst-case-aware advantage (a term that sees the return under attack), 5 seeds, learned attacks on each"),
