@@ -30,6 +30,7 @@ from robustrl.report.claims import paper_values, roles_at_pick
 from robustrl.report.paper import default_reference, load_reference, paper_entries, paper_method
 from robustrl.report.study import (
     BROKEN_FRACTION,
+    HELD_OUT_DROP,
     PAPER_KAPPAS,
     broken_interval_cell,
     format_broken_interval,
@@ -502,9 +503,6 @@ PAPER_STEP_SIZE = {  # Table 10: step size k * eps/steps at 10 steps, k = 1, 2, 
     "HalfCheetah-v5": {1: (4623, 3453), 2: (4307, 3754), 3: (4549, 3988)},
     "Ant-v5": {1: (5024, 4171), 2: (4772, 4124), 3: (4853, 4226)},
 }
-
-
-HELD_OUT_DROP = 0.2  # issue 17, item 6 (benchmarks/held_out.py's DROP): a held-out attack lowering a worst case by more
 
 
 def held_out_table(results: Path = ROOT / "benchmarks" / "results") -> pd.DataFrame:

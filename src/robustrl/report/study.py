@@ -168,6 +168,9 @@ def kappa_grid(
 
 
 BROKEN_FRACTION = 0.5  # an agent is broken when an attack leaves it < 50% of its natural return
+# issue 17, item 6: a held-out attack (one the agent was not tuned against) is flagged when it
+# lowers the agent's worst case by more than this fraction (benchmarks/held_out.py, the BARPO page)
+HELD_OUT_DROP = 0.2
 
 
 def reliability(per_run: pd.DataFrame, attacks: Sequence[str], evaluations: pd.DataFrame | None = None) -> pd.DataFrame:
