@@ -389,13 +389,17 @@ def label_settings(saved: dict) -> dict[tuple[str, str], str]:
     return {key: " / ".join(sorted(names)) for key, names in found.items()}
 
 
-def settings_pooled(reliability: pd.DataFrame, settings_of: dict[str, dict[tuple[str, str], str]]) -> list[str]:
+def settings_pooled(reliability: pd.DataFrame, settings_of: dict[str, dict[tuple[str, str], str]],
+                    per_run: pd.DataFrame | None = None, held_out: pd.DataFrame | None = None) -> list[str]:  # fmt: skip
     """The seeds a learned attack breaks per training setting, pooled over tasks: one setting tried
     on several tasks has more seeds than any one task (5 unbroken seeds leave the exact interval
     reaching 52%; 11 leave 28%). Reads the learned attacks fitted on every seed (reliability rows
     with >= 2 agents; per task and label, the study that attacked the most), and lists only the
     settings tried on two tasks or more. The tasks differ in eps, budget (Ant: 10M steps) and
-    PPO's hyperparameters, so a pooled fraction says how often the setting breaks, not why."""
+    PPO's hyperparameters, so a pooled fraction says how often the setting breaks, not why. Given
+    ``per_run`` and the held-out pages (:func:`held_out_table`), each cell also counts the seeds
+    broken once the peers' transferred adversaries count (:func:`broken_with_transfers`), where
+    every seed of the cell met them; the pooled column counts them where every cell has."""
     if not len(reliability) or "study" not in reliability:
         return []
     tried = reliability[reliability["agents"] >= 2].sort_values("agents", ascending=False, kind="stable").copy()
@@ -410,18 +414,38 @@ def settings_pooled(reliability: pd.DataFrame, settings_of: dict[str, dict[tuple
     envs = [env for env in TASKS if env in set(pooled["env"])]
     lines = ["", "### Pooled over tasks: the seeds a learned attack breaks per training setting", "",
              "Settings tried with a learned attack fitted on every seed on two tasks or more (per task: broken of attacked, "
-             "from the study that attacked the most), under each seed's own fits; the peers' adversaries transferred can break "
-             "more (each task's \"Held-out attacks\"). The tasks differ in eps, budget and PPO's "
+             "from the study that attacked the most), under each seed's own fits, and in brackets where more break once every "
+             "adversary fitted on the seed's peers is replayed on it (each task's \"Held-out attacks\"). The tasks differ in eps, budget and PPO's "
              "hyperparameters: a pooled fraction says how often a setting breaks, not why.", "",
              "| setting | " + " | ".join(envs) + " | pooled: broken of agents [exact 95% interval] |",
              "|---|" + "---:|" * len(envs) + "---|"]  # fmt: skip
+    pooled = pooled.assign(transfers=[transfer_count(row, per_run, held_out) for _, row in pooled.iterrows()])
     order = pooled.groupby("setting").apply(lambda g: g["broken"].sum() / g["agents"].sum(), include_groups=False).sort_values(kind="stable")
     for setting in order.index:
         group = pooled[pooled["setting"] == setting].set_index("env")
-        cells = [f"{int(group.at[env, 'broken'])} of {int(group.at[env, 'agents'])}" if env in group.index else "" for env in envs]
+
+        def cell(env: str) -> str:
+            own, transferred = int(group.at[env, "broken"]), group.at[env, "transfers"]
+            more = f" ({int(transferred)} with transfers)" if transferred is not None and not pd.isna(transferred) and transferred != own else ""
+            return f"{own} of {int(group.at[env, 'agents'])}{more}"
+
+        cells = [cell(env) if env in group.index else "" for env in envs]
         broken, agents = int(group["broken"].sum()), int(group["agents"].sum())
-        lines.append(f"| {setting} | " + " | ".join(cells) + f" | {broken} of {agents} {broken_interval_cell(broken, agents)} |")
+        transfers = "" if group["transfers"].isna().any() else f"; {int(group['transfers'].sum())} of {agents} with transfers"
+        lines.append(f"| {setting} | " + " | ".join(cells) + f" | {broken} of {agents} {broken_interval_cell(broken, agents)}{transfers} |")
     return lines
+
+
+def transfer_count(row: pd.Series, per_run: pd.DataFrame | None, held_out: pd.DataFrame | None) -> float:
+    """One reliability row's seeds broken counting the peers' transferred adversaries
+    (:func:`broken_with_transfers` on the row's runs); NaN where they were not all replayed."""
+    if per_run is None or held_out is None or not len(per_run) or "run" not in per_run:
+        return math.nan
+    mine = per_run[(per_run["env"] == row["env"]) & (per_run["label"] == row["label"])]
+    if "study" in mine:
+        mine = mine[mine["study"] == row["study"]]
+    count = broken_with_transfers(set(mine["run"]), held_out)
+    return math.nan if count is None else float(count)
 
 
 def guidance_pooled(env: str, per_run: pd.DataFrame, methods: dict[str, tuple[str, bool | None]]) -> list[str]:
@@ -823,7 +847,7 @@ def main() -> None:
     for env in TASKS:
         lines += quality_goal(env, per_run, median, reliability, reference, grid) if len(median) else [f"- {env}: not run."]
         lines += settings_tried(env, median, reliability)
-    lines += settings_pooled(reliability, settings_of)
+    lines += settings_pooled(reliability, settings_of, per_run, held_out)
     tradeoff = plot_settings(median, reliability, reference, args.out)
     if tradeoff:
         lines += ["", f"![settings tried](barpo_table2/{tradeoff.name}) Per task, each setting tried for no seed broken: "

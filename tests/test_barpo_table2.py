@@ -391,6 +391,28 @@ def test_settings_are_pooled_over_tasks_by_their_config_each_task_once():
                      "| bar-ppo, kappa 1 | 2 of 4 | 1 of 5 | 1 of 5 | 0 of 3 | 4 of 17 [7%, 50%] |"]  # fmt: skip
 
 
+def test_pooled_settings_count_the_seeds_transfers_break_where_every_seed_met_them():
+    import pandas as pd
+
+    table2 = _table2()
+    columns = ("study", "env", "label", "agents", "broken")
+    reliability = pd.DataFrame([dict(zip(columns, row)) for row in [
+        ("rel", "Hopper-v5", "bar-ppo-k1", 2, 0), ("wc", "Walker2d-v5", "bar-ppo", 2, 1)]])  # fmt: skip
+    settings_of = {"rel": {("Hopper-v5", "bar-ppo-k1"): "k1"}, "wc": {("Walker2d-v5", "bar-ppo"): "k1"}}
+    per_run = pd.DataFrame([{"study": study, "env": env, "label": label, "run": run} for study, env, label, run in [
+        ("rel", "Hopper-v5", "bar-ppo-k1", "h0"), ("rel", "Hopper-v5", "bar-ppo-k1", "h1"),
+        ("wc", "Walker2d-v5", "bar-ppo", "w0"), ("wc", "Walker2d-v5", "bar-ppo", "w1")]])  # fmt: skip
+    # h1 falls to 0.3 of natural under a peer's adversary; h0 holds; w0 holds (w1 broken by its own fits)
+    held_out = pd.DataFrame([{"run": run, "natural": 1000.0, "learned_worst": worst, "held_out_worst": worst}
+                             for run, worst in [("h0", 900.0), ("h1", 300.0), ("w0", 800.0), ("w1", 400.0)]])  # fmt: skip
+    row = [line for line in table2.settings_pooled(reliability, settings_of, per_run, held_out) if line.startswith("| k1")]
+    assert row == ["| k1 | 0 of 2 (1 with transfers) | 1 of 2 | 1 of 4 [1%, 81%]; 2 of 4 with transfers |"]
+    # a seed that met no transferred adversary: its cell and the pooled column say nothing of transfers
+    row = [line for line in table2.settings_pooled(reliability, settings_of, per_run, held_out[held_out["run"] != "w0"])
+           if line.startswith("| k1")]  # fmt: skip
+    assert row == ["| k1 | 0 of 2 (1 with transfers) | 1 of 2 | 1 of 4 [1%, 81%] |"]
+
+
 def test_held_out_pages_count_the_seeds_a_transferred_adversary_breaks(tmp_path):
     """Item 6 on the page: each held-out page's agents, the ones flagged, and the seeds broken once
     the peers' adversaries count; the quality goal counts those too."""
