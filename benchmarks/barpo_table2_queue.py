@@ -87,6 +87,8 @@ QUEUE = (
     Step("barpo_walker_cheetah", "studies/barpo_walker_cheetah.yaml", ("wocar-ppo", "radial-ppo"), "item 2: Table 2's WocaR-PPO and RADIAL-PPO, if compute allows"),
     Step("barpo_reliability", "studies/barpo_reliability.yaml", ("bar-ppo-k1-wocar",),
          "item 5: BAR-PPO on WocaR's worst-case-aware advantage (a term that sees the return under attack), 5 seeds, learned attacks on each"),
+    Step("barpo_walker_cheetah", "studies/barpo_walker_cheetah.yaml", ("radial-ppo-corners",),
+         "item 2: RADIAL-PPO with the reference code's bound (ours, the exact one, did not learn Walker2d / HalfCheetah at 2M steps), 3 seeds each"),
 )  # fmt: skip
 
 

@@ -304,6 +304,32 @@ def test_radial_worst_surrogate_is_below_the_surrogate_anywhere_in_the_ball():
     assert worst.mean() < clean.mean()
 
 
+def test_radial_corner_bound_is_the_references_three_point_minimum_and_never_below_the_exact_one():
+    """``radial_bound: corners`` (the reference's ``radial_ppo_step``): per sample the lowest
+    clipped surrogate with the mean at the clean output and at the IBP box's two corners; the
+    exact per-dimension bound is below it (it contains the corners), and on a linear policy the
+    corners are mu -+ delta, delta = eps ||W_i||_1."""
+    eps = 0.15
+    policy = make_policy(hidden=())
+    corners = OBJECTIVES["radial-ppo"](make_config("radial-ppo", radial_bound="corners"))
+    exact = OBJECTIVES["radial-ppo"](make_config("radial-ppo"))
+    batch = make_batch(policy, n=128)
+    with torch.no_grad():
+        mean = policy.actor(batch.obs)
+        delta = eps * policy.actor[-1].weight.abs().sum(1)
+        expected = torch.stack([g((log_density(batch.actions, m, policy.log_std) - batch.log_probs).exp(), batch.advantages)
+                                for m in (mean, mean - delta, mean + delta)]).amin(0)  # fmt: skip
+        got = corners.worst_surrogate(batch, policy, eps)
+        assert torch.allclose(got, expected, atol=1e-6)
+        tight = exact.worst_surrogate(batch, policy, eps)
+        assert (tight <= got + 1e-6).all() and tight.mean() < got.mean()  # 2 action dims: strictly more pessimistic
+    term, _ = corners.loss(batch, policy, eps)  # differentiable through the bounds
+    term.backward()
+    assert policy.actor[-1].weight.grad is not None and torch.isfinite(policy.actor[-1].weight.grad).all()
+    with pytest.raises(InvalidArgumentError, match="radial_bound"):
+        RobustConfig(radial_bound="box").validate()
+
+
 def test_wocar_worst_action_lies_in_the_ibp_box_and_lowers_q():
     eps = 0.1
     policy, objective = make_policy(), OBJECTIVES["wocar-ppo"](make_config("wocar-ppo"))

@@ -98,9 +98,10 @@ def check_field_types(instance: Any, prefix: str = "") -> None:
 # Speed switches among them stay out of study run names (robustrl.experiments.spec.config_hash).
 LEGACY_PPO_VALUES: dict[str, Any] = {"fast_rollout": False, "fast_inner": False, "learn_std": True}
 # Robust knobs newer than the studies, at the value that means what their absence meant.
-LEGACY_ROBUST_VALUES: dict[str, Any] = {"guidance_until": 1.0}
+LEGACY_ROBUST_VALUES: dict[str, Any] = {"guidance_until": 1.0, "radial_bound": "exact"}
 # The speed switches among them (results equal up to float rounding): never part of a run's name.
 SPEED_SWITCHES = ("fast_rollout", "fast_inner", "skip_guards")
+RADIAL_BOUNDS = ("exact", "corners")  # RobustConfig.radial_bound
 # What a run reports besides training, not how it trains (the same agent with or without): never
 # part of a run's name either.
 MONITORING = ("eval_every", "eval_episodes")
@@ -320,6 +321,9 @@ class RobustConfig:
     q_epochs: int = 10  # WocaR: epochs of Q_w regression per iteration (reference "q_epochs")
     q_tau: float = 0.001  # WocaR: soft update rate of Q_w's target copy per step (reference "tau")
     radial_mix: float = 0.5  # RADIAL: weight of the worst-case surrogate (clean gets 1 - mix)
+    # RADIAL: the worst case over the IBP box per action dimension ("exact"), or, as the reference
+    # code, the lowest of the surrogates at the clean mean and the box's two corners ("corners")
+    radial_bound: str = "exact"
 
     def validate(self) -> None:
         check_field_types(self, "robust.")
@@ -355,6 +359,8 @@ class RobustConfig:
             raise InvalidArgumentError(f"robust.q_tau must be in (0, 1], got {self.q_tau}")
         if not 0.0 <= self.radial_mix <= 1.0:
             raise InvalidArgumentError(f"robust.radial_mix must be in [0, 1], got {self.radial_mix}")
+        if self.radial_bound not in RADIAL_BOUNDS:
+            raise InvalidArgumentError(f"robust.radial_bound must be one of {list(RADIAL_BOUNDS)}, got {self.radial_bound!r}")
 
     def target_eps(self, env_id: str) -> float:
         return default_eps(env_id) if self.eps is None else float(self.eps)

@@ -24,10 +24,13 @@ is the weight. With eps = 0 (the start of the eps schedule) or m = 0 the loss is
 exactly: like the reference's ``if current_eps > 0`` branch, the bounds are then not computed.
 
 Where we follow the code and where we simplify:
-- the per-dimension worst means are the exact extremes of a Gaussian log-likelihood over the box.
-  The reference takes the minimum of the six surrogates at the clean mean and at the two box
-  corners ``ub_mean`` / ``lb_mean``; our bounds contain those corners, so g_worst here is never
-  above the reference's (it is the exact worst case over the IBP box);
+- ``radial_bound: exact`` (the default): the per-dimension worst means are the exact extremes of a
+  Gaussian log-likelihood over the box. The reference takes the minimum of the six surrogates at
+  the clean mean and at the two box corners ``ub_mean`` / ``lb_mean``; our bounds contain those
+  corners, so g_worst here is never above the reference's (it is the exact worst case over the IBP
+  box, and more pessimistic the more action dimensions there are). ``radial_bound: corners`` does
+  what the reference does (continuous actions only), for runs that must match it: at our 2M steps
+  the exact bound's RADIAL-PPO did not learn Walker2d or HalfCheetah (session 26, README);
 - plain IBP (:mod:`robustrl.policies.ibp`) instead of auto_LiRPA's CROWN-IBP mixture with its beta
   schedule (the reference anneals towards IBP as well); l_2 balls use their bounding box;
 - the shared linear eps schedule (0 -> target over 75% of the iterations) instead of the
@@ -45,6 +48,7 @@ import torch
 
 from robustrl.algos.objectives.common import RobustObjective, clipped_surrogate
 from robustrl.algos.ppo import Batch
+from robustrl.errors import InvalidArgumentError
 from robustrl.policies.ibp import interval_bounds
 
 
@@ -71,13 +75,14 @@ def log_likelihood_bounds(
 class RADIALPPO(RobustObjective):
     """RADIAL-PPO's adversarial loss; see the module docstring."""
 
-    knobs = ("eps", "norm", "eps_warmup_fraction", "radial_mix")  # no kappa, no inner solver: IBP bounds
+    knobs = ("eps", "norm", "eps_warmup_fraction", "radial_mix", "radial_bound")  # no kappa, no inner solver: IBP bounds
     pure_iteration_loss = True  # eps read from the batch (store_eps): ppo.compile traces the term
 
     def __init__(self, config: Any):
         super().__init__(config)
         self.guidance = False  # L_radial contains the clean surrogate itself (weight 1 - radial_mix)
         self.mix = config.robust.radial_mix
+        self.corners = config.robust.radial_bound == "corners"
 
     def prepare(self, batch: Batch, policy: Any, eps: float) -> None:
         """Nothing to solve ahead: the bounds are computed per minibatch with the current
@@ -89,11 +94,31 @@ class RADIALPPO(RobustObjective):
         (``eps``: a number, or one radius per sample)."""
         radius = eps[:, None] if isinstance(eps, torch.Tensor) else eps
         lower, upper = interval_bounds(policy.actor, minibatch.obs - radius, minibatch.obs + radius)
-        lowest, highest = log_likelihood_bounds(policy, lower, upper, minibatch.actions)
         advantages = minibatch.advantages
+        if self.corners:
+            return self.corner_surrogate(minibatch, policy, lower, upper)
+        lowest, highest = log_likelihood_bounds(policy, lower, upper, minibatch.actions)
         # Select before exponentiating, so the unused bound never enters the backward pass.
         worst_log_prob = torch.where(advantages >= 0, lowest, highest)
         return clipped_surrogate((worst_log_prob - minibatch.log_probs).exp(), advantages, self.clip_eps)
+
+    def corner_surrogate(self, minibatch: Batch, policy: Any, lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
+        """The reference's worst case (``radial_ppo_step``): per sample, the lowest clipped
+        surrogate with the Gaussian mean at the clean output, at the box's lower corner and at its
+        upper corner. Not a bound over the whole box (a mean between the corners, or one mixing
+        them per dimension, can be worse): :meth:`worst_surrogate`'s exact bound is."""
+        if not policy.continuous:
+            raise InvalidArgumentError("robust.radial_bound 'corners' is for continuous actions (Gaussian means); use 'exact'")
+        std = policy.log_std.exp().expand_as(lower)
+        clean = policy.actor(minibatch.obs)
+        surrogates = [
+            clipped_surrogate(
+                (torch.distributions.Normal(mean, std, validate_args=False).log_prob(minibatch.actions).sum(-1) - minibatch.log_probs).exp(),
+                minibatch.advantages, self.clip_eps,
+            )
+            for mean in (clean, lower, upper)
+        ]  # fmt: skip
+        return torch.stack(surrogates).amin(0)
 
     def loss(self, minibatch: Batch, policy: Any, eps: float) -> tuple[torch.Tensor, dict[str, float]]:
         log_prob, entropy = policy.log_prob_and_entropy(minibatch.obs, minibatch.actions)
