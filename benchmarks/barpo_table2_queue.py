@@ -85,10 +85,13 @@ QUEUE = (
     Step("barpo_wc_reliability", "studies/barpo_wc_reliability.yaml", ("bar-ppo-k2",),
          "quality goal: kappa 2 on Walker2d / HalfCheetah (kappa 1 breaks 1 of 5 per task, kappa 3 none of 3 but costs a quarter of the natural return), 5 seeds each (3-4 added in session 26), learned attacks on each"),
     Step("barpo_walker_cheetah", "studies/barpo_walker_cheetah.yaml", ("wocar-ppo", "radial-ppo"), "item 2: Table 2's WocaR-PPO and RADIAL-PPO, if compute allows"),
-    Step("barpo_reliability", "studies/barpo_reliability.yaml", ("bar-ppo-k1-wocar",),
-         "item 5: BAR-PPO on WocaR's worst-case-aware advantage (a term that sees the return under attack), 5 seeds, learned attacks on each"),
+    # session 27: RADIAL's reference bound first. The machine was replaced between sessions and
+    # bar-ppo-k1-wocar's two trained seeds (never snapshotted) were lost; the one-hour step lands
+    # whole this session, the 2-hour one resumes from its snapshot in the next
     Step("barpo_walker_cheetah", "studies/barpo_walker_cheetah.yaml", ("radial-ppo-corners",),
          "item 2: RADIAL-PPO with the reference code's bound (ours, the exact one, did not learn Walker2d / HalfCheetah at 2M steps), 3 seeds each"),
+    Step("barpo_reliability", "studies/barpo_reliability.yaml", ("bar-ppo-k1-wocar",),
+         "item 5: BAR-PPO on WocaR's worst-case-aware advantage (a term that sees the return under attack), 5 seeds, learned attacks on each"),
 )  # fmt: skip
 
 
