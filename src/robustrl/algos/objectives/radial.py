@@ -52,6 +52,11 @@ from robustrl.errors import InvalidArgumentError
 from robustrl.policies.ibp import interval_bounds
 
 
+def gaussian_log_likelihood(means: torch.Tensor, std: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """Joint log-likelihood of ``actions`` under independent Gaussians at ``means`` (per sample)."""
+    return torch.distributions.Normal(means, std, validate_args=False).log_prob(actions).sum(-1)
+
+
 def log_likelihood_bounds(
     policy: Any, lower: torch.Tensor, upper: torch.Tensor, actions: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -61,9 +66,7 @@ def log_likelihood_bounds(
         std = policy.log_std.exp().expand_as(lower)
         far = torch.where((actions - lower).abs() >= (actions - upper).abs(), lower, upper)
         near = torch.minimum(torch.maximum(actions, lower), upper)
-        lowest = torch.distributions.Normal(far, std, validate_args=False).log_prob(actions).sum(-1)
-        highest = torch.distributions.Normal(near, std, validate_args=False).log_prob(actions).sum(-1)
-        return lowest, highest
+        return gaussian_log_likelihood(far, std, actions), gaussian_log_likelihood(near, std, actions)
     taken = torch.nn.functional.one_hot(actions.long(), lower.shape[-1]).bool()
     worst_logits = torch.where(taken, lower, upper)
     best_logits = torch.where(taken, upper, lower)
@@ -112,12 +115,9 @@ class RADIALPPO(RobustObjective):
         std = policy.log_std.exp().expand_as(lower)
         clean = policy.actor(minibatch.obs)
         surrogates = [
-            clipped_surrogate(
-                (torch.distributions.Normal(mean, std, validate_args=False).log_prob(minibatch.actions).sum(-1) - minibatch.log_probs).exp(),
-                minibatch.advantages, self.clip_eps,
-            )
+            clipped_surrogate((gaussian_log_likelihood(mean, std, minibatch.actions) - minibatch.log_probs).exp(), minibatch.advantages, self.clip_eps)
             for mean in (clean, lower, upper)
-        ]  # fmt: skip
+        ]
         return torch.stack(surrogates).amin(0)
 
     def loss(self, minibatch: Batch, policy: Any, eps: float) -> tuple[torch.Tensor, dict[str, float]]:
