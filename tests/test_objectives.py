@@ -183,7 +183,7 @@ def radial_expected(policy, batch, eps, mix, entropy_coef):
 @pytest.mark.parametrize("mix", [0.5, 0.3, 1.0])
 def test_radial_loss_on_a_linear_policy(mix):
     eps = 0.15
-    config = make_config("radial-ppo", radial_mix=mix, ppo=dict(entropy_coef=0.01))
+    config = make_config("radial-ppo", radial_mix=mix, radial_bound="exact", ppo=dict(entropy_coef=0.01))
     policy, objective = make_policy(hidden=()), OBJECTIVES["radial-ppo"](config)
     assert objective.guidance is False  # the loss contains the clean surrogate itself
     batch = make_batch(policy)
@@ -289,9 +289,9 @@ def test_sa_ppo_ibp_bound_is_an_upper_bound():
 
 
 def test_radial_worst_surrogate_is_below_the_surrogate_anywhere_in_the_ball():
-    """Soundness of the IBP-based worst case on a 2-layer tanh policy."""
+    """Soundness of the exact IBP-based worst case (``radial_bound: exact``) on a 2-layer tanh policy."""
     eps = 0.1
-    policy, objective = make_policy(), OBJECTIVES["radial-ppo"](make_config("radial-ppo"))
+    policy, objective = make_policy(), OBJECTIVES["radial-ppo"](make_config("radial-ppo", radial_bound="exact"))
     batch = make_batch(policy, n=128)
     with torch.no_grad():
         worst = objective.worst_surrogate(batch, policy, eps)
@@ -311,8 +311,8 @@ def test_radial_corner_bound_is_the_references_three_point_minimum_and_never_bel
     corners are mu -+ delta, delta = eps ||W_i||_1."""
     eps = 0.15
     policy = make_policy(hidden=())
-    corners = OBJECTIVES["radial-ppo"](make_config("radial-ppo", radial_bound="corners"))
-    exact = OBJECTIVES["radial-ppo"](make_config("radial-ppo"))
+    corners = OBJECTIVES["radial-ppo"](make_config("radial-ppo"))  # the default since session 27
+    exact = OBJECTIVES["radial-ppo"](make_config("radial-ppo", radial_bound="exact"))
     batch = make_batch(policy, n=128)
     with torch.no_grad():
         mean = policy.actor(batch.obs)
@@ -328,6 +328,48 @@ def test_radial_corner_bound_is_the_references_three_point_minimum_and_never_bel
     assert policy.actor[-1].weight.grad is not None and torch.isfinite(policy.actor[-1].weight.grad).all()
     with pytest.raises(InvalidArgumentError, match="radial_bound"):
         RobustConfig(radial_bound="box").validate()
+
+
+def test_radial_bound_default_is_the_references_and_older_runs_keep_theirs():
+    """``radial_bound`` defaults to "corners" (the published numbers' bound). A RADIAL-PPO config
+    saved before the knob existed reads back as "exact", what it trained with; a config of any
+    other method reads back with today's default, so its saved and fresh configs agree. Neither a
+    run's name nor a fitted adversary's identity sees the knob where its method does not read it."""
+    from robustrl.attacks.adversary import _training_identity
+    from robustrl.experiments.spec import config_hash
+
+    assert RobustConfig().radial_bound == "corners"
+    for algo, read_back in (("radial-ppo", "exact"), ("bar-ppo", "corners"), ("ppo", "corners")):
+        saved = TrainConfig(env_id="Hopper-v5", algo=algo).to_dict()
+        del saved["robust"]["radial_bound"]  # a run written before the knob
+        assert TrainConfig.from_dict(saved).robust.radial_bound == read_back
+    radial = lambda bound: TrainConfig(env_id="Hopper-v5", algo="radial-ppo", robust=RobustConfig(radial_bound=bound))  # noqa: E731
+    old = TrainConfig(env_id="Hopper-v5", algo="radial-ppo").to_dict()
+    del old["robust"]["radial_bound"]
+    assert config_hash(radial("exact")) == config_hash(TrainConfig.from_dict(old))  # existing exact runs keep their names
+    assert config_hash(radial("corners")) != config_hash(radial("exact"))
+    for algo in ("ppo", "bar-ppo"):  # a knob the method does not read: no rename, no refit
+        configs = [TrainConfig(env_id="Hopper-v5", algo=algo, robust=RobustConfig(radial_bound=b)) for b in ("exact", "corners")]
+        assert config_hash(configs[0]) == config_hash(configs[1])
+        assert _training_identity(configs[0].to_dict()) == _training_identity(configs[1].to_dict())
+    assert _training_identity(radial("exact").to_dict()) != _training_identity(radial("corners").to_dict())
+
+
+def test_radial_corners_on_a_categorical_policy_is_the_logit_box_bound():
+    """The default bound on discrete actions (no Gaussian means to put at corners) is the exact
+    logit-box bound, as the reference's discrete variants: no error mid-training, same numbers."""
+    torch.manual_seed(0)
+    policy = ActorCritic(gym.spaces.Box(-np.inf, np.inf, (OBS_DIM,)), gym.spaces.Discrete(3), (16,), "tanh")
+    with torch.no_grad():
+        policy.actor[-1].weight.mul_(30.0)
+        obs = torch.randn(64, OBS_DIM)
+        actions = policy.distribution(obs).sample()
+        log_probs = policy.log_prob(policy.distribution(obs), actions)
+    advantages = torch.randn(64)
+    batch = Batch(obs, actions.float(), log_probs, torch.zeros(64), advantages, advantages)
+    bounds = {b: OBJECTIVES["radial-ppo"](make_config("radial-ppo", radial_bound=b)).worst_surrogate(batch, policy, 0.1) for b in ("corners", "exact")}
+    assert torch.equal(bounds["corners"], bounds["exact"])
+    assert bounds["exact"].mean() < g((log_probs - log_probs).exp(), advantages).mean()
 
 
 def test_wocar_worst_action_lies_in_the_ibp_box_and_lowers_q():

@@ -98,10 +98,29 @@ def check_field_types(instance: Any, prefix: str = "") -> None:
 # Speed switches among them stay out of study run names (robustrl.experiments.spec.config_hash).
 LEGACY_PPO_VALUES: dict[str, Any] = {"fast_rollout": False, "fast_inner": False, "learn_std": True}
 # Robust knobs newer than the studies, at the value that means what their absence meant.
+# (radial_bound: RADIAL-PPO runs saved before the knob used the exact bound; no other method reads it)
 LEGACY_ROBUST_VALUES: dict[str, Any] = {"guidance_until": 1.0, "radial_bound": "exact"}
 # The speed switches among them (results equal up to float rounding): never part of a run's name.
 SPEED_SWITCHES = ("fast_rollout", "fast_inner", "skip_guards")
 RADIAL_BOUNDS = ("exact", "corners")  # RobustConfig.radial_bound
+
+
+def reads_robust_knob(algo: str, name: str) -> bool:
+    """Whether method ``algo`` reads robust knob ``name``, for the knobs only some methods read
+    whose default changed (``radial_bound``: RADIAL-PPO's alone); True for every other knob."""
+    return name != "radial_bound" or algo == "radial-ppo"
+
+
+def robust_identity(data: dict[str, Any]) -> dict[str, Any]:
+    """A config dict's robust section as run names (:func:`robustrl.experiments.spec.config_hash`)
+    and fitted-adversary reuse compare it: without the knobs newer than the studies at the value
+    their absence meant (LEGACY_ROBUST_VALUES), nor the ones its method does not read
+    (:func:`reads_robust_knob`), so a change of their defaults renames and refits nothing."""
+    algo = data.get("algo", "ppo")
+    return {
+        k: v for k, v in data.get("robust", {}).items()
+        if reads_robust_knob(algo, k) and not (k in LEGACY_ROBUST_VALUES and v == LEGACY_ROBUST_VALUES[k])
+    }  # fmt: skip
 # What a run reports besides training, not how it trains (the same agent with or without): never
 # part of a run's name either.
 MONITORING = ("eval_every", "eval_episodes")
@@ -321,9 +340,11 @@ class RobustConfig:
     q_epochs: int = 10  # WocaR: epochs of Q_w regression per iteration (reference "q_epochs")
     q_tau: float = 0.001  # WocaR: soft update rate of Q_w's target copy per step (reference "tau")
     radial_mix: float = 0.5  # RADIAL: weight of the worst-case surrogate (clean gets 1 - mix)
-    # RADIAL: the worst case over the IBP box per action dimension ("exact"), or, as the reference
-    # code, the lowest of the surrogates at the clean mean and the box's two corners ("corners")
-    radial_bound: str = "exact"
+    # RADIAL: as the reference code (and so the published numbers), the lowest of the surrogates
+    # at the clean mean and the IBP box's two corners ("corners", the default since session 27), or
+    # the exact worst case over the box per action dimension ("exact": a true bound, but at 2M
+    # steps it did not learn Walker2d or HalfCheetah, where "corners" did; README, issue 17)
+    radial_bound: str = "corners"
 
     def validate(self) -> None:
         check_field_types(self, "robust.")
@@ -533,6 +554,10 @@ class TrainConfig:
         for name, value in LEGACY_PPO_VALUES.items():  # knobs newer than the file: its old meaning
             ppo_data.setdefault(name, value)
         robust_data = dict(data.pop("robust", {}))  # absent in runs written before robust training
+        for name, value in LEGACY_ROBUST_VALUES.items():  # knobs newer than the file: its old meaning
+            if name in robust_data or not reads_robust_knob(data.get("algo", "ppo"), name):
+                continue  # a knob its method does not read takes today's default: saved and fresh configs agree
+            robust_data[name] = value
         unknown = set(robust_data) - {f.name for f in fields(RobustConfig)}
         if unknown:
             raise InvalidArgumentError(f"unknown robust config keys: {sorted(unknown)}")

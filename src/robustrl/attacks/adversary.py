@@ -162,13 +162,14 @@ def _training_identity(config: Any) -> Any:
     TrainConfig.from_dict (a key newer than the save takes the value its absence meant), without
     the speed switches, the monitoring and ``compile`` (it follows whether the machine has a C++
     compiler; results equal up to float rounding). None for a config that does not read back."""
-    from robustrl.config import MONITORING, SPEED_SWITCHES
+    from robustrl.config import MONITORING, SPEED_SWITCHES, robust_identity
 
     try:
         data = _as_json(TrainConfig.from_dict(dict(config)).to_dict())
     except (InvalidArgumentError, TypeError, ValueError, KeyError):
         return None
     data["ppo"] = {k: v for k, v in data.get("ppo", {}).items() if k not in (*SPEED_SWITCHES, *MONITORING, "compile")}
+    data["robust"] = robust_identity(data)  # e.g. radial_bound, saved "exact" before its default changed
     return data
 
 

@@ -134,20 +134,21 @@ def config_hash(config: Any) -> str:
     """First 10 hex digits of the SHA-256 of the config's canonical JSON, without the speed
     switches added after studies existed (``ppo.fast_rollout``: results equal up to float
     rounding), and without newer knobs at the value that means what their absence meant
-    (``ppo.learn_std: true``, ``robust.guidance_until: 1``, ``atla`` off), so every existing study keeps its run names."""
+    (``ppo.learn_std: true``, ``robust.guidance_until: 1``, ``atla`` off), nor robust knobs the
+    method does not read (``radial_bound`` outside RADIAL-PPO), so every existing study keeps its run names."""
     from robustrl.config import (
         LEGACY_PPO_VALUES,
-        LEGACY_ROBUST_VALUES,
         MONITORING,
         SPEED_SWITCHES,
         learned_adversary_on,
+        robust_identity,
     )
 
     data = config.to_dict()
     if not learned_adversary_on(data.get("atla")):
         data.pop("atla", None)  # off, as in every run before it existed: the same names
     if isinstance(data.get("robust"), dict):
-        data["robust"] = {k: v for k, v in data["robust"].items() if not (k in LEGACY_ROBUST_VALUES and v == LEGACY_ROBUST_VALUES[k])}
+        data["robust"] = robust_identity(data)
     if isinstance(data.get("ppo"), dict):
         data["ppo"] = {
             k: v for k, v in data["ppo"].items()

@@ -24,13 +24,15 @@ is the weight. With eps = 0 (the start of the eps schedule) or m = 0 the loss is
 exactly: like the reference's ``if current_eps > 0`` branch, the bounds are then not computed.
 
 Where we follow the code and where we simplify:
-- ``radial_bound: exact`` (the default): the per-dimension worst means are the exact extremes of a
-  Gaussian log-likelihood over the box. The reference takes the minimum of the six surrogates at
-  the clean mean and at the two box corners ``ub_mean`` / ``lb_mean``; our bounds contain those
-  corners, so g_worst here is never above the reference's (it is the exact worst case over the IBP
-  box, and more pessimistic the more action dimensions there are). ``radial_bound: corners`` does
-  what the reference does (continuous actions only), for runs that must match it: at our 2M steps
-  the exact bound's RADIAL-PPO did not learn Walker2d or HalfCheetah (session 26, README);
+- ``radial_bound: corners`` (the default since session 27) does what the reference does: the
+  minimum of the surrogates at the clean mean and at the two box corners ``ub_mean`` /
+  ``lb_mean``. ``radial_bound: exact`` takes the per-dimension worst means, the exact extremes of a
+  Gaussian log-likelihood over the box; those bounds contain the corners, so its g_worst is never
+  above the reference's (it is the exact worst case over the IBP box, and more pessimistic the
+  more action dimensions there are). At our 2M steps the exact bound's RADIAL-PPO did not learn
+  Walker2d or HalfCheetah and the reference's did (README, issue 17), hence the default. For
+  categorical policies both read the exact logit-box bound below, as the reference's
+  discrete-action variants do;
 - plain IBP (:mod:`robustrl.policies.ibp`) instead of auto_LiRPA's CROWN-IBP mixture with its beta
   schedule (the reference anneals towards IBP as well); l_2 balls use their bounding box;
 - the shared linear eps schedule (0 -> target over 75% of the iterations) instead of the
@@ -48,7 +50,6 @@ import torch
 
 from robustrl.algos.objectives.common import RobustObjective, clipped_surrogate
 from robustrl.algos.ppo import Batch
-from robustrl.errors import InvalidArgumentError
 from robustrl.policies.ibp import interval_bounds
 
 
@@ -98,7 +99,7 @@ class RADIALPPO(RobustObjective):
         radius = eps[:, None] if isinstance(eps, torch.Tensor) else eps
         lower, upper = interval_bounds(policy.actor, minibatch.obs - radius, minibatch.obs + radius)
         advantages = minibatch.advantages
-        if self.corners:
+        if self.corners and policy.continuous:  # categorical: the logit box's exact bound, as the reference's
             return self.corner_surrogate(minibatch, policy, lower, upper)
         lowest, highest = log_likelihood_bounds(policy, lower, upper, minibatch.actions)
         # Select before exponentiating, so the unused bound never enters the backward pass.
@@ -109,9 +110,7 @@ class RADIALPPO(RobustObjective):
         """The reference's worst case (``radial_ppo_step``): per sample, the lowest clipped
         surrogate with the Gaussian mean at the clean output, at the box's lower corner and at its
         upper corner. Not a bound over the whole box (a mean between the corners, or one mixing
-        them per dimension, can be worse): :meth:`worst_surrogate`'s exact bound is."""
-        if not policy.continuous:
-            raise InvalidArgumentError("robust.radial_bound 'corners' is for continuous actions (Gaussian means); use 'exact'")
+        them per dimension, can be worse): ``radial_bound: exact`` is. Gaussian policies only."""
         std = policy.log_std.exp().expand_as(lower)
         clean = policy.actor(minibatch.obs)
         surrogates = [
