@@ -104,6 +104,10 @@ LEGACY_ROBUST_VALUES: dict[str, Any] = {"guidance_until": 1.0, "radial_bound": "
 SPEED_SWITCHES = ("fast_rollout", "fast_inner", "skip_guards")
 RADIAL_BOUNDS = ("exact", "corners")  # RobustConfig.radial_bound
 
+# What a run reports besides training, not how it trains (the same agent with or without): never
+# part of a run's name either.
+MONITORING = ("eval_every", "eval_episodes")
+
 
 def reads_robust_knob(algo: str, name: str) -> bool:
     """Whether method ``algo`` reads robust knob ``name``, for the knobs only some methods read
@@ -121,9 +125,6 @@ def robust_identity(data: dict[str, Any]) -> dict[str, Any]:
         k: v for k, v in data.get("robust", {}).items()
         if reads_robust_knob(algo, k) and not (k in LEGACY_ROBUST_VALUES and v == LEGACY_ROBUST_VALUES[k])
     }  # fmt: skip
-# What a run reports besides training, not how it trains (the same agent with or without): never
-# part of a run's name either.
-MONITORING = ("eval_every", "eval_episodes")
 
 
 @dataclass(frozen=True)
